@@ -1,0 +1,3 @@
+"""labctl: unattended electrochemistry lab control."""
+
+__version__ = "0.1.0"

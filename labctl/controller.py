@@ -1,0 +1,139 @@
+"""The controller: builds a channel (devices + clock + recorder) and runs a protocol on it.
+
+This is the Python API behind ``labctl run``; notebooks and the scheduler use it
+directly::
+
+    from labctl.controller import run_protocol
+    outcome = run_protocol("protocols/library/symmetric-0.5mA.yaml", sim=True, preset="br-mg", seed=1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from drivers import registry
+from drivers.contracts import ChannelDevices
+from labctl.clock import Clock, clock_for_speed
+from labctl.engine import Engine, Progress, RunOutcome, _walk
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad option, missing file): message, exit code 2, no traceback."""
+
+
+@dataclass
+class SimSettings:
+    preset: str = "br-mg"
+    seed: int = 0
+    replicate: int = 0
+
+
+def protocol_needs(protocol: Any) -> dict[str, bool]:
+    kinds = {s.kind for s in _walk(protocol.steps)}
+    automated = any(s.kind == "dip_coat" and s.mode == "automated" for s in _walk(protocol.steps))
+    return {"stage": "temperature" in kinds, "dip_coater": automated,
+            "manual": any(s.kind == "dip_coat" and s.mode == "manual" for s in _walk(protocol.steps))}
+
+
+def build_sim_channel(protocol: Any, clock: Clock, sim: SimSettings) -> ChannelDevices:
+    """Simulated potentiostat (+ stage, + dip coater when the protocol needs them)."""
+    from simulators.presets import load_preset
+
+    preset = load_preset(sim.preset)
+    needs = protocol_needs(protocol)
+    stage = None
+    if needs["stage"]:
+        stage = registry.create("temperature_stage", "sim", clock=clock, seed=sim.seed)
+    coater = registry.create("dip_coater", "sim", clock=clock) if needs["dip_coater"] else None
+    cell = protocol.cell
+    pstat = registry.create(
+        "potentiostat", "sim", clock=clock, preset=preset, cell_kind=cell.kind, area_cm2=cell.area_cm2,
+        cathode_mass_g=cell.cathode_mass_g, seed=sim.seed, replicate=sim.replicate, stage=stage)
+    for dev in (pstat, stage, coater):
+        if dev is not None:
+            dev.connect()
+    return ChannelDevices(pstat, stage, coater)
+
+
+def build_driver_channel(protocol: Any, clock: Clock, driver: str, options: dict[str, str],
+                         stage: str | None = None, stage_options: dict[str, str] | None = None) -> ChannelDevices:
+    """Devices from the driver registry (entry points), e.g. a third-party potentiostat."""
+    try:
+        pstat = registry.create("potentiostat", driver, clock=clock, **options)
+        st = registry.create("temperature_stage", stage, clock=clock, **(stage_options or {})) if stage else None
+    except registry.UnknownDriver as e:
+        raise UserError(str(e)) from None
+    pstat.connect()
+    if st is not None:
+        st.connect()
+    return ChannelDevices(pstat, st, None)
+
+
+def run_protocol(
+    protocol: Any,
+    *,
+    db: Any | None = None,
+    sim: SimSettings | None = None,
+    devices: ChannelDevices | None = None,
+    clock: Clock | None = None,
+    speed: str | float | None = "max",
+    channel: str = "sim-1",
+    operator: Any | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    meta: dict | None = None,
+) -> RunOutcome:
+    """Run ``protocol`` (a path or a validated model) and record it in ``db`` (a :class:`db.Database`).
+
+    With ``sim`` and no ``devices``, a simulated channel is built from the preset.
+    """
+    from protocols import load_protocol
+
+    if isinstance(protocol, (str, Path)):
+        protocol = load_protocol(protocol)
+    clock = clock or clock_for_speed(speed)
+    if devices is None:
+        if sim is None:
+            raise UserError("no devices: pass sim settings (--sim) or a driver (--driver)")
+        devices = build_sim_channel(protocol, clock, sim)
+    if operator is None and protocol_needs(protocol)["manual"] and sim is not None:
+        from labctl.operator import SimulatedOperator
+
+        operator = SimulatedOperator(clock, seed=sim.seed)
+    recorder = None
+    coatings: list[dict] = []
+    if db is not None:
+        cell = protocol.cell
+        preset_name = None
+        if sim is not None:
+            preset_name = str(sim.preset)
+        recorder = db.open_run(
+            protocol_name=protocol.name, protocol_text=protocol.text, protocol_source=protocol.source,
+            cell_label=cell.id, cell_kind=cell.kind,
+            cell_attrs={k: v for k, v in cell.model_dump().items() if v is not None and k not in ("line", "col")},
+            channel=channel, simulated=sim is not None, seed=None if sim is None else sim.seed,
+            preset=preset_name, started_unix=clock.unix(clock.now()),
+            meta={**(meta or {}), **({"replicate": sim.replicate} if sim is not None else {})})
+    if on_start is not None:
+        on_start(None if recorder is None else recorder.run_id)
+    engine = Engine(protocol, devices, clock, recorder, operator=operator, on_progress=on_progress,
+                    on_coating=coatings.append)
+    try:
+        outcome = engine.run()
+    finally:
+        try:
+            devices.potentiostat.close()
+            if devices.stage is not None:
+                devices.stage.close()
+            if devices.dip_coater is not None:
+                devices.dip_coater.close()
+        finally:
+            if recorder is not None:
+                recorder.close()
+    if db is not None:
+        for c in coatings:
+            for label in c["cells"]:
+                db.add_coating(cell_label=label, **{k: v for k, v in c.items() if k != "cells"})
+    return outcome
