@@ -179,7 +179,11 @@ def check_safety(s: SafetyLimits, block: SampleBlock, t_run0: float) -> None:
 
 
 def step_charge(t: np.ndarray, i: np.ndarray, t_prev: float | None, i_prev: float | None, q_prev: float) -> np.ndarray:
-    """Accumulated charge (C) at each sample, trapezoidal, continuing from the previous block."""
+    """Accumulated charge (C) at each sample, trapezoidal, continuing from the previous block.
+
+    ``t_prev``/``i_prev``: the previous sample (or the step start time with ``i_prev=None``: the
+    current is taken as constant from the start to the first sample, as in a galvanostatic step).
+    """
     n = len(t)
     if n == 0:
         return np.zeros(0)
@@ -187,7 +191,8 @@ def step_charge(t: np.ndarray, i: np.ndarray, t_prev: float | None, i_prev: floa
     if t_prev is None:
         inc[0] = 0.0
     else:
-        inc[0] = (t[0] - t_prev) * (i[0] + i_prev) * 0.5
+        ip = i[0] if i_prev is None else i_prev
+        inc[0] = (t[0] - t_prev) * (i[0] + ip) * 0.5
     if n > 1:
         inc[1:] = np.diff(t) * (i[1:] + i[:-1]) * 0.5
     return q_prev + np.cumsum(inc)

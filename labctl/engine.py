@@ -432,8 +432,9 @@ class Engine:
         return idx
 
     def _end_step(self, idx: int, kind: str, t_start: float, reason: str, detail: str, n: int, q: float,
-                  v_last: float = float("nan")) -> StepOutcome:
-        t_end = self.clock.now()
+                  v_last: float = float("nan"), t_end: float | None = None) -> StepOutcome:
+        """``t_end``: when the end condition was met (interpolated); default now."""
+        t_end = self.clock.now() if t_end is None else t_end
         self.rec.step_ended(idx, t=t_end - self._t0, end_reason=reason, detail=detail, n_samples=n, charge=q)
         o = StepOutcome(idx, kind, reason, detail, t_start, t_end, n, q, v_last)
         self._outcomes.append(o)
@@ -452,7 +453,8 @@ class Engine:
         cond = EndConditions(limits, t_start) if limits is not None else None
         n = 0
         q = 0.0
-        t_prev = i_prev = None
+        t_prev: float | None = t_start
+        i_prev: float | None = None
         v_last = float("nan")
         end: EndInfo | None = None
         pstat = self.devices.potentiostat
@@ -490,7 +492,7 @@ class Engine:
             end = EndInfo(EndReason.COMPLETE if not isinstance(tech, (OpenCircuit, ConstantCurrent, ConstantPotential))
                           else EndReason.DURATION, self.clock.now())
         self.clock.sleep_until(end.t)
-        return self._end_step(idx, kind, t_start, end.reason.value, end.detail, n, q, v_last)
+        return self._end_step(idx, kind, t_start, end.reason.value, end.detail, n, q, v_last, t_end=end.t)
 
 
 def _truncate(block: SampleBlock, charge: np.ndarray, hit: Any) -> tuple[SampleBlock, np.ndarray]:

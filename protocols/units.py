@@ -27,6 +27,7 @@ frequency                   Hz      ``1 MHz``, ``0.1 Hz``
 resistance                  ohm     ``10 ohm``, ``5 kΩ``
 scan_rate                   V/s     ``1 mV/s``
 mass                        g       ``2.5 mg``
+areal_mass                  g/cm2   ``2 mg/cm2`` (a cathode loading)
 specific_capacity           C/g     ``128.8 mAh/g``
 dimensionless               1       ``0.1``, ``5 %``
 ==========================  ======  ==========================================
@@ -84,6 +85,7 @@ DIMENSIONS: dict[str, _Dim] = {
         _Dim("resistance", "ohm", "a resistance", "10 ohm"),
         _Dim("scan_rate", "V/s", "a scan rate", "1 mV/s"),
         _Dim("mass", "g", "a mass", "2.5 mg"),
+        _Dim("areal_mass", "g/cm**2", "a mass per area (loading)", "2 mg/cm2"),
         _Dim("specific_capacity", "C/g", "a specific capacity (charge per mass)", "128.8 mAh/g"),
         _Dim("dimensionless", "", "a plain number", "0.1"),
     )
@@ -92,7 +94,7 @@ DIMENSIONS: dict[str, _Dim] = {
 # Dimensions used to name what the user actually wrote, in order of preference.
 _NAMED = [
     "time", "voltage", "current", "current_density", "charge", "areal_charge", "area",
-    "length", "temperature", "frequency", "resistance", "scan_rate", "mass",
+    "length", "temperature", "frequency", "resistance", "scan_rate", "mass", "areal_mass",
     "specific_capacity", "dimensionless",
 ]
 _DIMENSIONALITY = {k: ureg.parse_units(DIMENSIONS[k].unit or "dimensionless").dimensionality for k in _NAMED}

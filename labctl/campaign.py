@@ -1,0 +1,79 @@
+"""Campaigns: many runs (protocol x preset x replicate), side by side, one channel each.
+
+On simulated instruments the runs execute in worker processes (one per core), each
+with its own database connection; every run is recorded exactly as ``labctl run``
+would record it.  Jobs carry only picklable values (paths, names, numbers), the
+shape the scheduler needs later for overnight campaigns across lab PCs.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    protocol: str  # path to the protocol file
+    preset: str = "br-mg"
+    seed: int = 0
+    replicate: int = 0
+    channel: str = "sim-1"
+    tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    run_id: int | None
+    status: str
+    end_reason: str
+    duration_s: float
+    n_samples: int
+    wall_s: float
+
+
+def _run_one(spec: RunSpec, db_url: str) -> RunResult:
+    import time
+
+    from db import Database
+    from labctl.controller import SimSettings, run_protocol
+
+    t0 = time.perf_counter()
+    db = Database(db_url)
+    try:
+        out = run_protocol(spec.protocol, db=db, sim=SimSettings(spec.preset, spec.seed, spec.replicate),
+                           channel=spec.channel, meta={"campaign": dict(spec.tags)})
+    finally:
+        db.close()
+    return RunResult(spec, out.run_id, out.status, out.end_reason, out.duration, out.n_samples,
+                     time.perf_counter() - t0)
+
+
+def run_campaign(specs: list[RunSpec], db_url: str, *, workers: int | None = None,
+                 on_done: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+    """Run every spec (in parallel processes when ``workers`` > 1); results in the order of ``specs``."""
+    workers = workers or min(len(specs), os.cpu_count() or 1)
+    results: dict[int, RunResult] = {}
+    if workers <= 1:
+        for k, s in enumerate(specs):
+            results[k] = _run_one(s, db_url)
+            if on_done:
+                on_done(results[k])
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futs = {pool.submit(_run_one, s, db_url): k for k, s in enumerate(specs)}
+            for f in as_completed(futs):
+                r = f.result()
+                results[futs[f]] = r
+                if on_done:
+                    on_done(r)
+    return [results[k] for k in range(len(specs))]
+
+
+def result_dict(r: RunResult) -> dict[str, Any]:
+    d = asdict(r)
+    d["spec"]["tags"] = dict(r.spec.tags)
+    return d

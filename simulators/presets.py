@@ -1,0 +1,433 @@
+"""Simulator presets: the numbers a simulated cell reproduces, read from YAML with units.
+
+``load_preset("br-mg")`` (or ``"bare-mg"``, or a path to a user file) returns a validated
+:class:`Preset` whose fields are plain floats in labctl's internal units (A/cm2, V, s,
+ohm, C/g, J/mol, F, fractions).  A user file may start with ``base: br-mg`` and give only
+the fields it changes.  Every problem becomes a :class:`protocols.errors.ProtocolError`
+naming ``file:line:col: field: message (hint)``.
+
+What each field means and which paper observable it reproduces: docs/presets.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+
+from protocols.errors import ProtocolError, custom_error, did_you_mean, validate_with_positions
+from protocols.units import UnitError, parse_quantity, ureg
+from protocols.yamlio import load_yaml
+
+__all__ = ["Preset", "load_preset", "preset_json_schema", "BUILTIN", "PRESET_DIR", "Table"]
+
+PRESET_DIR = Path(__file__).with_name("presets")
+BUILTIN = ("bare-mg", "br-mg")
+
+Table = tuple[tuple[float, float], ...]
+"""A sorted table of ``(x, y)`` points (x ascending)."""
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _parse(value: Any, dimension: str) -> float:
+    try:
+        return parse_quantity(value, dimension)
+    except UnitError as e:
+        raise custom_error(e.message, e.hint) from None
+
+
+def _check_sign(x: float, sign: str, value: Any) -> float:
+    if sign == "positive" and not x > 0:
+        raise custom_error(f"must be positive, got {value!r}", "write a value above zero")
+    if sign == "nonneg" and x < 0:
+        raise custom_error(f"must not be negative, got {value!r}", "write zero or a positive value")
+    return x
+
+
+def _qty(dimension: str, description: str, example: str, sign: str = "positive", maximum: float | None = None):
+    def parse(v: Any) -> float:
+        x = _check_sign(_parse(v, dimension), sign, v)
+        if maximum is not None and x > maximum:
+            raise custom_error(f"must be at most {maximum:g}{' (100 %)' if maximum == 1 else ''}, got {v!r}",
+                               f"e.g. {example}")
+        return x
+
+    return Annotated[
+        float,
+        BeforeValidator(parse),
+        WithJsonSchema({"type": ["string", "number"], "description": description, "examples": [example]}),
+        Field(description=description, json_schema_extra={"examples": [example]}),
+    ]
+
+
+_SPECIAL = {
+    # key: (pint unit of the returned float, noun, example)
+    "molar_energy": ("J/mol", "an energy per mole", "36.65 kJ/mol"),
+    "cpe_q": ("F", "a CPE coefficient Q (written as a capacitance, meaning F s^(alpha-1))", "0.5 uF"),
+}
+_NUM = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
+
+
+def _parse_special(value: Any, key: str) -> float:
+    """Units the shared parser has no dimension for (kJ/mol, uF)."""
+    unit, noun, example = _SPECIAL[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise custom_error(f"expected {noun} like '{example}', got {value!r}", f"write e.g. '{example}'")
+    if isinstance(value, (int, float)):
+        raise custom_error(f"{value} has no unit; expected {noun}", f"write the unit, e.g. '{example}'")
+    m = _NUM.match(value.replace("\u2212", "-"))
+    if not m or not m.group(2):
+        raise custom_error(f"cannot read {value!r} as {noun}", f"write a number then a unit, e.g. '{example}'")
+    u = m.group(2).replace("\u00b5", "u").replace("\u03bc", "u").replace("\u00b7", "*").replace("^", "**")
+    try:
+        q = ureg.Quantity(float(m.group(1)), ureg.parse_units(u))
+        return float(q.to(unit).magnitude)
+    except Exception:  # pint raises assorted errors for unknown units and wrong dimensions
+        raise custom_error(f"'{value}' is not {noun}", f"write e.g. '{example}'") from None
+
+
+def _special(key: str, description: str):
+    example = _SPECIAL[key][2]
+
+    def parse(v: Any) -> float:
+        return _check_sign(_parse_special(v, key), "positive", v)
+
+    return Annotated[
+        float,
+        BeforeValidator(parse),
+        WithJsonSchema({"type": "string", "description": description, "examples": [example]}),
+        Field(description=description, json_schema_extra={"examples": [example]}),
+    ]
+
+
+def _table(xdim: str, ydim: str, description: str, example: str, *, y_sign: str = "positive",
+           y_max: float | None = None):
+    """A mapping ``{x quantity: y quantity}`` with at least one entry, e.g. ``{0.5 mA/cm2: 68 mV}``."""
+
+    def parse(v: Any) -> Table:
+        if not isinstance(v, dict) or not v:
+            raise custom_error(f"expected a mapping of at least one entry like {example}, got {v!r}",
+                               f"write e.g. {example}")
+        pts: list[tuple[float, float]] = []
+        for k, val in v.items():
+            if xdim == "cycles":
+                if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                    raise custom_error(f"key {k!r} is not a cycle number", "keys are whole cycle numbers, e.g. 0, 10, 200",
+                                       field=k)
+                x = float(k)
+            else:
+                try:
+                    x = parse_quantity(k, xdim)
+                except UnitError as e:
+                    raise custom_error(f"key {k!r}: {e.message}", e.hint, field=k) from None
+                if not x > 0:
+                    raise custom_error(f"key {k!r} must be positive", "use a positive value", field=k)
+            try:
+                y = parse_quantity(val, ydim)
+            except UnitError as e:
+                raise custom_error(e.message, e.hint, field=k) from None
+            if y_sign == "positive" and not y > 0:
+                raise custom_error(f"must be positive, got {val!r}", "write a value above zero", field=k)
+            if y_sign == "nonneg" and y < 0:
+                raise custom_error(f"must not be negative, got {val!r}", "write zero or a positive value", field=k)
+            if y_max is not None and y > y_max:
+                raise custom_error(f"must be at most {y_max:g}, got {val!r}", f"e.g. {example}", field=k)
+            pts.append((x, y))
+        pts.sort()
+        for (a, _), (b, _) in zip(pts, pts[1:]):
+            if b == a:
+                raise custom_error(f"two entries for the same key {a:g}", "give each key once")
+        return tuple(pts)
+
+    return Annotated[
+        Table,
+        BeforeValidator(parse),
+        WithJsonSchema({"type": "object", "additionalProperties": {"type": ["string", "number"]},
+                        "description": description, "examples": [example]}),
+        Field(description=description, json_schema_extra={"examples": [example]}),
+    ]
+
+
+def _fraction(description: str, example: str, maximum: float | None = 1.0, sign: str = "nonneg"):
+    return _qty("dimensionless", description, example, sign=sign, maximum=maximum)
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class Kinetics(_M):
+    j0: _qty("current_density", "exchange current density of one Mg electrode (Tafel observable)", "0.66 uA/cm2")
+    j0_temperature: _qty("temperature", "temperature at which j0 applies (room temperature of the Tafel test)",
+                         "22 degC", sign="any")
+    alpha: _fraction("anodic transfer coefficient", "0.5", sign="positive")
+    electrons: int = Field(2, ge=1, le=4, description="electrons transferred, n (2 for Mg)")
+
+
+class Cpe(_M):
+    q: _special("cpe_q", "CPE coefficient Q in F s^(alpha-1), written as a capacitance")
+    alpha: _fraction("CPE exponent (1 = ideal capacitor)", "0.9", sign="positive")
+
+
+class Film(_M):
+    resistance: _table("cycles", "resistance", "film (SEI) resistance vs completed cycles, piecewise linear",
+                       "{0: 2.12 ohm, 10: 2.16 ohm, 200: 2.96 ohm}", y_sign="nonneg")
+    cpe: Cpe
+
+
+class Impedance(_M):
+    reference_temperature: _qty("temperature", "temperature of rs, rct and the film values (T0 of Arrhenius)",
+                                "25 degC", sign="any")
+    rs: _qty("resistance", "series (electrolyte) resistance", "5.56 ohm")
+    rct: _qty("resistance", "charge-transfer resistance of the symmetric cell at the reference temperature",
+              "3.34e5 ohm")
+    activation_energy: _special("molar_energy", "activation energy of 1/Rct (Arrhenius)")
+    double_layer: Cpe
+    film: Film
+
+
+class Nucleation(_M):
+    amplitude: _fraction("spike height as a fraction of the plateau", "30 %", maximum=None)
+    decay: _qty("time", "decay time constant of the spike", "15 s")
+
+
+class Symmetric(_M):
+    hysteresis: _table("current_density", "voltage", "plateau |V| vs current density (power law between points)",
+                       "{0.5 mA/cm2: 68 mV, 5 mA/cm2: 170 mV}")
+    hysteresis_growth: _fraction("relative plateau growth per completed cycle", "0.01 %", maximum=None)
+    nucleation: Nucleation
+    life: _table("current_density", "time", "hours under current until the short (power law in j)",
+                 "{0.5 mA/cm2: 1610 h, 5 mA/cm2: 263 h}")
+    life_spread: _fraction("replicate spread of the life (log-normal sigma)", "4 %", maximum=None)
+    rate_step_damage: _fraction("life fraction used per e-fold step-up of current density above the highest "
+                                "current so far", "0.1", maximum=None)
+    rate_step_window: _qty("time", "time over which a step-up's damage accrues", "10 min")
+    short_resistance: _qty("resistance", "resistance of the cell once shorted", "1 ohm")
+    ocp_spread: _qty("voltage", "replicate spread of the open-circuit offset", "0.3 mV", sign="nonneg")
+    relaxation: _qty("time", "time constant of the voltage relaxation at open circuit after current", "30 s")
+
+
+class CeTest(_M):
+    plating_time: _qty("time", "plating time per cycle of the long-term CE test (capacity = j x time)", "1 h")
+    cutoff: _qty("voltage", "strip cut-off of the long-term CE test", "1.2 V")
+
+
+class Aurbach(_M):
+    ce: _fraction("Aurbach average CE, (n Q_C + Q_S)/(n Q_C + Q_T)", "98.13 %", sign="positive")
+    reservoir: _qty("areal_charge", "reservoir Q_T plated first", "5 mAh/cm2")
+    cycles: int = Field(..., ge=1, description="number of cycles n")
+    cycle_capacity: _qty("areal_charge", "capacity Q_C of each cycle", "0.5 mAh/cm2")
+    current_density: _qty("current_density", "current density of the test", "0.5 mA/cm2")
+    cutoff: _qty("voltage", "strip cut-off of the final strip", "1.0 V")
+
+
+class AsymNucleation(_M):
+    overpotential: _qty("voltage", "extra plating overpotential at the start of plating on a bare substrate",
+                        "150 mV", sign="nonneg")
+    decay: _qty("time", "decay time constant of the nucleation dip", "20 s")
+    capacity: _qty("areal_charge", "plated capacity above which no nucleation dip appears (e-fold scale)",
+                   "0.05 mAh/cm2")
+
+
+class StripEnd(_M):
+    width: _fraction("fraction of the inventory over which the voltage rises at the end of a strip", "0.5 %",
+                     sign="positive")
+    potential: _qty("voltage", "potential the working electrode reaches when the plated Mg is exhausted", "2.0 V")
+
+
+class Asymmetric(_M):
+    ce: _table("current_density", "dimensionless", "mean per-cycle CE of the long-term test vs current density",
+               "{0.5 mA/cm2: 99.50 %, 3 mA/cm2: 99.20 %}", y_max=1.0)
+    ce_test: CeTest
+    aurbach: Aurbach
+    ce_cell_sd: _fraction("between-cell sd of the CE level", "0.088 %")
+    ce_cycle_sd: _fraction("cycle-to-cycle sd of the CE", "0.1 %")
+    cycle_life: _table("current_density", "dimensionless",
+                       "cycles (of 1-h platings) until the CE collapses, power law in j",
+                       "{0.5 mA/cm2: 1630, 3 mA/cm2: 234}")
+    cycle_life_spread: _fraction("replicate spread of the cycle life (log-normal sigma)", "14 %", maximum=None)
+    ce_after_life: _fraction("CE of a cell past its cycle life", "30 %")
+    overpotential: _table("current_density", "voltage", "overpotential of the Al/C working electrode",
+                          "{0.5 mA/cm2: 60 mV, 5 mA/cm2: 120 mV}")
+    nucleation: AsymNucleation
+    strip_end: StripEnd
+    substrate_ocv: _qty("voltage", "open-circuit voltage of Al/C without plated Mg", "1.5 V")
+
+    @model_validator(mode="after")
+    def _aurbach_below_long_term(self) -> "Asymmetric":
+        from simulators.cells import interp_table
+
+        ce_lt = float(interp_table(self.ce, self.aurbach.current_density, extrapolate=False))
+        if self.aurbach.ce >= ce_lt:
+            raise custom_error(
+                f"aurbach.ce {self.aurbach.ce:.2%} must be below the long-term ce at the same current density "
+                f"({ce_lt:.2%})",
+                "the model attributes the lower Aurbach CE to corrosion of the reservoir; see docs/presets.md",
+                field=("aurbach", "ce"))
+        return self
+
+
+class Polarisation(_M):
+    value: _qty("voltage", "charge/discharge voltage gap at 50 % capacity (dE)", "0.15 V")
+    cycle: int = Field(..., ge=1, description="cycle at which value applies")
+    c_rate: _fraction("C-rate at which value applies", "0.1", maximum=None, sign="positive")
+
+
+class Plateaus(_M):
+    upper: _qty("voltage", "upper Mo6S8 equilibrium plateau (first Mg site)", "1.15 V")
+    lower: _qty("voltage", "lower Mo6S8 equilibrium plateau (second Mg site)", "1.00 V")
+    split: _fraction("fraction of the capacity on the upper plateau", "40 %", sign="positive")
+
+
+class FullCell(_M):
+    first_capacity: _qty("specific_capacity", "first discharge capacity per gram of cathode", "54.01 mAh/g")
+    best_capacity: _qty("specific_capacity", "best (activated) discharge capacity per gram of cathode", "98.40 mAh/g")
+    activation_cycles: float = Field(..., gt=0, description="e-fold number of cycles of the capacity activation")
+    capacity_spread: _fraction("replicate spread of the capacity (log-normal sigma)", "2 %", maximum=None)
+    ce: _fraction("charge/discharge CE of each cycle", "99 %", sign="positive")
+    ce_sd: _fraction("cycle-to-cycle sd of the CE", "0.2 %")
+    polarisation: Polarisation
+    cathode_polarisation: _qty("voltage", "the Mo6S8 electrode's own share of dE", "0.10 V", sign="nonneg")
+    polarisation_growth: _fraction("relative growth per cycle of the anode share of dE", "0.2 %", maximum=None)
+    polarisation_rate_exponent: _fraction("dE scales as (C-rate)^exponent", "0.5", maximum=None)
+    plateaus: Plateaus
+    theoretical_capacity: _qty("specific_capacity", "Mo6S8 theoretical capacity (defines 1C)", "128.8 mAh/g")
+    cathode_mass: _qty("mass", "active cathode mass used when the potentiostat is given none", "2.534 mg")
+
+    @model_validator(mode="after")
+    def _checks(self) -> "FullCell":
+        if self.best_capacity < self.first_capacity:
+            raise custom_error("best_capacity must not be below first_capacity",
+                               "the capacity activates from first to best", field="best_capacity")
+        if self.cathode_polarisation >= self.polarisation.value:
+            raise custom_error("cathode_polarisation must be below polarisation.value",
+                               "the anode's share is polarisation.value - cathode_polarisation",
+                               field="cathode_polarisation")
+        if self.plateaus.lower >= self.plateaus.upper:
+            raise custom_error("plateaus.lower must be below plateaus.upper", "e.g. {upper: 1.15 V, lower: 1.00 V}",
+                               field="plateaus")
+        return self
+
+
+class Noise(_M):
+    voltage: _qty("voltage", "sd of the voltage noise", "1 mV", sign="nonneg")
+    current: _fraction("sd of the current noise, proportional", "0.02 %")
+    current_floor: _qty("current", "sd of the current noise floor", "0.2 nA", sign="nonneg")
+    impedance: _fraction("sd of the impedance noise, proportional (each of Z' and Z'')", "0.4 %")
+
+
+class Preset(_M):
+    """A simulator preset (all values SI floats after validation)."""
+
+    name: str = Field(..., min_length=1, description="preset name")
+    description: str = Field("", description="what cell this preset describes")
+    kinetics: Kinetics
+    impedance: Impedance
+    symmetric: Symmetric
+    asymmetric: Asymmetric
+    full_cell: FullCell
+    noise: Noise
+
+    __input_keys__ = ("base",)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base[k], v) if k in base else v
+        return out
+    return over
+
+
+def _builtin_path(name: str) -> Path:
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def _read(path: Path, source: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProtocolError.single(source, "preset file not found",
+                                   f"built-in presets: {', '.join(BUILTIN)}; or give the path of a YAML file") from None
+    except OSError as e:
+        raise ProtocolError.single(source, f"cannot read the preset file: {e.strerror or e}") from None
+
+
+def load_preset_text(text: str, source: str = "<preset>", _depth: int = 0) -> Preset:
+    """Validate preset YAML ``text`` (``source`` names it in errors)."""
+    data, positions = load_yaml(text, source)
+    if not isinstance(data, dict):
+        raise ProtocolError.single(source, "a preset is a mapping of sections (kinetics:, impedance:, ...)",
+                                   "start from simulators/presets/br-mg.yaml", line=1, col=1)
+    if "base" in data:
+        base = data.pop("base")
+        if not isinstance(base, str) or base not in BUILTIN:
+            line, col = positions.get(("base",), (None, None))
+            hint = did_you_mean(str(base), BUILTIN)
+            raise ProtocolError.single(source, f"unknown base preset {base!r}",
+                                       (hint + " " if hint else "") + f"built-in presets: {', '.join(BUILTIN)}",
+                                       line=line, col=col, field="base")
+        base_data, _ = load_yaml(_read(_builtin_path(base), f"{base}.yaml"), f"{base}.yaml")
+        if "name" not in data:
+            data["name"] = f"{base} (modified)"
+        data = _merge(base_data, data)
+    return validate_with_positions(Preset, data, positions, source)
+
+
+def load_preset(name_or_path: "str | Path | Preset") -> Preset:
+    """A preset by built-in name (``bare-mg``, ``br-mg``), by path to a YAML file, or as given."""
+    if isinstance(name_or_path, Preset):
+        return name_or_path
+    s = str(name_or_path)
+    if s in BUILTIN:
+        return _cached_builtin(s)
+    p = Path(s).expanduser()
+    if not p.exists() and p.suffix.lower() not in (".yaml", ".yml") and "/" not in s and "\\" not in s:
+        hint = did_you_mean(s, BUILTIN)
+        raise ProtocolError.single(s, f"unknown preset {s!r}",
+                                   (hint + " " if hint else "") + f"built-in presets: {', '.join(BUILTIN)}; "
+                                   "or give the path of a YAML file")
+    return load_preset_text(_read(p, s), s)
+
+
+_BUILTIN_CACHE: dict[str, Preset] = {}
+
+
+def _cached_builtin(name: str) -> Preset:
+    if name not in _BUILTIN_CACHE:
+        path = _builtin_path(name)
+        _BUILTIN_CACHE[name] = load_preset_text(_read(path, str(path)), f"{name}.yaml")
+    return _BUILTIN_CACHE[name]
+
+
+def preset_json_schema() -> dict:
+    """JSON schema of a preset file (for docs and editors)."""
+    schema = copy.deepcopy(Preset.model_json_schema())
+    schema.setdefault("properties", {})["base"] = {
+        "type": "string", "enum": list(BUILTIN),
+        "description": "start from this built-in preset and override only the fields given"}
+    schema["title"] = "labctl simulator preset"
+    return schema
+
+
+def fmt_table(table: Table, xunit: str, xscale: float, yunit: str, yscale: float) -> str:
+    """``{0.5 mA/cm2: 68 mV, ...}`` for messages and docs."""
+    items = ", ".join(f"{x / xscale:g} {xunit}: {y / yscale:g} {yunit}" for x, y in table)
+    return "{" + items + "}"
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x)
