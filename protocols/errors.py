@@ -88,7 +88,9 @@ class ProtocolError(Exception):
 # --------------------------------------------------------------------------- helpers for validators
 
 
-def custom_error(message: str, hint: str = "", field: str | Path | None = None, *, suppress: bool = False) -> PydanticCustomError:
+def custom_error(
+    message: str, hint: str = "", field: str | Path | None = None, *, suppress: bool = False, at_key: bool = False
+) -> PydanticCustomError:
     """An error to raise inside a pydantic validator that carries a hint.
 
     ``field`` (a key or a path relative to the model being validated) points the
@@ -99,6 +101,8 @@ def custom_error(message: str, hint: str = "", field: str | Path | None = None, 
     ctx: dict[str, Any] = {"message": message, "hint": hint}
     if suppress:
         ctx["suppress"] = True
+    if at_key:
+        ctx["at_key"] = True  # point at the key rather than its value
     if field is not None:
         ctx["field"] = (field,) if isinstance(field, (str, int)) else tuple(field)
     return PydanticCustomError("labctl", "{message}", ctx)
@@ -179,6 +183,10 @@ def _walk_data(data: Any, loc: Sequence[Any]) -> tuple[Path, bool]:
                 continue
             complete = False
             continue
+        if node is None and last:  # 'key:' left empty: treated as an empty mapping
+            path.append(seg)
+            complete = False
+            break
         # a scalar: what follows is the model's own structure, not the user's
         complete = False
         break
@@ -288,6 +296,14 @@ def _pydantic_message(err: Mapping[str, Any]) -> tuple[str, str]:
     inp = err.get("input")
     if typ == "missing":
         return "missing required field", ""
+    if typ in ("value_error", "assertion_error"):
+        exc = ctx.get("error")
+        if exc is not None and hasattr(exc, "hint"):  # e.g. a UnitError raised in a validator
+            return str(getattr(exc, "message", exc)), str(exc.hint or "")
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+        return msg, ""
     if typ == "literal_error":
         expected = ctx.get("expected", "")
         hint = ""
@@ -297,6 +313,10 @@ def _pydantic_message(err: Mapping[str, Any]) -> tuple[str, str]:
         return f"{inp!r} is not allowed here", (hint + " " if hint else "") + f"use one of: {', '.join(opts)}"
     if typ in ("int_type", "int_parsing", "int_from_float"):
         return f"expected a whole number, got {inp!r}", "write e.g. 10"
+    if typ == "invalid_key":
+        return "keys must be names", "write keys as words, e.g. duration"
+    if typ in ("float_type", "float_parsing", "finite_number"):
+        return f"expected a number, got {inp!r}", "write e.g. 1.5"
     if typ in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {inp!r}", "write true or false"
     if typ in ("string_type",):
@@ -344,7 +364,7 @@ def issues_from_validation_error(
             items = ctx.get("issues") or [(ctx.get("field"), ctx.get("message", err.get("msg", "")), ctx.get("hint", ""))]
             for fld, message, hint in items:
                 full = loc + (tuple(fld) if fld else ())
-                out.append(_issue_at(full, message, hint, data, positions, keypos, source, aliases, prefer_key=False))
+                out.append(_issue_at(full, message, hint, data, positions, keypos, source, aliases, prefer_key=bool(ctx.get("at_key"))))
             continue
         if typ == "extra_forbidden":
             path, _ = _walk_data(data, loc)
@@ -369,13 +389,30 @@ def issues_from_validation_error(
                 f = _field_by_alias(parent_model, str(field_name))
                 if f is not None and f.description:
                     hint = f.description.rstrip(".")
-                    ex = (f.json_schema_extra or {}).get("examples") if isinstance(f.json_schema_extra, dict) else None
+                    ex = _examples(f)
                     if ex:
                         hint += f", e.g. {field_name}: {ex[0]}"
             out.append(_issue_at(loc, message, hint, data, positions, keypos, source, aliases, prefer_key=True, missing=True))
             continue
         out.append(_issue_at(loc, message, hint, data, positions, keypos, source, aliases, prefer_key=False))
     return out
+
+
+def _examples(f: Any) -> list[Any]:
+    """Examples of a field: from its json_schema_extra or an annotated WithJsonSchema."""
+    if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("examples"):
+        return list(f.json_schema_extra["examples"])
+    stack = list(f.metadata) + [f.annotation]
+    while stack:
+        m = stack.pop(0)
+        js = getattr(m, "json_schema", None)
+        if isinstance(js, dict) and js.get("examples"):
+            return list(js["examples"])
+        if typing.get_origin(m) is typing.Annotated:
+            stack.extend(typing.get_args(m)[1:])
+        elif typing.get_origin(m) in (typing.Union, types.UnionType):
+            stack.extend(typing.get_args(m))
+    return []
 
 
 def _field_by_alias(model: type[BaseModel], key: str):

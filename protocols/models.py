@@ -60,7 +60,8 @@ __all__ = [
 MAH = 3.6
 """Coulombs per mAh."""
 
-QUANTITY_PATTERN = r"^\s*[+\-\u2212]?(\d+(_\d+)*\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\S.*$"
+QUANTITY_PATTERN = r"^(\s*[+\-\u2212]?(\d+(_\d+)*\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\S.*|.*\{[A-Za-z_][A-Za-z0-9_]*\}.*)$"
+"""A number then a unit (``0.5 mA/cm2``), or text with a for_each placeholder (``-{j}``)."""
 
 
 # --------------------------------------------------------------------------- formatting
@@ -70,6 +71,13 @@ def fmt(value: float, unit: str) -> str:
     """``fmt(0.006335, 'A')`` -> ``'6.335 mA'`` (for messages)."""
     if unit in ("degC",):
         return f"{value:.4g} degC"
+    if unit == "s":
+        a = abs(value)
+        if a >= 3600:
+            return f"{value / 3600:.4g} h"
+        if a >= 60:
+            return f"{value / 60:.4g} min"
+        return f"{value:.4g} s"
     if value == 0:
         return f"0 {unit}"
     q = ureg.Quantity(value, unit).to_compact()
@@ -311,7 +319,7 @@ def _voltage_window(value: Any) -> Any:
         raise custom_error(exc.message, exc.hint + "; or a window like [-2.5 V, 2.5 V]") from None
     if v == 0:
         raise custom_error("the voltage window is empty (0 V)", "write e.g. voltage: [-2.5 V, 2.5 V] or voltage: 2.5 V for +-2.5 V")
-    return (-abs(v), abs(v))
+    return (f"{-abs(v)!r} V", f"{abs(v)!r} V")
 
 
 class Safety(_Model):
@@ -455,6 +463,7 @@ class _Step(_Model):
                             f"unknown key '{k}'",
                             f"the step kind is the key above ('{kind}'); valid keys: {', '.join(_input_keys_of(cls))}",
                             field=k,
+                            at_key=True,
                         )
             data = dict(data)
             data.setdefault("kind", kind)
@@ -1040,6 +1049,7 @@ def _check_step(value: Any) -> Any:
                 f"'{other[0]}' is beside the step kind '{kinds[0]}' instead of inside it",
                 f"indent the settings under '{kinds[0]}:' (or write '- {kinds[0]}: {{{', '.join(f'{o}: ...' for o in other)}}}')",
                 field=other[0],
+                at_key=True,
             )
         raise custom_error(
             f"a step has exactly one key, its kind; found {len(keys)}: {', '.join(map(str, keys))}",
@@ -1054,6 +1064,7 @@ def _check_step(value: Any) -> Any:
             f"unknown step '{key}'",
             (dym + " " if dym else "") + f"step kinds: {', '.join(INPUT_STEP_KINDS)}",
             field=key,
+            at_key=True,
         )
     return value
 
@@ -1099,6 +1110,7 @@ class Protocol(_Model):
                         f"unknown key '{bad[0]}'",
                         "valid keys: name, description, cell, safety, steps",
                         field=bad[0],
+                        at_key=True,
                     )
             if "safety" not in data:
                 st.safety = Safety()

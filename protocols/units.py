@@ -123,10 +123,12 @@ _NUMBER = re.compile(r"^\s*([+-]?(?:\d+(?:_\d+)*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\
 _REPLACE = [
     ("\u2212", "-"),  # unicode minus
     ("\u2013", "-"),  # en dash, as pasted from documents
-    ("\u00b2", "**2"),
-    ("\u00b3", "**3"),
     ("\u207b\u00b9", "**-1"),  # ⁻¹
     ("\u207b\u00b2", "**-2"),  # ⁻²
+    ("\u207b\u00b3", "**-3"),  # ⁻³
+    ("\u00b9", "**1"),
+    ("\u00b2", "**2"),
+    ("\u00b3", "**3"),
     ("\u2103", "degC"),  # ℃
     ("\u00b0C", "degC"),
     ("\u00baC", "degC"),  # masculine ordinal, a common look-alike of °

@@ -131,8 +131,9 @@ class _Builder:
                 self.fail(self.positions.get(path), path, f"{text!r} is not a valid !!{std}", "remove the tag or fix the value")
                 return None
         if isinstance(node, TaggedScalar) or (
-            isinstance(node, (CommentedMap, CommentedSeq)) and getattr(getattr(node, "tag", None), "value", None)
-            and not str(node.tag.value).startswith("tag:yaml.org,2002:")
+            isinstance(node, (CommentedMap, CommentedSeq))
+            and getattr(getattr(node, "tag", None), "value", None)
+            and str(node.tag.value) not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
         ):
             tag = node.tag.value if hasattr(node.tag, "value") else node.tag
             self.fail(self.positions.get(path), path, f"YAML tag '{tag}' is not allowed", "remove the '!' tag; labctl files hold plain values only")
@@ -153,6 +154,8 @@ class _Builder:
                 try:
                     kl, kc, vl, vc = node.lc.data[k]
                     self.positions.key_positions[sub] = (kl + 1, kc + 1)
+                    if v is None and vl != kl:
+                        vl, vc = kl, kc  # 'key:' with nothing after it: ruamel points at the next token
                     self.positions[sub] = (vl + 1, vc + 1)
                 except (KeyError, TypeError, ValueError):
                     # merged ('<<') keys: no own position; use the mapping's

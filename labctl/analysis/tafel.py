@@ -303,13 +303,11 @@ def fit_micropolarisation(
     s2 = float(res @ res) / dof if dof > 0 else float("nan")
     slope = coef[-2] / scale
     s_slope = math.sqrt(max(cov[-2, -2] * s2, 0.0)) / scale if dof > 0 else float("nan")
-    if slope <= 0:
-        raise AnalysisError("micro-polarisation: the current does not rise with the potential near E_eq")
-    rel = s_slope / slope
-    if not rel <= max_rel_uncertainty:
+    rel = s_slope / abs(slope) if slope != 0 else float("inf")
+    if slope <= 0 or not rel <= max_rel_uncertainty:
         raise AnalysisError(
-            f"curve too noisy near E_eq: the slope dj/deta has a relative uncertainty of {100 * rel:.0f} % "
-            f"(limit {100 * max_rel_uncertainty:.0f} %)"
+            f"curve too noisy near E_eq: the slope dj/deta is {slope:.3g} A/(cm2 V) with a relative uncertainty "
+            f"of {100 * rel:.0f} % (limit {100 * max_rel_uncertainty:.0f} %; it must be positive)"
         )
     f = _f_over_rt(temperature_c)
     factor = (2.0 if symmetric else 1.0) / (alpha_sum * n * f)

@@ -1,0 +1,488 @@
+"""RunRecorder: the write side of one run, with its own writer thread.
+
+The engine calls ``step_started``, ``samples``, ``step_ended``, ``event`` and
+``finish``; each call only queues work and returns.  One writer thread per run
+performs every write of the run in order, in batches: a batch is committed when it
+holds ``commit_rows`` samples, when its oldest item is ``commit_interval`` seconds
+old, or when a flush/finish/close asks for it.  A committed batch survives a crash
+of the process (SQLite WAL, PostgreSQL commit).  Memory is bounded: ``samples``
+waits while more than ``max_queued_samples`` samples are queued and not committed.
+
+If the writer fails, every later call on the recorder raises :class:`StorageError`
+with the original exception chained; ``finish`` raises it too and marks the run
+``failed`` when the database is still reachable.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import sys
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from db import pgcopy
+from db.jsonutil import jsonable
+from db.schema import FLOAT_SAMPLE_COLUMNS, SAMPLE_ID_BITS, events, runs, samples, steps
+
+if TYPE_CHECKING:
+    from db.database import Database
+
+FINAL_STATUSES = ("completed", "aborted", "failed", "safety")
+_REQUIRED = ("t", "voltage", "current", "charge")
+
+# Queue item kinds.  An item is (kind, enqueue monotonic time, *payload).
+_STEP_START, _SAMPLES, _STEP_END, _EVENT, _FINISH, _FLUSH, _STOP = range(7)
+_MAX_SAMPLES = 1 << SAMPLE_ID_BITS
+
+
+class StorageError(RuntimeError):
+    """The database writer of a run failed; the original exception is chained."""
+
+
+class RunRecorder:
+    """Records one run; create it with :meth:`db.Database.open_run`."""
+
+    def __init__(self, db: Database, run_id: int) -> None:
+        self._db = db
+        self.run_id = run_id
+        self._base = run_id << SAMPLE_ID_BITS
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._queue: collections.deque[tuple] = collections.deque()
+        self._queued_samples = 0  # queued or being written, not yet committed
+        self._max_queued = db.max_queued_samples
+        self._commit_rows = db.commit_rows
+        self._commit_interval = db.commit_interval
+        self._n_committed = 0  # sample numbers allocated by the writer (= committed count)
+        self._error: BaseException | None = None
+        self._error_reported = False
+        self._finished = False
+        self._closed = False
+        self._sink = _make_sink(db, run_id)
+        self._thread = threading.Thread(
+            target=self._writer, name=f"labctl-db-writer-run-{run_id}", daemon=True
+        )
+        self._thread.start()
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<RunRecorder run_id={self.run_id} {state}>"
+
+    def __enter__(self) -> RunRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ producer side
+    def step_started(
+        self, step_index: int, *, path: str, kind: str, label: str | None, cycle: int,
+        params: dict, t: float,
+    ) -> None:
+        """A step began at clock time ``t`` (``step_index`` is allocated by the engine)."""
+        self._put((_STEP_START, time.monotonic(), int(step_index), str(path), str(kind),
+                   None if label is None else str(label), int(cycle),
+                   jsonable(params if params is not None else {}), float(t)))
+
+    def samples(
+        self, step_index: int, cycle: int, t: Any, voltage: Any, current: Any, charge: Any,
+        temperature: Any = None, frequency: Any = None, z_re: Any = None, z_im: Any = None,
+    ) -> None:
+        """Queue a block of samples (float64 arrays of one length; optional columns may be None).
+
+        Returns at once; waits only while more than ``max_queued_samples`` are queued.
+        The arrays are copied, so the caller may reuse its buffers.
+        """
+        given = (t, voltage, current, charge, temperature, frequency, z_re, z_im)
+        arrays: list[np.ndarray | None] = []
+        n = -1
+        for name, value in zip(FLOAT_SAMPLE_COLUMNS, given):
+            if value is None:
+                if name in _REQUIRED:
+                    raise ValueError(f"samples: column {name} is required")
+                arrays.append(None)
+                continue
+            a = np.array(value, dtype=np.float64)  # always a copy
+            if a.ndim != 1:
+                raise ValueError(f"samples: column {name} must be one-dimensional, got shape {a.shape}")
+            if n < 0:
+                n = len(a)
+            elif len(a) != n:
+                raise ValueError(f"samples: column {name} has {len(a)} values, t has {n}")
+            arrays.append(a)
+        if n == 0:
+            self._check()
+            return
+        self._put((_SAMPLES, time.monotonic(), int(step_index), int(cycle), arrays, n), n)
+
+    def step_ended(
+        self, step_index: int, *, t: float, end_reason: str, detail: str, n_samples: int,
+        charge: float,
+    ) -> None:
+        """The step ended at clock time ``t``; ``charge`` in C, ``n_samples`` as counted by the engine."""
+        self._put((_STEP_END, time.monotonic(), int(step_index), float(t),
+                   _text(end_reason), None if detail is None else str(detail),
+                   int(n_samples), None if charge is None else float(charge)))
+
+    def event(self, t: float, kind: str, message: str, data: dict | None = None) -> None:
+        """Something happened at clock time ``t`` (safety trip, pause, operator note, ...)."""
+        self._put((_EVENT, time.monotonic(), float(t), str(kind), str(message),
+                   None if data is None else jsonable(data)))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything queued so far is committed (``TimeoutError`` after ``timeout`` s)."""
+        done = threading.Event()
+        self._put((_FLUSH, time.monotonic(), done))
+        if not done.wait(timeout):
+            raise TimeoutError(f"run {self.run_id}: flush did not complete within {timeout} s")
+        self._check()
+
+    def finish(self, status: str, end_reason: str, ended_unix: float) -> None:
+        """Record how the run ended, flush everything and stop the writer.
+
+        ``status`` is one of completed, aborted, failed, safety.  Raises
+        :class:`StorageError` if the writer failed at any point of the run.
+        """
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)}, not {status!r}")
+        with self._lock:
+            if self._closed or self._finished:
+                raise RuntimeError(f"run {self.run_id}: recorder already finished or closed")
+            self._finished = True
+        self._stop((_FINISH, time.monotonic(), status, _text(end_reason), float(ended_unix)))
+        if self._error is not None:
+            self._error_reported = True
+            self._mark_failed_directly(ended_unix)
+            raise StorageError(f"run {self.run_id}: storage failed: {self._error!r}") from self._error
+
+    def close(self) -> None:
+        """Flush what is queued and stop the writer; idempotent.
+
+        Without a prior :meth:`finish` the run is marked ``aborted`` (end reason
+        "recorder closed before finish").  Raises a writer failure only if no earlier
+        call has reported it.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            finished = self._finished
+            self._finished = True
+        final = None
+        if not finished:
+            final = (_FINISH, time.monotonic(), "aborted", "recorder closed before finish", time.time())
+        self._stop(final)
+        if self._error is not None and not self._error_reported:
+            self._error_reported = True
+            if not finished:
+                self._mark_failed_directly(time.time())
+            raise StorageError(f"run {self.run_id}: storage failed: {self._error!r}") from self._error
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ internals
+    def _check(self) -> None:
+        if self._error is not None:
+            self._error_reported = True
+            raise StorageError(f"run {self.run_id}: storage failed: {self._error!r}") from self._error
+
+    def _put(self, item: tuple, n: int = 0) -> None:
+        with self._lock:
+            if self._closed or (self._finished and item[0] != _FLUSH):
+                raise RuntimeError(f"run {self.run_id}: recorder is finished/closed")
+            self._check()
+            # Back-pressure: bounded memory.  A block larger than the bound is still
+            # accepted once the queue is empty.
+            while (
+                self._queued_samples > 0
+                and self._queued_samples + n > self._max_queued
+                and self._error is None
+            ):
+                self._not_full.wait()
+            self._check()
+            self._queue.append(item)
+            self._queued_samples += n
+            self._not_empty.notify()
+
+    def _stop(self, final: tuple | None) -> None:
+        with self._lock:
+            if self._error is None:
+                if final is not None:
+                    self._queue.append(final)
+                self._queue.append((_STOP, time.monotonic()))
+                self._not_empty.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        with self._lock:
+            self._closed = True
+        _live.discard(self)
+        self._db._forget(self)
+
+    def _mark_failed_directly(self, ended_unix: float) -> None:
+        """Best effort, from the caller's thread: the writer is gone."""
+        try:
+            with self._db._tx(write=True) as conn:
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.id == self.run_id)
+                    .values(status="failed", ended_unix=float(ended_unix),
+                            end_reason=f"storage error: {self._error!r}"[:2000])
+                )
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ writer thread
+    def _writer(self) -> None:
+        batch: list[tuple] = []
+        try:
+            while True:
+                batch, rows, stop = self._take()
+                if batch:
+                    self._write(batch)
+                with self._lock:
+                    self._queued_samples -= rows
+                    self._not_full.notify_all()
+                for item in batch:
+                    if item[0] == _FLUSH:
+                        item[2].set()
+                batch = []
+                if stop:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            with self._lock:
+                self._error = exc
+                pending = batch + list(self._queue)
+                self._queue.clear()
+                self._queued_samples = 0
+                self._not_full.notify_all()
+            for item in pending:
+                if item[0] == _FLUSH:
+                    item[2].set()
+
+    def _take(self) -> tuple[list[tuple], int, bool]:
+        """Wait for the next batch: full, old enough, or asked for."""
+        batch: list[tuple] = []
+        rows = 0
+        oldest = 0.0
+        with self._lock:
+            while True:
+                urgent = False
+                while self._queue and rows < self._commit_rows:
+                    item = self._queue.popleft()
+                    if not batch:
+                        oldest = item[1]
+                    batch.append(item)
+                    kind = item[0]
+                    if kind == _SAMPLES:
+                        rows += item[5]
+                    elif kind == _STOP:
+                        return batch, rows, True
+                    elif kind == _FLUSH or kind == _FINISH:
+                        urgent = True
+                if urgent or rows >= self._commit_rows:
+                    return batch, rows, False
+                if batch:
+                    wait = oldest + self._commit_interval - time.monotonic()
+                    if wait <= 0:
+                        return batch, rows, False
+                    self._not_empty.wait(wait)
+                else:
+                    self._not_empty.wait()
+
+    def _write(self, batch: list[tuple]) -> None:
+        """One transaction: every item of the batch, in order, then the sample counters."""
+        if all(item[0] in (_FLUSH, _STOP) for item in batch):
+            return
+        run_id = self.run_id
+        n0 = self._n_committed
+        n = n0
+        ranges: dict[int, list[int]] = {}
+        sink = self._sink
+        with self._db._tx(write=True) as conn:
+            raw = conn.connection.driver_connection
+            sink.start()
+            for item in batch:
+                kind = item[0]
+                if kind == _SAMPLES:
+                    _, _, step_index, cycle, arrays, count = item
+                    if n + count > _MAX_SAMPLES:
+                        raise OverflowError(f"run {run_id}: more than 2**{SAMPLE_ID_BITS} samples")
+                    sink.add(conn, raw, self._base + n, step_index, cycle, arrays)
+                    r = ranges.get(step_index)
+                    if r is None:
+                        ranges[step_index] = [n, n + count - 1]
+                    else:
+                        r[1] = n + count - 1
+                    n += count
+                    continue
+                if kind in (_FLUSH, _STOP):
+                    continue
+                sink.flush(conn, raw)
+                if kind == _STEP_START:
+                    _, _, step_index, path, skind, label, cycle, params, t = item
+                    conn.execute(steps.insert().values(
+                        run_id=run_id, step_index=step_index, path=path, kind=skind, label=label,
+                        cycle=cycle, params=params, t_start=t))
+                elif kind == _STEP_END:
+                    _, _, step_index, t, reason, detail, n_samples, charge = item
+                    conn.execute(steps.update()
+                                 .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
+                                 .values(t_end=t, end_reason=reason, end_detail=detail,
+                                         n_samples=n_samples, charge=charge))
+                elif kind == _EVENT:
+                    _, _, t, ekind, message, data = item
+                    conn.execute(events.insert().values(
+                        run_id=run_id, t=t, kind=ekind, message=message, data=data))
+                elif kind == _FINISH:
+                    _, _, status, reason, ended = item
+                    conn.execute(runs.update().where(runs.c.id == run_id)
+                                 .values(status=status, end_reason=reason, ended_unix=ended))
+            sink.flush(conn, raw)
+            for step_index, (first, last) in ranges.items():
+                conn.execute(
+                    steps.update()
+                    .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
+                    .values(first_sample=sa.func.coalesce(steps.c.first_sample, first),
+                            last_sample=last))
+            if n != n0:
+                conn.execute(runs.update().where(runs.c.id == run_id).values(n_samples=n))
+        self._n_committed = n
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+# ---------------------------------------------------------------------- sample sinks
+class _SqliteSink:
+    """executemany of tuples zipped from ``.tolist()`` columns; constants inlined in the SQL.
+
+    While this run holds the largest sample id in the table (always, unless a newer run
+    records at the same time), SQLite's automatic rowid (largest + 1) is exactly the next
+    sample id, so the id is not bound at all; the writer holds the write lock for the
+    whole transaction, so nobody can insert in between.
+    """
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._sql: dict[tuple, str] = {}
+        self._auto = False
+
+    def start(self) -> None:
+        self._auto = False
+
+    def add(self, conn, raw, id0: int, step_index: int, cycle: int, arrays: list) -> None:
+        present = tuple(i for i, a in enumerate(arrays) if a is not None)
+        n = len(arrays[present[0]])
+        if not self._auto:
+            self._auto = raw.execute("SELECT max(id) FROM samples").fetchone()[0] == id0 - 1
+        key = (step_index, cycle, present, self._auto)
+        sql = self._sql.get(key)
+        if sql is None:
+            if len(self._sql) > 256:
+                self._sql.clear()
+            names = ", ".join(FLOAT_SAMPLE_COLUMNS[i] for i in present)
+            marks = ", ".join("?" * len(present))
+            id_name, id_mark = ("", "") if self._auto else ("id, ", "?, ")
+            # run_id, step_index and cycle are ints (converted with int()): safe literals,
+            # and three fewer bindings per row.
+            sql = (f"INSERT INTO samples ({id_name}run_id, step_index, cycle, {names}) "
+                   f"VALUES ({id_mark}{int(self.run_id)}, {int(step_index)}, {int(cycle)}, {marks})")
+            self._sql[key] = sql
+        columns = [arrays[i].tolist() for i in present]
+        if self._auto:
+            raw.executemany(sql, zip(*columns))
+        else:
+            raw.executemany(sql, zip(range(id0, id0 + n), *columns))
+            self._auto = raw.execute("SELECT max(id) FROM samples").fetchone()[0] == id0 + n - 1
+
+    def flush(self, conn, raw) -> None:
+        pass
+
+
+class _PostgresSink:
+    """Binary COPY; consecutive blocks of a batch share one COPY statement."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._pending: list[bytes] = []
+
+    def start(self) -> None:
+        self._pending = []
+
+    def add(self, conn, raw, id0: int, step_index: int, cycle: int, arrays: list) -> None:
+        self._pending.append(pgcopy.encode_block(id0, self.run_id, step_index, cycle, arrays))
+
+    def flush(self, conn, raw) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        with raw.cursor() as cur, cur.copy(pgcopy.COPY_SQL) as copy:
+            copy.write(pgcopy.HEADER)
+            for payload in pending:
+                copy.write(payload)
+            copy.write(pgcopy.TRAILER)
+
+
+class _GenericSink:
+    """Any other SQLAlchemy dialect: Core executemany (correct, not fast)."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+
+    def start(self) -> None:
+        pass
+
+    def add(self, conn, raw, id0: int, step_index: int, cycle: int, arrays: list) -> None:
+        present = [(name, a.tolist()) for name, a in zip(FLOAT_SAMPLE_COLUMNS, arrays) if a is not None]
+        n = len(present[0][1])
+        rows = [
+            {"id": id0 + k, "run_id": self.run_id, "step_index": step_index, "cycle": cycle,
+             **{name: _none_if_nan(col[k]) for name, col in present}}
+            for k in range(n)
+        ]
+        conn.execute(samples.insert(), rows)
+
+    def flush(self, conn, raw) -> None:
+        pass
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if x != x else x
+
+
+def _make_sink(db: Database, run_id: int):
+    name = db.engine.dialect.name
+    driver = db.engine.dialect.driver
+    if name == "sqlite" and driver == "pysqlite":
+        return _SqliteSink(run_id)
+    if name == "postgresql" and driver == "psycopg":
+        return _PostgresSink(run_id)
+    return _GenericSink(run_id)
+
+
+# ---------------------------------------------------------------------- shutdown
+_live: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Flush and close every open recorder of this process (registered with atexit)."""
+    for rec in list(_live):
+        try:
+            rec.close()
+        except Exception as exc:  # noqa: BLE001 - at exit there is no caller left to raise to
+            print(f"labctl db: run {rec.run_id}: {exc}", file=sys.stderr)
+
+
+atexit.register(close_all)

@@ -1,0 +1,200 @@
+"""``labctl demo``: the study's campaign on simulated instruments, analysed and reported.
+
+Both anodes (bare Mg, Br-Mg), three replicate cells each, every experiment of the
+paper's table; each run is recorded, analysed (results stored) and the table of
+paper value vs labctl mean +- sd is printed.  What ``make demo`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import typer
+
+LIBRARY = Path(__file__).resolve().parent.parent / "protocols" / "library"
+ANODES = {"bare-mg": "bare Mg", "br-mg": "Br-Mg"}
+
+
+@dataclass(frozen=True)
+class Quantity:
+    label: str
+    protocol: str  # library file stem
+    result: str  # analysis result name
+    unit: str  # unit shown in the table
+    scale: float  # result value x scale -> shown unit
+    paper: dict[str, float]  # preset -> paper value (shown unit)
+    higher_is_better: bool
+    pick: str = "last"  # which result if several: first | last | max | min
+    ce: bool = False  # compared in percentage points
+
+
+QUANTITIES: list[Quantity] = [
+    Quantity("exchange current density j0", "tafel", "j0", "uA/cm2", 1e6, {"bare-mg": 0.08, "br-mg": 0.66}, True),
+    Quantity("Rs (EIS, RT)", "eis-rt", "Rs", "ohm", 1.0, {"bare-mg": 46.55, "br-mg": 5.56}, False, "first"),
+    Quantity("Rct (EIS, RT)", "eis-rt", "Rct", "ohm", 1.0, {"bare-mg": 8.40e5, "br-mg": 3.34e5}, False, "first"),
+    Quantity("Ea (Arrhenius of Rct, 25-60 C)", "eis-temperature", "Ea", "kJ/mol", 1e-3,
+             {"bare-mg": 49.20, "br-mg": 36.65}, False),
+    Quantity("R_SEI after 10 cycles", "eis-cycling", "R_SEI@10", "ohm", 1.0, {"bare-mg": 3.39, "br-mg": 2.16}, False),
+    Quantity("R_SEI after 200 cycles", "eis-cycling", "R_SEI@200", "ohm", 1.0, {"bare-mg": 9.14, "br-mg": 2.96}, False),
+    Quantity("life at 0.5 mA/cm2 (short)", "symmetric-0.5mA", "short_circuit_time", "h", 1 / 3600,
+             {"bare-mg": 796, "br-mg": 1610}, True),
+    Quantity("hysteresis at 0.5 mA/cm2", "symmetric-0.5mA", "hysteresis", "mV", 1e3, {"bare-mg": 145, "br-mg": 68}, False),
+    Quantity("life at 5 mA/cm2 (short)", "symmetric-5mA", "short_circuit_time", "h", 1 / 3600,
+             {"bare-mg": 194, "br-mg": 263}, True),
+    Quantity("hysteresis at 5 mA/cm2", "symmetric-5mA", "hysteresis", "mV", 1e3, {"bare-mg": 225, "br-mg": 170}, False),
+    Quantity("Aurbach CE", "aurbach-ce", "aurbach_ce", "%", 100, {"bare-mg": 94.81, "br-mg": 98.13}, True, ce=True),
+    Quantity("mean CE, 0.5 mA/cm2", "ce-longterm-0.5mA", "ce_mean", "%", 100, {"bare-mg": 96.47, "br-mg": 99.50}, True,
+             ce=True),
+    Quantity("cycle life, 0.5 mA/cm2", "ce-longterm-0.5mA", "cycle_life", "cycles", 1,
+             {"bare-mg": 380, "br-mg": 1630}, True),
+    Quantity("mean CE, 3 mA/cm2", "ce-longterm-3mA", "ce_mean", "%", 100, {"bare-mg": 98.52, "br-mg": 99.20}, True,
+             ce=True),
+    Quantity("cycle life, 3 mA/cm2", "ce-longterm-3mA", "cycle_life", "cycles", 1, {"bare-mg": 116, "br-mg": 234}, True),
+    Quantity("full cell first capacity", "full-cell-0.1C", "capacity_first", "mAh/g", 1,
+             {"bare-mg": 38.37, "br-mg": 54.01}, True),
+    Quantity("full cell best capacity", "full-cell-0.1C", "capacity_best", "mAh/g", 1,
+             {"bare-mg": 74.91, "br-mg": 98.40}, True),
+    Quantity("full cell dE at 50 % (cycle 20)", "full-cell-0.1C", "dE_50@20", "V", 1,
+             {"bare-mg": 0.74, "br-mg": 0.15}, False),
+]
+
+
+def _pick(values: list[float], how: str) -> float:
+    if not values:
+        return math.nan
+    return {"first": values[0], "last": values[-1], "max": max(values), "min": min(values)}[how]
+
+
+def quantity_values(q: Quantity, results: list[dict]) -> float:
+    vals = [r["value"] for r in results if r["name"] == q.result and r["value"] is not None]
+    return _pick(vals, q.pick) * q.scale
+
+
+def build_table(runs: dict[tuple[str, str], list[int]], results: dict[int, list[dict]]) -> list[dict]:
+    """One row per quantity and anode: paper, mean, sd over replicates, difference."""
+    rows = []
+    for q in QUANTITIES:
+        for preset in ANODES:
+            ids = runs.get((q.protocol, preset), [])
+            vals = np.array([quantity_values(q, results.get(i, [])) for i in ids], dtype=float)
+            ok = vals[np.isfinite(vals)]
+            mean = float(ok.mean()) if ok.size else math.nan
+            sd = float(ok.std(ddof=1)) if ok.size > 1 else math.nan
+            paper = q.paper[preset]
+            if q.ce:
+                diff, diff_unit, within = mean - paper, "pp", abs(mean - paper) <= 0.3
+            else:
+                diff, diff_unit = (mean - paper) / paper * 100, "%"
+                within = abs(diff) <= 10
+            rows.append({"quantity": q.label, "anode": ANODES[preset], "preset": preset, "unit": q.unit,
+                         "paper": paper, "mean": mean, "sd": sd, "n": int(ok.size), "diff": diff,
+                         "diff_unit": diff_unit, "within_tolerance": bool(within) if ok.size else False,
+                         "runs": ids, "values": [float(v) for v in vals]})
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the report and the table."),
+        db: Optional[str] = typer.Option(None, "--db", envvar="LABCTL_DB",
+                                         help="Database URL (default: the embedded SQLite database)."),
+        replicates: int = typer.Option(3, help="Replicate cells per anode."),
+        workers: int = typer.Option(0, help="Worker processes (default: one per core)."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
+    ) -> None:
+        """Reproduce the study's table on simulated instruments: both anodes, replicates, analysed."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from db import Database
+        from labctl.campaign import RunSpec, run_campaign
+        from labctl.cli import _open_db, analyze_and_store
+
+        con = Console()
+        t_start = time.perf_counter()
+        database = _open_db(db)
+        url = str(database.url)
+        protocols = sorted({q.protocol for q in QUANTITIES})
+        specs = [RunSpec(str(LIBRARY / f"{p}.yaml"), preset, seed=1000 * r + k, replicate=r,
+                         channel=f"sim-{preset}-{r + 1}", tags=(("campaign", "demo"), ("protocol", p)))
+                 for k, p in enumerate(protocols) for preset in ANODES for r in range(replicates)]
+        con.print(f"demo: {len(specs)} simulated runs ({len(protocols)} experiments x {len(ANODES)} anodes x "
+                  f"{replicates} replicates) into {database.url}")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=con) as bar:
+            task = bar.add_task("running", total=len(specs))
+            done = run_campaign(specs, url, workers=workers or None,
+                                on_done=lambda r: bar.update(task, advance=1, description=f"{Path(r.spec.protocol).stem} "
+                                                             f"{r.spec.preset} #{r.spec.replicate + 1}: {r.status}"))
+            t_sim = time.perf_counter() - t_start
+            task2 = bar.add_task("analysing", total=len(done))
+            results: dict[int, list[dict]] = {}
+            for r in done:
+                if r.run_id is not None:
+                    results[r.run_id] = analyze_and_store(database, r.run_id)
+                bar.update(task2, advance=1)
+        runs: dict[tuple[str, str], list[int]] = {}
+        for r in done:
+            runs.setdefault((Path(r.spec.protocol).stem, r.spec.preset), []).append(r.run_id)
+        table = build_table(runs, results)
+        t_an = time.perf_counter() - t_start - t_sim
+
+        out.mkdir(parents=True, exist_ok=True)
+        report_paths = _reports(database, runs, out)
+        t_total = time.perf_counter() - t_start
+
+        tab = Table(title="Mg anode study: paper vs labctl (simulated, mean +- sd over replicates)")
+        for c in ("quantity", "anode", "paper", "labctl mean", "sd", "diff", "ok"):
+            tab.add_column(c, justify="right" if c not in ("quantity", "anode") else "left")
+        for row in table:
+            tab.add_row(row["quantity"], row["anode"], f"{row['paper']:.4g} {row['unit']}",
+                        f"{row['mean']:.4g} {row['unit']}", f"{row['sd']:.2g}",
+                        f"{row['diff']:+.2f} {row['diff_unit']}", "yes" if row["within_tolerance"] else "NO")
+        con.print(tab)
+        n_ok = sum(r["within_tolerance"] for r in table)
+        summary = {"rows": table, "runs": [{"run_id": r.run_id, "protocol": Path(r.spec.protocol).stem,
+                                            "preset": r.spec.preset, "replicate": r.spec.replicate,
+                                            "status": r.status, "end_reason": r.end_reason,
+                                            "samples": r.n_samples, "wall_s": r.wall_s} for r in done],
+                   "db": url, "out": str(out.resolve()), "reports": [str(p) for p in report_paths],
+                   "timing_s": {"simulate_and_store": t_sim, "analyse": t_an, "total": t_total},
+                   "within_tolerance": n_ok, "quantities": len(table)}
+        (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(summary, indent=2, default=str))
+        con.print(f"{n_ok}/{len(table)} within tolerance (10 %, CE 0.3 pp); {len(done)} runs, "
+                  f"{sum(r.n_samples for r in done):,} samples; {t_total:.0f} s "
+                  f"(simulate+store {t_sim:.0f} s, analyse {t_an:.0f} s)")
+        con.print(f"report: {(out / 'index.html').resolve()}")
+
+
+def _reports(database: Any, runs: dict[tuple[str, str], list[int]], out: Path) -> list[Path]:
+    """bare Mg vs Br-Mg overlays per experiment (first replicate) and an index page."""
+    from labctl.report import compare_runs
+
+    paths = []
+    links = []
+    for (proto, preset), ids in sorted(runs.items()):
+        if preset != "bare-mg":
+            continue
+        other = runs.get((proto, "br-mg"), [])
+        if not ids or not other:
+            continue
+        d = out / proto
+        p = compare_runs(database, [ids[0], other[0]], d, labels=["bare Mg", "Br-Mg"])
+        paths.append(p)
+        links.append(f'<li><a href="{proto}/{Path(p).name}">{proto}</a>: bare Mg (run {ids[0]}) vs Br-Mg (run {other[0]})</li>')
+    (out / "index.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>labctl demo</title></head><body>"
+        "<h1>labctl demo: bare Mg vs Br-Mg on simulated instruments</h1>"
+        "<p>Table: <a href='demo.json'>demo.json</a></p><ul>" + "\n".join(links) + "</ul></body></html>")
+    return paths
