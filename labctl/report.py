@@ -202,6 +202,7 @@ class Spectrum:
     circuit: str | None = None
     params: np.ndarray | None = None
     rel_rms: float | None = None
+    fitted: dict = field(default_factory=dict)  # result name -> value (Rs, R_SEI, Rct)
 
     def fit_curve(self, n: int = 300) -> tuple[np.ndarray, np.ndarray] | None:
         if self.circuit is None or self.params is None or self.frequency.size == 0:
@@ -450,6 +451,7 @@ class RunView:
             return
         sp.circuit = circuit
         sp.params = np.array([float(by_param[n]) for n in names])
+        sp.fitted = {r["name"]: float(r["value"]) for r in fits if r["data"]["circuit"] == circuit}
         rr = (fits[0]["data"].get("residual") or {}).get("rel_rms")
         sp.rel_rms = float(rr) if rr is not None else None
 
@@ -565,6 +567,8 @@ def _step_label(sp: Spectrum, mode: str) -> str:
         return f"{sp.temperature:.1f} °C"
     if mode == "cycle":
         return f"after cycle {sp.cycle}" if sp.cycle else "before cycling"
+    if math.isfinite(sp.temperature):
+        return f"step {sp.step_index}, {sp.temperature:.1f} °C"
     return f"step {sp.step_index}"
 
 
@@ -841,20 +845,32 @@ def _draw_nyquist(ax: Any, styles: Sequence[_SpecStyle], scale: float, unit: str
         _fit_legend(ax, styles)
 
 
+def _ohm_text(r: float) -> str:
+    scale, unit = _ohm_scale(abs(r) / 2 if abs(r) >= 2e3 else abs(r))
+    return f"{r / scale:.3g} {unit}"
+
+
+def _fit_summary(sp: Spectrum) -> str:
+    return ", ".join(f"{k} {_ohm_text(sp.fitted[k])}" for k in ("Rs", "R_SEI", "Rct") if k in sp.fitted)
+
+
 def _fit_legend(ax: Any, styles: Sequence[_SpecStyle], fontsize: int = 8, **kw: Any) -> None:
+    """One entry per spectrum (points = data, line = fit, with the fitted resistances when few)."""
     from matplotlib.lines import Line2D
 
-    handles, labels = ax.get_legend_handles_labels()
-    fitted = [st.spectrum.circuit for st in styles if st.spectrum.circuit]
-    if len(handles) > 12:
-        handles, labels = [], []
-    extra_h = [Line2D([], [], ls="none", marker="o", mfc="none", color="0.3", ms=4)]
-    extra_l = ["data"]
-    if fitted:
-        circuits = sorted(set(fitted))
-        extra_h.append(Line2D([], [], ls="-", color="0.3", lw=1.3))
-        extra_l.append("fit: " + ", ".join(circuits))
-    ax.legend(handles + extra_h, labels + extra_l, fontsize=fontsize, **kw)
+    circuits = sorted({st.spectrum.circuit for st in styles if st.spectrum.circuit})
+    title = ("points: data, lines: fit " + " / ".join(circuits)) if circuits else "points: data (no fit)"
+    if len(styles) > 12:
+        ax.legend([], [], title=title, title_fontsize=fontsize, fontsize=fontsize, **kw)
+        return
+    handles, labels = [], []
+    for st in styles:
+        fitted = st.spectrum.circuit is not None
+        handles.append(Line2D([], [], color=st.colour, marker=st.marker, mfc="none", ms=4,
+                              ls="-" if fitted else "none", lw=1.3))
+        summary = _fit_summary(st.spectrum) if len(styles) <= 6 else ""
+        labels.append(st.label + (f" ({summary})" if summary else ""))
+    ax.legend(handles, labels, title=title, title_fontsize=fontsize, fontsize=fontsize, **kw)
 
 
 def _colourbar_if_many(fig: Figure, ax: Any, styles: Sequence[_SpecStyle], mode: str) -> None:
@@ -904,7 +920,7 @@ def _nyquist_figure(styles: Sequence[_SpecStyle], mode: str, path: Path, title: 
         az.set_aspect("equal", adjustable="box")
         az.set_xlim(zoom[0] / zs, zoom[1] / zs)
         az.set_ylim(-0.05 * w, 0.75 * w)
-        az.set_title("high-frequency region (interphase arc)", fontsize=10)
+        az.set_title("high-frequency region", fontsize=10)
         ax.axvspan(zoom[0] / scale, zoom[1] / scale, color="orange", alpha=0.25, lw=0)
     return _save(fig, path)
 
@@ -979,14 +995,16 @@ def _fmt_j(j: float) -> str:
     a = abs(j)
     if a >= 1e-3:
         return f"{j * 1e3:.3g} mA cm$^{{-2}}$"
-    if a >= 1e-6:
+    if a >= 1e-8:
         return f"{j * 1e6:.3g} µA cm$^{{-2}}$"
     return f"{j * 1e9:.3g} nA cm$^{{-2}}$"
 
 
-def _draw_tafel(ax: Any, curve: TafelCurve, colour: Any, label: str, mark_fit: bool = True) -> None:
+def _draw_tafel(ax: Any, curve: TafelCurve, colour: Any, label: str, mark_fit: bool = True,
+                fit_colour: Any = None) -> None:
     ok = np.isfinite(curve.eta) & np.isfinite(curve.j) & (curve.j != 0)
-    ax.semilogy(1e3 * curve.eta[ok], np.abs(curve.j[ok]), ".", ms=2.5, color=colour, alpha=0.6, label=label)
+    ax.semilogy(1e3 * curve.eta[ok], np.abs(curve.j[ok]), ".", ms=2.5, color=colour, alpha=0.5, label=label)
+    fcol = colour if fit_colour is None else fit_colour
     model = _tafel_model(curve.results)
     if model is None:
         return
@@ -997,14 +1015,14 @@ def _draw_tafel(ax: Any, curve: TafelCurve, colour: Any, label: str, mark_fit: b
     j0 = float(curve.results["j0"]["value"])
     for sgn in (1, -1):
         e = sgn * np.linspace(lo, hi, 100)
-        ax.semilogy(1e3 * e, np.abs(bv(e)), "-", lw=1.6, color=colour)
+        ax.semilogy(1e3 * e, np.abs(bv(e)), "-", lw=1.8, color=fcol, zorder=3)
         el = sgn * np.linspace(0, hi, 50)
-        ax.semilogy(1e3 * el, 10 ** line(el), "--", lw=1.0, color=colour, alpha=0.9)
+        ax.semilogy(1e3 * el, 10 ** line(el), "--", lw=1.0, color=fcol, alpha=0.9, zorder=3)
         if mark_fit:
             ax.axvspan(1e3 * min(sgn * lo, sgn * hi), 1e3 * max(sgn * lo, sgn * hi), color="green", alpha=0.06, lw=0)
     unc = curve.results["j0"].get("uncertainty")
     txt = f"j$_0$ = {_fmt_j(j0)}" + (f" ± {100 * unc / j0:.1g} %" if unc else "")
-    ax.semilogy([0], [j0], marker="*", ms=13, color=colour, mec="black", mew=0.6, ls="none", label=txt, zorder=5)
+    ax.semilogy([0], [j0], marker="*", ms=13, color=fcol, mec="black", mew=0.6, ls="none", label=txt, zorder=5)
 
 
 def plot_tafel(view: RunView, path: Path) -> Path | None:
@@ -1015,7 +1033,7 @@ def plot_tafel(view: RunView, path: Path) -> Path | None:
     ax = fig.add_subplot()
     for k, c in enumerate(curves):
         lab = "data" if len(curves) == 1 else f"step {c.step_index}"
-        _draw_tafel(ax, c, _RUN_COLOURS[k % 10], lab)
+        _draw_tafel(ax, c, _RUN_COLOURS[k % 10], lab, fit_colour="#d62728" if len(curves) == 1 else None)
     _tafel_axes(ax)
     ax.set_title(_title(view, "Tafel plot"), fontsize=11)
     return _save(fig, path)

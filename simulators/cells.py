@@ -28,7 +28,7 @@ from simulators.presets import Preset, Table, load_preset
 
 __all__ = [
     "R_GAS", "FARADAY", "MAH", "CellModel", "SymmetricCell", "AsymmetricCell", "FullCell",
-    "simulate_cell", "interp_table", "linear_table", "cpe_rc", "calibrate_asymmetric", "KINDS",
+    "simulate_cell", "interp_table", "interp_scalar", "linear_table", "cpe_rc", "calibrate_asymmetric", "KINDS",
 ]
 
 R_GAS = 8.314462618  # J/(mol K)
@@ -71,6 +71,29 @@ def interp_table(table: Table, x: Any, *, extrapolate: bool = True) -> np.ndarra
         y = np.where(lx < lxs[0], lys[0] + lo * (lx - lxs[0]), y)
         y = np.where(lx > lxs[-1], lys[-1] + hi * (lx - lxs[-1]), y)
     return np.exp(y)
+
+
+def interp_scalar(table: Table, x: float, *, extrapolate: bool = True) -> float:
+    """:func:`interp_table` for one value (pure Python: the tables are tiny and this is hot)."""
+    if len(table) == 1:
+        return table[0][1]
+    lx = math.log(max(x, 1e-300))
+    if lx <= math.log(table[0][0]):
+        (x0, y0), (x1, y1) = table[0], table[1]
+        if not extrapolate:
+            return y0
+    elif lx >= math.log(table[-1][0]):
+        (x0, y0), (x1, y1) = table[-2], table[-1]
+        if not extrapolate:
+            return y1
+    else:
+        i = 1
+        while math.log(table[i][0]) < lx:
+            i += 1
+        (x0, y0), (x1, y1) = table[i - 1], table[i]
+    l0, l1 = math.log(x0), math.log(x1)
+    ly0, ly1 = math.log(max(y0, 1e-300)), math.log(max(y1, 1e-300))
+    return math.exp(ly0 + (ly1 - ly0) * (lx - l0) / (l1 - l0))
 
 
 def linear_table(table: Table, x: float) -> float:
@@ -310,11 +333,11 @@ class SymmetricCell(CellModel):
     # ---- observables as functions
     def plateau(self, j: float) -> float:
         """|V| plateau at current density ``j`` (A/cm2) for the present cycle count."""
-        return float(interp_table(self.p.hysteresis, j)) * (1.0 + self.p.hysteresis_growth * self.cycles)
+        return interp_scalar(self.p.hysteresis, j) * (1.0 + self.p.hysteresis_growth * self.cycles)
 
     def life_hours(self, j: float) -> float:
         """Nominal hours under current until the short at ``j`` (before the replicate spread)."""
-        return float(interp_table(self.p.life, j)) / 3600.0
+        return interp_scalar(self.p.life, j) / 3600.0
 
     def _begin_current(self, current: float, *, new_segment: bool, reversal: bool) -> None:
         j = abs(current) / self.area
@@ -428,7 +451,7 @@ def calibrate_asymmetric(preset: Preset) -> tuple[float, Table]:
     w, v_ox = a.strip_end.width, a.strip_end.potential
 
     def eta(j: float) -> float:
-        return float(interp_table(a.overpotential, j)) + 0.5 * float(interp_table(hyst, j))
+        return interp_scalar(a.overpotential, j) + 0.5 * interp_scalar(hyst, j)
 
     def x_cut(v_cut: float, j: float) -> float:
         e = eta(j)
@@ -511,7 +534,7 @@ def calibrate_asymmetric(preset: Preset) -> tuple[float, Table]:
 def loss_at(losses: Table, j: float) -> float:
     """Per-plating loss fraction at ``j``: power law between table points, held beyond them."""
     if all(f > 0 for _, f in losses):
-        return float(interp_table(losses, j, extrapolate=False))
+        return interp_scalar(losses, j, extrapolate=False)
     xs = [p[0] for p in losses]
     ys = [p[1] for p in losses]
     return float(np.interp(math.log(j), np.log(xs), ys))
@@ -557,12 +580,12 @@ class AsymmetricCell(CellModel):
 
     def eta(self, j: float) -> float:
         """Plateau |V| at ``j``: Al/C electrode overpotential + the Mg counter's half of the hysteresis."""
-        hyst = float(interp_table(self.preset.symmetric.hysteresis, j))
+        hyst = interp_scalar(self.preset.symmetric.hysteresis, j)
         grow = 1.0 + self.preset.symmetric.hysteresis_growth * self.cycles
-        return float(interp_table(self.a.overpotential, j)) + 0.5 * hyst * grow
+        return interp_scalar(self.a.overpotential, j) + 0.5 * hyst * grow
 
     def cycle_life(self, j: float) -> float:
-        return float(interp_table(self.a.cycle_life, j))
+        return interp_scalar(self.a.cycle_life, j)
 
     def _begin_current(self, current: float, *, new_segment: bool, reversal: bool) -> None:
         j = abs(current) / self.area

@@ -12,7 +12,6 @@ What each field means and which paper observable it reproduces: docs/presets.md.
 from __future__ import annotations
 
 import copy
-import math
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -343,11 +342,18 @@ class Preset(_M):
 # --------------------------------------------------------------------------- loading
 
 
-def _merge(base: Any, over: Any) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
+_TABLES = {
+    ("symmetric", "hysteresis"), ("symmetric", "life"), ("asymmetric", "ce"), ("asymmetric", "cycle_life"),
+    ("asymmetric", "overpotential"), ("impedance", "film", "resistance"),
+}
+
+
+def _merge(base: Any, over: Any, path: tuple = ()) -> Any:
+    """Deep-merge ``over`` into ``base``; a table (``{x: y}`` field) is replaced whole."""
+    if isinstance(base, dict) and isinstance(over, dict) and path not in _TABLES:
         out = dict(base)
         for k, v in over.items():
-            out[k] = _merge(base[k], v) if k in base else v
+            out[k] = _merge(base[k], v, path + (k,)) if k in base else v
         return out
     return over
 
@@ -423,11 +429,3 @@ def preset_json_schema() -> dict:
     return schema
 
 
-def fmt_table(table: Table, xunit: str, xscale: float, yunit: str, yscale: float) -> str:
-    """``{0.5 mA/cm2: 68 mV, ...}`` for messages and docs."""
-    items = ", ".join(f"{x / xscale:g} {xunit}: {y / yscale:g} {yunit}" for x, y in table)
-    return "{" + items + "}"
-
-
-def _finite(x: float) -> bool:
-    return isinstance(x, float) and math.isfinite(x)

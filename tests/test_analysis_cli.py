@@ -58,7 +58,8 @@ def test_fit_eis_user_errors_exit_2_without_traceback(app, args, words):
     r = runner.invoke(app, ["fit-eis", str(DATA), *args])
     assert r.exit_code == 2
     assert words in r.stderr
-    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    assert "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
 
 
 def test_fit_eis_bad_file(app, tmp_path):
