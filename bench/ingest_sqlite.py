@@ -46,11 +46,19 @@ def make_data(n: int, seed: int = 1) -> dict[str, np.ndarray]:
     }
 
 
+EXTRA_INDEX: str | None = None  # --extra-index: measure what a secondary index would cost
+
+
 def fresh(path: Path) -> str:
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     url = f"sqlite:///{path}"
     Database(url).close()  # the labctl schema, from the migrations
+    if EXTRA_INDEX:
+        con = sqlite3.connect(path)
+        con.execute(f"CREATE INDEX ix_bench_extra ON samples ({EXTRA_INDEX})")
+        con.commit()
+        con.close()
     return url
 
 
@@ -107,7 +115,11 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--commit-rows", type=int, default=100_000)
     p.add_argument("--dir", default=None, help="where the files go (default: a temp dir)")
+    p.add_argument("--extra-index", default=None, metavar="COLUMNS",
+                   help='add "CREATE INDEX ON samples (COLUMNS)" on both sides, e.g. "run_id, step_index"')
     a = p.parse_args()
+    global EXTRA_INDEX
+    EXTRA_INDEX = a.extra_index
     data = make_data(a.rows)
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
         path = Path(d) / "bench.sqlite"
@@ -118,7 +130,8 @@ def main() -> None:
     r, l_ = statistics.median(raw), statistics.median(lab)
     print(f"ingest_sqlite  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
           f"python {platform.python_version()}  sqlite {sqlite3.sqlite_version}")
-    print(f"rows {a.rows:,}  block {a.block:,}  commit every {a.commit_rows:,} rows  median of {a.repeat}")
+    print(f"rows {a.rows:,}  block {a.block:,}  commit every {a.commit_rows:,} rows  median of {a.repeat}"
+          + (f"  extra index ({a.extra_index})" if a.extra_index else ""))
     print(f"raw executemany (floor): {r:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in raw)}")
     print(f"labctl RunRecorder:      {l_:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in lab)}")
     print(f"ratio labctl/raw: {l_ / r:.2f}  (target >= 0.8)")

@@ -207,10 +207,10 @@ class Database:
         """Record one dip-coating; returns its id.
 
         Fields: ``cell_label`` (required), ``run_id``, ``step_index``, ``solution``,
-        ``concentration`` + ``concentration_unit``, ``immersion_start_unix``,
-        ``immersion_end_unix``, ``rinse_start_unix``, ``rinse_end_unix``, ``operator``,
-        ``planned_immersion_s``, ``planned_rinse_s``, ``deviations`` (JSON), ``mode``,
-        ``notes``, ``created_unix`` (default now).
+        ``concentration`` (text as written, e.g. "2 vol%"), ``rinse_solution``,
+        ``immersion_start``, ``immersion_end``, ``rinse_start``, ``rinse_end`` (unix s),
+        ``operator``, ``planned_immersion_s``, ``planned_rinse_s``, ``deviations`` (JSON),
+        ``mode``, ``notes``, ``created_unix`` (default now).
         """
         unknown = set(fields) - set(COATING_FIELDS)
         if unknown:
@@ -229,7 +229,7 @@ class Database:
         with self._tx() as conn:
             rows = conn.execute(
                 sa.select(coatings).where(coatings.c.cell_label == cell_label)
-                .order_by(coatings.c.immersion_start_unix, coatings.c.id)).mappings().all()
+                .order_by(coatings.c.immersion_start, coatings.c.id)).mappings().all()
         return [dict(r) for r in rows]
 
     def add_results(self, run_id: int, rows: Sequence[dict]) -> None:
@@ -301,11 +301,12 @@ class Database:
 
     def run(self, run_id: int) -> dict:
         """One run: the :meth:`runs` fields plus meta, started_unix, ended_unix, protocol_id,
-        protocol_text, protocol_sha256, protocol_source, cell_id, cell_kind, cell_attrs.
+        protocol_text, protocol_hash (= protocol_sha256), protocol_source, cell_id, cell_kind, cell_attrs.
         Raises ``KeyError(run_id)`` if there is no such run."""
         q = self._run_query().add_columns(
             runs.c.meta, runs.c.started_unix, runs.c.ended_unix, runs.c.protocol_id,
-            protocols.c.text.label("protocol_text"), protocols.c.sha256.label("protocol_sha256"),
+            protocols.c.text.label("protocol_text"), protocols.c.sha256.label("protocol_hash"),
+            protocols.c.sha256.label("protocol_sha256"),
             protocols.c.source.label("protocol_source"), runs.c.cell_id,
             cells.c.kind.label("cell_kind"), cells.c.attributes.label("cell_attrs"),
         ).where(runs.c.id == run_id)
@@ -393,21 +394,14 @@ class Database:
         name = conn.dialect.name
         raw = conn.connection.driver_connection
         k = len(cols)
+        bound = hi - lo + 1  # at most this many rows
         if name == "sqlite":
             sql = f"SELECT {', '.join(cols)} FROM samples WHERE id BETWEEN ? AND ?"
             params: tuple = (base + lo, base + hi)
             if step_index is not None:
                 sql += " AND step_index = ?"
                 params += (step_index,)
-            sql += " ORDER BY id"
-            expected = (hi - lo + 1) * k if step_index is None else -1
-            cur = raw.execute(sql, params)
-            try:
-                flat = np.fromiter(itertools.chain.from_iterable(cur), np.float64, count=expected)
-            except ValueError:  # fewer rows than the id range: gaps (never written by labctl)
-                cur = raw.execute(sql, params)
-                flat = np.fromiter(itertools.chain.from_iterable(cur), np.float64)
-            table = flat.reshape(-1, k)
+            table = _collect(raw.execute(sql + " ORDER BY id", params), k, bound)
         elif name == "postgresql" and conn.dialect.driver == "psycopg":
             # The heap order is not guaranteed: fetch the sample number and sort if needed.
             sql = (f"SELECT id - %s, {', '.join(cols)} FROM samples "
@@ -418,25 +412,41 @@ class Database:
                 params += (step_index,)
             with raw.cursor(binary=True) as cur:
                 cur.execute(sql, params)
-                flat = np.fromiter(itertools.chain.from_iterable(cur), np.float64)
-            table = flat.reshape(-1, k + 1)
-            order = table[:, 0]
+                table = _collect(cur, k + 1, bound)
+            order = table[0]
             if len(order) > 1 and not bool(np.all(order[1:] > order[:-1])):
-                table = table[np.argsort(order, kind="stable")]
-            table = table[:, 1:]
+                table = table[:, np.argsort(order, kind="stable")]
+            table = table[1:]
         else:
             q = sa.select(*(samples.c[c] for c in cols)).where(
                 samples.c.id.between(base + lo, base + hi))
             if step_index is not None:
                 q = q.where(samples.c.step_index == step_index)
-            rows = conn.execute(q.order_by(samples.c.id)).all()
-            table = np.array(rows, dtype=np.float64).reshape(-1, k)
-        columns_first = np.ascontiguousarray(table.T)
+            table = _collect(iter(conn.execute(q.order_by(samples.c.id))), k, bound)
         out: dict[str, np.ndarray] = {}
         for j, c in enumerate(cols):
-            col = columns_first[j]
-            out[c] = col.astype(np.int64) if c in INT_SAMPLE_COLUMNS else col
+            out[c] = table[j].astype(np.int64) if c in INT_SAMPLE_COLUMNS else table[j]
         return out
+
+
+def _collect(rows: Iterator[Sequence[Any]], k: int, bound: int, chunk: int = 8192) -> np.ndarray:
+    """A (k, n) float64 array from an iterator of at most ``bound`` k-tuples (None -> NaN).
+
+    Converts in cache-sized chunks straight into the column-major result, so the
+    peak memory is the result itself.
+    """
+    out = np.empty((k, bound), dtype=np.float64)
+    rows = iter(rows)
+    pos = 0
+    while pos < bound:
+        m = min(chunk, bound - pos)
+        flat = np.fromiter(itertools.chain.from_iterable(itertools.islice(rows, m)), np.float64)
+        got = flat.size // k
+        out[:, pos:pos + got] = flat.reshape(got, k).T
+        pos += got
+        if got < m:
+            break
+    return out[:, :pos] if pos < bound else out
 
 
 def _columns(columns: Sequence[str] | None) -> tuple[str, ...]:

@@ -55,6 +55,14 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _known(revision: str) -> bool:
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:  # noqa: BLE001 - alembic raises several kinds for unknown ids
+        return False
+
+
 def upgrade(engine: Engine) -> None:
     """Migrate the database behind ``engine`` to :func:`head_revision` (no-op when current)."""
     head = head_revision()
@@ -70,8 +78,7 @@ def upgrade(engine: Engine) -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
             current = current_revision(conn)
             if current is not None and current != head:
-                script = ScriptDirectory.from_config(alembic_config())
-                if script.get_revision(current) is None:
+                if not _known(current):
                     raise RuntimeError(
                         f"the database schema is at revision {current!r}, which this labctl "
                         f"does not know (newest here: {head!r}); upgrade labctl"

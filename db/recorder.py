@@ -57,6 +57,7 @@ class RunRecorder:
         self._not_full = threading.Condition(self._lock)
         self._queue: collections.deque[tuple] = collections.deque()
         self._queued_samples = 0  # queued or being written, not yet committed
+        self._producers_waiting = 0
         self._max_queued = db.max_queued_samples
         self._commit_rows = db.commit_rows
         self._commit_interval = db.commit_interval
@@ -207,7 +208,12 @@ class RunRecorder:
                 and self._queued_samples + n > self._max_queued
                 and self._error is None
             ):
-                self._not_full.wait()
+                self._producers_waiting += 1
+                self._not_empty.notify()  # the writer commits at once when someone waits
+                try:
+                    self._not_full.wait()
+                finally:
+                    self._producers_waiting -= 1
             self._check()
             self._queue.append(item)
             self._queued_samples += n
@@ -288,7 +294,7 @@ class RunRecorder:
                         return batch, rows, True
                     elif kind == _FLUSH or kind == _FINISH:
                         urgent = True
-                if urgent or rows >= self._commit_rows:
+                if urgent or rows >= self._commit_rows or (batch and self._producers_waiting):
                     return batch, rows, False
                 if batch:
                     wait = oldest + self._commit_interval - time.monotonic()

@@ -281,7 +281,7 @@ def show(run_id: int = typer.Argument(..., help="Run id."),
     if res:
         tr = Table("result", "value", "uncertainty", "unit", "method", "step")
         for x in res:
-            tr.add_row(x["name"], f"{x['value']:.6g}", "" if x.get("uncertainty") is None else f"{x['uncertainty']:.3g}",
+            tr.add_row(x["name"], "-" if x["value"] is None else f"{x['value']:.6g}", "" if x.get("uncertainty") is None else f"{x['uncertainty']:.3g}",
                        x.get("unit") or "", x.get("method") or "", "" if x.get("step_index") is None else str(x["step_index"]))
         out.print(tr)
 
@@ -315,7 +315,7 @@ def analyze_and_store(database: Any, run_id: int) -> list[dict]:
     r = _get_run(database, run_id)
     steps = database.steps(run_id)
     samples = database.samples(run_id)
-    cell = dict(r.get("cell_attrs") or {})
+    cell = dict((r.get("meta") or {}).get("cell") or r.get("cell_attrs") or {})
     cell.setdefault("kind", r.get("cell_kind"))
     cell.setdefault("label", r.get("cell"))
     if r.get("preset"):
@@ -345,7 +345,10 @@ def analyze(run_id: int = typer.Argument(..., help="Run id."),
         return
     t = Table("result", "value", "uncertainty", "unit", "method", "step")
     for x in rows:
-        t.add_row(x["name"], f"{x['value']:.6g}", "" if x.get("uncertainty") is None else f"{x['uncertainty']:.3g}",
+        value = "-" if x["value"] is None else f"{x['value']:.6g}"
+        if x["name"] == "analysis_error":
+            value = str((x.get("data") or {}).get("error", ""))[:60]
+        t.add_row(x["name"], value, "" if x.get("uncertainty") is None else f"{x['uncertainty']:.3g}",
                   x.get("unit") or "", x.get("method") or "", "" if x.get("step_index") is None else str(x["step_index"]))
     out.print(t)
     out.print(f"{len(rows)} results stored for run {run_id}")

@@ -37,6 +37,25 @@ def protocol_needs(protocol: Any) -> dict[str, bool]:
             "manual": any(s.kind == "dip_coat" and s.mode == "manual" for s in _walk(protocol.steps))}
 
 
+def cell_attributes(protocol: Any, preset: str | None = None) -> dict:
+    """The cell as analysis needs it: kind, area_cm2, cathode_mass_g, and the anode
+    ('bare-mg' | 'br-mg') from a built-in preset's name or from the electrode names."""
+    cell = protocol.cell
+    attrs = {k: v for k, v in cell.model_dump().items() if v is not None}
+    anode = None
+    if preset in ("bare-mg", "br-mg"):
+        anode = preset
+    else:
+        names = " ".join(str(x) for x in (cell.working, cell.counter) if x).lower()
+        if "br" in names:
+            anode = "br-mg"
+        elif "mg" in names:
+            anode = "bare-mg"
+    if anode:
+        attrs["anode"] = anode
+    return attrs
+
+
 def build_sim_channel(protocol: Any, clock: Clock, sim: SimSettings) -> ChannelDevices:
     """Simulated potentiostat (+ stage, + dip coater when the protocol needs them)."""
     from simulators.presets import load_preset
@@ -106,16 +125,14 @@ def run_protocol(
     coatings: list[dict] = []
     if db is not None:
         cell = protocol.cell
-        preset_name = None
-        if sim is not None:
-            preset_name = str(sim.preset)
+        preset_name = None if sim is None else str(sim.preset)
+        attrs = cell_attributes(protocol, preset_name)
         recorder = db.open_run(
             protocol_name=protocol.name, protocol_text=protocol.text, protocol_source=protocol.source,
-            cell_label=cell.id, cell_kind=cell.kind,
-            cell_attrs={k: v for k, v in cell.model_dump().items() if v is not None and k not in ("line", "col")},
+            cell_label=cell.id, cell_kind=cell.kind, cell_attrs=attrs,
             channel=channel, simulated=sim is not None, seed=None if sim is None else sim.seed,
             preset=preset_name, started_unix=clock.unix(clock.now()),
-            meta={**(meta or {}), **({"replicate": sim.replicate} if sim is not None else {})})
+            meta={**(meta or {}), "cell": attrs, **({"replicate": sim.replicate} if sim is not None else {})})
     if on_start is not None:
         on_start(None if recorder is None else recorder.run_id)
     engine = Engine(protocol, devices, clock, recorder, operator=operator, on_progress=on_progress,

@@ -30,7 +30,7 @@ class Quantity:
     scale: float  # result value x scale -> shown unit
     paper: dict[str, float]  # preset -> paper value (shown unit)
     higher_is_better: bool
-    pick: str = "last"  # which result if several: first | last | max | min
+    pick: str = "last"  # first | last | cycle=N (details.cycle) | per_cycle=N (details.per_cycle)
     ce: bool = False  # compared in percentage points
 
 
@@ -38,17 +38,19 @@ QUANTITIES: list[Quantity] = [
     Quantity("exchange current density j0", "tafel", "j0", "uA/cm2", 1e6, {"bare-mg": 0.08, "br-mg": 0.66}, True),
     Quantity("Rs (EIS, RT)", "eis-rt", "Rs", "ohm", 1.0, {"bare-mg": 46.55, "br-mg": 5.56}, False, "first"),
     Quantity("Rct (EIS, RT)", "eis-rt", "Rct", "ohm", 1.0, {"bare-mg": 8.40e5, "br-mg": 3.34e5}, False, "first"),
-    Quantity("Ea (Arrhenius of Rct, 25-60 C)", "eis-temperature", "Ea", "kJ/mol", 1e-3,
+    Quantity("Ea (Arrhenius of Rct, 25-60 C)", "eis-temperature", "Ea", "kJ/mol", 1.0,
              {"bare-mg": 49.20, "br-mg": 36.65}, False),
-    Quantity("R_SEI after 10 cycles", "eis-cycling", "R_SEI@10", "ohm", 1.0, {"bare-mg": 3.39, "br-mg": 2.16}, False),
-    Quantity("R_SEI after 200 cycles", "eis-cycling", "R_SEI@200", "ohm", 1.0, {"bare-mg": 9.14, "br-mg": 2.96}, False),
-    Quantity("life at 0.5 mA/cm2 (short)", "symmetric-0.5mA", "short_circuit_time", "h", 1 / 3600,
+    Quantity("R_SEI after 10 cycles", "eis-cycling", "R_SEI", "ohm", 1.0, {"bare-mg": 3.39, "br-mg": 2.16}, False,
+             "cycle=10"),
+    Quantity("R_SEI after 200 cycles", "eis-cycling", "R_SEI", "ohm", 1.0, {"bare-mg": 9.14, "br-mg": 2.96}, False,
+             "cycle=200"),
+    Quantity("life at 0.5 mA/cm2 (short)", "symmetric-0.5mA", "t_short", "h", 1 / 3600,
              {"bare-mg": 796, "br-mg": 1610}, True),
     Quantity("hysteresis at 0.5 mA/cm2", "symmetric-0.5mA", "hysteresis", "mV", 1e3, {"bare-mg": 145, "br-mg": 68}, False),
-    Quantity("life at 5 mA/cm2 (short)", "symmetric-5mA", "short_circuit_time", "h", 1 / 3600,
+    Quantity("life at 5 mA/cm2 (short)", "symmetric-5mA", "t_short", "h", 1 / 3600,
              {"bare-mg": 194, "br-mg": 263}, True),
     Quantity("hysteresis at 5 mA/cm2", "symmetric-5mA", "hysteresis", "mV", 1e3, {"bare-mg": 225, "br-mg": 170}, False),
-    Quantity("Aurbach CE", "aurbach-ce", "aurbach_ce", "%", 100, {"bare-mg": 94.81, "br-mg": 98.13}, True, ce=True),
+    Quantity("Aurbach CE", "aurbach-ce", "ce_aurbach", "%", 100, {"bare-mg": 94.81, "br-mg": 98.13}, True, ce=True),
     Quantity("mean CE, 0.5 mA/cm2", "ce-longterm-0.5mA", "ce_mean", "%", 100, {"bare-mg": 96.47, "br-mg": 99.50}, True,
              ce=True),
     Quantity("cycle life, 0.5 mA/cm2", "ce-longterm-0.5mA", "cycle_life", "cycles", 1,
@@ -56,24 +58,41 @@ QUANTITIES: list[Quantity] = [
     Quantity("mean CE, 3 mA/cm2", "ce-longterm-3mA", "ce_mean", "%", 100, {"bare-mg": 98.52, "br-mg": 99.20}, True,
              ce=True),
     Quantity("cycle life, 3 mA/cm2", "ce-longterm-3mA", "cycle_life", "cycles", 1, {"bare-mg": 116, "br-mg": 234}, True),
-    Quantity("full cell first capacity", "full-cell-0.1C", "capacity_first", "mAh/g", 1,
+    Quantity("full cell first capacity", "full-cell-0.1C", "capacity_discharge_first", "mAh/g", 1,
              {"bare-mg": 38.37, "br-mg": 54.01}, True),
-    Quantity("full cell best capacity", "full-cell-0.1C", "capacity_best", "mAh/g", 1,
+    Quantity("full cell best capacity", "full-cell-0.1C", "capacity_discharge_best", "mAh/g", 1,
              {"bare-mg": 74.91, "br-mg": 98.40}, True),
-    Quantity("full cell dE at 50 % (cycle 20)", "full-cell-0.1C", "dE_50@20", "V", 1,
-             {"bare-mg": 0.74, "br-mg": 0.15}, False),
+    Quantity("full cell dE at 50 % (cycle 20)", "full-cell-0.1C", "dE_50", "V", 1,
+             {"bare-mg": 0.74, "br-mg": 0.15}, False, "per_cycle=20"),
 ]
 
 
-def _pick(values: list[float], how: str) -> float:
-    if not values:
-        return math.nan
-    return {"first": values[0], "last": values[-1], "max": max(values), "min": min(values)}[how]
-
-
 def quantity_values(q: Quantity, results: list[dict]) -> float:
-    vals = [r["value"] for r in results if r["name"] == q.result and r["value"] is not None]
-    return _pick(vals, q.pick) * q.scale
+    """The value of quantity ``q`` among a run's stored results (NaN when absent)."""
+    rows = [r for r in results if r["name"] == q.result and r["value"] is not None]
+    if not rows:
+        return math.nan
+    if q.pick == "first":
+        v = rows[0]["value"]
+    elif q.pick == "last":
+        v = rows[-1]["value"]
+    elif q.pick.startswith("cycle="):
+        want = int(q.pick.split("=")[1])
+        hits = [r["value"] for r in rows if (r.get("data") or {}).get("cycle") == want]
+        if not hits:
+            return math.nan
+        v = hits[-1]
+    elif q.pick.startswith("per_cycle="):
+        want = int(q.pick.split("=")[1])
+        per = (rows[-1].get("data") or {}).get("per_cycle") or {}
+        cycles = per.get("cycle") or []
+        values = next((per[k] for k in per if k != "cycle"), [])
+        if want not in cycles:
+            return math.nan
+        v = values[cycles.index(want)]
+    else:
+        raise ValueError(q.pick)
+    return float(v) * q.scale
 
 
 def build_table(runs: dict[tuple[str, str], list[int]], results: dict[int, list[dict]]) -> list[dict]:

@@ -146,6 +146,10 @@ class Engine:
         self._events: list[tuple[float, str, str]] = []
         self._cell_on = False
         self._short_stack: list[tuple[float, float]] = []
+        # A symmetric cell is always watched for a short (|V| < 10 mV under current for 60 s):
+        # outside a `repeat: {until: short_circuit}` a short ends the run, since every later
+        # step on a shorted cell is meaningless.
+        self._default_short = (0.010, 60.0) if protocol.cell.kind == "symmetric" else None
 
     # ----------------------------------------------------------------- preflight
     def preflight(self) -> None:
@@ -191,6 +195,12 @@ class Engine:
             if shorts:
                 o = shorts[-1]
                 reason = f"protocol completed; short circuit at {(o.t_end - self._t0) / 3600:.2f} h"
+        except _EndRepeat as e:
+            o = e.outcome
+            reason = (f"cell short-circuited at {(o.t_end - self._t0) / 3600:.2f} h (cycle {self._cycle}); "
+                      f"remaining steps skipped")
+            self._event("short_circuit", reason, {"cycle": self._cycle, "t_test": o.t_end - self._t0})
+            self._cell_off()
         except KeyboardInterrupt:
             status, reason = "aborted", "interrupted by the user (Ctrl-C)"
             self._emergency_off()
@@ -292,7 +302,7 @@ class Engine:
         if kind == "rest":
             self._technique(step, path, kind, label, OpenCircuit(step.duration, Recording(dt=step.record_every)))
         elif kind == "galvanostatic":
-            short = self._short_stack[-1] if self._short_stack else None
+            short = self._short_stack[-1] if self._short_stack else self._default_short
             limits = Limits(duration=step.duration, charge=step.capacity, voltage_above=step.voltage_above,
                             voltage_below=step.voltage_below,
                             short_circuit=short[0] if short else None, short_hold=short[1] if short else 60.0)

@@ -22,13 +22,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-#: pixel columns of the envelope of long traces (a little more than a figure is wide)
+#: columns of the envelope of long traces (twice the pixel columns of the widest plot)
 ENVELOPE_BINS = 2400
 #: traces with fewer points than this are drawn point by point
 RAW_POINT_LIMIT = 20000
@@ -36,7 +36,7 @@ DPI = 120
 #: step kinds whose voltage is a time trace (not a spectrum, not a stage log)
 TRACE_KINDS = ("rest", "galvanostatic", "potentiostatic", "tafel", "lsv", "cv")
 F_FARADAY = 96485.33212
-MO6S8_MAH_PER_G = 128.8
+R_GAS = 8.314462618
 
 
 # =========================================================================== small helpers
@@ -100,14 +100,21 @@ def _group_label(g: Sequence[int]) -> str:
     return f"cycle {g[0]}" if len(g) == 1 else f"cycles {g[0]}-{g[-1]}"
 
 
+def _cycles_text(cycles: Sequence[int]) -> str:
+    """[1, 2, 3, 10] -> 'cycles 1-3, 10'."""
+    groups = _cycle_groups(cycles)
+    parts = [str(g[0]) if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups]
+    return ("cycle " if len(groups) == 1 and len(groups[0]) == 1 else "cycles ") + ", ".join(parts)
+
+
 # =========================================================================== envelope
 class Envelope:
     """Min/max of y per column of a fixed x grid, filled chunk by chunk.
 
     ``add`` accepts chunks in any order; columns that got no point stay NaN, so gaps
     (EIS, temperature steps) show as gaps.  :meth:`polyline` returns the vertices of a
-    line that visits the minimum and the maximum of every column, which rasterises
-    exactly like the full data at the figure's resolution.
+    line that visits the minimum and the maximum of every column, which looks like the
+    full data at the figure's resolution.
     """
 
     def __init__(self, x0: float, x1: float, bins: int = ENVELOPE_BINS) -> None:
@@ -163,20 +170,11 @@ def _as_dict(r: Any) -> dict:
 
 def _cell_info(run: dict) -> dict:
     """Kind, area, cathode mass... of the run's cell: from the run row, else from its protocol text."""
-    info: dict[str, Any] = {}
-    for key in ("cell_attributes", "cell_attrs", "cell_info"):
-        if isinstance(run.get(key), dict):
-            info.update(run[key])
-    if isinstance(run.get("cell"), dict):
-        info.update(run["cell"])
-    elif run.get("cell"):
+    info: dict[str, Any] = dict(run["cell_attrs"]) if isinstance(run.get("cell_attrs"), dict) else {}
+    if run.get("cell"):
         info.setdefault("id", run["cell"])
     if run.get("cell_kind"):
         info.setdefault("kind", run["cell_kind"])
-    meta = run.get("meta") or {}
-    if isinstance(meta, dict) and isinstance(meta.get("cell"), dict):
-        for k, v in meta["cell"].items():
-            info.setdefault(k, v)
     if ("kind" not in info or "area_cm2" not in info) and run.get("protocol_text"):
         try:
             from protocols import load_protocol_text
@@ -201,7 +199,6 @@ class Spectrum:
     z: np.ndarray  # complex, ohm
     circuit: str | None = None
     params: np.ndarray | None = None
-    rel_rms: float | None = None
     fitted: dict = field(default_factory=dict)  # result name -> value (Rs, R_SEI, Rct)
 
     def fit_curve(self, n: int = 300) -> tuple[np.ndarray, np.ndarray] | None:
@@ -245,7 +242,6 @@ class RunView:
         self._results: list[dict] | None = None
         self.results_source = "database"
         self._spectra: list[Spectrum] | None = None
-        self._metrics: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -288,7 +284,8 @@ class RunView:
         return int(sum(int(s.get("n_samples") or 0) for s in self.steps))
 
     def steps_of(self, *kinds: str) -> list[dict]:
-        return [s for s in self.steps if s["kind"] in kinds and (s.get("n_samples") or 0) > 0]
+        """Steps of these kinds that have samples (or may have: a step still running has no count yet)."""
+        return [s for s in self.steps if s["kind"] in kinds and (s.get("n_samples") is None or s["n_samples"] > 0)]
 
     def samples(self, step_indices: Sequence[int] | int | None, columns: Sequence[str]) -> dict[str, np.ndarray]:
         """Samples of one step, several steps (concatenated in step order) or the whole run (None),
@@ -315,6 +312,12 @@ class RunView:
         n_all = max(sum(int(s.get("n_samples") or 0) for s in self.steps), 1)
         cols = list(columns)
         if hasattr(self.db, "iter_samples") and (len(want) > 64 and n_want > 0.5 * n_all):
+            everything = all(int(s["step_index"]) in want for s in self.steps
+                             if s.get("n_samples") is None or s["n_samples"] > 0)
+            if everything:  # no filter needed: read only the columns asked for
+                for chunk in self.db.iter_samples(self.run_id, chunk_rows=target, columns=cols):
+                    yield chunk
+                return
             read = cols if "step_index" in cols else cols + ["step_index"]
             keys = np.fromiter(want, np.int64)
             for chunk in self.db.iter_samples(self.run_id, chunk_rows=target, columns=read):
@@ -374,19 +377,8 @@ class RunView:
         samples = self.db.samples(self.run_id, columns=cols)
         return analyze_run(self.steps, samples, self.analysis_cell())
 
-    def results_for(self, step_index: int | None = None, names: Iterable[str] | None = None,
-                    method: str | None = None) -> list[dict]:
-        names = set(names) if names is not None else None
-        out = []
-        for r in self.results:
-            if step_index is not None and r.get("step_index") != step_index:
-                continue
-            if names is not None and r.get("name") not in names:
-                continue
-            if method is not None and r.get("method") != method:
-                continue
-            out.append(r)
-        return out
+    def results_for(self, step_index: int) -> list[dict]:
+        return [r for r in self.results if r.get("step_index") == step_index]
 
     def result_value(self, name: str) -> dict | None:
         for r in self.results:
@@ -452,12 +444,15 @@ class RunView:
         sp.circuit = circuit
         sp.params = np.array([float(by_param[n]) for n in names])
         sp.fitted = {r["name"]: float(r["value"]) for r in fits if r["data"]["circuit"] == circuit}
-        rr = (fits[0]["data"].get("residual") or {}).get("rel_rms")
-        sp.rel_rms = float(rr) if rr is not None else None
 
     # ------------------------------------------------------------------ Tafel
+    def tafel_steps(self) -> list[dict]:
+        """Tafel sweeps: ``tafel`` steps, and ``lsv`` steps labelled as Tafel scans (as the analysis takes them)."""
+        return [s for s in self.steps_of("tafel", "lsv")
+                if s["kind"] == "tafel" or "tafel" in str(s.get("label") or "").lower()]
+
     def tafel_curves(self) -> list[TafelCurve]:
-        steps = self.steps_of("tafel")
+        steps = self.tafel_steps()
         if not steps:
             return []
         area = self.area_cm2 or 1.0
@@ -467,47 +462,43 @@ class RunView:
             sel = data["step_index"] == s["step_index"]
             v, i = data["voltage"][sel], data["current"][sel]
             res = {r["name"]: r for r in self.results_for(s["step_index"])
-                   if r.get("method") in ("tafel-extrapolation", "zero crossing", "given")}
+                   if r.get("method") in ("tafel-extrapolation", "micro-polarisation", "zero crossing", "given")}
             e_eq = None
             for r in res.values():
                 e_eq = (r.get("data") or {}).get("e_eq_V", e_eq)
             if e_eq is None:
-                e_eq = self._ocp_before(s, v, i)
+                e_eq = _e_eq_without_fit(v, i)
             out.append(TafelCurve(int(s["step_index"]), v - e_eq, i / area, res))
         return out
 
-    def _ocp_before(self, step: dict, v: np.ndarray, i: np.ndarray) -> float:
-        """Open-circuit potential for a sweep without a fit: zero crossing of the current, else the sweep middle."""
-        try:
-            from labctl.analysis.tafel import estimate_e_eq
-
-            return estimate_e_eq(v, i)
-        except Exception:  # noqa: BLE001
-            return float(np.nanmedian(v)) if v.size else 0.0
-
     # ------------------------------------------------------------------ cycling
     def analysis_cell(self) -> dict:
-        """The cell description for the analysis dispatcher, with the anode type when it is known."""
+        """The cell description for the analysis dispatcher, plus ``anode`` ('bare-mg' / 'br-mg', which picks
+        the EIS circuit) from the simulator preset or the electrode materials when they name it."""
         cell = dict(self.cell)
-        if "anode" not in cell and "sei" not in cell:
-            preset = str(self.run.get("preset") or "").lower()
-            mats = " ".join(str(cell.get(k) or "") for k in ("working", "counter")).lower().replace(" ", "")
-            if preset in ("bare-mg", "br-mg"):
-                cell["anode"] = preset
-            elif "br-mg" in mats or "brmg" in mats:
+        if "anode" in cell or "sei" in cell:
+            return cell
+        preset = str(self.run.get("preset") or "").lower()
+        if preset in ("bare-mg", "br-mg"):
+            cell["anode"] = preset
+            return cell
+        for m in (cell.get("working"), cell.get("counter")):
+            key = str(m or "").lower().replace(" ", "").replace("_", "-")
+            if key in ("br-mg", "brmg"):
                 cell["anode"] = "br-mg"
-            elif mats and any(m.strip().lower() in ("mg", "baremg", "bare-mg", "mgfoil") for m in
-                              (str(cell.get("working") or ""), str(cell.get("counter") or ""))):
+                break
+            if key in ("mg", "bare-mg", "baremg", "mgfoil"):
                 cell["anode"] = "bare-mg"
+                break
         return cell
 
     def cycling_steps(self) -> list[dict]:
-        """Galvanostatic steps of the cycling (cycle > 0 or Aurbach), in order."""
-        return [s for s in self.steps_of("galvanostatic")]
+        """The galvanostatic steps with samples, in order."""
+        return self.steps_of("galvanostatic")
 
     def is_cycling(self) -> bool:
-        return len({s.get("cycle") for s in self.cycling_steps() if (s.get("cycle") or 0) > 0}) >= 1 \
-            and len(self.cycling_steps()) >= 2
+        """Galvanostatic steps inside cycles (a repeat or an Aurbach test)."""
+        return bool(self.cycles()) and len(self.cycling_steps()) >= 2
 
     def cycles(self) -> list[int]:
         return sorted({int(s["cycle"]) for s in self.cycling_steps() if (s.get("cycle") or 0) > 0})
@@ -532,10 +523,31 @@ class RunView:
         return None
 
 
+def _e_eq_without_fit(v: np.ndarray, i: np.ndarray) -> float:
+    """Open-circuit potential of a sweep that has no fit: the current's zero crossing, else the sweep middle."""
+    from labctl.analysis import AnalysisError
+    from labctl.analysis.tafel import estimate_e_eq
+
+    try:
+        return estimate_e_eq(v, i)
+    except AnalysisError:
+        return float(np.nanmedian(v)) if v.size else 0.0
+
+
 # =========================================================================== plotting helpers
 _RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                 "#bcbd22", "#17becf"]
 _RUN_CMAPS = ["Blues", "Reds", "Greens", "Oranges", "Purples", "Greys", "YlOrBr", "PuRd"]
+
+
+def _make_temperature_cmap() -> Any:
+    from matplotlib.colors import LinearSegmentedColormap
+
+    # blue (cold) -> purple -> red (hot), no pale middle
+    return LinearSegmentedColormap.from_list("labctl_temperature", ["#2166ac", "#7b3294", "#d7191c"])
+
+
+_TEMPERATURE_CMAP = _make_temperature_cmap()
 
 
 def _cell_title(view: RunView) -> str:
@@ -595,7 +607,7 @@ def _spectrum_colours(spectra: Sequence[Spectrum], mode: str, cmap_name: str | N
         pos = [0.5 if not math.isfinite(t) or hi == lo else (t - lo) / (hi - lo) for t in temps]
         if cmap_name:
             return [matplotlib.colormaps[cmap_name](0.35 + 0.6 * p) for p in pos]
-        return [matplotlib.colormaps["coolwarm"](p) for p in pos]
+        return [_TEMPERATURE_CMAP(p) for p in pos]
     if cmap_name:
         cmap = matplotlib.colormaps[cmap_name]
         return [cmap(0.85 if n == 1 else 0.35 + 0.6 * k / (n - 1)) for k in range(n)]
@@ -606,17 +618,14 @@ def _spectrum_colours(spectra: Sequence[Spectrum], mode: str, cmap_name: str | N
 
 
 def _valley_re(z: np.ndarray) -> float | None:
-    """Z' at the first minimum of -Z'' after its first maximum (the end of the fastest arc), going
-    from high to low frequency; None when there is no such valley."""
+    """Z' at the first local minimum of -Z'' after it has risen (the end of the fastest arc), going from
+    high to low frequency along a smooth (fitted) curve; None when there is no such valley."""
     y = -z.imag
-    if y.size < 5:
-        return None
-    k = int(np.argmax(y[: max(3, y.size)] > 0)) if np.any(y > 0) else 0
     rising = False
-    for i in range(max(k, 1), y.size - 1):
+    for i in range(1, y.size - 1):
         if y[i] > y[i - 1]:
             rising = True
-        if rising and y[i] <= y[i - 1] and y[i] <= y[i + 1] and y[i + 1] > y[i]:
+        elif rising and y[i + 1] > y[i]:
             return float(z.real[i])
     return None
 
@@ -668,13 +677,10 @@ def _trace(view: RunView, steps: Sequence[dict], div: float, x0: float, x1: floa
         order = np.argsort(t, kind="stable")
         t, v, si = t[order], v[order], si[order]
         # break the line where steps that are not drawn (EIS, stage) lie in between
-        drawn = {int(s["step_index"]) for s in steps}
-        prev_of = {}
         all_idx = [int(s["step_index"]) for s in view.steps]
-        for a, b in zip(all_idx, all_idx[1:]):
-            prev_of[b] = a
+        prev_of = dict(zip(all_idx[1:], all_idx))
         cut = np.flatnonzero(si[1:] != si[:-1]) + 1
-        breaks = [k for k in cut if prev_of.get(int(si[k])) not in drawn or prev_of.get(int(si[k])) != int(si[k - 1])]
+        breaks = [k for k in cut if prev_of.get(int(si[k])) != int(si[k - 1])]
         x = t / div
         if breaks:
             x = np.insert(x, breaks, np.nan)
@@ -713,8 +719,8 @@ def _zoom_groups(view: RunView, zoom_cycles: Sequence[int] | None) -> list[list[
             view.notes.append(f"zoom: {len(groups)} separate cycle ranges asked; the first 4 are shown")
             groups = groups[:4]
         return groups
-    sc = view.short_step()
-    return _default_zoom(cycles, int(sc["cycle"]) if sc is not None and sc.get("cycle") else None)
+    sc = _short_time(view)
+    return _default_zoom(cycles, int(sc[1]) if sc is not None and sc[1] else None)
 
 
 def _short_time(view: RunView) -> tuple[float, int | None] | None:
@@ -759,7 +765,7 @@ def plot_voltage_time(view: RunView, path: Path, zoom_cycles: Sequence[int] | No
     gs = fig.add_gridspec(rows, ng, height_ratios=ratios)
     ax = fig.add_subplot(gs[0, :])
     x, y, env = _trace(view, steps, div, 0.0, span / div)
-    ax.plot(x, y, lw=0.6 if env else 0.9, color="#1f4e79", label="voltage" + (" (min/max per pixel)" if env else ""))
+    ax.plot(x, y, lw=0.6 if env else 0.9, color="#1f4e79")
     ax.set_xlim(0, span / div)
     ax.set_ylabel("Voltage / V")
     ax.set_xlabel(f"Time / {unit}")
@@ -783,10 +789,16 @@ def plot_voltage_time(view: RunView, path: Path, zoom_cycles: Sequence[int] | No
         t1 = max(s.get("t_end") or s["t_start"] for s in gsteps)
         spans.append((g, gsteps, t0, t1))
         ax.axvspan(t0 / div, t1 / div, color="orange", alpha=0.25, lw=0)
-        ax.annotate(chr(ord("A") + k), (0.5 * (t0 + t1) / div, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=9,
-                    color="darkorange", fontweight="bold")
-    ax.legend(loc="best", fontsize=8)
+        xm = min(max(0.5 * (t0 + t1) / div, 0.015 * span / div), 0.985 * span / div)
+        ax.annotate(chr(ord("A") + k), (xm, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(0, -3), textcoords="offset points", ha="center", va="top", fontsize=9,
+                    color="#b35900", fontweight="bold")
+    aur = view.result_value("ce_aurbach")
+    if aur is not None and aur.get("value") is not None:
+        ax.text(0.01, 0.97, f"Aurbach CE$_{{avg}}$ = {100 * float(aur['value']):.2f} %", transform=ax.transAxes,
+                ha="left", va="top", fontsize=9, bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
+    if sc is not None:
+        ax.legend(loc="best", fontsize=8)
     if cur is not None:
         axc = fig.add_subplot(gs[1, :], sharex=ax)
         axc.plot(cur[0] / div, cur[1], color="#555555", lw=1.0, drawstyle="default")
@@ -796,11 +808,11 @@ def plot_voltage_time(view: RunView, path: Path, zoom_cycles: Sequence[int] | No
         ax.set_xlabel("")
     for k, (g, gsteps, t0, t1) in enumerate(spans):
         az = fig.add_subplot(gs[rows - 1, k])
-        zu, zdiv = _time_unit(max(t1 - t0, 1.0))
-        if zu == "s" and unit != "s":
-            zu, zdiv = unit, div
+        zu, zdiv = unit, div
         xz, yz, envz = _trace(view, gsteps, zdiv, t0 / zdiv, t1 / zdiv, bins=1200)
         az.plot(xz, yz, lw=0.8, color="#1f4e79")
+        if sc is not None and t0 <= sc[0] <= t1:
+            az.axvline(sc[0] / zdiv, color="red", ls="--", lw=1.0)
         az.set_xlim(t0 / zdiv, t1 / zdiv)
         az.set_title(f"{chr(ord('A') + k)}: {_group_label(g)}", fontsize=10)
         az.set_xlabel(f"Time / {zu}")
@@ -854,14 +866,15 @@ def _fit_summary(sp: Spectrum) -> str:
     return ", ".join(f"{k} {_ohm_text(sp.fitted[k])}" for k in ("Rs", "R_SEI", "Rct") if k in sp.fitted)
 
 
-def _fit_legend(ax: Any, styles: Sequence[_SpecStyle], fontsize: int = 8, **kw: Any) -> None:
+def _fit_legend(ax: Any, styles: Sequence[_SpecStyle], fontsize: int = 8, below: float = 0.13) -> None:
     """One entry per spectrum (points = data, line = fit, with the fitted resistances when few)."""
     from matplotlib.lines import Line2D
 
     circuits = sorted({st.spectrum.circuit for st in styles if st.spectrum.circuit})
     title = ("points: data, lines: fit " + " / ".join(circuits)) if circuits else "points: data (no fit)"
+    kw: dict[str, Any] = {}
     if len(styles) > 12:
-        ax.legend([], [], title=title, title_fontsize=fontsize, fontsize=fontsize, **kw)
+        ax.legend([], [], title=title, title_fontsize=fontsize, fontsize=fontsize)
         return
     handles, labels = [], []
     for st in styles:
@@ -870,6 +883,8 @@ def _fit_legend(ax: Any, styles: Sequence[_SpecStyle], fontsize: int = 8, **kw: 
                               ls="-" if fitted else "none", lw=1.3))
         summary = _fit_summary(st.spectrum) if len(styles) <= 6 else ""
         labels.append(st.label + (f" ({summary})" if summary else ""))
+    if len(handles) > 4:  # below the axes, not over the data
+        kw = dict(loc="upper center", bbox_to_anchor=(0.5, -below), ncol=2 if len(handles) > 5 else 1)
     ax.legend(handles, labels, title=title, title_fontsize=fontsize, fontsize=fontsize, **kw)
 
 
@@ -884,7 +899,7 @@ def _colourbar_if_many(fig: Figure, ax: Any, styles: Sequence[_SpecStyle], mode:
     sps = [s.spectrum for s in styles]
     if mode == "temperature":
         vals = [s.temperature for s in sps]
-        cmap, label = matplotlib.colormaps["coolwarm"], "temperature / °C"
+        cmap, label = _TEMPERATURE_CMAP, "temperature / °C"
     else:
         vals = [s.cycle if mode == "cycle" else k for k, s in enumerate(sps)]
         cmap, label = matplotlib.colormaps["viridis"], "cycle" if mode == "cycle" else "spectrum"
@@ -952,7 +967,7 @@ def _bode_figure(styles: Sequence[_SpecStyle], mode: str, path: Path, title: str
     for a in (am, ap):
         a.grid(alpha=0.3, which="both")
     am.set_title(title, fontsize=11)
-    _fit_legend(am, styles)
+    _fit_legend(ap, styles, below=0.2)
     _colourbar_if_many(fig, am, styles, mode)
     return _save(fig, path)
 
@@ -967,7 +982,7 @@ def _tafel_model(res: dict[str, dict]) -> tuple[Any, Any] | None:
     j0 = float(j0r["value"])
     temp = float(d.get("temperature_C", 22.0) or 22.0)
     n = float(d.get("n", 2) or 2)
-    f = F_FARADAY / (8.314462618 * (temp + 273.15))
+    f = F_FARADAY / (R_GAS * (temp + 273.15))
     if "b_cell" in res and "alpha" in res:
         a = float(res["alpha"]["value"])
         b = float(res["b_cell"]["value"]) / 1e3
@@ -1021,7 +1036,10 @@ def _draw_tafel(ax: Any, curve: TafelCurve, colour: Any, label: str, mark_fit: b
         if mark_fit:
             ax.axvspan(1e3 * min(sgn * lo, sgn * hi), 1e3 * max(sgn * lo, sgn * hi), color="green", alpha=0.06, lw=0)
     unc = curve.results["j0"].get("uncertainty")
-    txt = f"j$_0$ = {_fmt_j(j0)}" + (f" ± {100 * unc / j0:.1g} %" if unc else "")
+    txt = f"j$_0$ = {_fmt_j(j0)}" + (f" ± {_fmt(100 * unc / j0, 2)} %" if unc else "")
+    micro = curve.results.get("j0_micro")
+    if micro is not None and micro.get("value") is not None:
+        txt += f"\n(micro-polarisation: {_fmt_j(float(micro['value']))})"
     ax.semilogy([0], [j0], marker="*", ms=13, color=fcol, mec="black", mew=0.6, ls="none", label=txt, zorder=5)
 
 
@@ -1039,7 +1057,7 @@ def plot_tafel(view: RunView, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _tafel_axes(ax: Any) -> None:
+def _tafel_axes(ax: Any, shaded: bool = True) -> None:
     from matplotlib.lines import Line2D
 
     ax.set_xlabel("Overpotential η / mV")
@@ -1048,7 +1066,7 @@ def _tafel_axes(ax: Any) -> None:
     ax.axvline(0, color="0.6", lw=0.6, zorder=0)
     h, lab = ax.get_legend_handles_labels()
     h += [Line2D([], [], color="0.3", lw=1.6), Line2D([], [], color="0.3", lw=1.0, ls="--")]
-    lab += ["Butler-Volmer fit (shaded: fit window)", "Tafel lines to η = 0"]
+    lab += ["Butler-Volmer fit" + (" (shaded: fit window)" if shaded else ""), "Tafel lines to η = 0"]
     ax.legend(h, lab, fontsize=8, loc="lower right")
 
 
@@ -1098,7 +1116,7 @@ def _draw_arrhenius(ax: Any, a: ArrheniusData, colour: Any, label: str) -> None:
                 label=f"{label}1/R$_{{ct}}$ from EIS fits")
     if a.ea is not None and a.ln_a is not None:
         xx = np.linspace(x.min() - 0.03 * np.ptp(x), x.max() + 0.03 * np.ptp(x), 50)
-        yy = a.ln_a - a.ea * 1e3 / 8.314462618 * (xx / 1000.0)
+        yy = a.ln_a - a.ea * 1e3 / R_GAS * (xx / 1000.0)
         ea_txt = f"E$_a$ = {a.ea:.4g}" + (f" ± {a.ea_sigma:.2g}" if a.ea_sigma else "") + " kJ mol$^{-1}$"
         if a.r2 is not None:
             ea_txt += f" (R² = {a.r2:.4f})"
@@ -1183,6 +1201,37 @@ def _marker_size(n: int) -> float:
     return 5.0 if n <= 60 else 3.0 if n <= 400 else 1.5
 
 
+def _ce_window(series: Sequence[CycleSeries], fails: Sequence[int | None]) -> tuple[float, float]:
+    """CE axis range (%) that shows the working cycles in detail: from the cycles before failure."""
+    core = []
+    for s, fail in zip(series, fails):
+        ok = np.isfinite(s.values)
+        if fail:
+            ok &= s.cycles < fail
+        core.append(s.values[ok])
+    v = np.concatenate(core) if core else np.array([])
+    if v.size == 0:
+        allv = np.concatenate([s.values[np.isfinite(s.values)] for s in series]) if series else np.array([])
+        v = allv if allv.size else np.array([90.0, 100.0])
+    lo = max(min(float(np.percentile(v, 1)), 99.0) - 0.5, 0.0)
+    hi = min(max(float(np.max(v)), 100.0) + 0.3, 110.0)
+    return lo, hi
+
+
+def _draw_ce(ax: Any, s: CycleSeries, colour: Any, label: str, window: tuple[float, float]) -> None:
+    """CE points; points below the window (failed cycles) as triangles on the bottom edge."""
+    ok = np.isfinite(s.values)
+    n = int(ok.sum())
+    inside = ok & (s.values >= window[0])
+    ax.plot(s.cycles[inside], s.values[inside], "o-" if n < 400 else ".", ms=_marker_size(n), lw=0.6, color=colour,
+            label=label)
+    below = ok & (s.values < window[0])
+    if below.any():
+        y = window[0] + 0.015 * (window[1] - window[0])
+        ax.plot(s.cycles[below], np.full(int(below.sum()), y), "v", ms=3.5, color=colour, alpha=0.7,
+                label=f"{label}: {int(below.sum())} cycles below the axis (min {np.min(s.values[below]):.1f} %)")
+
+
 def plot_ce(view: RunView, path: Path) -> Path | None:
     """CE and capacity per cycle (asymmetric and full cells)."""
     ce = _ce_series(view)
@@ -1202,23 +1251,23 @@ def plot_ce(view: RunView, path: Path) -> Path | None:
     a1.grid(alpha=0.3)
     a1.set_title(_title(view, ("capacity" if full else "plated/stripped charge") + " and CE per cycle"), fontsize=11)
     if ce is not None:
-        ok = np.isfinite(ce.values)
-        a2.plot(ce.cycles[ok], ce.values[ok], "o-" if ok.sum() < 400 else ".", ms=_marker_size(int(ok.sum())), lw=0.6,
-                color="#2a7f62", label="CE per cycle")
+        life = view.result_value("cycle_life")
+        fc = (life or {}).get("data", {}) or {}
+        fail = fc.get("failed_cycle")
+        window = _ce_window([ce], [fail])
+        _draw_ce(a2, ce, "#2a7f62", "CE per cycle", window)
         r = view.result_value("ce_mean")
         if r is not None and r.get("value") is not None:
             mean = 100 * float(r["value"])
             se = r.get("uncertainty")
+            n = (r.get("data") or {}).get("n_cycles")
             a2.axhline(mean, color="black", ls="--", lw=0.9,
-                       label=f"mean CE {mean:.2f} %" + (f" ± {100 * se:.2f} %" if se else "")
-                       + f" ({(r.get('data') or {}).get('n_cycles', ok.sum())} cycles)")
-        life = view.result_value("cycle_life")
-        fc = (life or {}).get("data", {}) or {}
-        if fc.get("failed_cycle"):
-            a2.axvline(fc["failed_cycle"], color="red", ls=":", lw=1.2,
-                       label=f"failure (CE < {100 * fc.get('ce_threshold', 0.8):.0f} %) at cycle {fc['failed_cycle']}")
-        lo = np.nanpercentile(ce.values[ok], 2) if ok.any() else 90.0
-        a2.set_ylim(max(min(lo - 1.0, 99.0), 0.0), min(max(np.nanmax(ce.values[ok]) + 0.5 if ok.any() else 101, 100.5), 110))
+                       label=f"mean CE {mean:.2f} %" + (f" ± {_fmt(100 * se, 2)} % (s.e.)" if se else "")
+                       + (f", {n} cycles" if n else ""))
+        if fail:
+            a2.axvline(fail, color="red", ls=":", lw=1.2,
+                       label=f"failure (CE < {100 * fc.get('ce_threshold', 0.8):.0f} %) at cycle {fail}")
+        a2.set_ylim(*window)
         a2.legend(fontsize=8, loc="lower left")
     a2.set_ylabel("Coulombic efficiency / %")
     a2.set_xlabel("Cycle")
@@ -1242,7 +1291,7 @@ def plot_hysteresis(view: RunView, path: Path) -> Path | None:
         ax.axvline(sc[1], color="red", ls="--", lw=1.2, label=f"short circuit (cycle {sc[1]})")
     ax.set_xlabel("Cycle")
     ax.set_ylabel("Voltage hysteresis / mV")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.15 * float(np.nanmax(h.values)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(_title(view, f"voltage hysteresis per cycle, {_cell_title(view)}"), fontsize=11)
@@ -1374,7 +1423,8 @@ def plot_dqdv(view: RunView, path: Path) -> Path | None:
 
 # =========================================================================== sweeps, stage
 def plot_sweeps(view: RunView, path: Path) -> Path | None:
-    steps = view.steps_of("lsv", "cv")
+    tafel = {s["step_index"] for s in view.tafel_steps()}
+    steps = [s for s in view.steps_of("lsv", "cv") if s["step_index"] not in tafel]
     if not steps:
         return None
     area = view.area_cm2 or 1.0
@@ -1513,7 +1563,7 @@ def _analysis_errors(results: Sequence[dict]) -> list[str]:
 def _summary_rows(view: RunView) -> list[tuple[str, str]]:
     r = view.run
     c = view.cell
-    cell_bits = [str(c.get("id") or r.get("cell") or "-")]
+    cell_bits = [str(c.get("id") or r.get("cell"))] if (c.get("id") or r.get("cell")) else []
     if c.get("kind"):
         cell_bits.append(f"{c['kind']}")
     if c.get("working"):
@@ -1531,7 +1581,7 @@ def _summary_rows(view: RunView) -> list[tuple[str, str]]:
     cycles = view.cycles()
     rows = [
         ("protocol", str(r.get("protocol") or "-")),
-        ("cell", ", ".join(cell_bits)),
+        ("cell", ", ".join(cell_bits) or "-"),
         ("status", str(r.get("status") or "-")),
         ("end reason", str(r.get("end_reason") or "-")),
         ("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(started))) if started else "-"),
@@ -1556,27 +1606,27 @@ class Report:
 
 
 _PLOTS = [
-    ("voltage_time.png", "plot_voltage_time",
+    ("voltage_time.png", plot_voltage_time,
      "Voltage against test time for the whole run (a min/max envelope per pixel column when the run is long); "
      "the shaded ranges are shown enlarged below."),
-    ("nyquist.png", "plot_nyquist",
+    ("nyquist.png", plot_nyquist,
      "Nyquist plot of every impedance spectrum (points) with the fitted equivalent circuit (lines); equal axes."),
-    ("bode.png", "plot_bode", "Bode plot: |Z| and phase against frequency, data (points) and fits (lines)."),
-    ("tafel.png", "plot_tafel",
+    ("bode.png", plot_bode, "Bode plot: |Z| and phase against frequency, data (points) and fits (lines)."),
+    ("tafel.png", plot_tafel,
      "Tafel plot: |j| against overpotential, with the Butler-Volmer fit over the fit window, the Tafel lines "
      "extrapolated to η = 0 and the exchange current density j0 (star)."),
-    ("arrhenius.png", "plot_arrhenius",
+    ("arrhenius.png", plot_arrhenius,
      "Arrhenius plot of 1/Rct (charge-transfer resistance from the EIS fits) against 1000/T, with the straight-line "
      "fit that gives the activation energy."),
-    ("temperature.png", "plot_temperature", "Temperature of the stage against time, with set points and EIS spectra."),
-    ("ce_capacity.png", "plot_ce", "Capacity (or plated/stripped charge) and coulombic efficiency per cycle."),
-    ("hysteresis.png", "plot_hysteresis",
+    ("temperature.png", plot_temperature, "Temperature of the stage against time, with set points and EIS spectra."),
+    ("ce_capacity.png", plot_ce, "Capacity (or plated/stripped charge) and coulombic efficiency per cycle."),
+    ("hysteresis.png", plot_hysteresis,
      "Voltage hysteresis per cycle: half the difference of the plateau voltages (central 50 % of each half-cycle) "
      "of stripping and plating."),
-    ("polarisation.png", "plot_polarisation", "Polarisation ΔE at 50 % capacity per cycle."),
-    ("voltage_capacity.png", "plot_voltage_capacity", "Voltage against specific capacity for selected cycles."),
-    ("dqdv.png", "plot_dqdv", "Differential capacity dQ/dV for selected cycles (discharge negative)."),
-    ("sweeps.png", "plot_sweeps", "Current density against voltage of the linear and cyclic sweeps."),
+    ("polarisation.png", plot_polarisation, "Polarisation ΔE at 50 % capacity per cycle."),
+    ("voltage_capacity.png", plot_voltage_capacity, "Voltage against specific capacity for selected cycles."),
+    ("dqdv.png", plot_dqdv, "Differential capacity dQ/dV for selected cycles (discharge negative)."),
+    ("sweeps.png", plot_sweeps, "Current density against voltage of the linear and cyclic sweeps."),
 ]
 
 
@@ -1586,16 +1636,15 @@ def build_report(db: Any, run_id: int, out_dir: str | Path, *, zoom_cycles: Sequ
     view = RunView(db, run_id)
     out.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[Path, str]] = []
-    funcs = globals()
-    for name, fn_name, caption in _PLOTS:
-        fn = funcs[fn_name]
+    for name, fn, caption in _PLOTS:
         try:
-            p = fn(view, out / name, zoom_cycles) if fn_name == "plot_voltage_time" else fn(view, out / name)
+            p = fn(view, out / name, zoom_cycles) if fn is plot_voltage_time else fn(view, out / name)
         except Exception as e:  # noqa: BLE001 - one plot failing must not lose the others
             view.notes.append(f"{name} could not be drawn: {type(e).__name__}: {e}")
             continue
         if p is not None:
             figures.append((p, caption))
+    _remove_stale(out, [n for n, _, _ in _PLOTS], figures)
     results = view.results
     body = [f"<h1>Run {run_id}: {_e(view.run.get('protocol'))}</h1>",
             f"<p>{_e(_cell_title(view))}</p>",
@@ -1629,8 +1678,27 @@ def build_report(db: Any, run_id: int, out_dir: str | Path, *, zoom_cycles: Sequ
                     "</pre></details>")
     index = out / "index.html"
     index.write_text(_html_page(f"Run {run_id} report", body), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default), encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(_finite(results), indent=1, default=_json_default), encoding="utf-8")
     return Report(index, [index, out / "results.json"] + [p for p, _ in figures], list(view.notes))
+
+
+def _remove_stale(out: Path, names: Sequence[str], figures: Sequence[tuple[Path, str]]) -> None:
+    """Delete our own plot files left from an earlier report in the same directory that this one did not draw."""
+    drawn = {p.name for p, _ in figures}
+    for n in names:
+        if n not in drawn and (out / n).is_file():
+            (out / n).unlink()
+
+
+def _finite(x: Any) -> Any:
+    """A copy with NaN/inf replaced by None (strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, (float, np.floating)) and not math.isfinite(float(x)):
+        return None
+    return x
 
 
 def _json_default(x: Any) -> Any:
@@ -1724,8 +1792,7 @@ def _cmp_profiles(views: Sequence[RunView], labels: Sequence[str], path: Path,
     ax.axhline(0, color="0.6", lw=0.5, zorder=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"Voltage profiles, {_group_label(sorted(want)) if _cycle_groups(want) and len(_cycle_groups(want)) == 1 else 'cycles ' + ', '.join(map(str, sorted(want)))}",
-                 fontsize=11)
+    ax.set_title(f"Voltage profiles, {_cycles_text(want)}", fontsize=11)
     return _save(fig, path)
 
 
@@ -1766,6 +1833,30 @@ def _cmp_series(views: Sequence[RunView], labels: Sequence[str], get: Any, path:
     return _save(fig, path)
 
 
+def _cmp_ce(views: Sequence[RunView], labels: Sequence[str], path: Path) -> Path | None:
+    rows = [(_ce_series(v), v, lab, k) for k, (v, lab) in enumerate(zip(views, labels))]
+    rows = [(s, v, lab, k) for s, v, lab, k in rows if s is not None and np.any(np.isfinite(s.values))]
+    if not rows:
+        return None
+    fails = [((v.result_value("cycle_life") or {}).get("data") or {}).get("failed_cycle") for _, v, _, _ in rows]
+    window = _ce_window([s for s, _, _, _ in rows], fails)
+    fig = _new_figure(8.5, 5.0)
+    ax = fig.add_subplot()
+    for (s, v, lab, k), fail in zip(rows, fails):
+        r = v.result_value("ce_mean")
+        mean = f", mean {100 * float(r['value']):.2f} %" if r is not None and r.get("value") is not None else ""
+        _draw_ce(ax, s, _RUN_COLOURS[k % 10], lab + mean, window)
+        if fail:
+            ax.axvline(fail, color=_RUN_COLOURS[k % 10], ls=":", lw=1.0)
+    ax.set_ylim(*window)
+    ax.set_xlabel("Cycle")
+    ax.set_ylabel("Coulombic efficiency / %")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("Coulombic efficiency per cycle (dotted: failure)", fontsize=11)
+    return _save(fig, path)
+
+
 def _cmp_capacity(views: Sequence[RunView], labels: Sequence[str], path: Path) -> Path | None:
     rows = [(_capacity_series(v), lab, k) for k, (v, lab) in enumerate(zip(views, labels))]
     rows = [(c, lab, k) for c, lab, k in rows if c is not None]
@@ -1800,7 +1891,7 @@ def _cmp_tafel(views: Sequence[RunView], labels: Sequence[str], path: Path) -> P
         for j, c in enumerate(curves):
             _draw_tafel(ax, c, _RUN_COLOURS[k % 10], lab + ("" if len(curves) == 1 else f" step {c.step_index}"),
                         mark_fit=False)
-    _tafel_axes(ax)
+    _tafel_axes(ax, shaded=False)
     ax.set_title("Tafel plots", fontsize=11)
     return _save(fig, path)
 
@@ -1883,10 +1974,8 @@ def _comparison_table(views: Sequence[RunView], labels: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-@dataclass
-class _CmpPlot:
-    name: str
-    caption: str
+_COMPARISON_FILES = ("voltage_time.png", "voltage_profiles.png", "nyquist.png", "bode.png", "tafel.png", "arrhenius.png",
+                     "ce.png", "capacity.png", "hysteresis.png", "voltage_capacity.png")
 
 
 def build_comparison(db: Any, run_ids: Sequence[int], out_dir: str | Path, *, labels: Sequence[str] | None = None,
@@ -1928,8 +2017,8 @@ def build_comparison(db: Any, run_ids: Sequence[int], out_dir: str | Path, *, la
     add("tafel.png", "Tafel plots with Butler-Volmer fits and j0 (stars).", lambda p: _cmp_tafel(views, labs, p))
     add("arrhenius.png", "Arrhenius plots of 1/Rct with the activation energies.",
         lambda p: _cmp_arrhenius(views, labs, p))
-    add("ce.png", "Coulombic efficiency per cycle.",
-        lambda p: _cmp_series(views, labs, _ce_series, p, "Coulombic efficiency / %", "Coulombic efficiency per cycle"))
+    add("ce.png", "Coulombic efficiency per cycle (failed cycles below the axis as triangles).",
+        lambda p: _cmp_ce(views, labs, p))
     add("capacity.png", "Capacity per cycle (filled: discharge/plated, open: charge/stripped).",
         lambda p: _cmp_capacity(views, labs, p))
     add("hysteresis.png", "Voltage hysteresis (plateau) per cycle.",
@@ -1937,6 +2026,7 @@ def build_comparison(db: Any, run_ids: Sequence[int], out_dir: str | Path, *, la
                               "Voltage hysteresis per cycle"))
     add("voltage_capacity.png", "Voltage against specific capacity at the same cycle.",
         lambda p: _cmp_voltage_capacity(views, labs, p))
+    _remove_stale(out, _COMPARISON_FILES, figures)
     for v in views:
         notes += [f"run {v.run_id}: {n}" for n in v.notes]
     body = [f"<h1>Comparison of runs {', '.join(str(v.run_id) for v in views)}</h1>", "<h2>Runs</h2>",

@@ -75,7 +75,11 @@ class SimulatedPotentiostat:
         self.stage = stage
         self.noise = bool(noise)
         self.room_temperature = float(room_temperature)
-        self._rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self.replicate & 0xFFFFFFFF, 0])
+        # one stream per noisy quantity, so the values do not depend on how samples fall into blocks
+        ss = [self.seed & 0xFFFFFFFF, self.replicate & 0xFFFFFFFF]
+        self._rng_v = np.random.default_rng(ss + [100])
+        self._rng_i = np.random.default_rng(ss + [101])
+        self._rng_z = np.random.default_rng(ss + [102])
         self.capabilities = Capabilities(
             techniques=_TECHNIQUES, current_range=(-0.1, 0.1), voltage_range=(-10.0, 10.0),
             frequency_range=(1e-3, 1e6), native_limits=True, channels=1, model="labctl-sim potentiostat")
@@ -170,14 +174,14 @@ class SimulatedPotentiostat:
     def _vnoise(self, n: int, scale: float = 1.0) -> np.ndarray:
         if not self.noise or self.preset.noise.voltage == 0:
             return np.zeros(n)
-        return self._rng.normal(0.0, self.preset.noise.voltage * scale, n)
+        return self._rng_v.normal(0.0, self.preset.noise.voltage * scale, n)
 
     def _inoise(self, current: np.ndarray) -> np.ndarray:
         nz = self.preset.noise
         if not self.noise or (nz.current == 0 and nz.current_floor == 0):
             return current
-        e = self._rng.standard_normal((2, len(current)))
-        return current * (1.0 + nz.current * e[0]) + nz.current_floor * e[1]
+        e = self._rng_i.standard_normal(2 * len(current))
+        return current * (1.0 + nz.current * e[0::2]) + nz.current_floor * e[1::2]
 
     # ------------------------------------------------------------------ dispatch
     def _run(self, tech: Technique) -> Iterator[SampleBlock]:
@@ -504,7 +508,7 @@ class SimulatedPotentiostat:
     def _sweep(self, tech: LinearSweep | CyclicSweep) -> Iterator[SampleBlock]:
         cell = self.cell
         t0 = self._t_state
-        ocv = cell.ocv() + (float(self._vnoise(1)[0]) if self.noise else 0.0)
+        ocv = cell.ocv() + float(self._vnoise(1)[0])
         base = ocv if tech.vs_ocp else 0.0
         if isinstance(tech, LinearSweep):
             nodes = [tech.start, tech.end]
@@ -604,8 +608,8 @@ class SimulatedPotentiostat:
             temps = np.full(len(f), temp0)
         z = cell.impedance(f, temps)
         if self.noise and self.preset.noise.impedance > 0:
-            eps = self._rng.standard_normal((2, len(f))) * self.preset.noise.impedance
-            z = z * (1.0 + eps[0] + 1j * eps[1])
+            eps = self._rng_z.standard_normal(2 * len(f)) * self.preset.noise.impedance
+            z = z * (1.0 + eps[0::2] + 1j * eps[1::2])
         i_dc = float(np.clip(cell.kinetic_current(np.array([e_dc]), temp0)[0], *self.capabilities.current_range))
         i_model = np.full(len(f), i_dc)
         v = np.full(len(f), e_dc) + self._vnoise(len(f), 0.1)

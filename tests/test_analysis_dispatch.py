@@ -130,10 +130,15 @@ def test_tafel_step():
     assert j0.value == pytest.approx(0.66e-6, rel=0.02)
     assert j0.details["step_index"] == 1
     assert named(res, "j0_micro")[0].value == pytest.approx(0.66e-6, rel=0.02)
-    # symmetric flag from the step params
+    # symmetric form from the step params, or from the cell kind
     run.steps[1]["params"] = {"symmetric": True}
     res = analyze_run(run.steps, run.samples, {"area_cm2": AREA})
     assert named(res, "alpha")[0].value == pytest.approx(1.0, rel=0.02)
+    run.steps[1]["params"] = {}
+    res = analyze_run(run.steps, run.samples, {"area_cm2": AREA, "kind": "symmetric"})
+    assert named(res, "b_cell") and named(res, "j0")[0].value == pytest.approx(0.66e-6, rel=0.02)
+    res = analyze_run(run.steps, run.samples, {"area_cm2": AREA, "kind": "symmetric", "tafel_symmetric": False})
+    assert named(res, "b_a") and not named(res, "b_cell")
     # no area: an error result, or a raise with strict=True
     res = analyze_run(run.steps, run.samples, {})
     err = named(res, "analysis_error")[0]

@@ -24,9 +24,14 @@ What is computed, by step kind:
   last ``temperature`` step before it.
 * ``tafel`` (and ``lsv`` steps whose label contains 'tafel'): Tafel extrapolation and
   micro-polarisation (:func:`labctl.analysis.tafel.analyze_tafel`) with
-  ``cell['area_cm2']``; symmetric-cell form when the step's ``params['symmetric']``
-  or ``cell['tafel_symmetric']`` is true.  E_eq from the zero crossing, else the
-  last voltage of a preceding ``rest`` step.
+  ``cell['area_cm2']``.  The symmetric-cell form (2 j0 sinh(alpha n F V / 2RT);
+  results j0, b_cell, alpha, j0_micro) is used when the step's
+  ``params['symmetric']`` says so, else ``cell['tafel_symmetric']``, else when
+  ``cell['kind'] == 'symmetric'`` (the sweep is then of the cell voltage); otherwise
+  the one-electrode Butler-Volmer reading (j0, b_a, b_c, alpha_a, alpha_c, j0_micro).
+  The Tafel j0 is the same in both readings; alpha and the micro-polarisation j0
+  differ by a factor 2.  E_eq from the zero crossing, else the last voltage of a
+  preceding ``rest`` step.
 * ``galvanostatic`` steps labelled ``aurbach:reservoir``, ``aurbach:cycle-plate``,
   ``aurbach:cycle-strip``, ``aurbach:final-strip``: the Aurbach CE from their charges.
 * other ``galvanostatic`` steps (cycling): by ``cell['kind']``: 'full' (or a
@@ -112,9 +117,13 @@ def _temperature_of(step: dict, steps: list[dict], samples: dict, mask) -> float
     return None
 
 
-def _choose_circuit(cell: dict) -> str | None:
-    if cell.get("sei") is False or cell.get("anode") == "bare-mg":
+def _choose_circuit(cell: dict, cycle: int | None = None) -> str | None:
+    """Bare Mg: one arc on the fresh foil; after cycling a surface film forms and the study
+    fits it with a second arc (its R_SEI of 3.39 -> 9.14 ohm after 10 -> 200 cycles)."""
+    if cell.get("sei") is False or (cell.get("anode") == "bare-mg" and not cycle):
         return ONE_ARC
+    if cell.get("anode") == "bare-mg":
+        return TWO_ARCS
     if cell.get("sei") is True or cell.get("anode") == "br-mg":
         return TWO_ARCS
     return None
@@ -127,7 +136,7 @@ def _eis(step, steps, samples, cell) -> tuple[list[Result], float | None, float 
     if f is None or zr is None or zi is None:
         raise AnalysisError("EIS step without frequency/z_re/z_im samples")
     f, z = prepare_spectrum(np.asarray(f, float), np.asarray(zr, float), np.asarray(zi, float), drop_inductive=True)
-    circuit = _choose_circuit(cell)
+    circuit = _choose_circuit(cell, step.get("cycle"))
     if circuit is not None:
         fit = fit_circuit(f, z, circuit, weighting="modulus")
         choice = "from the cell description"
@@ -167,7 +176,7 @@ def _tafel(step, steps, samples, cell) -> list[Result]:
     e = np.asarray(_col(samples, "voltage", m), float)
     i = np.asarray(_col(samples, "current", m), float)
     params = step.get("params") or {}
-    sym = bool(params.get("symmetric", cell.get("tafel_symmetric", False)))
+    sym = bool(params.get("symmetric", cell.get("tafel_symmetric", cell.get("kind") == "symmetric")))
     temp = _temperature_of(step, steps, samples, m)
     kw = {"temperature_c": temp if temp is not None else 22.0, "symmetric": sym}
     s = np.sign(i[np.isfinite(i)])

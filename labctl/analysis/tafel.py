@@ -37,7 +37,12 @@ Symmetric cells (Mg|Mg)
     with j0 and an effective alpha (0.5 for the ideal case) as parameters; the cell
     Tafel slope b_cell = ln(10) 2 R T / (alpha n F) is reported in mV/dec, and the
     micro-polarisation j0 is twice that of one electrode for the same slope
-    (the two charge-transfer resistances are in series).
+    (the two charge-transfer resistances are in series).  Note that 2 j0 sinh(k V)
+    is the one-electrode form with alpha_a = alpha_c: the Tafel-extrapolated j0 is
+    the same either way; what changes is the reading of the slopes (per electrode,
+    alpha_a = alpha_c = alpha/2 in the one-electrode reading) and the
+    micro-polarisation j0 (factor 2).  labctl's analyze_run uses the one-electrode
+    reading unless the step or the cell says ``symmetric``.
 
 Errors (AnalysisError): no Tafel region (the sweep does not reach the window or has
 too few points in it), too noisy (points of the wrong sign in the window, a poor
