@@ -33,9 +33,10 @@ class RunResult:
     duration_s: float
     n_samples: int
     wall_s: float
+    results: list[dict] = field(default_factory=list)
 
 
-def _run_one(spec: RunSpec, db_url: str) -> RunResult:
+def _run_one(spec: RunSpec, db_url: str, analyze: bool = False) -> RunResult:
     import time
 
     from db import Database
@@ -46,25 +47,34 @@ def _run_one(spec: RunSpec, db_url: str) -> RunResult:
     try:
         out = run_protocol(spec.protocol, db=db, sim=SimSettings(spec.preset, spec.seed, spec.replicate),
                            channel=spec.channel, meta={"campaign": dict(spec.tags)})
+        results = []
+        if analyze and out.run_id is not None:
+            from labctl.results import analyze_and_store
+
+            results = analyze_and_store(db, out.run_id)
     finally:
         db.close()
     return RunResult(spec, out.run_id, out.status, out.end_reason, out.duration, out.n_samples,
-                     time.perf_counter() - t0)
+                     time.perf_counter() - t0, results)
 
 
-def run_campaign(specs: list[RunSpec], db_url: str, *, workers: int | None = None,
+def run_campaign(specs: list[RunSpec], db_url: str, *, workers: int | None = None, analyze: bool = False,
                  on_done: Callable[[RunResult], None] | None = None) -> list[RunResult]:
-    """Run every spec (in parallel processes when ``workers`` > 1); results in the order of ``specs``."""
+    """Run every spec (in parallel processes when ``workers`` > 1); results in the order of ``specs``.
+
+    With ``analyze`` each run is analysed in its worker right after it ends and the results stored.
+    Submit the longest runs first (the caller orders ``specs``) to keep every worker busy.
+    """
     workers = workers or min(len(specs), os.cpu_count() or 1)
     results: dict[int, RunResult] = {}
     if workers <= 1:
         for k, s in enumerate(specs):
-            results[k] = _run_one(s, db_url)
+            results[k] = _run_one(s, db_url, analyze)
             if on_done:
                 on_done(results[k])
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futs = {pool.submit(_run_one, s, db_url): k for k, s in enumerate(specs)}
+            futs = {pool.submit(_run_one, s, db_url, analyze): k for k, s in enumerate(specs)}
             for f in as_completed(futs):
                 r = f.result()
                 results[futs[f]] = r

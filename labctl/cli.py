@@ -308,37 +308,16 @@ def export(run_id: int = typer.Argument(..., help="Run id."),
         out.print(f"wrote {n:,} rows of run {run_id} to {out_file}")
 
 
-def analyze_and_store(database: Any, run_id: int) -> list[dict]:
-    """Compute what fits the run's steps and store each result (replacing an earlier analysis)."""
-    from labctl.analysis import ANALYSIS_VERSION, analyze_run
-
-    r = _get_run(database, run_id)
-    steps = database.steps(run_id)
-    samples = database.samples(run_id)
-    cell = dict((r.get("meta") or {}).get("cell") or r.get("cell_attrs") or {})
-    cell.setdefault("kind", r.get("cell_kind"))
-    cell.setdefault("label", r.get("cell"))
-    if r.get("preset"):
-        cell.setdefault("preset", r.get("preset"))
-    results = analyze_run(steps, samples, cell)
-    rows = []
-    for res in results:
-        d = res.to_dict()
-        rows.append({"name": d["name"], "value": d["value"], "unit": d.get("unit"),
-                     "uncertainty": d.get("uncertainty"), "method": d.get("method"),
-                     "step_index": d.get("details", {}).get("step_index"), "data": d.get("details", {}),
-                     "analysis_version": ANALYSIS_VERSION})
-    database.add_results(run_id, rows)
-    return rows
-
-
 @app.command()
 @user_errors
 def analyze(run_id: int = typer.Argument(..., help="Run id."),
             db: Optional[str] = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Compute what fits the run's steps (Tafel, EIS, Arrhenius, CE, hysteresis...) and store the results."""
+    from labctl.results import analyze_and_store
+
     database = _open_db(db)
+    _get_run(database, run_id)
     rows = analyze_and_store(database, run_id)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
