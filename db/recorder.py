@@ -140,6 +140,14 @@ class RunRecorder:
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything queued so far is committed (``TimeoutError`` after ``timeout`` s)."""
+        with self._lock:
+            stopping = self._finished or self._closed
+        if stopping:  # finish/close flush everything themselves
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"run {self.run_id}: flush did not complete within {timeout} s")
+            self._check()
+            return
         done = threading.Event()
         self._put((_FLUSH, time.monotonic(), done))
         if not done.wait(timeout):
@@ -198,7 +206,7 @@ class RunRecorder:
 
     def _put(self, item: tuple, n: int = 0) -> None:
         with self._lock:
-            if self._closed or (self._finished and item[0] != _FLUSH):
+            if self._closed or self._finished:
                 raise RuntimeError(f"run {self.run_id}: recorder is finished/closed")
             self._check()
             # Back-pressure: bounded memory.  A block larger than the bound is still

@@ -7,7 +7,6 @@ Parquet files carry the same statements in their key/value metadata.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -124,27 +123,20 @@ _FMT = {
 }
 
 
+_ROW_FMT = ",".join(_FMT[name] for name in COLUMNS)
+
+
 def _write_csv_chunk(f: Any, frame: dict[str, np.ndarray]) -> int:
+    """Format a chunk row by row with one %-format (C speed); NaN becomes an empty field."""
     n = len(frame["Test Time / s"])
     if n == 0:
         return 0
-    cols = []
-    for name in COLUMNS:
-        a = frame[name]
-        fmt = _FMT[name]
-        if a.dtype.kind == "f":
-            s = np.char.mod(fmt, a)
-            s[np.isnan(a)] = ""
-        else:
-            s = np.char.mod(fmt, a)
-        cols.append(s)
-    buf = io.StringIO()
-    rows = cols[0].astype(object)
-    for c in cols[1:]:
-        rows = rows + "," + c.astype(object)
-    buf.write("\n".join(rows.tolist()))
-    buf.write("\n")
-    f.write(buf.getvalue())
+    cols = [frame[name].tolist() for name in COLUMNS]
+    fmt = _ROW_FMT
+    text = "\n".join([fmt % row for row in zip(*cols)])
+    text = text.replace(",nan", ",").replace(",nan", ",")
+    f.write(text)
+    f.write("\n")
     return n
 
 

@@ -275,6 +275,7 @@ def test_close_without_finish_flushes_and_marks_aborted(db):
     assert run["status"] == "aborted" and run["end_reason"] == "recorder closed before finish"
     with pytest.raises(RuntimeError):
         rec.samples(0, 0, [0.0], [0.0], [0.0], [0.0])
+    rec.flush()  # nothing left to flush: returns
 
 
 def test_database_close_closes_open_recorders(db_url):
@@ -323,7 +324,9 @@ def test_random_blocks_round_trip(db, data):
     for _ in range(n_blocks):
         step += data.draw(st.integers(0, 1))
         n = data.draw(st.integers(1, 40))
-        col = lambda: np.array(data.draw(st.lists(floats, min_size=n, max_size=n)), dtype=np.float64)  # noqa: E731
+        def col(n=n):
+            return np.array(data.draw(st.lists(floats, min_size=n, max_size=n)), dtype=np.float64)
+
         cols = {c: col() for c in ("t", "voltage", "current", "charge")}
         for c in ("temperature", "frequency", "z_re", "z_im"):
             cols[c] = col() if data.draw(st.booleans()) else None
