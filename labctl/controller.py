@@ -16,7 +16,7 @@ from typing import Any, Callable
 from drivers import registry
 from drivers.contracts import ChannelDevices
 from labctl.clock import Clock, clock_for_speed
-from labctl.engine import Engine, Progress, RunOutcome, _walk
+from labctl.engine import Engine, PreflightError, Progress, RunOutcome, _walk
 
 
 class UserError(Exception):
@@ -121,6 +121,15 @@ def run_protocol(
         from labctl.operator import SimulatedOperator
 
         operator = SimulatedOperator(clock, seed=sim.seed)
+    engine = Engine(protocol, devices, clock, None, operator=operator, on_progress=on_progress,
+                    on_coating=None)
+    try:
+        engine.preflight()
+    except PreflightError as e:
+        for dev in (devices.potentiostat, devices.stage, devices.dip_coater):
+            if dev is not None:
+                dev.close()
+        raise UserError(str(e)) from None
     recorder = None
     coatings: list[dict] = []
     if db is not None:
@@ -135,8 +144,9 @@ def run_protocol(
             meta={**(meta or {}), "cell": attrs, **({"replicate": sim.replicate} if sim is not None else {})})
     if on_start is not None:
         on_start(None if recorder is None else recorder.run_id)
-    engine = Engine(protocol, devices, clock, recorder, operator=operator, on_progress=on_progress,
-                    on_coating=coatings.append)
+    if recorder is not None:
+        engine.rec = recorder
+    engine.on_coating = coatings.append
     try:
         outcome = engine.run()
     finally:

@@ -51,7 +51,11 @@ CYCLE_DEFINITION = (
 
 
 class ProtocolRuntimeError(RuntimeError):
-    """The protocol cannot run on this channel (missing device, unsupported technique, timeout)."""
+    """The protocol cannot go on (a temperature that never settles, a missing operator)."""
+
+
+class PreflightError(ProtocolRuntimeError):
+    """Found before the run starts: this channel cannot run the protocol.  Nothing is recorded."""
 
 
 @dataclass
@@ -153,40 +157,48 @@ class Engine:
 
     # ----------------------------------------------------------------- preflight
     def preflight(self) -> None:
-        """Check before any current flows that this channel can run the protocol."""
+        """Check before any current flows that this channel can run the protocol.
+
+        Raises :class:`PreflightError` whose message reads ``file:line:col: field: message (hint: ...)``.
+        """
         caps = self.devices.potentiostat.capabilities
-        needed = set()
-        needs_stage = False
-        needs_coater = False
+        src = getattr(self.protocol, "source", None) or "<protocol>"
+        model = caps.model or type(self.devices.potentiostat).__name__
+
+        def where(step: Any) -> str:
+            return f"{src}:{getattr(step, 'line', 0) or 0}:{getattr(step, 'col', 0) or 0}"
+
         for step in _walk(self.protocol.steps):
-            needed |= _technique_kinds(step)
+            missing = _technique_kinds(step) - set(caps.techniques)
+            if missing:
+                raise PreflightError(
+                    f"{where(step)}: {step.kind}: the potentiostat ({model}) does not run {', '.join(sorted(missing))} "
+                    f"(hint: it runs {', '.join(sorted(caps.techniques))}; choose another channel)")
             if step.kind == "temperature":
-                needs_stage = True
-            if step.kind == "dip_coat" and step.mode == "automated":
-                needs_coater = True
-        missing = needed - set(caps.techniques)
-        if missing:
-            raise ProtocolRuntimeError(
-                f"the potentiostat ({caps.model or type(self.devices.potentiostat).__name__}) does not run "
-                f"{', '.join(sorted(missing))}; it runs {', '.join(sorted(caps.techniques))}")
-        if needs_stage and self.devices.stage is None:
-            raise ProtocolRuntimeError("the protocol has temperature steps but the channel has no temperature stage")
-        if needs_coater and self.devices.dip_coater is None:
-            raise ProtocolRuntimeError("the protocol has an automated dip_coat step but the channel has no dip coater")
-        lo, hi = caps.current_range
-        if self.safety.current_max > max(abs(lo), abs(hi)) * (1 + 1e-9):
-            log.info("safety current limit above the instrument range; the instrument range applies")
-        if needs_stage and self.devices.stage is not None:
-            tlo, thi = self.devices.stage.range_c
-            for step in _walk(self.protocol.steps):
-                if step.kind == "temperature" and not (tlo <= step.setpoint <= thi):
-                    raise ProtocolRuntimeError(
-                        f"temperature set point {step.setpoint:g} degC (line {step.line}) is outside the stage's "
-                        f"range {tlo:g}..{thi:g} degC")
+                stage = self.devices.stage
+                if stage is None:
+                    raise PreflightError(f"{where(step)}: temperature: the channel has no temperature stage "
+                                         f"(hint: add one to the channel or remove the step)")
+                tlo, thi = stage.range_c
+                if not (tlo <= step.setpoint <= thi):
+                    raise PreflightError(
+                        f"{where(step)}: temperature.setpoint: {step.setpoint:g} degC is outside the stage's range "
+                        f"{tlo:g}..{thi:g} degC (hint: choose a set point within the stage's range)")
+            if step.kind == "dip_coat" and step.mode == "automated" and self.devices.dip_coater is None:
+                raise PreflightError(f"{where(step)}: dip_coat.mode: automated, but the channel has no dip coater "
+                                     f"(hint: use mode: manual, or add a dip coater)")
+            current = getattr(step, "current", None)
+            if isinstance(current, float):
+                lo, hi = caps.current_range
+                applied = (current, -current) if step.kind == "aurbach_ce" else (current,)
+                if any(not (lo - 1e-12 <= c <= hi + 1e-12) for c in applied):
+                    raise PreflightError(
+                        f"{where(step)}: {step.kind}.current: {current * 1e3:g} mA is outside the instrument's range "
+                        f"{lo * 1e3:g}..{hi * 1e3:g} mA (hint: lower the current or use another instrument)")
 
     # ----------------------------------------------------------------- run
     def run(self) -> RunOutcome:
-        self.preflight()
+        """Run the protocol (call :meth:`preflight` first to fail before anything is recorded)."""
         self._t0 = self.clock.now()
         status, reason = "completed", "protocol completed"
         try:

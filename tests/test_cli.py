@@ -198,3 +198,14 @@ def test_ctrl_c_marks_run_aborted_and_keeps_samples(tmp_path: Path, db_url: str)
     assert status == "aborted"
     assert "Ctrl-C" in reason
     assert kept >= n
+
+
+def test_setpoint_outside_stage_range_is_a_user_error(tmp_path: Path, db_url: str):
+    p = tmp_path / "hot.yaml"
+    p.write_text(SHORT.replace("safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA}",
+                               "safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA, temperature: 200 degC}")
+                 .replace("  - rest: {duration: 1 h, record_every: 60 s}", "  - temperature: {setpoint: 150 degC}"))
+    r = invoke("run", str(p), "--sim", "--db", db_url)
+    assert r.exit_code == 2, r.output
+    assert f"{p}:10:" in r.output and "outside the stage's range" in r.output
+    assert n_runs(db_url) == 0

@@ -182,3 +182,21 @@ def test_times_repeat_counts_cycles_run_wide():
     cycles = [s["cycle"] for s in rec.steps.values()]
     assert cycles == [0, 1, 1, 2, 2, 3, 3]
     assert out.duration == pytest.approx(600 + 3 * 1200)
+
+
+def test_preflight_rejects_what_the_channel_cannot_do():
+    from drivers.contracts import Capabilities
+    from labctl.engine import PreflightError
+
+    clock = VirtualClock(start_unix=0)
+    pstat = FakePotentiostat(clock)
+    pstat.capabilities = Capabilities(techniques=frozenset({"ocp", "cp"}), current_range=(-0.01, 0.01), model="tiny")
+    eis = proto("  - eis: {f_start: 1 MHz, f_end: 0.1 Hz}")
+    with pytest.raises(PreflightError, match=r"engine-test.yaml:\d+:\d+: eis: .*tiny.* does not run eis"):
+        Engine(eis, ChannelDevices(pstat), clock).preflight()
+    big = proto("  - galvanostatic: {current: 15 mA, duration: 1 h}")
+    with pytest.raises(PreflightError, match="outside the instrument's range"):
+        Engine(big, ChannelDevices(pstat), clock).preflight()
+    temp = proto("  - temperature: {setpoint: 40 degC}", safety="{voltage: [-2 V, 2 V], current: 20 mA, temperature: 70 degC}")
+    with pytest.raises(PreflightError, match="no temperature stage"):
+        Engine(temp, ChannelDevices(pstat), clock).preflight()
