@@ -333,21 +333,16 @@ def analyze(run_id: int = typer.Argument(..., help="Run id."),
     out.print(f"{len(rows)} results stored for run {run_id}")
 
 
-def _register_optional() -> None:
-    """Commands that live with their packages (analysis, reports, demo)."""
-    import importlib
+def _register_commands() -> None:
+    """Commands that live with their packages: fit-eis/fit-tafel, report/compare, demo."""
+    from labctl import demo, report_cli
+    from labctl.analysis import cli as analysis_cli
 
-    for mod in ("labctl.analysis.cli", "labctl.report_cli", "labctl.demo"):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name == mod:
-                continue
-            raise
+    for m in (analysis_cli, report_cli, demo):
         m.register(app)
 
 
-_register_optional()
+_register_commands()
 
 
 def main() -> None:

@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
         table = build_table(runs, results)
 
         out.mkdir(parents=True, exist_ok=True)
-        report_paths = _reports(database, runs, out)
+        report_paths = _reports(database, runs, out, table)
         t_total = time.perf_counter() - t_start
 
         tab = Table(title="Mg anode study: paper vs labctl (simulated, mean +- sd over replicates)")
@@ -197,7 +197,20 @@ _EXPECTED_COST = {"ce-longterm-0.5mA": 12, "ce-longterm-3mA": 8, "symmetric-0.5m
                   "eis-cycling": 2, "tafel": 1.5, "symmetric-5mA": 1}
 
 
-def _reports(database: Any, runs: dict[tuple[str, str], list[int]], out: Path) -> list[Path]:
+def _table_html(table: list[dict]) -> str:
+    import html
+
+    head = "<tr><th>quantity</th><th>anode</th><th>paper</th><th>labctl mean</th><th>sd</th><th>n</th><th>diff</th><th>ok</th></tr>"
+    rows = []
+    for r in table:
+        ok = "yes" if r["within_tolerance"] else "<b>NO</b>"
+        rows.append(f"<tr><td>{html.escape(r['quantity'])}</td><td>{r['anode']}</td><td>{r['paper']:.4g} {r['unit']}</td>"
+                    f"<td>{r['mean']:.4g} {r['unit']}</td><td>{r['sd']:.2g}</td><td>{r['n']}</td>"
+                    f"<td>{r['diff']:+.2f} {r['diff_unit']}</td><td>{ok}</td></tr>")
+    return "<table border='1' cellpadding='4' cellspacing='0'>" + head + "".join(rows) + "</table>"
+
+
+def _reports(database: Any, runs: dict[tuple[str, str], list[int]], out: Path, table: list[dict]) -> list[Path]:
     """bare Mg vs Br-Mg overlays per experiment (first replicate) and an index page."""
     from labctl.report import compare_runs
 
@@ -216,5 +229,7 @@ def _reports(database: Any, runs: dict[tuple[str, str], list[int]], out: Path) -
     (out / "index.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>labctl demo</title></head><body>"
         "<h1>labctl demo: bare Mg vs Br-Mg on simulated instruments</h1>"
-        "<p>Table: <a href='demo.json'>demo.json</a></p><ul>" + "\n".join(links) + "</ul></body></html>")
+        "<p>Paper value vs labctl (mean and sd over replicate cells); tolerance 10 %, CE 0.3 percentage points. "
+        "Machine-readable: <a href='demo.json'>demo.json</a></p>" + _table_html(table) +
+        "<h2>bare Mg vs Br-Mg, per experiment</h2><ul>" + "\n".join(links) + "</ul></body></html>")
     return paths
