@@ -8,9 +8,9 @@ PostgreSQL inside a transaction holding an advisory lock.
 
 Developer commands::
 
-    python -m db.migrate upgrade [URL]      # default: labctl's default database
-    python -m db.migrate current [URL]
-    python -m db.migrate revision -m "add a column"   # new file in db/migrations/versions
+    python -m db upgrade [URL]      # default: labctl's default database
+    python -m db current [URL]
+    python -m db revision -m "add a column" [--autogenerate-from URL]   # new file in migrations/versions
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from db.url import default_url, masked, normalize_url
 
-    p = argparse.ArgumentParser(prog="python -m db.migrate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m db", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("upgrade", "current"):
         s = sub.add_parser(name)
@@ -117,6 +117,3 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{masked(url)}: at {current_revision(conn)} (newest known: {head_revision()})")
         engine.dispose()
 
-
-if __name__ == "__main__":
-    main()
