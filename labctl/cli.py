@@ -113,8 +113,13 @@ def validate(files: list[Path] = typer.Argument(..., help="Protocol files to che
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of protocol files (for editor autocompletion)."""
+def schema(preset: bool = typer.Option(False, "--preset", help="The schema of simulator preset files instead.")) -> None:
+    """Print the JSON Schema of protocol files (or preset files) for editor autocompletion."""
+    if preset:
+        from simulators.presets import preset_json_schema
+
+        print(json.dumps(preset_json_schema(), indent=2))
+        return
     from protocols import json_schema
 
     print(json.dumps(json_schema(), indent=2))
@@ -145,20 +150,26 @@ def run(
     from_run: Optional[int] = typer.Option(None, "--from-run", help="Re-run the exact protocol text of an earlier run."),
     driver: Optional[str] = typer.Option(None, help="Potentiostat driver name (entry point) for hardware runs."),
     driver_opt: list[str] = typer.Option([], "--driver-opt", help="Driver option KEY=VALUE (repeatable)."),
+    operator: Optional[str] = typer.Option(None, help="Who runs the manual steps (recorded with dip-coat logs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Run a protocol; prints the run id, shows progress, records every sample."""
     from protocols import load_protocol, load_protocol_text
 
-    from labctl.clock import clock_for_speed
+    from labctl.clock import WallClock, clock_for_speed
     from labctl.controller import build_driver_channel, build_sim_channel, run_protocol
 
     if sim == bool(driver):
         raise UserError("choose where to run: --sim for simulated instruments, or --driver NAME for hardware")
-    try:
-        clock = clock_for_speed(speed)
-    except ValueError:
-        raise UserError(f"--speed {speed!r}: use 'max' or a positive number such as 100") from None
+    if sim:
+        try:
+            clock = clock_for_speed(speed)
+        except ValueError:
+            raise UserError(f"--speed {speed!r}: use 'max' or a positive number such as 100") from None
+    else:
+        if speed != "max":
+            raise UserError("--speed is for simulated runs; hardware runs in real time")
+        clock = WallClock()
     database = None
     prior: dict = {}
     if from_run is not None:
@@ -198,7 +209,16 @@ def run(
             bar.update(task, description=f"step {p.step_index} {p.kind}{' ' + p.label if p.label else ''}",
                        cycle=p.cycle, t=_fmt_duration(p.t_test), n=p.n_samples)
 
-        outcome = run_protocol(proto, db=database, sim=settings, devices=devices, clock=clock,
+        op = None
+        if not sim:
+            from labctl.operator import ConsoleOperator
+
+            op = ConsoleOperator(clock, name=operator)
+        elif operator:
+            from labctl.operator import SimulatedOperator
+
+            op = SimulatedOperator(clock, name=operator, seed=settings.seed)
+        outcome = run_protocol(proto, db=database, sim=settings, devices=devices, clock=clock, operator=op,
                                channel=channel or ("sim-1" if sim else driver), on_progress=on_progress,
                                on_start=on_start, meta={"from_run": from_run} if from_run else None)
     summary = {"run_id": outcome.run_id, "status": outcome.status, "end_reason": outcome.end_reason,
