@@ -209,3 +209,19 @@ def test_setpoint_outside_stage_range_is_a_user_error(tmp_path: Path, db_url: st
     assert r.exit_code == 2, r.output
     assert f"{p}:10:" in r.output and "outside the stage's range" in r.output
     assert n_runs(db_url) == 0
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("name: mine\nbase: br-mg\nkinetics: {j0: -0.5 uA/cm2}\n", "j0"),
+    ("name: mine\nbase: br-mg\nimpedance: {rct: 5 mA}\n", "rct"),
+])
+def test_bad_user_preset_is_a_user_error(tmp_path: Path, db_url: str, body: str, needle: str):
+    proto = tmp_path / "p.yaml"
+    proto.write_text(SHORT)
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(body)
+    r = invoke("run", str(proto), "--sim", "--preset", str(preset), "--db", db_url)
+    assert r.exit_code == 2, r.output
+    assert f"{preset}:3:" in r.output and needle in r.output
+    assert "Traceback" not in r.output
+    assert n_runs(db_url) == 0
