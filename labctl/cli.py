@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labctl.controller import SimSettings, UserError
+from labctl.formatting import fmt_duration as _fmt_duration
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Run electrochemistry protocols on instruments or simulators, store every sample in SQL.")
@@ -72,16 +73,6 @@ def _get_run(db: Any, run_id: int) -> dict:
         return db.run(run_id)
     except KeyError:
         raise UserError(f"no run {run_id} in {db.url}; `labctl runs` lists them") from None
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 # --------------------------------------------------------------------------- validate / schema
@@ -154,10 +145,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Run a protocol; prints the run id, shows progress, records every sample."""
-    from protocols import load_protocol, load_protocol_text
-
     from labctl.clock import WallClock, clock_for_speed
     from labctl.controller import build_driver_channel, build_sim_channel, run_protocol
+    from protocols import load_protocol, load_protocol_text
 
     if sim == bool(driver):
         raise UserError("choose where to run: --sim for simulated instruments, or --driver NAME for hardware")

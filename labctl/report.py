@@ -28,6 +28,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from labctl.formatting import fmt_duration as _fmt_duration
+
 #: columns of the envelope of long traces (twice the pixel columns of the widest plot)
 ENVELOPE_BINS = 2400
 #: traces with fewer points than this are drawn point by point
@@ -52,16 +54,6 @@ def _fmt(v: Any, digits: int = 4) -> str:
     if not math.isfinite(x):
         return "-"
     return f"{x:.{digits}g}"
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 def _time_unit(span_s: float) -> tuple[str, float]:
