@@ -133,10 +133,8 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
-        from db import Database
         from labctl.campaign import RunSpec, run_campaign
         from labctl.cli import _open_db
-        from labctl.results import analyze_and_store
 
         con = Console()
         t_start = time.perf_counter()
