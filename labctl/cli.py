@@ -186,7 +186,7 @@ def run(
 
     cols = [SpinnerColumn(), TextColumn("{task.description}"), TextColumn("cycle {task.fields[cycle]}"),
             TextColumn("t = {task.fields[t]}"), TextColumn("{task.fields[n]:,} samples"), TimeElapsedColumn()]
-    with Progress(*cols, console=err, transient=False, disable=as_json or not err.is_terminal and False) as bar:
+    with Progress(*cols, console=err, transient=False, disable=as_json) as bar:
         task = bar.add_task("starting", cycle=0, t="0 s", n=0)
 
         def on_start(run_id: int | None) -> None:

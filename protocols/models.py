@@ -536,7 +536,27 @@ def _charge_field(what: str):
     return Annotated[float, BeforeValidator(lambda v: _charge_or_areal(v, what)), WithJsonSchema(CHARGE_SCHEMA)]
 
 
-class GalvanostaticStep(_Step):
+class _RecordsTimeAndVoltage(_Step):
+    """Steps that record every time interval and/or every voltage change (cycling steps)."""
+
+    record_every: Annotated[RecordField, WithJsonSchema(RECORD_SCHEMA)] = Field(
+        default_factory=_default_record,
+        description="record every time interval and/or voltage change: '10 s' or {time: 10 s, voltage: 5 mV}",
+        json_schema_extra={"default": "10 s"},
+    )
+
+    @property
+    def record_every_s(self) -> float | None:
+        """Recording interval (s), or None."""
+        return self.record_every.time
+
+    @property
+    def record_dv(self) -> float | None:
+        """Record whenever the voltage moved this much (V), or None."""
+        return self.record_every.voltage
+
+
+class GalvanostaticStep(_RecordsTimeAndVoltage):
     """Constant current until the first end condition is met.
 
     Give the current as exactly one of ``current``, ``current_density`` (times the
@@ -563,21 +583,6 @@ class GalvanostaticStep(_Step):
     )
     voltage_above: Q("voltage", examples=["1.2 V"]) | None = Field(None, description="end when the voltage rises above this")  # type: ignore[valid-type]
     voltage_below: Q("voltage", examples=["0.25 V"]) | None = Field(None, description="end when the voltage falls below this")  # type: ignore[valid-type]
-    record_every: Annotated[RecordField, WithJsonSchema(RECORD_SCHEMA)] = Field(
-        default_factory=_default_record,
-        description="record every time interval and/or voltage change: '10 s' or {time: 10 s, voltage: 5 mV}",
-        json_schema_extra={"default": "10 s"},
-    )
-
-    @property
-    def record_every_s(self) -> float | None:
-        """Recording interval (s), or None."""
-        return self.record_every.time
-
-    @property
-    def record_dv(self) -> float | None:
-        """Record whenever the voltage moved this much (V), or None."""
-        return self.record_every.voltage
 
     @model_validator(mode="after")
     def _resolve(self) -> "GalvanostaticStep":
@@ -870,7 +875,7 @@ class TemperatureStep(_Step):
         return self
 
 
-class AurbachStep(_Step):
+class AurbachStep(_RecordsTimeAndVoltage):
     """Aurbach coulombic-efficiency test (on an asymmetric cell, e.g. Mg || Al/C).
 
     1. plate ``reservoir`` (Q_T) onto the working electrode at -current;
@@ -894,19 +899,6 @@ class AurbachStep(_Step):
     cycle_capacity: _charge_field("cycle_capacity") = Field(description="Q_C, the charge stripped and re-plated each cycle")  # type: ignore[valid-type]
     strip_cutoff: Q("voltage", examples=["1 V"]) = Field(description="the final strip ends when the voltage rises to this")  # type: ignore[valid-type]
     max_strip_duration: Q("time", positive=True, what="max_strip_duration", examples=["20 h"]) = qfield("20 h", "fail-safe: end the final strip after this long", "time")  # type: ignore[valid-type]
-    record_every: Annotated[RecordField, WithJsonSchema(RECORD_SCHEMA)] = Field(
-        default_factory=_default_record,
-        description="record every time interval and/or voltage change: '10 s' or {time: 10 s, voltage: 5 mV}",
-        json_schema_extra={"default": "10 s"},
-    )
-
-    @property
-    def record_every_s(self) -> float | None:
-        return self.record_every.time
-
-    @property
-    def record_dv(self) -> float | None:
-        return self.record_every.voltage
 
     @model_validator(mode="after")
     def _resolve(self) -> "AurbachStep":
