@@ -309,9 +309,14 @@ def export(run_id: int = typer.Argument(..., help="Run id."),
 
     if fmt not in ("csv", "parquet"):
         raise UserError(f"--format {fmt!r}: use csv or parquet")
+    if not out_file.parent.is_dir():
+        raise UserError(f"--out {out_file}: folder {out_file.parent} does not exist (hint: create it first)")
     database = _open_db(db)
     _get_run(database, run_id)
-    n = export_run(database, run_id, out_file, fmt)
+    try:
+        n = export_run(database, run_id, out_file, fmt)
+    except OSError as e:
+        raise UserError(f"--out {out_file}: cannot write ({e.strerror or e}); nothing was written") from None
     if as_json:
         print(json.dumps({"run_id": run_id, "file": str(out_file), "format": fmt, "rows": n}))
     else:

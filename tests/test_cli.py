@@ -161,6 +161,15 @@ def test_unknown_run_is_a_user_error(db_url: str):
         assert "no run 999" in r.output
 
 
+def test_export_to_a_missing_folder_is_a_user_error(tmp_path: Path, db_url: str):
+    p = tmp_path / "p.yaml"
+    p.write_text(SHORT.replace("times: 3", "times: 1"))
+    assert invoke("run", str(p), "--sim", "--db", db_url).exit_code == 0
+    r = invoke("export", "1", "--out", str(tmp_path / "nope" / "x.csv"), "--db", db_url)
+    assert r.exit_code == 2 and "does not exist" in r.output
+    assert not (tmp_path / "nope").exists()
+
+
 def test_schema_is_json():
     r = invoke("schema")
     assert r.exit_code == 0
