@@ -23,7 +23,7 @@ from labctl.formatting import fmt_duration as _fmt_duration
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Run electrochemistry protocols on instruments or simulators, store every sample in SQL.")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line each: greppable file:line:col
 
 EXIT_USER = 2
 
