@@ -27,7 +27,8 @@ class ListRecorder:
         self.steps[idx] = dict(kw)
 
     def samples(self, idx, cycle, t, v, i, q, **kw):  # noqa: F811 - method named like the contract
-        self.samples_list.append((idx, cycle, np.array(t), np.array(v), np.array(i), np.array(q)))
+        self.samples_list.append((idx, cycle, np.array(t), np.array(v), np.array(i), np.array(q),
+                                  None if kw.get("temperature") is None else np.array(kw["temperature"])))
 
     def step_ended(self, idx, **kw):
         self.steps[idx].update(kw)
