@@ -314,7 +314,8 @@ def export(run_id: int = typer.Argument(..., help="Run id."),
     database = _open_db(db)
     _get_run(database, run_id)
     try:
-        n = export_run(database, run_id, out_file, fmt)
+        with err.status(f"exporting run {run_id} to {out_file} ..."):
+            n = export_run(database, run_id, out_file, fmt)
     except OSError as e:
         raise UserError(f"--out {out_file}: cannot write ({e.strerror or e}); nothing was written") from None
     if as_json:
@@ -333,7 +334,8 @@ def analyze(run_id: int = typer.Argument(..., help="Run id."),
 
     database = _open_db(db)
     _get_run(database, run_id)
-    rows = analyze_and_store(database, run_id)
+    with err.status(f"analysing run {run_id} ..."):
+        rows = analyze_and_store(database, run_id)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
