@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import sys
 import threading
 import time
@@ -380,13 +381,21 @@ def _text(value: Any) -> str | None:
 
 # ---------------------------------------------------------------------- sample sinks
 class _SqliteSink:
-    """executemany of tuples zipped from ``.tolist()`` columns; constants inlined in the SQL.
+    """Multi-row ``INSERT ... VALUES (...), (...), ...`` of ``ROWS_PER_INSERT`` samples per
+    statement, parameters flattened from the numpy columns; constants inlined in the SQL.
 
+    One statement per 100 samples instead of one per sample: the sqlite3 module's
+    per-execution overhead (reset, step, a GIL release and re-acquire) is paid 100x less
+    often, which is what makes the writer faster than row-by-row ``executemany``.
     While this run holds the largest sample id in the table (always, unless a newer run
     records at the same time), SQLite's automatic rowid (largest + 1) is exactly the next
     sample id, so the id is not bound at all; the writer holds the write lock for the
     whole transaction, so nobody can insert in between.
     """
+
+    #: rows per statement: 100 x 9 parameters at most, well inside SQLite's limits
+    #: (32,766 variables, 500 terms of a compound VALUES).
+    ROWS_PER_INSERT = 100
 
     def __init__(self, run_id: int) -> None:
         self.run_id = run_id
@@ -396,12 +405,8 @@ class _SqliteSink:
     def start(self) -> None:
         self._auto = False
 
-    def add(self, conn, raw, id0: int, step_index: int, cycle: int, arrays: list) -> None:
-        present = tuple(i for i, a in enumerate(arrays) if a is not None)
-        n = len(arrays[present[0]])
-        if not self._auto:
-            self._auto = raw.execute("SELECT max(id) FROM samples").fetchone()[0] == id0 - 1
-        key = (step_index, cycle, present, self._auto)
+    def _statement(self, step_index: int, cycle: int, present: tuple, rows: int) -> str:
+        key = (step_index, cycle, present, self._auto, rows)
         sql = self._sql.get(key)
         if sql is None:
             if len(self._sql) > 256:
@@ -411,14 +416,33 @@ class _SqliteSink:
             id_name, id_mark = ("", "") if self._auto else ("id, ", "?, ")
             # run_id, step_index and cycle are ints (converted with int()): safe literals,
             # and three fewer bindings per row.
-            sql = (f"INSERT INTO samples ({id_name}run_id, step_index, cycle, {names}) "
-                   f"VALUES ({id_mark}{int(self.run_id)}, {int(step_index)}, {int(cycle)}, {marks})")
+            one = f"({id_mark}{int(self.run_id)}, {int(step_index)}, {int(cycle)}, {marks})"
+            sql = (f"INSERT INTO samples ({id_name}run_id, step_index, cycle, {names}) VALUES "
+                   + ", ".join([one] * rows))
             self._sql[key] = sql
-        columns = [arrays[i].tolist() for i in present]
+        return sql
+
+    def add(self, conn, raw, id0: int, step_index: int, cycle: int, arrays: list) -> None:
+        present = tuple(i for i, a in enumerate(arrays) if a is not None)
+        n = len(arrays[present[0]])
+        if not self._auto:
+            self._auto = raw.execute("SELECT max(id) FROM samples").fetchone()[0] == id0 - 1
         if self._auto:
-            raw.executemany(sql, zip(*columns))
+            width = len(present)
+            flat = np.column_stack([arrays[i] for i in present]).ravel().tolist()
         else:
-            raw.executemany(sql, zip(range(id0, id0 + n), *columns))
+            width = len(present) + 1
+            flat = list(itertools.chain.from_iterable(
+                zip(range(id0, id0 + n), *(arrays[i].tolist() for i in present))))
+        k = self.ROWS_PER_INSERT
+        full, rest = divmod(n, k)
+        if full:
+            w = k * width
+            raw.executemany(self._statement(step_index, cycle, present, k),
+                            (flat[j * w:(j + 1) * w] for j in range(full)))
+        if rest:
+            raw.execute(self._statement(step_index, cycle, present, rest), flat[full * k * width:])
+        if not self._auto:
             self._auto = raw.execute("SELECT max(id) FROM samples").fetchone()[0] == id0 + n - 1
 
     def flush(self, conn, raw) -> None:
