@@ -244,6 +244,21 @@ class Engine:
     def _cell_off(self) -> None:
         self.devices.potentiostat.cell_off()
         self._cell_on = False
+        self._restore_stage()
+
+    def _restore_stage(self) -> None:
+        """A run that changed the stage's set point hands the stage back at the temperature it
+        found (room temperature, usually): a failed run must not leave a cell cooking at 60 C."""
+        stage, start = self.devices.stage, getattr(self, "_stage_start", None)
+        if stage is None or start is None:
+            return
+        self._stage_start = None
+        try:
+            stage.set_setpoint(start)
+            self._event("temperature", f"stage set point back to {start:.1f} degC (run ended)")
+        except Exception as e:  # noqa: BLE001 - report; the cell is already off
+            log.error("could not restore the stage set point: %s", e)
+            self._event("error", f"could not restore the stage set point: {e}")
 
     def _emergency_off(self) -> None:
         with deferred_interrupt():
@@ -392,6 +407,8 @@ class Engine:
         idx = self._begin_step(step, path, "temperature", getattr(step, "label", None),
                                {"setpoint": step.setpoint, "band": step.band, "hold": step.hold})
         t0 = self.clock.now()
+        if getattr(self, "_stage_start", None) is None:
+            self._stage_start = round(float(stage.read_temperature()), 1)
         stage.set_setpoint(step.setpoint)
         self._event("temperature", f"set point {step.setpoint:g} degC")
         inside_since: float | None = None

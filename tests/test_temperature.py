@@ -76,3 +76,14 @@ def test_impedance_measured_before_equilibrium_shows_it():
     hot = _rct_proxy(devs)
     assert hot < early < cold * 1.01
     assert early > 2 * hot  # Rct falls ~4-6x from 22 to 60 C; the early spectrum is far from that
+
+
+def test_stage_is_handed_back_at_room_temperature_when_the_run_ends():
+    for timeout, status in (("2 h", "completed"), ("30 min", "failed")):
+        clock = VirtualClock(start_unix=0)
+        devs = channel(clock, tau_s=300.0 if status == "completed" else 20_000.0)
+        rec = ListRecorder()
+        out = Engine(load_protocol_text(TEXT.format(timeout=timeout), "temp.yaml"), devs, clock, rec).run()
+        assert out.status == status
+        assert devs.stage.setpoint == pytest.approx(22.0, abs=0.1)
+        assert any("set point back to 22" in e[2] for e in rec.events)
