@@ -223,7 +223,10 @@ def _reports(database: Any, runs: dict[tuple[str, str], list[int]], out: Path, t
         d = out / proto
         p = compare_runs(database, [ids[0], other[0]], d, labels=["bare Mg", "Br-Mg"])
         paths.append(p)
-        links.append(f'<li><a href="{proto}/{Path(p).name}">{proto}</a>: bare Mg (run {ids[0]}) vs Br-Mg (run {other[0]})</li>')
+        pngs = "".join(f'<a href="{proto}/{Path(p).name}"><img src="{proto}/{png.name}" width="420" '
+                       f'alt="{proto} {png.stem}"></a>' for png in sorted(d.glob("*.png"))[:3])
+        links.append(f'<li><a href="{proto}/{Path(p).name}">{proto}</a>: bare Mg (run {ids[0]}) vs Br-Mg '
+                     f'(run {other[0]})<br>{pngs}</li>')
     (out / "index.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>labctl demo</title></head><body>"
         "<h1>labctl demo: bare Mg vs Br-Mg on simulated instruments</h1>"
