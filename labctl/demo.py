@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
             tab.add_column(c, justify="right" if c not in ("quantity", "anode") else "left")
         for row in table:
             tab.add_row(row["quantity"], row["anode"], f"{row['paper']:.4g} {row['unit']}",
-                        f"{row['mean']:.4g} {row['unit']}", f"{row['sd']:.2g}",
+                        f"{row['mean']:.4g} {row['unit']}", _sd(row["sd"]),
                         f"{row['diff']:+.2f} {row['diff_unit']}", "yes" if row["within_tolerance"] else "NO")
         con.print(tab)
         n_ok = sum(r["within_tolerance"] for r in table)
@@ -195,6 +195,10 @@ _EXPECTED_COST = {"ce-longterm-0.5mA": 12, "ce-longterm-3mA": 8, "symmetric-0.5m
                   "eis-cycling": 2, "tafel": 1.5, "symmetric-5mA": 1}
 
 
+def _sd(sd: float) -> str:
+    return "-" if not math.isfinite(sd) else f"{sd:.2g}"
+
+
 def _table_html(table: list[dict]) -> str:
     import html
 
@@ -203,7 +207,7 @@ def _table_html(table: list[dict]) -> str:
     for r in table:
         ok = "yes" if r["within_tolerance"] else "<b>NO</b>"
         rows.append(f"<tr><td>{html.escape(r['quantity'])}</td><td>{r['anode']}</td><td>{r['paper']:.4g} {r['unit']}</td>"
-                    f"<td>{r['mean']:.4g} {r['unit']}</td><td>{r['sd']:.2g}</td><td>{r['n']}</td>"
+                    f"<td>{r['mean']:.4g} {r['unit']}</td><td>{_sd(r['sd'])}</td><td>{r['n']}</td>"
                     f"<td>{r['diff']:+.2f} {r['diff_unit']}</td><td>{ok}</td></tr>")
     return "<table border='1' cellpadding='4' cellspacing='0'>" + head + "".join(rows) + "</table>"
 
