@@ -9,6 +9,22 @@ libraries, alternating, ``--repeats`` times each; prints the median times, their
 ratio, and both parameter sets (labctl's must lie inside impedance.py's 1-sigma
 bands; arcs compared after sorting by tau).  Exit code 1 if labctl is slower than a
 quarter of impedance.py's time or lands outside the bands.
+
+    .venv/bin/python bench/eis_fit.py --real [--repeats 5]
+
+Every case of tests/test_analysis_eis_real.py (real spectra from impedance.py's and
+pyDRTtools' repositories, tests/data/README.md): labctl from the case's initial guess
+and without one, impedance.py from the guess; median times, labctl's sum of squares
+over the stored references' and whether labctl lies inside their 1-sigma bands.
+
+    .venv/bin/python bench/eis_fit.py --references [CASE ...]
+
+Recomputes the reference fits stored in tests/test_analysis_eis_real.py with
+impedance.py: ``user`` = CustomCircuit.fit from the case's guess; ``best`` = the
+lowest sum of squares over that fit, 10 starts drawn around the guess (seed 0: each
+positive parameter times 10^U(-1, 1), exponents U(0.5, 1), maxfev 3000) and a start
+at labctl's automatic result, refitted with impedance.py's defaults.  Prints the
+``REF`` dictionary (arcs of the same structure sorted by tau, as labctl returns them).
 """
 
 from __future__ import annotations
@@ -37,15 +53,122 @@ def by_tau(p):
     return np.array([p[0], *arcs[0], *arcs[1]])
 
 
+def _ipy_fit(CustomCircuit, circuit, guess, f, z, constants, **kw):
+    """impedance.py's fit; returns (full parameter vector, full sigma vector, SSR)."""
+    c = parse_circuit(circuit)
+    fixed = {c.param_index(k): v for k, v in (constants or {}).items()}
+    free = [i for i in range(c.n_params) if i not in fixed]
+    cc = CustomCircuit(circuit, initial_guess=list(map(float, guess)), constants=dict(constants or {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cc.fit(f, z, **kw)
+    p, s = np.zeros(c.n_params), np.zeros(c.n_params)
+    p[free], s[free] = cc.parameters_, cc.conf_
+    for i, v in fixed.items():
+        p[i] = v
+    d = c.impedance(p, f) - z
+    return p, s, float(np.sum(d.real**2 + d.imag**2))
+
+
+def _canonical(circuit, p, s):
+    """Arcs of the same structure sorted by tau, as labctl returns them."""
+    from labctl.analysis.eis import _sort_arcs
+
+    q, cov, _ = _sort_arcs(parse_circuit(circuit), np.asarray(p, float), np.diag(np.asarray(s, float) ** 2))
+    return q, np.sqrt(np.diag(cov))
+
+
+def references(CustomCircuit, names) -> int:
+    from tests.test_analysis_eis_real import CASES, load
+
+    print("REF = {")
+    for name in names or CASES:
+        _, _, circuit, guess, constants = CASES[name]
+        f, z = load(name)
+        c = parse_circuit(circuit)
+        fixed = {c.param_index(k) for k in (constants or {})}
+        kinds = np.array([k for i, k in enumerate(c.param_kinds) if i not in fixed])
+        t0 = time.perf_counter()
+        pu, su, ru = _ipy_fit(CustomCircuit, circuit, guess, f, z, constants)
+        best = (ru, "user guess", pu)
+        rng = np.random.default_rng(0)
+        starts = []
+        for k in range(10):
+            g = np.asarray(guess, float) * 10 ** rng.uniform(-1, 1, len(guess))
+            g[kinds == "frac"] = rng.uniform(0.5, 1.0, int((kinds == "frac").sum()))
+            starts.append((f"random start {k}", g, {"maxfev": 3000}))
+        ours = fit_circuit(f, z, circuit, constants=constants)
+        starts.append(("labctl's automatic fit", [v for i, v in enumerate(ours.values) if i not in fixed], {}))
+        for label, g, kw in starts:
+            try:
+                p, s, r = _ipy_fit(CustomCircuit, circuit, g, f, z, constants, **kw)
+            except (RuntimeError, ValueError):  # curve_fit gives up: not a candidate
+                continue
+            if np.all(np.isfinite(p)) and r < best[0] * (1 - 1e-9):
+                best = (r, label, p)
+        pb, sb, rb = _ipy_fit(CustomCircuit, circuit, [v for i, v in enumerate(best[2]) if i not in fixed], f, z, constants)
+        print(f"    # {circuit}, {f.size} points; best from {best[1]} ({time.perf_counter() - t0:.0f} s)")
+        print(f"    {name!r}: {{")
+        for key, p, s, r in (("user", pu, su, ru), ("best", pb, sb, rb)):
+            p, s = _canonical(circuit, p, s)
+            print(f"        {key!r}: ([{', '.join(f'{v:.6g}' for v in p)}],")
+            print(f"                 [{', '.join(f'{v:.3g}' for v in s)}], {r:.6g}),")
+        print("    },", flush=True)
+    print("}")
+    return 0
+
+
+def real(CustomCircuit, repeats: int) -> int:
+    from tests.test_analysis_eis_real import CASES, REF, load
+
+    print(f"{'case':<22}{'pts':>4}{'ipy ms':>8}{'user ms':>9}{'auto ms':>9}"
+          f"{'SSR user/ref':>14}{'SSR auto/best':>15}  inside bands (user, auto)")
+    ok_all = True
+    for name, (_, _, circuit, guess, constants) in CASES.items():
+        f, z = load(name)
+        t_ipy, t_user, t_auto = [], [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _ipy_fit(CustomCircuit, circuit, [g for g in guess], f, z, constants)
+            t_ipy.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            user = fit_circuit(f, z, circuit, guess, constants=constants)
+            t_user.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            auto = fit_circuit(f, z, circuit, constants=constants)
+            t_auto.append(time.perf_counter() - t0)
+        ref = REF[name]
+        key = "user" if user.initial_source == "user" else "best"
+        inside = []
+        for fit, k in ((user, key), (auto, "best")):
+            p, s, _ = ref[k]
+            inside.append(bool(np.all(np.abs(fit.values - np.asarray(p)) <= np.asarray(s) + 1e-9 * np.abs(p))))
+        r_user = user.stats["ssr"] / ref["user"][2]
+        r_auto = auto.stats["ssr"] / ref["best"][2]
+        ok_all &= all(inside) and r_user <= 1 + 1e-6 and r_auto <= 1 + 1e-6
+        print(f"{name:<22}{f.size:>4}{1e3 * statistics.median(t_ipy):>8.1f}{1e3 * statistics.median(t_user):>9.1f}"
+              f"{1e3 * statistics.median(t_auto):>9.1f}{r_user:>14.6f}{r_auto:>15.6f}  {inside[0]}, {inside[1]}"
+              + ("" if key == "user" else "  (user fit replaced by the automatic search)"))
+    return 0 if ok_all else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--real", action="store_true", help="every real-data case of the tests")
+    ap.add_argument("--references", nargs="*", default=None, metavar="CASE",
+                    help="recompute the impedance.py references of the tests")
     args = ap.parse_args()
     try:
         from impedance.models.circuits import CustomCircuit
     except ImportError as exc:
         print(f"impedance.py is not installed ({exc}): pip install impedance pandas", file=sys.stderr)
         return 2
+    if args.references is not None:
+        return references(CustomCircuit, args.references)
+    if args.real:
+        return real(CustomCircuit, args.repeats or 5)
+    args.repeats = args.repeats or 30
 
     d = np.loadtxt(DATA)
     f, z = d[:, 0], d[:, 1] + 1j * d[:, 2]

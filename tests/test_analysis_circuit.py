@@ -21,6 +21,11 @@ def test_element_formulas():
         "W1": ([20.0], 20.0 * (1 - 1j) / np.sqrt(W)),
         "Wo1": ([3.0, 2.0], 3.0 / np.tanh(np.sqrt(1j * W * 2.0)) / np.sqrt(1j * W * 2.0)),
         "Ws1": ([3.0, 2.0], 3.0 * np.tanh(np.sqrt(1j * W * 2.0)) / np.sqrt(1j * W * 2.0)),
+        # impedance.py's La: the exponent applies to L as well, (L j w)^alpha
+        "La1": ([2e-6, 0.8], (2e-6 * 1j * W) ** 0.8),
+        "G1": ([3.0, 0.1], 3.0 / np.sqrt(1 + 1j * W * 0.1)),
+        "K1": ([3.0, 0.1], 3.0 / (1 + 1j * W * 0.1)),
+        "Zarc1": ([3.0, 0.1, 0.7], 3.0 / (1 + (1j * W * 0.1) ** 0.7)),
     }
     for text, (p, expected) in cases.items():
         np.testing.assert_allclose(parse_circuit(text).impedance(p, F), expected, rtol=1e-12, err_msg=text)
@@ -133,3 +138,13 @@ def test_mutated_circuits_either_parse_or_raise_analysis_error(text, where, ch):
         parse_circuit(bad)
     except AnalysisError as e:
         assert e.position is not None and 0 <= e.position <= len(bad)
+
+
+def test_parameter_names_of_impedance_py_are_accepted():
+    c = parse_circuit("R_0-p(R_1,CPE_1)-Wo_1-La1")
+    assert c.param_names == ["R_0", "R_1", "CPE_1_Q", "CPE_1_alpha", "Wo_1_R", "Wo_1_tau", "La1_L", "La1_alpha"]
+    assert c.param_index("Wo_1_1") == c.param_index("Wo_1_tau") == 5
+    assert c.param_index("CPE_1_0") == 2 and c.param_index("R_0") == 0 and c.param_index("R_0_0") == 0
+    assert c.param_kinds[-1] == "frac"  # La's alpha bounded by 1, as in impedance.py
+    with pytest.raises(AnalysisError, match="no parameter 'Wo_1_2'"):
+        c.param_index("Wo_1_2")

@@ -251,3 +251,36 @@ def test_linkk_not_stopped_by_a_transient_mu_crossing():
     assert time.perf_counter() - t0 < 1.0
     assert kk.passed, kk.statement
     assert kk.M > 12
+
+
+def test_constants_hold_parameters_and_accept_impedance_py_names():
+    f = np.logspace(4, -2, 50)
+    true = [2.0, 30.0, 1e-4, 0.9, 40.0, 5.0]
+    c = "R0-p(R1,CPE1)-Wo1"
+    z = parse_circuit(c).impedance(true, f)
+    fit = fit_circuit(f, z, c, [1.0, 10.0, 1e-3, 0.8, 10.0], constants={"Wo1_1": 5.0})
+    assert fit.fixed == ["Wo1_tau"] and fit.params["Wo1_tau"] == 5.0 and fit.sigmas[5] == 0
+    np.testing.assert_allclose(fit.values, true, rtol=1e-6)
+    # a full-length guess works too (the constant's entry is ignored), so does no guess
+    fit2 = fit_circuit(f, z, c, [1.0, 10.0, 1e-3, 0.8, 10.0, None], constants={"Wo1_tau": 5.0})
+    np.testing.assert_allclose(fit2.values, true, rtol=1e-6)
+    np.testing.assert_allclose(fit_circuit(f, z, c, constants={"Wo1_tau": 5.0}).values, true, rtol=1e-5)
+    with pytest.raises(AnalysisError, match="no parameter 'Wo1_2'"):
+        fit_circuit(f, z, c, constants={"Wo1_2": 5.0})
+    with pytest.raises(AnalysisError, match="out of range"):
+        fit_circuit(f, z, c, constants={"CPE1_alpha": 1.5})
+    with pytest.raises(AnalysisError, match="5 without the constants"):
+        fit_circuit(f, z, c, [1.0, 10.0], constants={"Wo1_tau": 5.0})
+    with pytest.raises(AnalysisError, match="on_misfit"):
+        fit_circuit(f, z, c, on_misfit="ignore")
+
+
+def test_user_guess_that_collapses_an_arc_is_replaced_and_said_so():
+    # two arcs, a guess that puts the first arc's R 12 decades off: the local fit runs it to
+    # its limit, the automatic search finds the real minimum and initial_source says why
+    f = np.logspace(5, -2, 71)
+    true = [5.0, 20.0, 1e-5, 0.9, 200.0, 1e-3, 0.85]
+    z = parse_circuit(CIRCUIT).impedance(true, f)
+    fit = fit_circuit(f, z, CIRCUIT, [5.0, 1e-9, 1e3, 0.9, 200.0, 1e-3, 0.85])
+    assert fit.initial_source.startswith("automatic") and "to the limit" in fit.initial_source
+    np.testing.assert_allclose(fit.values, true, rtol=1e-5)

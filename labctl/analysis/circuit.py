@@ -19,9 +19,23 @@ W            sigma            sigma (1 - j) / sqrt(omega)   (semi-infinite Warbu
              (ohm s^-1/2)
 Wo           R (ohm), tau (s) R coth(sqrt(j omega tau)) / sqrt(j omega tau)  (finite, open)
 Ws           R (ohm), tau (s) R tanh(sqrt(j omega tau)) / sqrt(j omega tau)  (finite, short)
+La           L, alpha         (j omega L)^alpha, 0 < alpha <= 1 (modified inductance)
+G            R (ohm), tau (s) R / sqrt(1 + j omega tau)     (Gerischer)
+K            R (ohm), tau (s) R / (1 + j omega tau)         (RC element, as in Lin-KK)
+Zarc         R (ohm), tau (s) R / (1 + (j omega tau)^gamma), 0 < gamma <= 1
+             gamma
 ============ ================ ======================================================
 
-These are the same definitions impedance.py uses, so parameters can be compared.
+These are the same definitions, parameter order and bounds impedance.py (1.7) uses
+(``impedance/models/circuits/elements.py``), so parameters can be compared: there
+Wo and Ws are ``Z0 / (sqrt(j w tau) tanh(sqrt(j w tau)))`` and
+``Z0 tanh(sqrt(j w tau)) / sqrt(j w tau)`` with p = [Z0, tau], W is
+``A_W (1 - j) / sqrt(w)``, CPE is ``1 / (Q (j w)^alpha)`` with p = [Q, alpha] and La
+is ``(L j w)^alpha`` with p = [L, alpha] (the exponent applies to L too).  impedance.py
+names the parameters ``CPE1_0``, ``CPE1_1``, ``Wo1_0``, ``Wo1_1``; labctl names them
+``CPE1_Q``, ``CPE1_alpha``, ``Wo1_R``, ``Wo1_tau`` (same order), and accepts
+impedance.py's names wherever a parameter is named (``constants`` of
+:func:`labctl.analysis.fit_circuit`).
 :meth:`Circuit.impedance_jacobian` returns the analytic derivative of Z with respect
 to every parameter, which makes fits fast.
 """
@@ -45,6 +59,10 @@ ELEMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = 
     "W": (("sigma",), ("ohm s^-1/2",), ("pos",)),
     "Wo": (("R", "tau"), ("ohm", "s"), ("pos", "pos")),
     "Ws": (("R", "tau"), ("ohm", "s"), ("pos", "pos")),
+    "La": (("L", "alpha"), ("ohm^(1/alpha) s", ""), ("pos", "frac")),
+    "G": (("R", "tau"), ("ohm", "s"), ("pos", "pos")),
+    "K": (("R", "tau"), ("ohm", "s"), ("pos", "pos")),
+    "Zarc": (("R", "tau", "gamma"), ("ohm", "s", ""), ("pos", "pos", "frac")),
 }
 
 _NAME = re.compile(r"([A-Za-z]+)([0-9][0-9A-Za-z_]*|_[0-9A-Za-z_]+)?")
@@ -86,6 +104,28 @@ class Element:
         if t == "W":
             z = p[0] * (1.0 - 1j) / np.sqrt(w)
             return z, [z / p[0]]
+        if t == "La":
+            lg = np.log(p[0]) + jw_log  # log(j omega L)
+            z = np.exp(p[1] * lg)
+            return z, [p[1] * z / p[0], z * lg]
+        if t == "G":
+            r, tau = p[0], p[1]
+            x = 1.0 + 1j * w * tau
+            z = r / np.sqrt(x)
+            return z, [z / r, -0.5 * z * 1j * w / x]
+        if t == "K":
+            r, tau = p[0], p[1]
+            x = 1.0 + 1j * w * tau
+            z = r / x
+            return z, [z / r, -z * 1j * w / x]
+        if t == "Zarc":
+            r, tau, g = p[0], p[1], p[2]
+            lg = jw_log + np.log(tau)  # log(j omega tau)
+            s = np.exp(g * lg)
+            x = 1.0 + s
+            z = r / x
+            dz_ds = -z / x
+            return z, [z / r, dz_ds * g * s / tau, dz_ds * s * lg]
         r, tau = p[0], p[1]
         s = np.sqrt(1j * w * tau)
         th = _tanh_pos(s)
@@ -142,6 +182,21 @@ class Circuit:
     @property
     def param_kinds(self) -> list[str]:
         return [k for e in self.elements for k in ELEMENTS[e.type][2]]
+
+    def param_index(self, name: str) -> int:
+        """Index of a parameter named as labctl does (``Wo1_tau``) or as impedance.py does (``Wo1_1``)."""
+        for e in self.elements:
+            names = ELEMENTS[e.type][0]
+            for k, pn in enumerate(names):
+                aliases = {f"{e.name}_{pn}", f"{e.name}_{k}"}
+                if len(names) == 1:
+                    aliases.add(e.name)
+                if name in aliases:
+                    return e.index + k
+        raise AnalysisError(
+            f"circuit {self.text} has no parameter {name!r} (parameters: {', '.join(self.param_names)}; "
+            "impedance.py's names such as CPE1_0, CPE1_1 are accepted too)"
+        )
 
     def __str__(self) -> str:
         return self.text

@@ -75,28 +75,42 @@ def fit_eis_cmd(
     initial: Optional[str] = typer.Option(None, "--initial", "-i", help="Initial guess, comma separated, in parameter order"),
     weighting: str = typer.Option("unit", "--weighting", "-w", help=f"Residual weighting: {', '.join(WEIGHTINGS)}"),
     keep_inductive: bool = typer.Option(False, "--keep-inductive", help="Keep points with Z'' > 0"),
+    constant: Optional[list[str]] = typer.Option(
+        None, "--constant", help="Hold a parameter fixed, NAME=VALUE (repeatable; impedance.py names work too)"),
+    strict: bool = typer.Option(False, "--strict", help="Fail (exit 2) on a systematic misfit instead of warning"),
+    keep_order: bool = typer.Option(
+        False, "--keep-order", help="Keep the arcs as fitted (default: same-structure arcs relabelled fastest first)"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
     """Fit an equivalent circuit to an impedance spectrum from a file."""
     try:
         c = parse_circuit(circuit)
+        constants = {}
+        for item in constant or []:
+            name, eq, value = item.partition("=")
+            if not eq:
+                raise AnalysisError(f"--constant: expected NAME=VALUE, got {item!r}")
+            constants[name.strip()] = _parse_floats(value, f"--constant {name.strip()}")[0]
         p0 = _parse_floats(initial, "--initial") if initial else None
-        data = read_eis_file(file, min_points=c.n_params)
-        fit = fit_circuit(data.frequency, data.z, c, p0, weighting=weighting, drop_inductive=not keep_inductive)
+        data = read_eis_file(file, min_points=c.n_params - len(constants))
+        fit = fit_circuit(data.frequency, data.z, c, p0, weighting=weighting, drop_inductive=not keep_inductive,
+                          constants=constants, on_misfit="raise" if strict else "warn", sort_arcs=not keep_order)
         kk = linkk(fit.frequency, fit.z)
     except AnalysisError as exc:
         _fail(str(exc))
         return
     res = fit.results()
     extra = [
-        f"{fit.stats['n_points']} points, weighting {fit.weighting}, initial guess {fit.initial_source}; "
-        f"relative RMS error {100 * fit.rel_rms:.3f} %",
+        f"{fit.stats['n_points']} points, weighting {fit.weighting}, initial guess {fit.initial_source}",
+        fit.quality,
         kk.statement,
+        *(f"warning: {w}" for w in fit.warnings),
         *data.notes,
     ]
     _show(f"{file.name}: {c.text}", res, extra, as_json,
-          {"file": str(file), "circuit": c.text, "residual": fit.stats, "linkk": {"passed": kk.passed,
-           "statement": kk.statement, "rms": kk.rms}, "notes": data.notes})
+          {"file": str(file), "circuit": c.text, "residual": fit.stats, "quality": fit.quality,
+           "warnings": fit.warnings, "initial_guess": fit.initial_source,
+           "linkk": {"passed": kk.passed, "statement": kk.statement, "rms": kk.rms}, "notes": data.notes})
 
 
 def fit_tafel_cmd(
