@@ -121,7 +121,7 @@ def references(CustomCircuit, names) -> int:
 def real(CustomCircuit, repeats: int) -> int:
     from tests.test_analysis_eis_real import CASES, REF, load
 
-    print(f"{'case':<22}{'pts':>4}{'ipy ms':>8}{'user ms':>9}{'auto ms':>9}"
+    print(f"{'case':<22}{'pts':>4}{'ipy ms':>10}{'user ms':>9}{'auto ms':>9}"
           f"{'SSR user/ref':>14}{'SSR auto/best':>15}  inside bands (user, auto)")
     ok_all = True
     for name, (_, _, circuit, guess, constants) in CASES.items():
@@ -146,7 +146,7 @@ def real(CustomCircuit, repeats: int) -> int:
         r_user = user.stats["ssr"] / ref["user"][2]
         r_auto = auto.stats["ssr"] / ref["best"][2]
         ok_all &= all(inside) and r_user <= 1 + 1e-6 and r_auto <= 1 + 1e-6
-        print(f"{name:<22}{f.size:>4}{1e3 * statistics.median(t_ipy):>8.1f}{1e3 * statistics.median(t_user):>9.1f}"
+        print(f"{name:<22}{f.size:>4}{1e3 * statistics.median(t_ipy):>10.1f}{1e3 * statistics.median(t_user):>9.1f}"
               f"{1e3 * statistics.median(t_auto):>9.1f}{r_user:>14.6f}{r_auto:>15.6f}  {inside[0]}, {inside[1]}"
               + ("" if key == "user" else "  (user fit replaced by the automatic search)"))
     return 0 if ok_all else 1

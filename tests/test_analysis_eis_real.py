@@ -235,8 +235,7 @@ SSR_TOL = 1e-5
 
 
 def _inside(fit, ref):
-    p, s, ssr = ref
-    p, s = np.asarray(p), np.asarray(s)
+    p, s = np.asarray(ref[0]), np.asarray(ref[1])
     off = [f"{n} = {v:.6g}, reference {r:.6g} +- {e:.3g}" for n, v, r, e in zip(fit.names, fit.values, p, s)
            if not abs(v - r) <= e + 1e-9 * abs(r)]
     return off
@@ -244,7 +243,7 @@ def _inside(fit, ref):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_user_guess_matches_impedance_py(name):
-    file, _, circuit, guess, constants = CASES[name]
+    _, _, circuit, guess, constants = CASES[name]
     f, z = load(name)
     fit = fit_circuit(f, z, circuit, guess, constants=constants)
     if name in REPLACED:

@@ -91,7 +91,8 @@ def _leaves(node) -> list[Element]:
 
 def zarc_decompositions(f: np.ndarray, z: np.ndarray, k_max: int) -> list[tuple[float, list[tuple[float, float, float]]]]:
     """Greedy R_inf + k ZARC fits for k = 1 .. k_max: [(R_inf, [(R, tau, alpha), ...] by tau), ...]."""
-    from .eis import _Problem, _solve  # the fit machinery (imported here: eis imports this module)
+    # the fit machinery, imported here: eis imports this module
+    from .eis import _Problem, _solve
 
     order = np.argsort(f)
     fs, zs = f[order], z[order]
