@@ -29,8 +29,8 @@ import numpy as np
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from db import Database  # noqa: E402
-from db.schema import SAMPLE_ID_BITS  # noqa: E402
+from labctl.db import Database  # noqa: E402
+from labctl.db.schema import SAMPLE_ID_BITS  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 STEP_ROWS = 100_000

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from db import Database  # noqa: E402
+from labctl.db import Database  # noqa: E402
 
 STEP_ROWS = 100_000
 

@@ -13,13 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from labctl.campaign import RunSpec, run_campaign
+from labctl.app.campaign import RunSpec, run_campaign
 
 LIB = Path(__file__).resolve().parent.parent / "protocols" / "library"
 
 
 def _sim_only(specs: list[RunSpec]) -> float:
-    from labctl.controller import SimSettings, run_protocol
+    from labctl.app.controller import SimSettings, run_protocol
 
     t0 = time.perf_counter()
     for s in specs:

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from db import SAMPLE_COLUMNS, Database  # noqa: E402
-from db.schema import SAMPLE_ID_BITS  # noqa: E402
+from labctl.db import SAMPLE_COLUMNS, Database  # noqa: E402
+from labctl.db.schema import SAMPLE_ID_BITS  # noqa: E402
 
 STEP_ROWS = 100_000
 

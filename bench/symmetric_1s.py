@@ -37,9 +37,9 @@ def protocol_text() -> str:
 
 
 def child(url: str) -> None:
-    from db import Database
-    from labctl.controller import SimSettings, run_protocol
-    from protocols import load_protocol_text
+    from labctl.db import Database
+    from labctl.app.controller import SimSettings, run_protocol
+    from labctl.protocols import load_protocol_text
 
     proto = load_protocol_text(protocol_text(), "symmetric-0.5mA-1s.yaml")
     t0 = time.perf_counter()
@@ -52,7 +52,7 @@ def child(url: str) -> None:
 
 
 def floor(src: str, run_id: int, dst: Path) -> float:
-    from db import Database
+    from labctl.db import Database
 
     Database(f"sqlite:///{dst}").close()  # same schema, from the migrations
     db = Database(f"sqlite:///{src}")

@@ -2,7 +2,7 @@
 
 ::
 
-    from db import Database
+    from labctl.db import Database
     db = Database()                      # $LABCTL_DB or ~/.local/share/labctl/labctl.sqlite
     rec = db.open_run(protocol_name=..., protocol_text=..., channel="ch1", simulated=True, ...)
     rec.step_started(0, path="0", kind="cp", label=None, cycle=0, params={}, t=0.0)
@@ -12,9 +12,9 @@
     data = db.samples(rec.run_id)        # dict of numpy arrays
 """
 
-from db.database import Database
-from db.recorder import RunRecorder, StorageError
-from db.schema import SAMPLE_COLUMNS
-from db.url import default_url, normalize_url
+from labctl.db.database import Database
+from labctl.db.recorder import RunRecorder, StorageError
+from labctl.db.schema import SAMPLE_COLUMNS
+from labctl.db.url import default_url, normalize_url
 
 __all__ = ["Database", "RunRecorder", "StorageError", "SAMPLE_COLUMNS", "default_url", "normalize_url"]

@@ -1,5 +1,5 @@
-"""``python -m db``: migration commands (see :mod:`db.migrate`)."""
+"""``python -m labctl.db``: migration commands (see :mod:`labctl.db.migrate`)."""
 
-from db.migrate import main
+from labctl.db.migrate import main
 
 main()

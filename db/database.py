@@ -20,10 +20,10 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from db import migrate
-from db.jsonutil import dumps, jsonable
-from db.recorder import RunRecorder
-from db.schema import (
+from labctl.db import migrate
+from labctl.db.jsonutil import dumps, jsonable
+from labctl.db.recorder import RunRecorder
+from labctl.db.schema import (
     INT_SAMPLE_COLUMNS,
     MAX_RUN_ID,
     SAMPLE_COLUMNS,
@@ -37,7 +37,7 @@ from db.schema import (
     samples,
     steps,
 )
-from db.url import default_url, masked, normalize_url
+from labctl.db.url import default_url, masked, normalize_url
 
 #: How long a SQLite connection waits for another writer (ms): PRAGMA busy_timeout.
 SQLITE_BUSY_TIMEOUT_MS = 60_000

@@ -71,7 +71,7 @@ def upgrade(engine: Engine) -> None:
     if current == head:
         return
     with _process_lock, engine.connect() as conn:
-        # The "begin" hook of db.database emits BEGIN IMMEDIATE for this option on SQLite.
+        # The "begin" hook of labctl.db.database emits BEGIN IMMEDIATE for this option on SQLite.
         conn = conn.execution_options(labctl_begin="IMMEDIATE")
         with conn.begin():
             if conn.dialect.name == "postgresql":
@@ -90,7 +90,7 @@ def upgrade(engine: Engine) -> None:
 def main(argv: list[str] | None = None) -> None:
     from sqlalchemy import create_engine
 
-    from db.url import default_url, masked, normalize_url
+    from labctl.db.url import default_url, masked, normalize_url
 
     p = argparse.ArgumentParser(prog="python -m db", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         s.add_argument("url", nargs="?")
     r = sub.add_parser("revision")
     r.add_argument("-m", "--message", required=True)
-    r.add_argument("--autogenerate-from", metavar="URL", help="compare db.schema with this database")
+    r.add_argument("--autogenerate-from", metavar="URL", help="compare labctl.db.schema with this database")
     args = p.parse_args(argv)
     if args.cmd == "revision":
         url = normalize_url(args.autogenerate_from) if args.autogenerate_from else None
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     url = normalize_url(args.url) if args.url else default_url()
     if args.cmd == "upgrade":
-        from db.database import Database
+        from labctl.db.database import Database
 
         Database(url).close()
         print(f"{masked(url)}: at {head_revision()}")

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from db.schema import FLOAT_SAMPLE_COLUMNS
+from labctl.db.schema import FLOAT_SAMPLE_COLUMNS
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from db import pgcopy
-from db.jsonutil import jsonable
-from db.schema import FLOAT_SAMPLE_COLUMNS, SAMPLE_ID_BITS, events, runs, samples, steps
+from labctl.db import pgcopy
+from labctl.db.jsonutil import jsonable
+from labctl.db.schema import FLOAT_SAMPLE_COLUMNS, SAMPLE_ID_BITS, events, runs, samples, steps
 
 if TYPE_CHECKING:
-    from db.database import Database
+    from labctl.db.database import Database
 
 FINAL_STATUSES = ("completed", "aborted", "failed", "safety")
 _REQUIRED = ("t", "voltage", "current", "charge")

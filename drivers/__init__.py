@@ -1,7 +1,7 @@
 """Device contracts (typing.Protocol), techniques and sample blocks, and the driver registry."""
 
-from drivers.contracts import Capabilities, ChannelDevices, DeviceError, DipCoater, Potentiostat, TemperatureStage
-from drivers.techniques import (
+from labctl.drivers.contracts import Capabilities, ChannelDevices, DeviceError, DipCoater, Potentiostat, TemperatureStage
+from labctl.drivers.techniques import (
     ConstantCurrent,
     ConstantPotential,
     CyclicSweep,

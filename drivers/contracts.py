@@ -2,16 +2,28 @@
 
 A real driver (MethodSCRIPT over serial, SCPI over pyvisa, hardpotato) and a
 simulator implement the same contract, so the engine cannot tell them apart.
-Construction is ``Factory(clock=clock, **config)``; see :mod:`drivers.registry`.
+Construction is ``Factory(clock=clock, **config)``; see :mod:`labctl.drivers.registry`.
+
+A technique is *started* and returns a :class:`TechniqueHandle`: the engine reads
+blocks from it with a timeout, can ``stop()`` it (the instrument ends the technique
+and leaves the cell safe), and sees its :class:`TechniqueState`.  Every call that
+talks to an instrument takes a timeout (seconds of wall time), so a silent
+instrument becomes a :class:`DeviceError`, never a hang.  The conformance suite
+(:mod:`labctl.drivers.conformance`) checks an implementation against all of this.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from enum import Enum
+from typing import Any, Protocol, runtime_checkable
 
-from drivers.techniques import SampleBlock, Technique
+from labctl.drivers.techniques import EndInfo, SampleBlock, Technique
+
+#: Default timeouts (s of wall time) for connecting and for one read of a block.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -19,7 +31,7 @@ class Capabilities:
     """What a potentiostat can do, declared up front so a protocol can be checked before
     any current flows.
 
-    ``techniques``: the ``kind`` s of :mod:`drivers.techniques` it runs natively.
+    ``techniques``: the ``kind`` s of :mod:`labctl.drivers.techniques` it runs natively.
     ``native_limits``: True when the instrument itself enforces the end conditions of
     a technique (so a crashed PC does not spoil a cell).
     """
@@ -41,22 +53,55 @@ class DeviceError(RuntimeError):
         self.code = code
 
 
+class DeviceTimeout(DeviceError):
+    """An instrument did not answer within the timeout of the call."""
+
+
+class TechniqueState(str, Enum):
+    """Where a started technique is.  ``RUNNING`` until the instrument ended it (``ENDED``: its
+    natural end or a limit it enforced), the host stopped it (``STOPPED``), or it failed."""
+
+    RUNNING = "running"
+    ENDED = "ended"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@runtime_checkable
+class TechniqueHandle(Protocol):
+    """A technique running on an instrument.
+
+    ``read(timeout)`` returns the samples that arrived (possibly none) within ``timeout``
+    seconds of wall time; the block that ends the technique carries ``end`` when the
+    instrument enforced a limit.  Once ``state`` is no longer RUNNING and every sample was
+    delivered, ``read`` returns an empty block at once.  A dead or garbled link raises
+    :class:`DeviceError` (never blocks past the timeout).  ``stop()`` ends the technique on
+    the instrument and leaves the cell safe (off); it is idempotent and safe after an error.
+    """
+
+    @property
+    def state(self) -> TechniqueState: ...
+
+    @property
+    def end(self) -> EndInfo | None:
+        """Why the instrument ended the technique, once it did."""
+
+    def read(self, timeout: float = READ_TIMEOUT) -> SampleBlock: ...
+
+    def stop(self) -> None: ...
+
+
 @runtime_checkable
 class Potentiostat(Protocol):
     """A potentiostat/galvanostat channel."""
 
     capabilities: Capabilities
 
-    def connect(self) -> None:
-        """Open the link and identify the instrument."""
+    def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Open the link and identify the instrument (DeviceError within ``timeout`` if it does not answer)."""
 
-    def run(self, technique: Technique) -> Iterator[SampleBlock]:
-        """Run a whole technique, yielding blocks of samples as they arrive.
-
-        The generator ends when the technique ends; if the driver enforced a limit
-        the last block carries ``end``.  Closing the generator early stops the
-        technique on the instrument.
-        """
+    def start(self, technique: Technique) -> TechniqueHandle:
+        """Start a whole technique on the instrument; its samples are read from the handle."""
 
     def cell_off(self) -> None:
         """Disconnect the cell (open circuit).  Must be safe to call at any time, twice."""
@@ -74,7 +119,7 @@ class TemperatureStage(Protocol):
 
     range_c: tuple[float, float]
 
-    def connect(self) -> None: ...
+    def connect(self, timeout: float = CONNECT_TIMEOUT) -> None: ...
 
     def set_setpoint(self, celsius: float) -> None: ...
 
@@ -88,7 +133,7 @@ class TemperatureStage(Protocol):
 class DipCoater(Protocol):
     """An automated dip coater: lowers a sample into a bath and lifts it out."""
 
-    def connect(self) -> None: ...
+    def connect(self, timeout: float = CONNECT_TIMEOUT) -> None: ...
 
     def immerse(self, bath: str) -> None:
         """Lower the sample holder into ``bath`` (returns when immersed)."""
@@ -107,3 +152,69 @@ class ChannelDevices:
     stage: TemperatureStage | None = None
     dip_coater: DipCoater | None = None
     extras: dict[str, object] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------- instruments that run on their own
+class JobState(str, Enum):
+    """A job on an instrument that runs a whole protocol by itself (a battery cycler channel)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"  # the instrument ended it on a fault or protection
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What the instrument says about a job: state, where it is, the last values it measured."""
+
+    state: JobState
+    step: int | None = None
+    cycle: int | None = None
+    voltage: float | None = None  # V
+    current: float | None = None  # A
+    detail: str = ""
+
+
+@dataclass
+class Harvest:
+    """Samples collected from a job since a cursor, and the cursor to continue from.
+
+    ``cursor`` is opaque to labctl and stored in its database after the samples are
+    committed, so a restarted labctl continues where it left off (no sample lost or doubled).
+    ``step`` and ``cycle`` are per sample, already mapped onto labctl's conventions;
+    ``extra`` carries the instrument's own counters (e.g. its capacity columns).
+    """
+
+    block: SampleBlock
+    step: Any  # np.ndarray of int
+    cycle: Any  # np.ndarray of int
+    cursor: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Cycler(Protocol):
+    """A multi-channel instrument that runs a whole protocol on its own for weeks.
+
+    The host submits a translated program, then only watches and harvests: it never
+    streams blocks of a technique.  Job ids are the instrument's own and are stored by
+    labctl so a restart never starts a job twice.
+    """
+
+    def connect(self, timeout: float = CONNECT_TIMEOUT) -> None: ...
+
+    def channels(self) -> list[str]: ...
+
+    def submit(self, channel: str, program: Any, *, barcode: str = "") -> str:
+        """Start ``program`` on ``channel``; returns the job id."""
+
+    def status(self, job: str) -> JobStatus: ...
+
+    def stop(self, job: str) -> None: ...
+
+    def harvest(self, job: str, cursor: str | None) -> Harvest: ...
+
+    def close(self) -> None: ...

@@ -163,7 +163,7 @@ _OPTIONAL = ("temperature", "frequency", "z_re", "z_im")
 class SampleBlock:
     """A block of samples as parallel float64 arrays (SI units).
 
-    ``t`` is clock time (s, see :mod:`labctl.clock`).  ``voltage`` V, ``current`` A.
+    ``t`` is clock time (s, see :mod:`labctl.core.clock`).  ``voltage`` V, ``current`` A.
     Optional columns are ``None`` when the technique does not produce them:
     ``temperature`` degC, ``frequency`` Hz, ``z_re``/``z_im`` ohm (Z'' as measured,
     negative for capacitive points).  ``end`` is set on the last block when the

@@ -11,7 +11,7 @@ degC for temperatures).  Errors are :class:`ProtocolError` with one
 described in docs/protocols.md.
 """
 
-from .errors import Issue, ProtocolError, validate_with_positions
+from labctl.core.errors import Issue, ProtocolError, validate_with_positions
 from .loader import LIBRARY_DIR, json_schema, library, load_protocol, load_protocol_text
 from .models import (
     STEP_TYPES,
@@ -34,8 +34,8 @@ from .models import (
     TafelStep,
     TemperatureStep,
 )
-from .units import UnitError, parse_quantity, ureg
-from .yamlio import load_yaml
+from labctl.core.units import UnitError, parse_quantity, ureg
+from labctl.core.yamlio import load_yaml
 
 __all__ = [
     "load_protocol",

@@ -23,8 +23,8 @@ import copy
 import re
 from typing import Any
 
-from .errors import Issue, PathAlias, did_you_mean, format_path
-from .yamlio import Positions
+from labctl.core.errors import Issue, PathAlias, did_you_mean, format_path
+from labctl.core.yamlio import Positions
 
 __all__ = ["expand_for_each"]
 

@@ -6,10 +6,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from .errors import Issue, ProtocolError, did_you_mean, validate_with_positions
+from labctl.core.errors import Issue, ProtocolError, did_you_mean, validate_with_positions
 from .expand import expand_for_each
 from .models import INPUT_STEP_KINDS, STEP_TYPES, GroupStep, Protocol, RepeatStep
-from .yamlio import Positions, load_yaml
+from labctl.core.yamlio import Positions, load_yaml
 
 __all__ = ["load_protocol", "load_protocol_text", "json_schema", "library", "LIBRARY_DIR"]
 

@@ -31,8 +31,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from .errors import custom_error, did_you_mean, issues_error
-from .units import DIMENSIONS, UnitError, dimension_of, parse_quantity, ureg
+from labctl.core.errors import custom_error, did_you_mean, issues_error
+from labctl.core.units import DIMENSIONS, UnitError, dimension_of, parse_quantity, ureg
 
 __all__ = [
     "Protocol",
@@ -156,7 +156,7 @@ def _parser(dim: str, *, positive: bool = False, nonnegative: bool = False, what
 
 
 def Q(dim: str, *, positive: bool = False, nonnegative: bool = False, what: str = "", examples: list[str] | None = None) -> Any:
-    """An annotated float field written with units in the file (see :mod:`protocols.units`)."""
+    """An annotated float field written with units in the file (see :mod:`labctl.core.units`)."""
     return Annotated[
         float,
         BeforeValidator(_parser(dim, positive=positive, nonnegative=nonnegative, what=what)),
@@ -501,7 +501,7 @@ class _Step(_Model):
 
 
 def _input_keys_of(cls: type[BaseModel]) -> list[str]:
-    from .errors import _input_keys
+    from labctl.core.errors import _input_keys
 
     return _input_keys(cls)
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from simulators.presets import Preset, Table, load_preset
+from labctl.simulators.presets import Preset, Table, load_preset
 
 __all__ = [
     "R_GAS", "FARADAY", "MAH", "CellModel", "SymmetricCell", "AsymmetricCell", "FullCell",
@@ -180,7 +180,7 @@ class CellModel(ABC):
 
     # ---- technique lifecycle
     def begin(self, kind: str, current: float = 0.0) -> None:
-        """A technique starts: ``kind`` as in drivers.techniques, ``current`` for cp."""
+        """A technique starts: ``kind`` as in labctl.drivers.techniques, ``current`` for cp."""
         if kind == "cp" and current != 0.0:
             s = 1 if current > 0 else -1
             new = s != self.last_sign or not self.continuing

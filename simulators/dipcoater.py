@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.contracts import DeviceError
+from labctl.drivers.contracts import DeviceError
 
 __all__ = ["SimulatedDipCoater", "DipAction"]
 
@@ -27,7 +27,7 @@ class DipAction:
 
 
 class SimulatedDipCoater:
-    """Implements :class:`drivers.contracts.DipCoater`.
+    """Implements :class:`labctl.drivers.contracts.DipCoater`.
 
     ``baths``: if given, the bath names the coater knows; immersing into another one is
     a :class:`DeviceError`.  ``withdraw`` when already out is a no-op (safe to call twice).
@@ -54,7 +54,7 @@ class SimulatedDipCoater:
         """Clock seconds of one immersion or withdrawal."""
         return self.depth_mm / self.speed_mm_s
 
-    def connect(self) -> None:
+    def connect(self, timeout: float = 10.0) -> None:
         self.connected = True
 
     def identify(self) -> str:

@@ -1,7 +1,7 @@
-"""A simulated potentiostat: the :class:`drivers.contracts.Potentiostat` contract on a modelled cell.
+"""A simulated potentiostat: the :class:`labctl.drivers.contracts.Potentiostat` contract on a modelled cell.
 
-It runs every technique of :mod:`drivers.techniques` against a cell model from
-:mod:`simulators.cells`, in clock time: a block covers up to ``clock.horizon()``
+It runs every technique of :mod:`labctl.drivers.techniques` against a cell model from
+:mod:`labctl.simulators.cells`, in clock time: a block covers up to ``clock.horizon()``
 seconds (one block per technique on a :class:`~labctl.clock.VirtualClock`, at most
 100,000 internal samples), is generated with numpy, then the driver sleeps until the
 block's end and yields it.  It enforces every end condition natively: the crossing
@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from drivers.contracts import Capabilities, DeviceError
-from drivers.techniques import (
+from labctl.drivers.contracts import Capabilities, DeviceError
+from labctl.drivers.handles import GeneratorHandle
+from labctl.drivers.techniques import (
     ConstantCurrent,
     ConstantPotential,
     CyclicSweep,
@@ -37,8 +38,8 @@ from drivers.techniques import (
     SampleBlock,
     Technique,
 )
-from simulators.cells import CellModel, simulate_cell
-from simulators.presets import Preset, load_preset
+from labctl.simulators.cells import CellModel, simulate_cell
+from labctl.simulators.presets import Preset, load_preset
 
 __all__ = ["SimulatedPotentiostat", "ROOM_TEMPERATURE"]
 
@@ -89,7 +90,7 @@ class SimulatedPotentiostat:
         self._running = False
 
     # ------------------------------------------------------------------ contract
-    def connect(self) -> None:
+    def connect(self, timeout: float = 10.0) -> None:
         self.connected = True
         if self._t_state is None:
             self._t_state = self.clock.now()
@@ -104,6 +105,10 @@ class SimulatedPotentiostat:
     def close(self) -> None:
         self.cell_off()
         self.connected = False
+
+    def start(self, technique: Technique) -> GeneratorHandle:
+        """Start ``technique`` on the cell; blocks are read from the handle (see the module docstring)."""
+        return GeneratorHandle(self.run(technique), on_stop=self.cell_off)
 
     def run(self, technique: Technique) -> Iterator[SampleBlock]:
         """Run ``technique`` on the cell, yielding blocks (see the module docstring)."""

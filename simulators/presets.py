@@ -3,7 +3,7 @@
 ``load_preset("br-mg")`` (or ``"bare-mg"``, or a path to a user file) returns a validated
 :class:`Preset` whose fields are plain floats in labctl's internal units (A/cm2, V, s,
 ohm, C/g, J/mol, F, fractions).  A user file may start with ``base: br-mg`` and give only
-the fields it changes.  Every problem becomes a :class:`protocols.errors.ProtocolError`
+the fields it changes.  Every problem becomes a :class:`labctl.core.errors.ProtocolError`
 naming ``file:line:col: field: message (hint)``.
 
 What each field means and which paper observable it reproduces: docs/presets.md.
@@ -18,9 +18,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-from protocols.errors import ProtocolError, custom_error, did_you_mean, validate_with_positions
-from protocols.units import UnitError, parse_quantity, ureg
-from protocols.yamlio import load_yaml
+from labctl.core.errors import ProtocolError, custom_error, did_you_mean, validate_with_positions
+from labctl.core.units import UnitError, parse_quantity, ureg
+from labctl.core.yamlio import load_yaml
 
 __all__ = ["Preset", "load_preset", "preset_json_schema", "BUILTIN", "PRESET_DIR", "Table"]
 
@@ -263,7 +263,7 @@ class Asymmetric(_M):
 
     @model_validator(mode="after")
     def _aurbach_below_long_term(self) -> "Asymmetric":
-        from simulators.cells import interp_table
+        from labctl.simulators.cells import interp_table
 
         ce_lt = float(interp_table(self.ce, self.aurbach.current_density, extrapolate=False))
         if self.aurbach.ce >= ce_lt:

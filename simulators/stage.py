@@ -24,7 +24,7 @@ __all__ = ["SimulatedTemperatureStage"]
 
 
 class SimulatedTemperatureStage:
-    """Implements :class:`drivers.contracts.TemperatureStage` in clock time."""
+    """Implements :class:`labctl.drivers.contracts.TemperatureStage` in clock time."""
 
     def __init__(self, clock: Any, *, initial: float = 22.0, tau_s: float = 300.0, overshoot: float = 0.0,
                  range_c: tuple[float, float] = (-20.0, 120.0), noise: float = 0.02, seed: int = 0) -> None:
@@ -58,7 +58,7 @@ class SimulatedTemperatureStage:
             self._wd = wn * math.sqrt(1.0 - self._zeta ** 2)
 
     # ------------------------------------------------------------------ contract
-    def connect(self) -> None:
+    def connect(self, timeout: float = 10.0) -> None:
         self.connected = True
 
     def close(self) -> None:

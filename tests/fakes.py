@@ -6,8 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from drivers.contracts import Capabilities
-from drivers.techniques import ConstantCurrent, OpenCircuit, SampleBlock
+from labctl.drivers.contracts import Capabilities
+from labctl.drivers.handles import GeneratorHandle
+from labctl.drivers.techniques import ConstantCurrent, OpenCircuit, SampleBlock
 
 
 class FakePotentiostat:
@@ -33,7 +34,7 @@ class FakePotentiostat:
         self.closed_early = 0
         self.cell_on = False
 
-    def connect(self) -> None: ...
+    def connect(self, timeout: float = 10.0) -> None: ...
 
     def identify(self) -> str:
         return "fake"
@@ -44,6 +45,9 @@ class FakePotentiostat:
 
     def close(self) -> None:
         self.cell_off()
+
+    def start(self, technique):
+        return GeneratorHandle(self.run(technique), on_stop=self.cell_off)
 
     def run(self, technique):
         current = technique.current if isinstance(technique, ConstantCurrent) else 0.0

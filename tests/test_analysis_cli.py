@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from labctl.analysis.cli import register
+from labctl.cli.analysis import register
 from labctl.analysis.tafel import FARADAY, GAS_CONSTANT
 
 DATA = Path(__file__).parent / "data" / "eis_li_ion_pyDRTtools.txt"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from db import Database
-from db.schema import SAMPLE_ID_BITS
+from labctl.db import Database
+from labctl.db.schema import SAMPLE_ID_BITS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def values(n0: int, n: int) -> np.ndarray:
 CHILD_CRASH = """
     import os, sys, time
     import numpy as np
-    from db import Database
+    from labctl.db import Database
     db = Database(sys.argv[1], commit_interval=0.05)
     rec = db.open_run(protocol_name="p", protocol_text="x", channel="ch1", simulated=True)
     rec.step_started(0, path="0", kind="cp", label=None, cycle=0, params={}, t=0.0)
@@ -106,7 +106,7 @@ def test_atexit_flushes_a_recorder_left_open(tmp_path):
     url = f"sqlite:///{tmp_path}/atexit.sqlite"
     proc = run_child("""
         import sys, numpy as np
-        from db import Database
+        from labctl.db import Database
         db = Database(sys.argv[1], commit_interval=3600)
         rec = db.open_run(protocol_name="p", protocol_text="x", channel="ch1", simulated=True)
         v = np.arange(12345, dtype=float)
@@ -171,7 +171,7 @@ def test_two_processes_write_one_sqlite_file(tmp_path):
     Database(url).close()
     code = """
         import sys, time, numpy as np
-        from db import Database
+        from labctl.db import Database
         db = Database(sys.argv[1], commit_interval=0.005, commit_rows=300)
         rec = db.open_run(protocol_name="p", protocol_text="x", channel=sys.argv[2], simulated=True)
         for k in range(50):

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from db import Database, default_url, normalize_url
-from db.migrate import alembic_config, current_revision, head_revision, upgrade
-from db.schema import metadata
-from db.url import masked
+from labctl.db import Database, default_url, normalize_url
+from labctl.db.migrate import alembic_config, current_revision, head_revision, upgrade
+from labctl.db.schema import metadata
+from labctl.db.url import masked
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"protocols", "cells", "runs", "steps", "samples", "events", "results", "coatings"}
@@ -81,7 +81,7 @@ def test_concurrent_first_opens(backend, tmp_path, request):
     url = f"sqlite:///{tmp_path}/race.sqlite" if backend == "sqlite" else request.getfixturevalue("pg_url")
     code = textwrap.dedent("""
         import sys
-        from db import Database
+        from labctl.db import Database
         with Database(sys.argv[1]) as db:
             rec = db.open_run(protocol_name="p", protocol_text="same", channel="c", simulated=True)
             rec.finish("completed", "complete", 0.0)

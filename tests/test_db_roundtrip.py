@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from db import SAMPLE_COLUMNS, Database, StorageError
+from labctl.db import SAMPLE_COLUMNS, Database, StorageError
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_demo_reproduces_the_paper_table(tmp_path: Path):
     out = tmp_path / "demo"
     js = tmp_path / "table.json"
@@ -27,7 +30,7 @@ def test_demo_reproduces_the_paper_table(tmp_path: Path):
     by = {}
     for row in rows:
         by.setdefault(row["quantity"], {})[row["preset"]] = row["mean"]
-    from labctl.demo import QUANTITIES
+    from labctl.studies.mg_anode.demo import QUANTITIES
 
     for q in QUANTITIES:
         bare, br = by[q.label]["bare-mg"], by[q.label]["br-mg"]
@@ -35,3 +38,11 @@ def test_demo_reproduces_the_paper_table(tmp_path: Path):
     html = (out / "index.html").read_text()
     assert "Aurbach CE" in html and "eis-temperature/" in html
     assert all(r["status"] == "completed" for r in table["runs"])
+    # every number of the table is what milestone 1 computed for the same seeds
+    golden = json.loads((ROOT / "tests" / "golden" / "demo_table.json").read_text())
+    key = lambda row: (row["quantity"], row["preset"])  # noqa: E731
+    want = {key(row): row for row in golden["rows"]}
+    for row in rows:
+        ref = want[key(row)]
+        assert row["values"] == ref["values"], key(row)
+        assert row["mean"] == ref["mean"] and row["sd"] == ref["sd"], key(row)

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from db import Database
-from drivers.contracts import ChannelDevices
+from labctl.db import Database
+from labctl.drivers.contracts import ChannelDevices
 from labctl.cli import app
-from labctl.clock import VirtualClock, WallClock
-from labctl.controller import SimSettings, run_protocol
-from labctl.engine import Engine
-from labctl.operator import ConsoleOperator, SimulatedOperator
-from protocols import load_protocol_text
-from simulators.dipcoater import SimulatedDipCoater
+from labctl.core.clock import VirtualClock, WallClock
+from labctl.app.controller import SimSettings, run_protocol
+from labctl.engine.runner import Engine
+from labctl.app.operator import ConsoleOperator, SimulatedOperator
+from labctl.protocols import load_protocol_text
+from labctl.simulators.dipcoater import SimulatedDipCoater
 from tests.fakes import FakePotentiostat
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.contracts import ChannelDevices, DeviceError
-from labctl.clock import VirtualClock
-from labctl.engine import Engine
-from protocols import load_protocol_text
+from labctl.drivers.contracts import ChannelDevices, DeviceError
+from labctl.core.clock import VirtualClock
+from labctl.engine.runner import Engine
+from labctl.protocols import load_protocol_text
 from tests.fakes import FakePotentiostat
 
 
@@ -186,8 +186,8 @@ def test_times_repeat_counts_cycles_run_wide():
 
 
 def test_preflight_rejects_what_the_channel_cannot_do():
-    from drivers.contracts import Capabilities
-    from labctl.engine import PreflightError
+    from labctl.drivers.contracts import Capabilities
+    from labctl.engine.runner import PreflightError
 
     clock = VirtualClock(start_unix=0)
     pstat = FakePotentiostat(clock)

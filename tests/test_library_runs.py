@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from labctl.controller import SimSettings, run_protocol
-from protocols import load_protocol
+from labctl.app.controller import SimSettings, run_protocol
+from labctl.protocols import load_protocol
 
 LIB = sorted((Path(__file__).resolve().parent.parent / "protocols" / "library").glob("*.yaml"))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols import ProtocolError, load_protocol, load_protocol_text
+from labctl.protocols import ProtocolError, load_protocol, load_protocol_text
 
 HEAD = """\
 name: t

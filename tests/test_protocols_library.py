@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from protocols import (
+from labctl.protocols import (
     AurbachStep,
     DipCoatStep,
     EisStep,

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from protocols import (
+from labctl.protocols import (
     CvStep,
     EisStep,
     GalvanostaticStep,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols.units import DIMENSIONS, UnitError, dimension_of, example, parse_quantity
+from labctl.core.units import DIMENSIONS, UnitError, dimension_of, example, parse_quantity
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 

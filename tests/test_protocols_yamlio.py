@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.errors import Issue, ProtocolError, format_path, validate_with_positions
-from protocols.yamlio import load_yaml
+from labctl.core.errors import Issue, ProtocolError, format_path, validate_with_positions
+from labctl.core.yamlio import load_yaml
 
 TEXT = """\
 # a comment
@@ -147,7 +147,7 @@ def test_validate_with_positions_on_a_plain_model() -> None:
 def test_unit_error_raised_in_a_foreign_validator_keeps_its_hint() -> None:
     from pydantic import BaseModel, field_validator
 
-    from protocols.units import parse_quantity
+    from labctl.core.units import parse_quantity
 
     class Preset(BaseModel):
         rs: float

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from db import Database
-from labctl.controller import SimSettings, run_protocol
-from labctl.results import analyze_and_store
+from labctl.db import Database
+from labctl.app.controller import SimSettings, run_protocol
+from labctl.app.results import analyze_and_store
 
 LIB = Path(__file__).resolve().parent.parent / "protocols" / "library"
 R = 8.314462618

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from drivers import registry
-from drivers.contracts import DipCoater, Potentiostat, TemperatureStage
+from labctl.drivers import registry
+from labctl.drivers.contracts import DipCoater, Potentiostat, TemperatureStage
 from labctl.cli import app
-from labctl.clock import VirtualClock
+from labctl.core.clock import VirtualClock
 from tests.fakes import FakePotentiostat
 
 

@@ -1,4 +1,4 @@
-"""labctl.report on an in-memory database with synthetic runs: which plots, the HTML, downsampling."""
+"""labctl.reports on an in-memory database with synthetic runs: which plots, the HTML, downsampling."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from labctl.analysis.circuit import parse_circuit
-from labctl.report import (
+from labctl.reports import (
     Envelope,
     RunView,
     _default_zoom,
@@ -26,7 +26,7 @@ from labctl.report import (
     plot_voltage_time,
     write_report,
 )
-from labctl.report_cli import parse_cycles
+from labctl.cli.report import parse_cycles
 
 COLUMNS = ("step_index", "cycle", "t", "voltage", "current", "charge", "temperature", "frequency", "z_re", "z_im")
 AREA = 1.267

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from db import Database
+from labctl.db import Database
 from labctl.cli import app
-from labctl.controller import SimSettings, run_protocol
-from labctl.report import RunView, compare_runs, write_report
+from labctl.app.controller import SimSettings, run_protocol
+from labctl.reports import RunView, compare_runs, write_report
 
 LIBRARY = Path(__file__).resolve().parents[1] / "protocols" / "library"
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit, least_squares
 
-from drivers.techniques import ConstantCurrent, EndReason, Impedance, Limits, LinearSweep, OpenCircuit, Recording
-from labctl.clock import VirtualClock
-from simulators.potentiostat import SimulatedPotentiostat
-from simulators.stage import SimulatedTemperatureStage
+from labctl.drivers.techniques import ConstantCurrent, EndReason, Impedance, Limits, LinearSweep, OpenCircuit, Recording
+from labctl.core.clock import VirtualClock
+from labctl.simulators.potentiostat import SimulatedPotentiostat
+from labctl.simulators.stage import SimulatedTemperatureStage
 
 A = 1.267
 MAH = 3.6
@@ -186,8 +186,8 @@ def test_cycle_life_is_where_the_ce_collapses():
 
 def test_cycle_life_spread_follows_the_preset():
     """Default 5 %; a preset with the paper's three-cell spread (14 %) reproduces it."""
-    from simulators.cells import simulate_cell
-    from simulators.presets import load_preset_text
+    from labctl.simulators.cells import simulate_cell
+    from labctl.simulators.presets import load_preset_text
 
     lives = [234 * simulate_cell("asymmetric", "br-mg", replicate=r).life_multiplier for r in range(40)]
     assert np.std(lives) / np.mean(lives) == pytest.approx(0.05, rel=0.35)

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from drivers.contracts import DeviceError, DipCoater, Potentiostat, TemperatureStage
-from drivers.registry import create
-from drivers.techniques import (
+from labctl.drivers.contracts import DeviceError, DipCoater, Potentiostat, TemperatureStage
+from labctl.drivers.registry import create
+from labctl.drivers.techniques import (
     ConstantCurrent,
     ConstantPotential,
     CyclicSweep,
@@ -20,10 +20,10 @@ from drivers.techniques import (
     OpenCircuit,
     Recording,
 )
-from labctl.clock import VirtualClock
-from simulators.dipcoater import SimulatedDipCoater
-from simulators.potentiostat import SimulatedPotentiostat
-from simulators.stage import SimulatedTemperatureStage
+from labctl.core.clock import VirtualClock
+from labctl.simulators.dipcoater import SimulatedDipCoater
+from labctl.simulators.potentiostat import SimulatedPotentiostat
+from labctl.simulators.stage import SimulatedTemperatureStage
 
 A = 1.267
 I05 = 0.5e-3 * A  # 0.5 mA/cm2 on the 12.7 mm disc
@@ -294,7 +294,7 @@ def test_eis_spectrum_shape():
 def test_scaled_clock_paces_blocks_in_wall_time():
     import time
 
-    from labctl.clock import ScaledClock
+    from labctl.core.clock import ScaledClock
 
     clock = ScaledClock(4 * 3600.0)  # horizon = 3600 s of clock time per block
     p = pstat(clock, seed=5)

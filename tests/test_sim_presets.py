@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.techniques import ConstantCurrent, EndReason, Limits, Recording
-from labctl.clock import VirtualClock
-from protocols.errors import ProtocolError
-from simulators.cells import calibrate_asymmetric
-from simulators.potentiostat import SimulatedPotentiostat
-from simulators.presets import BUILTIN, PRESET_DIR, Preset, load_preset, load_preset_text, preset_json_schema
+from labctl.drivers.techniques import ConstantCurrent, EndReason, Limits, Recording
+from labctl.core.clock import VirtualClock
+from labctl.core.errors import ProtocolError
+from labctl.simulators.cells import calibrate_asymmetric
+from labctl.simulators.potentiostat import SimulatedPotentiostat
+from labctl.simulators.presets import BUILTIN, PRESET_DIR, Preset, load_preset, load_preset_text, preset_json_schema
 
 A = 1.267
 

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from drivers.contracts import DeviceError
-from labctl.clock import VirtualClock
-from simulators.dipcoater import SimulatedDipCoater
-from simulators.stage import SimulatedTemperatureStage
+from labctl.drivers.contracts import DeviceError
+from labctl.core.clock import VirtualClock
+from labctl.simulators.dipcoater import SimulatedDipCoater
+from labctl.simulators.stage import SimulatedTemperatureStage
 
 
 def test_first_order_lag_towards_the_set_point():

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from db import Database
-from labctl.controller import SimSettings, run_protocol
-from labctl.export import export_run
+from labctl.db import Database
+from labctl.app.controller import SimSettings, run_protocol
+from labctl.app.export import export_run
 
 LIB = Path(__file__).resolve().parent.parent / "protocols" / "library"
 AREA = 1.267

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.contracts import ChannelDevices
-from drivers.techniques import Impedance
-from labctl.clock import VirtualClock
-from labctl.engine import Engine
-from protocols import load_protocol_text
-from simulators.potentiostat import SimulatedPotentiostat
-from simulators.stage import SimulatedTemperatureStage
+from labctl.drivers.contracts import ChannelDevices
+from labctl.drivers.techniques import Impedance
+from labctl.core.clock import VirtualClock
+from labctl.engine.runner import Engine
+from labctl.protocols import load_protocol_text
+from labctl.simulators.potentiostat import SimulatedPotentiostat
+from labctl.simulators.stage import SimulatedTemperatureStage
 from tests.test_engine import ListRecorder
 
 TEXT = """name: temp

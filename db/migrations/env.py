@@ -1,8 +1,8 @@
-"""Alembic environment for labctl, run programmatically by :func:`db.migrate.upgrade`.
+"""Alembic environment for labctl, run programmatically by :func:`labctl.db.migrate.upgrade`.
 
 The caller passes an open connection (already inside the transaction that holds
 the migration lock) in ``config.attributes["connection"]``.  For the developer
-commands in ``python -m db.migrate`` a URL may be given instead.
+commands in ``python -m labctl.db.migrate`` a URL may be given instead.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from db.schema import metadata
+from labctl.db.schema import metadata
 
 config = context.config
 

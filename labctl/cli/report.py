@@ -1,4 +1,4 @@
-"""``labctl report`` and ``labctl compare``: the CLI side of :mod:`labctl.report`.
+"""``labctl report`` and ``labctl compare``: the CLI side of :mod:`labctl.reports`.
 
 ``register(app)`` adds both commands to labctl's Typer app.  A missing run, a bad
 ``--cycles`` list or an unreachable database prints one message on stderr and exits
@@ -45,7 +45,7 @@ def parse_cycles(text: str | None) -> list[int] | None:
 
 
 def _open_db(url: str | None) -> Any:
-    from db import Database
+    from labctl.db import Database
 
     try:
         return Database(url)
@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the list of files written as JSON."),
     ) -> None:
         """Write a run's report: plots (PNG) and index.html with its summary and results."""
-        from labctl.report import build_report
+        from labctl.reports import build_report
 
         try:
             zoom = parse_cycles(cycles)
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the list of files written as JSON."),
     ) -> None:
         """Overlay runs like the panels of a paper figure (voltage, Nyquist, CE, hysteresis...)."""
-        from labctl.report import build_comparison
+        from labctl.reports import build_comparison
 
         if label and len(label) != len(run_ids):
             _fail(f"{len(label)} --label for {len(run_ids)} runs: give one label per run, or none")

@@ -3,7 +3,7 @@
 This is the Python API behind ``labctl run``; notebooks and the scheduler use it
 directly::
 
-    from labctl.controller import run_protocol
+    from labctl.app.controller import run_protocol
     outcome = run_protocol("protocols/library/symmetric-0.5mA.yaml", sim=True, preset="br-mg", seed=1)
 """
 
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from drivers import registry
-from drivers.contracts import ChannelDevices
-from labctl.clock import Clock, clock_for_speed
-from labctl.engine import Engine, PreflightError, Progress, RunOutcome, _walk
+from labctl.drivers import registry
+from labctl.drivers.contracts import ChannelDevices
+from labctl.core.clock import Clock, clock_for_speed
+from labctl.engine.runner import Engine, PreflightError, Progress, RunOutcome, _walk
 
 
 class UserError(Exception):
@@ -58,7 +58,7 @@ def cell_attributes(protocol: Any, preset: str | None = None) -> dict:
 
 def build_sim_channel(protocol: Any, clock: Clock, sim: SimSettings) -> ChannelDevices:
     """Simulated potentiostat (+ stage, + dip coater when the protocol needs them)."""
-    from simulators.presets import load_preset
+    from labctl.simulators.presets import load_preset
 
     preset = load_preset(sim.preset)
     needs = protocol_needs(protocol)
@@ -108,7 +108,7 @@ def run_protocol(
 
     With ``sim`` and no ``devices``, a simulated channel is built from the preset.
     """
-    from protocols import load_protocol
+    from labctl.protocols import load_protocol
 
     if isinstance(protocol, (str, Path)):
         protocol = load_protocol(protocol)
@@ -118,7 +118,7 @@ def run_protocol(
             raise UserError("no devices: pass sim settings (--sim) or a driver (--driver)")
         devices = build_sim_channel(protocol, clock, sim)
     if operator is None and protocol_needs(protocol)["manual"] and sim is not None:
-        from labctl.operator import SimulatedOperator
+        from labctl.app.operator import SimulatedOperator
 
         operator = SimulatedOperator(clock, seed=sim.seed)
     engine = Engine(protocol, devices, clock, None, operator=operator, on_progress=on_progress,

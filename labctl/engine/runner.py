@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from drivers.contracts import ChannelDevices, DeviceError
-from drivers.techniques import (
+from labctl.drivers.contracts import ChannelDevices, DeviceError
+from labctl.drivers.techniques import (
     ConstantCurrent,
     ConstantPotential,
     CyclicSweep,
@@ -36,9 +36,9 @@ from drivers.techniques import (
     SampleBlock,
     Technique,
 )
-from labctl.clock import Clock
-from labctl.conditions import EndConditions, SafetyLimits, SafetyTrip, check_safety, step_charge
-from labctl.interrupts import deferred_interrupt
+from labctl.core.clock import Clock
+from labctl.engine.conditions import EndConditions, SafetyLimits, SafetyTrip, check_safety, step_charge
+from labctl.core.interrupts import deferred_interrupt
 
 log = logging.getLogger("labctl.engine")
 
@@ -119,7 +119,7 @@ class Engine:
     """Runs one protocol on one channel.
 
     ``operator`` answers the prompts of manual steps (dip coating); see
-    :mod:`labctl.operator`.  ``on_progress`` is called after every block.
+    :mod:`labctl.app.operator`.  ``on_progress`` is called after every block.
     """
 
     def __init__(
@@ -366,7 +366,7 @@ class Engine:
         elif kind == "aurbach_ce":
             self._aurbach(step, path)
         elif kind == "dip_coat":
-            from labctl.dipcoat import run_dip_coat
+            from labctl.engine.dipcoat import run_dip_coat
 
             idx = self._begin_step(step, path, kind, label, {})
             t0 = self.clock.now()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivers.techniques import EndReason, Limits, SampleBlock
+from labctl.drivers.techniques import EndReason, Limits, SampleBlock
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-LIBRARY = Path(__file__).resolve().parent.parent / "protocols" / "library"
+LIBRARY = Path(__file__).resolve().parents[3] / "protocols" / "library"
 ANODES = {"bare-mg": "bare Mg", "br-mg": "Br-Mg"}
 
 
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
-        from labctl.campaign import RunSpec, run_campaign
+        from labctl.app.campaign import RunSpec, run_campaign
         from labctl.cli import _open_db
 
         con = Console()
@@ -214,7 +214,7 @@ def _table_html(table: list[dict]) -> str:
 
 def _reports(database: Any, runs: dict[tuple[str, str], list[int]], out: Path, table: list[dict]) -> list[Path]:
     """bare Mg vs Br-Mg overlays per experiment (first replicate) and an index page."""
-    from labctl.report import compare_runs
+    from labctl.reports import compare_runs
 
     paths = []
     links = []

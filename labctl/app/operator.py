@@ -16,7 +16,7 @@ from typing import TextIO
 
 import numpy as np
 
-from labctl.clock import Clock
+from labctl.core.clock import Clock
 
 
 class SimulatedOperator:

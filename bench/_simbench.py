@@ -1,4 +1,4 @@
-"""How fast the simulator generates data: ``python -m simulators.benchmark``.
+"""How fast the simulator generates data: ``python -m bench._simbench``.
 
 Times symmetric-cell cycling at 0.5 mA/cm2 (1 h each way) for a given number of hours
 of virtual time, sample generation only (no engine, no database), at 1 s recording and
@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from drivers.techniques import ConstantCurrent, Limits, Recording
-from labctl.clock import VirtualClock
-from simulators.potentiostat import SimulatedPotentiostat
+from labctl.drivers.techniques import ConstantCurrent, Limits, Recording
+from labctl.core.clock import VirtualClock
+from labctl.simulators.potentiostat import SimulatedPotentiostat
 
 __all__ = ["cycle_symmetric", "main"]
 

@@ -39,8 +39,8 @@ class RunResult:
 def _run_one(spec: RunSpec, db_url: str, analyze: bool = False) -> RunResult:
     import time
 
-    from db import Database
-    from labctl.controller import SimSettings, run_protocol
+    from labctl.db import Database
+    from labctl.app.controller import SimSettings, run_protocol
 
     t0 = time.perf_counter()
     db = Database(db_url)
@@ -49,7 +49,7 @@ def _run_one(spec: RunSpec, db_url: str, analyze: bool = False) -> RunResult:
                            channel=spec.channel, meta={"campaign": dict(spec.tags)})
         results = []
         if analyze and out.run_id is not None:
-            from labctl.results import analyze_and_store
+            from labctl.app.results import analyze_and_store
 
             results = analyze_and_store(db, out.run_id)
     finally:

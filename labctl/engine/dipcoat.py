@@ -1,6 +1,6 @@
 """The dip-coat timing log: immersion and rinse timed against sample ids.
 
-Manual mode prompts an operator at each stage (see :mod:`labctl.operator`) and logs
+Manual mode prompts an operator at each stage (see :mod:`labctl.app.operator`) and logs
 confirmations that come earlier or later than planned (beyond the step's
 tolerance) as deviations.  Automated mode drives a :class:`drivers.DipCoater`.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from labctl.clock import Clock
+from labctl.core.clock import Clock
 
 
 def run_dip_coat(step: Any, clock: Clock, operator: Any, coater: Any,

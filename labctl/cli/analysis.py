@@ -16,11 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._core import ANALYSIS_VERSION, AnalysisError, Result
-from .circuit import parse_circuit
-from .eis import WEIGHTINGS, fit_circuit, linkk
-from .io import read_eis_file, read_tafel_file
-from .tafel import analyze_tafel
+from labctl.analysis._core import ANALYSIS_VERSION, AnalysisError, Result
+from labctl.analysis.circuit import parse_circuit
+from labctl.analysis.eis import WEIGHTINGS, fit_circuit, linkk
+from labctl.analysis.io import read_eis_file, read_tafel_file
+from labctl.analysis.tafel import analyze_tafel
 
 
 def _fail(msg: str) -> None:

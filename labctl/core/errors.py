@@ -7,7 +7,7 @@ mistake at once.  ``str(err)`` is one line per issue::
     symmetric.yaml:12:34: steps[2].galvanostatic.current_density: '5 mA' is a current, not a current density (hint: ...)
 
 :func:`validate_with_positions` runs a pydantic model on data from
-:func:`protocols.yamlio.load_yaml` and maps each validation error back to the
+:func:`labctl.core.yamlio.load_yaml` and maps each validation error back to the
 line and column where the user wrote it.
 """
 
@@ -497,7 +497,7 @@ def validate_with_positions(
 ):
     """``model_cls.model_validate(data)``; on failure a :class:`ProtocolError` with positions.
 
-    ``positions`` comes from :func:`protocols.yamlio.load_yaml`.  Each pydantic
+    ``positions`` comes from :func:`labctl.core.yamlio.load_yaml`.  Each pydantic
     error's ``loc`` is mapped to the nearest position the file has; unknown keys
     become ``unknown key 'x'`` with a did-you-mean hint listing the valid keys.
     ``extra_issues`` (found before validation) are reported together with these.

@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from labctl.controller import SimSettings, UserError
-from labctl.formatting import fmt_duration as _fmt_duration
+from labctl.app.controller import SimSettings, UserError
+from labctl.core.formatting import fmt_duration as _fmt_duration
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Run electrochemistry protocols on instruments or simulators, store every sample in SQL.")
@@ -33,7 +33,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from protocols.errors import ProtocolError
+        from labctl.core.errors import ProtocolError
 
         try:
             return fn(*args, **kwargs)
@@ -60,7 +60,7 @@ def _analysis_error() -> type[Exception]:
 
 
 def _open_db(url: Optional[str]) -> Any:
-    from db import Database
+    from labctl.db import Database
 
     try:
         return Database(url)
@@ -81,8 +81,8 @@ def _get_run(db: Any, run_id: int) -> dict:
 def validate(files: list[Path] = typer.Argument(..., help="Protocol files to check."),
              as_json: bool = typer.Option(False, "--json", help="Print results as JSON.")) -> None:
     """Check protocol files: every error with file:line:col, field, message and a hint."""
-    from protocols import load_protocol
-    from protocols.errors import ProtocolError
+    from labctl.protocols import load_protocol
+    from labctl.core.errors import ProtocolError
 
     results = []
     failed = False
@@ -107,11 +107,11 @@ def validate(files: list[Path] = typer.Argument(..., help="Protocol files to che
 def schema(preset: bool = typer.Option(False, "--preset", help="The schema of simulator preset files instead.")) -> None:
     """Print the JSON Schema of protocol files (or preset files) for editor autocompletion."""
     if preset:
-        from simulators.presets import preset_json_schema
+        from labctl.simulators.presets import preset_json_schema
 
         print(json.dumps(preset_json_schema(), indent=2))
         return
-    from protocols import json_schema
+    from labctl.protocols import json_schema
 
     print(json.dumps(json_schema(), indent=2))
 
@@ -145,9 +145,9 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Run a protocol; prints the run id, shows progress, records every sample."""
-    from labctl.clock import WallClock, clock_for_speed
-    from labctl.controller import build_driver_channel, build_sim_channel, run_protocol
-    from protocols import load_protocol, load_protocol_text
+    from labctl.core.clock import WallClock, clock_for_speed
+    from labctl.app.controller import build_driver_channel, build_sim_channel, run_protocol
+    from labctl.protocols import load_protocol, load_protocol_text
 
     if sim == bool(driver):
         raise UserError("choose where to run: --sim for simulated instruments, or --driver NAME for hardware")
@@ -201,11 +201,11 @@ def run(
 
         op = None
         if not sim:
-            from labctl.operator import ConsoleOperator
+            from labctl.app.operator import ConsoleOperator
 
             op = ConsoleOperator(clock, name=operator)
         elif operator:
-            from labctl.operator import SimulatedOperator
+            from labctl.app.operator import SimulatedOperator
 
             op = SimulatedOperator(clock, name=operator, seed=settings.seed)
         outcome = run_protocol(proto, db=database, sim=settings, devices=devices, clock=clock, operator=op,
@@ -305,7 +305,7 @@ def export(run_id: int = typer.Argument(..., help="Run id."),
            db: Optional[str] = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Export a run's samples with Battery Data Format column names (streamed)."""
-    from labctl.export import export_run
+    from labctl.app.export import export_run
 
     if fmt not in ("csv", "parquet"):
         raise UserError(f"--format {fmt!r}: use csv or parquet")
@@ -330,7 +330,7 @@ def analyze(run_id: int = typer.Argument(..., help="Run id."),
             db: Optional[str] = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Compute what fits the run's steps (Tafel, EIS, Arrhenius, CE, hysteresis...) and store the results."""
-    from labctl.results import analyze_and_store
+    from labctl.app.results import analyze_and_store
 
     database = _open_db(db)
     _get_run(database, run_id)
@@ -352,8 +352,9 @@ def analyze(run_id: int = typer.Argument(..., help="Run id."),
 
 def _register_commands() -> None:
     """Commands that live with their packages: fit-eis/fit-tafel, report/compare, demo."""
-    from labctl import demo, report_cli
-    from labctl.analysis import cli as analysis_cli
+    from labctl.cli import analysis as analysis_cli
+    from labctl.cli import report as report_cli
+    from labctl.studies.mg_anode import demo
 
     for m in (analysis_cli, report_cli, demo):
         m.register(app)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.engine import CURRENT_SIGN, CYCLE_DEFINITION
+from labctl.engine.runner import CURRENT_SIGN, CYCLE_DEFINITION
 
 COLUMNS = [
     "Test Time / s",
@@ -145,7 +145,7 @@ def _write_parquet(tmp: Path, db: Any, run_id: int, run: dict, unix0: float, ind
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        from labctl.controller import UserError
+        from labctl.app.controller import UserError
 
         raise UserError("parquet export needs pyarrow: pip install 'labctl[parquet]'") from None
     meta = {f"labctl.{i}": line for i, line in enumerate(header_lines(run))}

@@ -28,7 +28,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from labctl.formatting import fmt_duration as _fmt_duration
+from labctl.core.formatting import fmt_duration as _fmt_duration
 
 #: columns of the envelope of long traces (twice the pixel columns of the widest plot)
 ENVELOPE_BINS = 2400
@@ -169,7 +169,7 @@ def _cell_info(run: dict) -> dict:
         info.setdefault("kind", run["cell_kind"])
     if ("kind" not in info or "area_cm2" not in info) and run.get("protocol_text"):
         try:
-            from protocols import load_protocol_text
+            from labctl.protocols import load_protocol_text
 
             p = load_protocol_text(run["protocol_text"], source=f"run-{run.get('id')}")
             for k, v in p.cell.model_dump().items():
@@ -1521,7 +1521,7 @@ def _e(x: Any) -> str:
 def _html_page(title: str, body: list[str]) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body)
-            + f"\n<p class=\"small\">Written by labctl.report on {time.strftime('%Y-%m-%d %H:%M:%S')}. "
+            + f"\n<p class=\"small\">Written by labctl.reports on {time.strftime('%Y-%m-%d %H:%M:%S')}. "
               "Current sign: positive = anodic at the working electrode (stripping from the WE), negative = "
               "cathodic (plating onto the WE). Voltage = WE minus counter.</p>\n</body></html>\n")
 

@@ -1,0 +1,1 @@
+"""Application layer: building channels and running protocols, campaigns, exports, stored results."""

@@ -1,0 +1,1 @@
+"""The engine: runs a compiled protocol on one or many channels through the driver contracts."""

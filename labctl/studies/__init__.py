@@ -1,0 +1,1 @@
+"""Reference studies shipped with labctl."""
