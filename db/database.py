@@ -29,6 +29,7 @@ from labctl.db.schema import (
     SAMPLE_COLUMNS,
     SAMPLE_ID_BITS,
     cells,
+    checkpoints,
     coatings,
     events,
     protocols,
@@ -329,6 +330,21 @@ class Database:
             rows = conn.execute(sa.select(events).where(events.c.run_id == run_id)
                                 .order_by(events.c.id)).mappings().all()
         return [dict(r) for r in rows]
+
+    def checkpoints(self, run_id: int) -> list[dict]:
+        """The engine's checkpoints of a run, in order (``t``: test time; ``state``: the dict)."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(checkpoints.c.t, checkpoints.c.state)
+                                .where(checkpoints.c.run_id == run_id)
+                                .order_by(checkpoints.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def last_checkpoint(self, run_id: int) -> dict | None:
+        """The last committed checkpoint's state: where the run resumes (None before the first)."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(checkpoints.c.state).where(checkpoints.c.run_id == run_id)
+                               .order_by(checkpoints.c.id.desc()).limit(1)).first()
+        return None if row is None else dict(row[0])
 
     def n_samples(self, run_id: int) -> int:
         """Committed samples of a run.  Raises ``KeyError(run_id)`` if there is no such run."""

@@ -29,16 +29,17 @@ import sqlalchemy as sa
 
 from labctl.db import pgcopy
 from labctl.db.jsonutil import jsonable
-from labctl.db.schema import FLOAT_SAMPLE_COLUMNS, SAMPLE_ID_BITS, events, runs, samples, steps
+from labctl.db.schema import FLOAT_SAMPLE_COLUMNS, SAMPLE_ID_BITS, checkpoints, events, runs, samples, steps
 
 if TYPE_CHECKING:
     from labctl.db.database import Database
 
-FINAL_STATUSES = ("completed", "aborted", "failed", "safety")
+#: How a run can end; "interrupted" (SIGTERM, SIGHUP, its owner gone) is resumable from its last checkpoint.
+FINAL_STATUSES = ("completed", "aborted", "failed", "safety", "interrupted")
 _REQUIRED = ("t", "voltage", "current", "charge")
 
 # Queue item kinds.  An item is (kind, enqueue monotonic time, *payload).
-_STEP_START, _SAMPLES, _STEP_END, _EVENT, _FINISH, _FLUSH, _STOP = range(7)
+_STEP_START, _SAMPLES, _STEP_END, _EVENT, _FINISH, _FLUSH, _STOP, _CHECKPOINT = range(8)
 _MAX_SAMPLES = 1 << SAMPLE_ID_BITS
 
 
@@ -138,6 +139,10 @@ class RunRecorder:
         """Something happened at clock time ``t`` (safety trip, pause, operator note, ...)."""
         self._put((_EVENT, time.monotonic(), float(t), str(kind), str(message),
                    None if data is None else jsonable(data)))
+
+    def checkpoint(self, t: float, state: dict) -> None:
+        """The engine's state at a step or cycle boundary (committed after the samples before it)."""
+        self._put((_CHECKPOINT, time.monotonic(), float(t), jsonable(state)))
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything queued so far is committed (``TimeoutError`` after ``timeout`` s)."""
@@ -357,6 +362,9 @@ class RunRecorder:
                     _, _, t, ekind, message, data = item
                     conn.execute(events.insert().values(
                         run_id=run_id, t=t, kind=ekind, message=message, data=data))
+                elif kind == _CHECKPOINT:
+                    _, _, t, state = item
+                    conn.execute(checkpoints.insert().values(run_id=run_id, t=t, state=state))
                 elif kind == _FINISH:
                     _, _, status, reason, ended = item
                     conn.execute(runs.update().where(runs.c.id == run_id)

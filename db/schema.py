@@ -132,6 +132,19 @@ events = sa.Table(
     sa.Index(None, "run_id"),
 )
 
+#: The engine's state at step and cycle boundaries (labctl.engine.program.ProgramState), in
+#: order: the last committed one is where a run resumes.  Written in the same transaction
+#: as the samples before it, so it never points past committed data.
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("run_id", Id, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("t", Real, nullable=False),
+    sa.Column("state", Json, nullable=False),
+    sa.Index(None, "run_id"),
+)
+
 results = sa.Table(
     "results",
     metadata,

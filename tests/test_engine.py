@@ -22,6 +22,10 @@ class ListRecorder:
         self.samples_list: list[tuple] = []
         self.events: list[tuple] = []
         self.finished: tuple | None = None
+        self.checkpoints: list[tuple[float, dict]] = []
+
+    def checkpoint(self, t, state):
+        self.checkpoints.append((t, state))
 
     def step_started(self, idx, **kw):
         self.steps[idx] = dict(kw)

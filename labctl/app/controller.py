@@ -16,7 +16,9 @@ from typing import Any, Callable
 from labctl.drivers import registry
 from labctl.drivers.contracts import ChannelDevices
 from labctl.core.clock import Clock, clock_for_speed
-from labctl.engine.runner import Engine, PreflightError, Progress, RunOutcome, _walk
+from labctl.core.interrupts import termination_as_interrupt
+from labctl.engine.program import walk
+from labctl.engine.runner import Engine, PreflightError, Progress, RunOutcome
 
 
 class UserError(Exception):
@@ -31,10 +33,10 @@ class SimSettings:
 
 
 def protocol_needs(protocol: Any) -> dict[str, bool]:
-    kinds = {s.kind for s in _walk(protocol.steps)}
-    automated = any(s.kind == "dip_coat" and s.mode == "automated" for s in _walk(protocol.steps))
+    kinds = {s.kind for s in walk(protocol.steps)}
+    automated = any(s.kind == "dip_coat" and s.mode == "automated" for s in walk(protocol.steps))
     return {"stage": "temperature" in kinds, "dip_coater": automated,
-            "manual": any(s.kind == "dip_coat" and s.mode == "manual" for s in _walk(protocol.steps))}
+            "manual": any(s.kind == "dip_coat" and s.mode == "manual" for s in walk(protocol.steps))}
 
 
 def cell_attributes(protocol: Any, preset: str | None = None) -> dict:
@@ -148,7 +150,8 @@ def run_protocol(
         engine.rec = recorder
     engine.on_coating = coatings.append
     try:
-        outcome = engine.run()
+        with termination_as_interrupt():  # SIGTERM/SIGHUP end the run like Ctrl-C, cell off, resumable
+            outcome = engine.run()
     finally:
         try:
             devices.potentiostat.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.engine.runner import CURRENT_SIGN, CYCLE_DEFINITION
+from labctl.core.conventions import CURRENT_SIGN, CYCLE_DEFINITION
 
 COLUMNS = [
     "Test Time / s",

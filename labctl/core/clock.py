@@ -138,3 +138,131 @@ def clock_for_speed(speed: str | float | None) -> Clock:
     if str(speed).lower() in {"wall", "realtime", "real"}:
         return ScaledClock(1.0)
     return ScaledClock(float(speed))
+
+
+class _Participant:
+    """One thread's seat at a :class:`SharedVirtualClock` (see :meth:`SharedVirtualClock.participant`)."""
+
+    __slots__ = ("name", "waiting_until", "active")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.waiting_until: float | None = None
+        self.active = True
+
+
+class SharedVirtualClock:
+    """Virtual time shared by several channels running in threads of one process.
+
+    Each channel thread holds a seat (:meth:`participant`, registered by whoever starts
+    the threads, *before* any of them runs, then :meth:`bind` in the thread).  Time
+    advances only when every seated thread is asleep, and then to the earliest wake-up
+    time among them: a discrete-event scheduler over threads.  Each channel therefore
+    sees exactly the clock readings it would see alone on a :class:`VirtualClock`, and
+    its data is byte-identical to the same run alone.
+
+    A seated thread that waits for something other than time (a paused channel waiting
+    for resume) steps aside with :meth:`detached` so the others go on.
+    """
+
+    virtual = True
+
+    def __init__(self, start_unix: float | None = None) -> None:
+        import threading
+
+        self._t = 0.0
+        self._unix0 = time.time() if start_unix is None else float(start_unix)
+        self._cv = threading.Condition()
+        self._seats: list[_Participant] = []
+        self._local = threading.local()
+
+    # --------------------------------------------------------------- seats
+    def participant(self, name: str = "") -> _Participant:
+        """Register a seat now (from the thread that starts the channels)."""
+        seat = _Participant(name)
+        with self._cv:
+            self._seats.append(seat)
+        return seat
+
+    def bind(self, seat: _Participant) -> None:
+        """The calling thread sleeps on ``seat`` from now on."""
+        self._local.seat = seat
+
+    def leave(self, seat: _Participant) -> None:
+        """``seat``'s thread is done: time no longer waits for it."""
+        with self._cv:
+            if seat in self._seats:
+                self._seats.remove(seat)
+            seat.active = False
+            self._advance_locked()
+        if getattr(self._local, "seat", None) is seat:
+            self._local.seat = None
+
+    class _Detached:
+        def __init__(self, clock: SharedVirtualClock, seat: _Participant) -> None:
+            self.clock, self.seat = clock, seat
+
+        def __enter__(self) -> None:
+            with self.clock._cv:
+                self.clock._seats.remove(self.seat)
+                self.clock._advance_locked()
+
+        def __exit__(self, *exc: object) -> None:
+            with self.clock._cv:
+                self.clock._seats.append(self.seat)
+
+    def detached(self) -> SharedVirtualClock._Detached:
+        """``with clock.detached():`` the calling thread waits outside virtual time."""
+        seat = self._seat()
+        return SharedVirtualClock._Detached(self, seat)
+
+    def _seat(self) -> _Participant:
+        seat = getattr(self._local, "seat", None)
+        if seat is None or not seat.active:
+            raise RuntimeError("this thread has no seat at the shared virtual clock: "
+                               "register one with participant() and bind() it in the thread")
+        return seat
+
+    def _advance_locked(self) -> None:
+        seats = self._seats
+        if seats and all(s.waiting_until is not None for s in seats):
+            t = min(s.waiting_until for s in seats if s.waiting_until is not None)
+            if t > self._t:
+                self._t = t
+            self._cv.notify_all()
+
+    # --------------------------------------------------------------- Clock
+    def now(self) -> float:
+        return self._t
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.sleep_until(self._t + seconds)
+
+    def sleep_until(self, t: float) -> None:
+        seat = self._seat()
+        with self._cv:
+            if t <= self._t:
+                return
+            seat.waiting_until = t
+            self._advance_locked()
+            while self._t < t:
+                self._cv.wait()
+            seat.waiting_until = None
+
+    def unix(self, t: float) -> float:
+        return self._unix0 + t
+
+    def horizon(self) -> float:
+        return float("inf")
+
+
+def wait_for(clock: Clock, event: object, poll: float = 0.25) -> None:
+    """Wait until ``event`` (a ``threading.Event``) is set, letting other channels' time go on."""
+    detached = getattr(clock, "detached", None)
+    if callable(detached):
+        with detached():
+            event.wait()  # type: ignore[attr-defined]
+        return
+    while not event.wait(poll):  # type: ignore[attr-defined]
+        pass

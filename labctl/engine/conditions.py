@@ -148,34 +148,64 @@ class SafetyTrip(Exception):
         self.t = t
 
 
-def check_safety(s: SafetyLimits, block: SampleBlock, t_run0: float) -> None:
-    """Raise :class:`SafetyTrip` naming the first sample that leaves the safe window."""
+@dataclass(frozen=True)
+class Violation:
+    """The first sample of a block that leaves the safe window: its index, clock time and why."""
+
+    index: int
+    t: float
+    message: str
+    keep: int  # samples of the block to store: up to and including the tripping one
+
+
+def safety_violation(s: SafetyLimits, block: SampleBlock, t_run0: float) -> Violation | None:
+    """The first sample of ``block`` outside the safety limits, or None.
+
+    The run's maximum duration is a limit like the others: the first sample past it trips,
+    at the moment the duration ran out (not at the end of a long block).
+    """
     if len(block) == 0:
-        return
-    v, i = block.voltage, block.current
+        return None
+    v, i, t = block.voltage, block.current, block.t
+    found: list[Violation] = []
     with np.errstate(invalid="ignore"):
         bad_v = (v < s.voltage_min - 1e-9) | (v > s.voltage_max + 1e-9)
         bad_i = np.abs(i) > s.current_max * (1 + 1e-9)
     if bad_v.any():
         k = int(np.flatnonzero(bad_v)[0])
-        raise SafetyTrip(
-            f"voltage {v[k]:.4g} V outside the safety window [{s.voltage_min:g}, {s.voltage_max:g}] V "
-            f"at t = {block.t[k] - t_run0:.1f} s", float(block.t[k]))
+        found.append(Violation(k, float(t[k]),
+                               f"voltage {v[k]:.4g} V outside the safety window [{s.voltage_min:g}, {s.voltage_max:g}] V "
+                               f"at t = {t[k] - t_run0:.1f} s", k + 1))
     if bad_i.any():
         k = int(np.flatnonzero(bad_i)[0])
-        raise SafetyTrip(
-            f"current {i[k] * 1e3:.4g} mA above the safety limit {s.current_max * 1e3:g} mA "
-            f"at t = {block.t[k] - t_run0:.1f} s", float(block.t[k]))
+        found.append(Violation(k, float(t[k]),
+                               f"current {i[k] * 1e3:.4g} mA above the safety limit {s.current_max * 1e3:g} mA "
+                               f"at t = {t[k] - t_run0:.1f} s", k + 1))
     if s.temperature_max is not None and block.temperature is not None:
         with np.errstate(invalid="ignore"):
             bad_t = block.temperature > s.temperature_max
         if bad_t.any():
             k = int(np.flatnonzero(bad_t)[0])
-            raise SafetyTrip(
-                f"temperature {block.temperature[k]:.2f} degC above the safety limit {s.temperature_max:g} degC",
-                float(block.t[k]))
-    if s.max_duration is not None and block.t[-1] - t_run0 > s.max_duration + 1e-6:
-        raise SafetyTrip(f"run exceeded its maximum duration of {s.max_duration / 3600:g} h", float(block.t[-1]))
+            found.append(Violation(k, float(t[k]),
+                                   f"temperature {block.temperature[k]:.2f} degC above the safety limit "
+                                   f"{s.temperature_max:g} degC at t = {t[k] - t_run0:.1f} s", k + 1))
+    if s.max_duration is not None:
+        deadline = t_run0 + s.max_duration
+        past = np.flatnonzero(t > deadline + 1e-6)
+        if past.size:
+            k = int(past[0])
+            found.append(Violation(k, float(deadline),
+                                   f"run exceeded its maximum duration of {s.max_duration / 3600:g} h", k))
+    if not found:
+        return None
+    return min(found, key=lambda x: (x.index, x.t))
+
+
+def check_safety(s: SafetyLimits, block: SampleBlock, t_run0: float) -> None:
+    """Raise :class:`SafetyTrip` naming the first sample that leaves the safe window."""
+    hit = safety_violation(s, block, t_run0)
+    if hit is not None:
+        raise SafetyTrip(hit.message, hit.t)
 
 
 def step_charge(t: np.ndarray, i: np.ndarray, t_prev: float | None, i_prev: float | None, q_prev: float) -> np.ndarray:

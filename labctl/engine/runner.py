@@ -1,53 +1,75 @@
-"""The engine: executes a validated protocol on one channel through the driver contracts.
+"""The engine: executes a compiled protocol on one channel through the driver contracts.
 
 Flow of one run::
 
-    Protocol (protocols/, SI floats) --compile--> techniques (drivers/techniques.py)
-        --> driver.run(technique) yields SampleBlocks
-        --> safety check, end conditions (labctl/conditions.py), charge, cycle
-        --> recorder.samples(...) (db/ writer thread; never waits on SQL)
+    Protocol (labctl.protocols, SI floats) --compile--> Program (labctl.engine.program)
+        step through the program with explicit state (ProgramState):
+        at every step and cycle boundary: checkpoint -> pause? abort?
+        technique: potentiostat.start(technique) -> handle.read(timeout) blocks
+            --> end conditions (labctl.engine.conditions), charge, safety check
+            --> recorder.samples(...) (the db writer thread; never waits on SQL)
 
-Every exit path (end, error, Ctrl-C, safety trip) turns the cell off and records
-the run's end reason.  The engine depends only on the contracts in ``drivers/``
-and on a recorder with the :class:`db.RunRecorder` interface.
+Every exit path (end, error, Ctrl-C, SIGTERM/SIGHUP, safety trip, abort) turns the cell
+off, closes the step that was running with its samples counted, and records the run's
+status and end reason.  The engine depends only on the contracts in
+``labctl.drivers`` and ``labctl.core.contracts``.
+
+``pause()``, ``resume()`` and ``abort(reason)`` may be called from any thread: a pause
+takes effect at the next boundary (the cell is turned off meanwhile), an abort after the
+block being read or at the next boundary.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
-from labctl.drivers.contracts import ChannelDevices, DeviceError
+from labctl.core.clock import Clock, wait_for
+from labctl.core.contracts import NullRecorder, Operator, Recorder
+from labctl.core.conventions import CURRENT_SIGN, CYCLE_DEFINITION, RunStatus
+from labctl.core.interrupts import Terminated, deferred_interrupt
+from labctl.drivers.contracts import READ_TIMEOUT, ChannelDevices, DeviceError, TechniqueHandle, TechniqueState
 from labctl.drivers.techniques import (
     ConstantCurrent,
     ConstantPotential,
-    CyclicSweep,
     EndInfo,
     EndReason,
-    Impedance,
     Limits,
-    LinearSweep,
     OpenCircuit,
     Recording,
     SampleBlock,
     Technique,
 )
-from labctl.core.clock import Clock
-from labctl.engine.conditions import EndConditions, SafetyLimits, SafetyTrip, check_safety, step_charge
-from labctl.core.interrupts import deferred_interrupt
+from labctl.engine.conditions import EndConditions, Hit, SafetyLimits, SafetyTrip, safety_violation, step_charge
+from labctl.engine.program import (
+    LoopFrame,
+    OpCycle,
+    OpDipCoat,
+    OpEvent,
+    OpLoopInit,
+    OpLoopNext,
+    OpLoopTest,
+    OpTechnique,
+    OpTemperature,
+    Program,
+    ProgramState,
+    compile_protocol,
+    technique_kinds,
+    walk,
+)
+
+__all__ = [
+    "CURRENT_SIGN", "CYCLE_DEFINITION", "Engine", "EngineState", "NullRecorder", "PreflightError", "Progress",
+    "ProtocolRuntimeError", "RunOutcome", "StepOutcome",
+]
 
 log = logging.getLogger("labctl.engine")
-
-#: Written into every export and the docs: one definition, everywhere.
-CURRENT_SIGN = "positive current = anodic at the working electrode (oxidation, Mg stripping from the WE); negative = cathodic (plating onto the WE)"
-CYCLE_DEFINITION = (
-    "a cycle is one iteration of a repeat block that contains no other repeat (or one cycle of an "
-    "aurbach_ce step); the counter is run-wide, 0 before the first cycle, and increments when an iteration starts"
-)
 
 
 class ProtocolRuntimeError(RuntimeError):
@@ -56,6 +78,17 @@ class ProtocolRuntimeError(RuntimeError):
 
 class PreflightError(ProtocolRuntimeError):
     """Found before the run starts: this channel cannot run the protocol.  Nothing is recorded."""
+
+
+class RunAborted(Exception):
+    """``abort(reason)`` was called."""
+
+
+class EngineState(str, Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
 
 
 @dataclass
@@ -86,7 +119,7 @@ class StepOutcome:
 @dataclass
 class RunOutcome:
     run_id: int | None
-    status: str  # completed | aborted | failed | safety
+    status: str  # a RunStatus value: completed | aborted | failed | safety | interrupted
     end_reason: str
     duration: float  # s of test time
     n_samples: int
@@ -94,22 +127,17 @@ class RunOutcome:
     events: list[tuple[float, str, str]] = field(default_factory=list)
 
 
-class NullRecorder:
-    """A recorder that keeps nothing (dry runs, unit tests)."""
-
-    run_id = None
-
-    def step_started(self, *a: Any, **k: Any) -> None: ...
-    def samples(self, *a: Any, **k: Any) -> None: ...
-    def step_ended(self, *a: Any, **k: Any) -> None: ...
-    def event(self, *a: Any, **k: Any) -> None: ...
-    def finish(self, *a: Any, **k: Any) -> None: ...
-    def flush(self, *a: Any, **k: Any) -> None: ...
-    def close(self) -> None: ...
+@dataclass
+class _OpenStep:
+    index: int
+    kind: str
+    t_start: float
+    n: int = 0
+    q: float = 0.0
 
 
-class _EndRepeat(Exception):
-    """Internal: a short circuit ended the enclosing repeat."""
+class _RunShorted(Exception):
+    """A short circuit outside any ``repeat: {until: short_circuit}``: the run ends."""
 
     def __init__(self, outcome: StepOutcome) -> None:
         self.outcome = outcome
@@ -118,8 +146,10 @@ class _EndRepeat(Exception):
 class Engine:
     """Runs one protocol on one channel.
 
-    ``operator`` answers the prompts of manual steps (dip coating); see
-    :mod:`labctl.app.operator`.  ``on_progress`` is called after every block.
+    ``operator`` answers the prompts of manual steps (dip coating); ``on_progress`` is
+    called after every block; ``checkpoint`` (a dict from an earlier run's recorder)
+    resumes the program at that boundary.  ``read_timeout``: seconds of wall time one
+    read of a technique's handle may take before the instrument counts as silent.
     """
 
     def __init__(
@@ -127,33 +157,54 @@ class Engine:
         protocol: Any,
         devices: ChannelDevices,
         clock: Clock,
-        recorder: Any | None = None,
+        recorder: Recorder | None = None,
         *,
-        operator: Any | None = None,
+        operator: Operator | None = None,
         on_progress: Callable[[Progress], None] | None = None,
-        on_coating: Callable[[dict], None] | None = None,
+        on_coating: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint: dict[str, Any] | None = None,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.protocol = protocol
         self.devices = devices
         self.clock = clock
-        self.rec = recorder if recorder is not None else NullRecorder()
+        self.rec: Recorder = recorder if recorder is not None else NullRecorder()
         self.operator = operator
         self.on_progress = on_progress
         self.on_coating = on_coating
+        self.read_timeout = read_timeout
         s = protocol.safety
         self.safety = SafetyLimits(s.voltage_min, s.voltage_max, s.current_max, s.temperature_max, s.max_duration)
-        self._step_counter = 0
-        self._cycle = 0
-        self._n_samples = 0
+        self.program: Program = compile_protocol(protocol)
+        self.st = ProgramState() if checkpoint is None else ProgramState.from_checkpoint(self.program, checkpoint)
+        self._resume_t_test = 0.0 if checkpoint is None else float(checkpoint.get("t_test", 0.0))
         self._t0 = 0.0
         self._outcomes: list[StepOutcome] = []
         self._events: list[tuple[float, str, str]] = []
-        self._cell_on = False
-        self._short_stack: list[tuple[float, float]] = []
-        # A symmetric cell is always watched for a short (|V| < 10 mV under current for 60 s):
-        # outside a `repeat: {until: short_circuit}` a short ends the run, since every later
-        # step on a shorted cell is meaningless.
-        self._default_short = (0.010, 60.0) if protocol.cell.kind == "symmetric" else None
+        self._open: _OpenStep | None = None
+        self._state = EngineState.IDLE
+        self._pause_requested = threading.Event()
+        self._resumed = threading.Event()
+        self._abort_reason: str | None = None
+
+    # ----------------------------------------------------------------- control (any thread)
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    def pause(self) -> None:
+        """Pause at the next step or cycle boundary; the cell is off until :meth:`resume`."""
+        self._resumed.clear()
+        self._pause_requested.set()
+
+    def resume(self) -> None:
+        self._pause_requested.clear()
+        self._resumed.set()
+
+    def abort(self, reason: str = "aborted by the user") -> None:
+        """End the run: after the block being read, or at once when paused; cell off, status aborted."""
+        self._abort_reason = reason
+        self._resumed.set()
 
     # ----------------------------------------------------------------- preflight
     def preflight(self) -> None:
@@ -168,8 +219,8 @@ class Engine:
         def where(step: Any) -> str:
             return f"{src}:{getattr(step, 'line', 0) or 0}:{getattr(step, 'col', 0) or 0}"
 
-        for step in _walk(self.protocol.steps):
-            missing = _technique_kinds(step) - set(caps.techniques)
+        for step in walk(self.protocol.steps):
+            missing = technique_kinds(step) - set(caps.techniques)
             if missing:
                 raise PreflightError(
                     f"{where(step)}: {step.kind}: the potentiostat ({model}) does not run {', '.join(sorted(missing))} "
@@ -199,60 +250,79 @@ class Engine:
     # ----------------------------------------------------------------- run
     def run(self) -> RunOutcome:
         """Run the protocol (call :meth:`preflight` first to fail before anything is recorded)."""
-        self._t0 = self.clock.now()
-        status, reason = "completed", "protocol completed"
+        self._t0 = self.clock.now() - self._resume_t_test
+        self._state = EngineState.RUNNING
+        status, reason = RunStatus.COMPLETED, "protocol completed"
+        t_end: float | None = None
         try:
-            self._run_steps(self.protocol.steps, path="")
-            shorts = [o for o in self._outcomes if o.end_reason == EndReason.SHORT_CIRCUIT.value]
-            if shorts:
-                o = shorts[-1]
-                reason = f"protocol completed; short circuit at {(o.t_end - self._t0) / 3600:.2f} h"
-        except _EndRepeat as e:
+            self._execute()
+            if self.st.shorted and self.st.short_t is not None:
+                reason = f"protocol completed; short circuit at {self.st.short_t / 3600:.2f} h"
+        except _RunShorted as e:
             o = e.outcome
-            reason = (f"cell short-circuited at {(o.t_end - self._t0) / 3600:.2f} h (cycle {self._cycle}); "
+            reason = (f"cell short-circuited at {(o.t_end - self._t0) / 3600:.2f} h (cycle {self.st.cycle}); "
                       f"remaining steps skipped")
-            self._event("short_circuit", reason, {"cycle": self._cycle, "t_test": o.t_end - self._t0})
+            self._event("short_circuit", reason, {"cycle": self.st.cycle, "t_test": o.t_end - self._t0})
             self._cell_off()
+        except Terminated as e:
+            status = RunStatus.INTERRUPTED
+            reason = f"terminated by {e.signame} (cell off; resumable from the last checkpoint)"
+            self._fail_safe(EndReason.ABORTED, reason, "abort")
         except KeyboardInterrupt:
-            status, reason = "aborted", "interrupted by the user (Ctrl-C)"
-            self._emergency_off()
-            self._event("abort", reason)
+            status, reason = RunStatus.ABORTED, "interrupted by the user (Ctrl-C)"
+            self._fail_safe(EndReason.ABORTED, reason, "abort")
+        except RunAborted as e:
+            status, reason = RunStatus.ABORTED, str(e)
+            self._fail_safe(EndReason.ABORTED, reason, "abort")
         except SafetyTrip as e:
-            status, reason = "safety", f"safety limit: {e}"
-            self._emergency_off()
-            self._event("safety", str(e))
+            status, reason = RunStatus.SAFETY, f"safety limit: {e}"
+            t_end = e.t
+            self._fail_safe(EndReason.SAFETY, str(e), "safety", t=e.t)
         except (DeviceError, ProtocolRuntimeError) as e:
-            status, reason = "failed", str(e)
-            self._emergency_off()
-            self._event("error", str(e))
+            status, reason = RunStatus.FAILED, str(e)
+            self._fail_safe(EndReason.ERROR, str(e), "error")
         except Exception as e:  # noqa: BLE001 - any failure must leave the cell safe and be recorded
-            status, reason = "failed", f"{type(e).__name__}: {e}"
-            self._emergency_off()
-            self._event("error", reason)
-            self._finish(status, reason)
+            status, reason = RunStatus.FAILED, f"{type(e).__name__}: {e}"
+            self._fail_safe(EndReason.ERROR, reason, "error")
+            self._finish(status, reason, t_end)
             raise
         else:
             self._cell_off()
-        self._finish(status, reason)
-        return RunOutcome(self.rec.run_id, status, reason, self.clock.now() - self._t0, self._n_samples,
+        self._finish(status, reason, t_end)
+        end = self.clock.now() if t_end is None else t_end
+        return RunOutcome(self.rec.run_id, status.value, reason, end - self._t0, self.st.n_samples,
                           self._outcomes, self._events)
 
-    def _finish(self, status: str, reason: str) -> None:
+    def _finish(self, status: RunStatus, reason: str, t_end: float | None) -> None:
+        self._state = EngineState.FINISHED
+        t = self.clock.now() if t_end is None else t_end
         with deferred_interrupt():
-            self.rec.finish(status, reason, self.clock.unix(self.clock.now()))
+            self.rec.finish(status.value, reason, self.clock.unix(t))
+
+    def _fail_safe(self, end_reason: EndReason, detail: str, event_kind: str, t: float | None = None) -> None:
+        """Cell off first; then close the step that was running (with its samples) and record why."""
+        self._emergency_off()
+        self._close_open_step(end_reason.value, detail, t)
+        self._event(event_kind, detail, t=t)
+
+    def _close_open_step(self, reason: str, detail: str, t: float | None) -> None:
+        o = self._open
+        if o is None:
+            return
+        with deferred_interrupt():
+            self._end_step(o.index, o.kind, o.t_start, reason, detail, o.n, o.q, t_end=t)
 
     def _cell_off(self) -> None:
         self.devices.potentiostat.cell_off()
-        self._cell_on = False
         self._restore_stage()
 
     def _restore_stage(self) -> None:
         """A run that changed the stage's set point hands the stage back at the temperature it
         found (room temperature, usually): a failed run must not leave a cell cooking at 60 C."""
-        stage, start = self.devices.stage, getattr(self, "_stage_start", None)
+        stage, start = self.devices.stage, self.st.stage_start
         if stage is None or start is None:
             return
-        self._stage_start = None
+        self.st.stage_start = None
         try:
             stage.set_setpoint(start)
             self._event("temperature", f"stage set point back to {start:.1f} degC (run ended)")
@@ -268,153 +338,141 @@ class Engine:
                 log.error("cell_off failed: %s", e)
                 self._event("error", f"cell_off failed: {e}")
 
-    def _event(self, kind: str, message: str, data: dict | None = None) -> None:
-        t = self.clock.now() - self._t0
-        self._events.append((t, kind, message))
-        self.rec.event(t, kind, message, data)
+    def _event(self, kind: str, message: str, data: dict[str, Any] | None = None, t: float | None = None) -> None:
+        t_test = (self.clock.now() if t is None else t) - self._t0
+        self._events.append((t_test, kind, message))
+        self.rec.event(t_test, kind, message, data)
 
-    # ----------------------------------------------------------------- structure
-    def _run_steps(self, steps: list[Any], path: str) -> None:
-        for n, step in enumerate(steps, start=1):
-            p = f"{path}{n}"
-            kind = step.kind
-            if kind == "repeat":
-                self._run_repeat(step, p)
-            elif kind == "group":
-                self._event("group", f"{p}: {step.label}")
-                self._run_steps(step.steps, p + f"[{step.label}]/")
-            else:
-                self._run_leaf(step, p)
+    # ----------------------------------------------------------------- the program
+    def _execute(self) -> None:
+        ops = self.program.ops
+        st = self.st
+        while st.pc < len(ops):
+            op = ops[st.pc]
+            if isinstance(op, (OpTechnique, OpTemperature, OpDipCoat)):
+                self._boundary()
+                if isinstance(op, OpTechnique):
+                    self._run_technique(op)
+                elif isinstance(op, OpTemperature):
+                    self._temperature(op)
+                else:
+                    self._dip_coat(op)
+            elif isinstance(op, OpLoopInit):
+                st.loops[op.loop] = LoopFrame(0, self.clock.now() - self._t0)
+                st.pc += 1
+            elif isinstance(op, OpLoopTest):
+                self._loop_test(op)
+            elif isinstance(op, OpLoopNext):
+                st.pc = op.test_pc
+            elif isinstance(op, OpCycle):
+                st.cycle += 1
+                st.pc += 1
+            elif isinstance(op, OpEvent):
+                self._event(op.kind, st.render(op.message))
+                st.pc += 1
+        self._checkpoint()
 
-    def _run_repeat(self, step: Any, path: str) -> None:
-        innermost = not any(s.kind == "repeat" for s in _walk(step.steps) if s is not step)
-        t_start = self.clock.now()
-        if step.until == "short_circuit":
-            self._short_stack.append((step.short_below, step.short_hold))
-        try:
-            self._repeat_loop(step, path, innermost, t_start)
-        finally:
-            if step.until == "short_circuit":
-                self._short_stack.pop()
-
-    def _repeat_loop(self, step: Any, path: str, innermost: bool, t_start: float) -> None:
+    def _loop_test(self, op: OpLoopTest) -> None:
+        st = self.st
+        step = op.step
+        frame = st.loops[op.loop]
+        path = st.render(op.path)
         limit = step.times if step.times is not None else step.max_cycles
-        it = 0
-        while True:
-            if limit is not None and it >= limit:
-                if step.until is not None:
-                    self._event("repeat", f"{path}: reached max_cycles={limit} without {step.until}")
-                break
-            if step.max_duration is not None and self.clock.now() - t_start >= step.max_duration:
-                self._event("repeat", f"{path}: reached max_duration={step.max_duration / 3600:g} h")
-                break
-            it += 1
-            if innermost:
-                self._cycle += 1
-            try:
-                self._run_steps(step.steps, f"{path}/cycle {it}/")
-            except _EndRepeat as e:
-                if step.until != "short_circuit":
-                    raise
-                o = e.outcome
-                self._event("short_circuit",
-                            f"short circuit detected in cycle {self._cycle} at {(o.t_end - self._t0) / 3600:.2f} h",
-                            {"cycle": self._cycle, "t_test": o.t_end - self._t0})
-                break
+        done = False
+        if limit is not None and frame.it >= limit:
+            if step.until is not None:
+                self._event("repeat", f"{path}: reached max_cycles={limit} without {step.until}")
+            done = True
+        elif step.max_duration is not None and self.clock.now() - (self._t0 + frame.t_start) >= step.max_duration:
+            self._event("repeat", f"{path}: reached max_duration={step.max_duration / 3600:g} h")
+            done = True
+        if done:
+            self._exit_loop(op.loop, op.exit_pc)
+            return
+        frame.it += 1
+        if op.innermost:
+            st.cycle += 1
+        st.pc += 1
+
+    def _exit_loop(self, loop: int, exit_pc: int) -> None:
+        # frames of loops nested inside ``loop`` have larger ids and are active only inside it
+        for k in [k for k in self.st.loops if k >= loop]:
+            del self.st.loops[k]
+        self.st.pc = exit_pc
+
+    def _boundary(self) -> None:
+        """A step or cycle boundary: checkpoint, then honour abort and pause."""
+        self._checkpoint()
+        if self._abort_reason is not None:
+            raise RunAborted(self._abort_reason)
+        if self._pause_requested.is_set():
+            self._pause_here()
+
+    def _pause_here(self) -> None:
+        self.devices.potentiostat.cell_off()
+        self._state = EngineState.PAUSED
+        self._event("pause", f"paused before program position {self.st.pc} (cell off)")
+        wait_for(self.clock, self._resumed)
+        self._state = EngineState.RUNNING
+        if self._abort_reason is not None:
+            raise RunAborted(self._abort_reason)
+        self._event("resume", "resumed")
+
+    def _checkpoint(self) -> None:
+        t_test = self.clock.now() - self._t0
+        self.rec.checkpoint(t_test, self.st.to_checkpoint(self.program, t_test))
 
     # ----------------------------------------------------------------- leaves
-    def _run_leaf(self, step: Any, path: str) -> None:
-        kind = step.kind
-        label = getattr(step, "label", None)
-        if kind == "rest":
-            self._technique(step, path, kind, label, OpenCircuit(step.duration, Recording(dt=step.record_every)))
-        elif kind == "galvanostatic":
-            short = self._short_stack[-1] if self._short_stack else self._default_short
-            limits = Limits(duration=step.duration, charge=step.capacity, voltage_above=step.voltage_above,
-                            voltage_below=step.voltage_below,
-                            short_circuit=short[0] if short else None, short_hold=short[1] if short else 60.0)
-            rec = Recording(dt=step.record_every_s, dv=step.record_dv)
-            o = self._technique(step, path, kind, label, ConstantCurrent(step.current, limits, rec))
-            if o.end_reason == EndReason.SHORT_CIRCUIT.value:
-                raise _EndRepeat(o)
-        elif kind == "potentiostatic":
-            limits = Limits(duration=step.duration, current_below=step.current_below)
-            self._technique(step, path, kind, label,
-                            ConstantPotential(step.potential, limits, vs_ocp=step.vs_ocp,
-                                              record=Recording(dt=step.record_every)))
-        elif kind == "tafel":
-            if step.rest > 0:
-                self._technique(step, path + ".rest", "rest", "tafel:rest",
-                                OpenCircuit(step.rest, Recording(dt=max(step.rest / 600, 1.0))))
-            self._technique(step, path, "tafel", label,
-                            LinearSweep(-step.span, step.span, step.scan_rate, step.step, vs_ocp=True),
-                            params_extra={"span": step.span})
-        elif kind == "lsv":
-            self._technique(step, path, kind, label,
-                            LinearSweep(step.start, step.end, step.scan_rate, step.step, vs_ocp=step.vs_ocp))
-        elif kind == "cv":
-            self._technique(step, path, kind, label,
-                            CyclicSweep(step.start, step.vertex1, step.vertex2, step.scan_rate, step.step,
-                                        cycles=step.cycles, vs_ocp=step.vs_ocp))
-        elif kind == "eis":
-            e_dc = 0.0 if step.e_dc is None else step.e_dc
-            vs_ocp = True if step.e_dc is None else step.vs_ocp
-            self._technique(step, path, kind, label,
-                            Impedance(step.f_start, step.f_end, step.points_per_decade, step.amplitude, e_dc, vs_ocp))
-        elif kind == "temperature":
-            self._temperature(step, path)
-        elif kind == "aurbach_ce":
-            self._aurbach(step, path)
-        elif kind == "dip_coat":
-            from labctl.engine.dipcoat import run_dip_coat
+    def _run_technique(self, op: OpTechnique) -> None:
+        st = self.st
+        path = st.render(op.path)
+        o = self._technique(op.step, path, op.kind, op.label, op.technique, op.params_extra)
+        st.pc += 1
+        if op.aurbach_cycle is not None and o.end_reason != EndReason.CHARGE.value:
+            self._event("aurbach", f"cycle {op.aurbach_cycle}: strip ended early ({o.end_reason}); "
+                                   f"the reservoir is exhausted")
+        if op.ends_on_short and o.end_reason == EndReason.SHORT_CIRCUIT.value:
+            st.shorted = True
+            st.short_t = o.t_end - self._t0
+            if op.short_loop is None:
+                raise _RunShorted(o)
+            self._event("short_circuit",
+                        f"short circuit detected in cycle {st.cycle} at {(o.t_end - self._t0) / 3600:.2f} h",
+                        {"cycle": st.cycle, "t_test": o.t_end - self._t0})
+            self._exit_loop(op.short_loop, self.program.loop_exits[op.short_loop])
 
-            idx = self._begin_step(step, path, kind, label, {})
-            t0 = self.clock.now()
-            record = run_dip_coat(step, self.clock, self.operator, self.devices.dip_coater, self._event)
-            record["run_id"] = self.rec.run_id
-            record["step_index"] = idx
-            if self.on_coating is not None:
-                self.on_coating(record)
-            self._end_step(idx, kind, t0, EndReason.COMPLETE.value,
-                           f"coated {', '.join(step.cells)}; {len(record['deviations'])} deviation(s)", 0, 0.0)
-        else:
-            raise ProtocolRuntimeError(f"unknown step kind {kind!r}")
+    def _dip_coat(self, op: OpDipCoat) -> None:
+        from labctl.engine.dipcoat import run_dip_coat
 
-    def _aurbach(self, step: Any, path: str) -> None:
-        i = abs(step.current)
-        rec = Recording(dt=step.record_every_s, dv=step.record_dv)
-        cutoff = step.strip_cutoff
-        guard = Limits(duration=step.max_strip_duration, voltage_above=cutoff)
-        self._event("aurbach", f"{path}: reservoir Q_T={step.reservoir / 3.6:.4g} mAh, {step.cycles} cycles of "
-                               f"Q_C={step.cycle_capacity / 3.6:.4g} mAh, strip to {cutoff:g} V")
-        self._technique(step, path + ".reservoir", "galvanostatic", "aurbach:reservoir",
-                        ConstantCurrent(-i, Limits(charge=step.reservoir, voltage_below=self.safety.voltage_min + 1e-3), rec))
-        for c in range(1, step.cycles + 1):
-            self._cycle += 1
-            o = self._technique(step, f"{path}/cycle {c}.strip", "galvanostatic", "aurbach:cycle-strip",
-                                ConstantCurrent(i, Limits(charge=step.cycle_capacity, voltage_above=cutoff,
-                                                          duration=step.max_strip_duration), rec))
-            if o.end_reason != EndReason.CHARGE.value:
-                self._event("aurbach", f"cycle {c}: strip ended early ({o.end_reason}); the reservoir is exhausted")
-            self._technique(step, f"{path}/cycle {c}.plate", "galvanostatic", "aurbach:cycle-plate",
-                            ConstantCurrent(-i, Limits(charge=step.cycle_capacity,
-                                                       voltage_below=self.safety.voltage_min + 1e-3), rec))
-        self._technique(step, path + ".final", "galvanostatic", "aurbach:final-strip", ConstantCurrent(i, guard, rec))
+        step = op.step
+        path = self.st.render(op.path)
+        idx = self._begin_step(step, path, "dip_coat", getattr(step, "label", None), {})
+        t0 = self.clock.now()
+        record = run_dip_coat(step, self.clock, self.operator, self.devices.dip_coater, self._event)
+        record["run_id"] = self.rec.run_id
+        record["step_index"] = idx
+        if self.on_coating is not None:
+            self.on_coating(record)
+        self._end_step(idx, "dip_coat", t0, EndReason.COMPLETE.value,
+                       f"coated {', '.join(step.cells)}; {len(record['deviations'])} deviation(s)", 0, 0.0)
+        self.st.pc += 1
 
-    def _temperature(self, step: Any, path: str) -> None:
+    def _temperature(self, op: OpTemperature) -> None:
+        step = op.step
         stage = self.devices.stage
-        assert stage is not None  # preflight
-        idx = self._begin_step(step, path, "temperature", getattr(step, "label", None),
+        if stage is None:  # preflight refuses this; a resumed run on another channel must too
+            raise ProtocolRuntimeError(f"temperature step (line {step.line}): the channel has no temperature stage")
+        idx = self._begin_step(step, self.st.render(op.path), "temperature", getattr(step, "label", None),
                                {"setpoint": step.setpoint, "band": step.band, "hold": step.hold})
         t0 = self.clock.now()
-        if getattr(self, "_stage_start", None) is None:
-            self._stage_start = round(float(stage.read_temperature()), 1)
+        if self.st.stage_start is None:
+            self.st.stage_start = round(float(stage.read_temperature()), 1)
         stage.set_setpoint(step.setpoint)
         self._event("temperature", f"set point {step.setpoint:g} degC")
         inside_since: float | None = None
-        n = 0
         dt = step.record_every
-        ts, temps = [], []
+        ts: list[float] = []
+        temps: list[float] = []
         try:
             while True:
                 now = self.clock.now()
@@ -429,45 +487,56 @@ class Engine:
                 if self.safety.temperature_max is not None and temp > self.safety.temperature_max:
                     self._flush_temps(idx, ts, temps)
                     raise SafetyTrip(f"temperature {temp:.2f} degC above the safety limit "
-                                     f"{self.safety.temperature_max:g} degC")
+                                     f"{self.safety.temperature_max:g} degC", now)
                 if len(ts) >= 256:
-                    n += self._flush_temps(idx, ts, temps)
-                    ts, temps = [], []
+                    self._flush_temps(idx, ts, temps)
                 if inside_since is not None and now - inside_since >= step.hold:
-                    n += self._flush_temps(idx, ts, temps)
+                    self._flush_temps(idx, ts, temps)
                     self._end_step(idx, "temperature", t0, EndReason.COMPLETE.value,
-                                   f"held {step.setpoint:g} +- {step.band:g} degC for {step.hold:g} s", n, 0.0)
+                                   f"held {step.setpoint:g} +- {step.band:g} degC for {step.hold:g} s",
+                                   self._open_n(), 0.0)
+                    self.st.pc += 1
                     return
                 if now - t0 >= step.timeout:
-                    n += self._flush_temps(idx, ts, temps)
-                    self._end_step(idx, "temperature", t0, EndReason.ERROR.value, "timeout", n, 0.0)
+                    self._flush_temps(idx, ts, temps)
+                    self._end_step(idx, "temperature", t0, EndReason.ERROR.value, "timeout", self._open_n(), 0.0)
                     raise ProtocolRuntimeError(
                         f"temperature step (line {step.line}): the stage did not settle at {step.setpoint:g} "
                         f"+- {step.band:g} degC within {step.timeout / 60:g} min (last reading {temp:.2f} degC)")
+                if self._abort_reason is not None:
+                    self._flush_temps(idx, ts, temps)
+                    raise RunAborted(self._abort_reason)
                 self.clock.sleep(dt)
         except BaseException:
             if ts:
                 self._flush_temps(idx, ts, temps)
             raise
 
-    def _flush_temps(self, idx: int, ts: list[float], temps: list[float]) -> int:
+    def _open_n(self) -> int:
+        return 0 if self._open is None else self._open.n
+
+    def _flush_temps(self, idx: int, ts: list[float], temps: list[float]) -> None:
         if not ts:
-            return 0
+            return
         t = np.asarray(ts) - self._t0
-        nan = np.full(len(ts), np.nan)
-        self.rec.samples(idx, self._cycle, t, nan, np.zeros(len(ts)), np.zeros(len(ts)), temperature=np.asarray(temps))
-        self._n_samples += len(ts)
+        n = len(ts)
+        self.rec.samples(idx, self.st.cycle, t, np.full(n, np.nan), np.zeros(n), np.zeros(n),
+                         temperature=np.asarray(temps))
+        self.st.n_samples += n
+        if self._open is not None:
+            self._open.n += n
         ts.clear()
         temps.clear()
-        return len(t)
 
     # ----------------------------------------------------------------- one technique
-    def _begin_step(self, step: Any, path: str, kind: str, label: str | None, params: dict) -> int:
-        self._step_counter += 1
-        idx = self._step_counter
+    def _begin_step(self, step: Any, path: str, kind: str, label: str | None, params: dict[str, Any]) -> int:
+        self.st.step_counter += 1
+        idx = self.st.step_counter
         params = {**params, "line": getattr(step, "line", None)}
-        self.rec.step_started(idx, path=path, kind=kind, label=label, cycle=self._cycle, params=params,
-                              t=self.clock.now() - self._t0)
+        t = self.clock.now()
+        self.rec.step_started(idx, path=path, kind=kind, label=label, cycle=self.st.cycle, params=params,
+                              t=t - self._t0)
+        self._open = _OpenStep(idx, kind, t)
         return idx
 
     def _end_step(self, idx: int, kind: str, t_start: float, reason: str, detail: str, n: int, q: float,
@@ -477,31 +546,36 @@ class Engine:
         self.rec.step_ended(idx, t=t_end - self._t0, end_reason=reason, detail=detail, n_samples=n, charge=q)
         o = StepOutcome(idx, kind, reason, detail, t_start, t_end, n, q, v_last)
         self._outcomes.append(o)
+        self._open = None
         return o
 
     def _technique(self, step: Any, path: str, kind: str, label: str | None, tech: Technique,
-                   params_extra: dict | None = None) -> StepOutcome:
-        params = _technique_params(tech)
+                   params_extra: dict[str, Any] | None = None) -> StepOutcome:
+        params = technique_params(tech)
         if params_extra:
             params.update(params_extra)
         idx = self._begin_step(step, path, kind, label, params)
-        t_start = self.clock.now()
+        assert self._open is not None
+        open_step = self._open
+        t_start = open_step.t_start
         limits = getattr(tech, "limits", None)
         if isinstance(tech, OpenCircuit):
             limits = Limits(duration=tech.duration)
         cond = EndConditions(limits, t_start) if limits is not None else None
-        n = 0
         q = 0.0
         t_prev: float | None = t_start
         i_prev: float | None = None
         v_last = float("nan")
         end: EndInfo | None = None
-        pstat = self.devices.potentiostat
-        self._cell_on = True
-        gen: Iterator[SampleBlock] = pstat.run(tech)
+        handle: TechniqueHandle = self.devices.potentiostat.start(tech)
         try:
-            for block in gen:
+            while True:
+                block = handle.read(self.read_timeout)
                 if len(block) == 0 and block.end is None:
+                    if handle.state is not TechniqueState.RUNNING:
+                        break
+                    if self._abort_reason is not None:
+                        raise RunAborted(self._abort_reason)
                     continue
                 charge = step_charge(block.t, block.current, t_prev, i_prev, q)
                 hit = cond.check(block, charge) if cond is not None else None
@@ -511,30 +585,42 @@ class Engine:
                 elif block.end is not None:
                     end = block.end
                 if len(block):
-                    check_safety(self.safety, block, self._t0)
-                    self.rec.samples(idx, self._cycle, block.t - self._t0, block.voltage, block.current, charge,
-                                     temperature=block.temperature, frequency=block.frequency,
-                                     z_re=block.z_re, z_im=block.z_im)
-                    n += len(block)
-                    self._n_samples += len(block)
+                    trip = safety_violation(self.safety, block, self._t0)
+                    if trip is not None:
+                        # store what was measured up to the trip, then stop
+                        self._store(idx, block.head(trip.keep), charge[:trip.keep], open_step)
+                        raise SafetyTrip(trip.message, trip.t)
+                    self._store(idx, block, charge, open_step)
                     t_prev, i_prev = float(block.t[-1]), float(block.current[-1])
-                    q = float(charge[-1])
+                    q = open_step.q
                     v_last = float(block.voltage[-1])
                 if self.on_progress is not None:
-                    self.on_progress(Progress(idx, path, kind, label, self._cycle, self.clock.now() - self._t0,
-                                              self._n_samples))
+                    self.on_progress(Progress(idx, path, kind, label, self.st.cycle, self.clock.now() - self._t0,
+                                              self.st.n_samples))
                 if end is not None:
                     break
+                if self._abort_reason is not None:
+                    raise RunAborted(self._abort_reason)
         finally:
-            gen.close()
+            if handle.state is TechniqueState.RUNNING:
+                handle.stop()
         if end is None:
             end = EndInfo(EndReason.COMPLETE if not isinstance(tech, (OpenCircuit, ConstantCurrent, ConstantPotential))
                           else EndReason.DURATION, self.clock.now())
         self.clock.sleep_until(end.t)
-        return self._end_step(idx, kind, t_start, end.reason.value, end.detail, n, q, v_last, t_end=end.t)
+        return self._end_step(idx, kind, t_start, end.reason.value, end.detail, open_step.n, q, v_last, t_end=end.t)
+
+    def _store(self, idx: int, block: SampleBlock, charge: np.ndarray, open_step: _OpenStep) -> None:
+        if not len(block):
+            return
+        self.rec.samples(idx, self.st.cycle, block.t - self._t0, block.voltage, block.current, charge,
+                         temperature=block.temperature, frequency=block.frequency, z_re=block.z_re, z_im=block.z_im)
+        open_step.n += len(block)
+        open_step.q = float(charge[-1])
+        self.st.n_samples += len(block)
 
 
-def _truncate(block: SampleBlock, charge: np.ndarray, hit: Any) -> tuple[SampleBlock, np.ndarray]:
+def _truncate(block: SampleBlock, charge: np.ndarray, hit: Hit) -> tuple[SampleBlock, np.ndarray]:
     """Keep samples before the crossing, then one interpolated sample at the crossing."""
     k = hit.index
     head = block.head(k)
@@ -552,29 +638,20 @@ def _truncate(block: SampleBlock, charge: np.ndarray, hit: Any) -> tuple[SampleB
                 return a[:1].copy()
             return np.concatenate((a[:k], [a[k - 1] + f * (a[k] - a[k - 1])]))
 
-        out = SampleBlock(np.concatenate((block.t[:k], [hit.t])), lerp(block.voltage), lerp(block.current),
+        out = SampleBlock(np.concatenate((block.t[:k], [hit.t])), _req(lerp(block.voltage)), _req(lerp(block.current)),
                           temperature=lerp(block.temperature), frequency=lerp(block.frequency),
                           z_re=lerp(block.z_re), z_im=lerp(block.z_im))
-        return out, lerp(charge)
+        return out, _req(lerp(charge))
     return head, charge[:k]
 
 
-def _walk(steps: list[Any]) -> Iterator[Any]:
-    for s in steps:
-        yield s
-        sub = getattr(s, "steps", None)
-        if sub:
-            yield from _walk(sub)
+def _req(a: np.ndarray | None) -> np.ndarray:
+    assert a is not None
+    return a
 
 
-def _technique_kinds(step: Any) -> set[str]:
-    return {
-        "rest": {"ocp"}, "galvanostatic": {"cp"}, "aurbach_ce": {"cp"}, "potentiostatic": {"ca"},
-        "tafel": {"ocp", "lsv"}, "lsv": {"lsv"}, "cv": {"cv"}, "eis": {"eis"},
-    }.get(step.kind, set())
-
-
-def _technique_params(tech: Technique) -> dict:
+def technique_params(tech: Technique) -> dict[str, Any]:
+    """A technique's parameters as stored with its step (limits and recording as dicts)."""
     out: dict[str, Any] = {"technique": tech.kind}
     for name, value in vars(tech).items():
         if name in ("kind",):
