@@ -38,6 +38,7 @@ from labctl.db.schema import (
     samples,
     steps,
 )
+from labctl.db.liveness import effective_status, owner_gone, owner_id
 from labctl.db.url import default_url, masked, normalize_url
 
 #: How long a SQLite connection waits for another writer (ms): PRAGMA busy_timeout.
@@ -182,7 +183,7 @@ class Database:
                 status="running", channel=str(channel), cell_id=cell_id, protocol_id=protocol_id,
                 simulated=bool(simulated), seed=None if seed is None else int(seed),
                 preset=preset, started_unix=float(now if started_unix is None else started_unix),
-                meta=meta_json, n_samples=0,
+                meta=meta_json, n_samples=0, owner=owner_id(), heartbeat_unix=now,
             )).inserted_primary_key[0]
             if run_id > MAX_RUN_ID:
                 raise OverflowError(f"run id {run_id} exceeds {MAX_RUN_ID} (sample id layout)")
@@ -286,6 +287,7 @@ class Database:
                 cells.c.label.label("cell"), runs.c.channel, runs.c.simulated, runs.c.seed,
                 runs.c.preset, runs.c.started_unix.label("started"),
                 runs.c.ended_unix.label("ended"), runs.c.end_reason, runs.c.n_samples,
+                runs.c.owner, runs.c.heartbeat_unix,
             )
             .select_from(runs.join(protocols, runs.c.protocol_id == protocols.c.id)
                          .outerjoin(cells, runs.c.cell_id == cells.c.id))
@@ -298,7 +300,7 @@ class Database:
         if limit is not None:
             q = q.limit(int(limit))
         with self._tx() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
+            return [_live_row(dict(r)) for r in conn.execute(q).mappings()]
 
     def run(self, run_id: int) -> dict:
         """One run: the :meth:`runs` fields plus meta, started_unix, ended_unix, protocol_id,
@@ -315,7 +317,7 @@ class Database:
             row = conn.execute(q).mappings().first()
         if row is None:
             raise KeyError(run_id)
-        return dict(row)
+        return _live_row(dict(row))
 
     def steps(self, run_id: int) -> list[dict]:
         """The steps of a run by step_index (first_sample/last_sample: sample numbers in the run)."""
@@ -345,6 +347,36 @@ class Database:
             row = conn.execute(sa.select(checkpoints.c.state).where(checkpoints.c.run_id == run_id)
                                .order_by(checkpoints.c.id.desc()).limit(1)).first()
         return None if row is None else dict(row[0])
+
+    def mark_interrupted(self, run_id: int, why: str) -> bool:
+        """Record that a running run's owner is gone (status ``interrupted``, an event saying why).
+        Returns False when the run was no longer ``running`` (someone else got there first)."""
+        now = time.time()
+        with self._tx(write=True) as conn:
+            row = conn.execute(sa.select(runs.c.started_unix, runs.c.heartbeat_unix)
+                               .where(runs.c.id == run_id, runs.c.status == "running")).first()
+            if row is None:
+                return False
+            conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running")
+                         .values(status="interrupted", end_reason=f"interrupted: {why}",
+                                 ended_unix=row.heartbeat_unix or now))
+            t_last = conn.execute(sa.select(sa.func.max(events.c.t)).where(events.c.run_id == run_id)).scalar()
+            t = max(float(t_last or 0.0), (row.heartbeat_unix or now) - row.started_unix)
+            conn.execute(events.insert().values(run_id=run_id, t=t, kind="interrupted",
+                                                message=f"run interrupted: {why}", data=None))
+        return True
+
+    def reap_interrupted(self) -> list[int]:
+        """Mark every running run whose owner is gone as interrupted; the ids so marked."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(runs.c.id, runs.c.owner, runs.c.heartbeat_unix)
+                                .where(runs.c.status == "running")).all()
+        out = []
+        for r in rows:
+            why = owner_gone(r.owner, r.heartbeat_unix)
+            if why and self.mark_interrupted(int(r.id), why):
+                out.append(int(r.id))
+        return out
 
     def n_samples(self, run_id: int) -> int:
         """Committed samples of a run.  Raises ``KeyError(run_id)`` if there is no such run."""
@@ -530,3 +562,12 @@ def _make_engine(url: str) -> tuple[Engine, Any]:
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine, guard
+
+
+def _live_row(row: dict) -> dict:
+    """A run row as it really is: ``running`` with its owner gone reads ``interrupted``."""
+    status, why = effective_status(row["status"], row.get("owner"), row.get("heartbeat_unix"))
+    if status != row["status"]:
+        row["status"] = status
+        row["end_reason"] = f"interrupted: {why}"
+    return row

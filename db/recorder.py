@@ -69,6 +69,8 @@ class RunRecorder:
         self._finished = False
         self._closed = False
         self._sink = _make_sink(db, run_id)
+        self._heartbeat_every = float(getattr(db, "heartbeat_interval", 5.0))
+        self._last_beat = time.monotonic()
         self._thread = threading.Thread(
             target=self._writer, name=f"labctl-db-writer-run-{run_id}", daemon=True
         )
@@ -268,6 +270,8 @@ class RunRecorder:
                 batch, rows, stop = self._take()
                 if batch:
                     self._write(batch)
+                elif not stop and time.monotonic() - self._last_beat >= self._heartbeat_every:
+                    self._beat()
                 with self._lock:
                     self._queued_samples -= rows
                     self._not_full.notify_all()
@@ -316,7 +320,15 @@ class RunRecorder:
                         return batch, rows, False
                     self._not_empty.wait(wait)
                 else:
-                    self._not_empty.wait()
+                    if not self._not_empty.wait(self._heartbeat_every) and not self._queue:
+                        return batch, rows, False  # idle: let the writer beat
+
+    def _beat(self) -> None:
+        """The owner is alive: refresh the run's heartbeat (also done by every commit)."""
+        with self._db._tx(write=True) as conn:
+            conn.execute(runs.update().where(runs.c.id == self.run_id, runs.c.status == "running")
+                         .values(heartbeat_unix=time.time()))
+        self._last_beat = time.monotonic()
 
     def _write(self, batch: list[tuple]) -> None:
         """One transaction: every item of the batch, in order, then the sample counters."""
@@ -378,6 +390,10 @@ class RunRecorder:
                             last_sample=last))
             if n != n0:
                 conn.execute(runs.update().where(runs.c.id == run_id).values(n_samples=n))
+            if time.monotonic() - self._last_beat >= self._heartbeat_every:
+                conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running")
+                             .values(heartbeat_unix=time.time()))
+                self._last_beat = time.monotonic()
         self._n_committed = n
 
 

@@ -72,6 +72,10 @@ runs = sa.Table(
     sa.Column("end_reason", sa.Text()),
     sa.Column("meta", Json, nullable=False),
     sa.Column("n_samples", sa.BigInteger(), nullable=False, server_default="0"),
+    # liveness: who runs it (host:pid) and when its writer last said so; a running run whose
+    # owner is gone is shown (and resumed) as interrupted
+    sa.Column("owner", sa.String()),
+    sa.Column("heartbeat_unix", Real),
     sa.Index(None, "cell_id"),
 )
 

@@ -1,4 +1,4 @@
-"""Checkpoints: the engine's state at step and cycle boundaries, to resume a run there.
+"""Checkpoints (the engine's state at step and cycle boundaries) and run liveness (owner, heartbeat).
 
 Revision ID: 0002
 Revises: 0001
@@ -31,8 +31,14 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_checkpoints_run_id_runs"),
     )
     op.create_index("ix_checkpoints_run_id", "checkpoints", ["run_id"])
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("owner", sa.String()))
+        batch.add_column(sa.Column("heartbeat_unix", sa.Double()))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("heartbeat_unix")
+        batch.drop_column("owner")
     op.drop_index("ix_checkpoints_run_id", table_name="checkpoints")
     op.drop_table("checkpoints")
