@@ -366,6 +366,53 @@ class Database:
                                                 message=f"run interrupted: {why}", data=None))
         return True
 
+    def reopen_run(self, run_id: int) -> tuple[RunRecorder, dict]:
+        """Take over an interrupted run to resume it: this process becomes its owner again.
+
+        Steps left open by the crash are closed as ``interrupted`` with the samples they hold.
+        Returns the recorder (sample numbers continue after the committed ones) and what the
+        resume needs: ``n_samples``, ``max_step`` (last step index), ``t_last`` (test time of
+        the last committed sample or event), ``heartbeat_unix`` and ``started_unix``.
+        Raises ``KeyError`` for an unknown run, ``RuntimeError`` when the run is not resumable.
+        """
+        row = self.run(run_id)
+        if row["status"] != "interrupted":
+            raise RuntimeError(f"run {run_id} is {row['status']}, not interrupted: nothing to resume")
+        now = time.time()
+        with self._tx(write=True) as conn:
+            raw = conn.execute(sa.select(runs.c.status, runs.c.n_samples, runs.c.heartbeat_unix,
+                                         runs.c.started_unix).where(runs.c.id == run_id)).one()
+            if raw.status not in ("running", "interrupted"):
+                raise RuntimeError(f"run {run_id} is {raw.status}: nothing to resume")
+            n = int(raw.n_samples)
+            for st in conn.execute(sa.select(steps.c.step_index, steps.c.first_sample, steps.c.last_sample)
+                                   .where(steps.c.run_id == run_id, steps.c.t_end.is_(None))).all():
+                held = 0 if st.first_sample is None else int(st.last_sample) - int(st.first_sample) + 1
+                t_last_sample = None
+                if st.last_sample is not None:
+                    t_last_sample = conn.execute(sa.select(samples.c.t).where(
+                        samples.c.id == (run_id << SAMPLE_ID_BITS) + int(st.last_sample))).scalar()
+                conn.execute(steps.update().where(steps.c.run_id == run_id, steps.c.step_index == st.step_index)
+                             .values(t_end=t_last_sample, end_reason="interrupted",
+                                     end_detail="the run was interrupted in this step", n_samples=held))
+            max_step = conn.execute(sa.select(sa.func.max(steps.c.step_index))
+                                    .where(steps.c.run_id == run_id)).scalar()
+            t_sample = None
+            if n:
+                t_sample = conn.execute(sa.select(samples.c.t).where(
+                    samples.c.id == (run_id << SAMPLE_ID_BITS) + n - 1)).scalar()
+            t_event = conn.execute(sa.select(sa.func.max(events.c.t)).where(events.c.run_id == run_id)).scalar()
+            conn.execute(runs.update().where(runs.c.id == run_id)
+                         .values(status="running", owner=owner_id(), heartbeat_unix=now, ended_unix=None,
+                                 end_reason=None))
+        info = {"n_samples": n, "max_step": int(max_step or 0),
+                "t_last": max(float(t_sample or 0.0), float(t_event or 0.0)),
+                "heartbeat_unix": raw.heartbeat_unix, "started_unix": raw.started_unix}
+        rec = RunRecorder(self, int(run_id), n_committed=n)
+        with self._recorders_lock:
+            self._recorders.add(rec)
+        return rec, info
+
     def reap_interrupted(self) -> list[int]:
         """Mark every running run whose owner is gone as interrupted; the ids so marked."""
         with self._tx() as conn:

@@ -50,7 +50,7 @@ class StorageError(RuntimeError):
 class RunRecorder:
     """Records one run; create it with :meth:`db.Database.open_run`."""
 
-    def __init__(self, db: Database, run_id: int) -> None:
+    def __init__(self, db: Database, run_id: int, n_committed: int = 0) -> None:
         self._db = db
         self.run_id = run_id
         self._base = run_id << SAMPLE_ID_BITS
@@ -63,7 +63,7 @@ class RunRecorder:
         self._max_queued = db.max_queued_samples
         self._commit_rows = db.commit_rows
         self._commit_interval = db.commit_interval
-        self._n_committed = 0  # sample numbers allocated by the writer (= committed count)
+        self._n_committed = int(n_committed)  # sample numbers allocated by the writer (= committed count)
         self._error: BaseException | None = None
         self._error_reported = False
         self._finished = False

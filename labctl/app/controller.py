@@ -92,6 +92,16 @@ def build_driver_channel(protocol: Any, clock: Clock, driver: str, options: dict
     return ChannelDevices(pstat, st, None)
 
 
+def close_devices(devices: ChannelDevices) -> None:
+    """Close every device of a channel (the potentiostat's close turns the cell off)."""
+    try:
+        devices.potentiostat.close()
+    finally:
+        for dev in (devices.stage, devices.dip_coater):
+            if dev is not None:
+                dev.close()
+
+
 def run_protocol(
     protocol: Any,
     *,
@@ -154,11 +164,7 @@ def run_protocol(
             outcome = engine.run()
     finally:
         try:
-            devices.potentiostat.close()
-            if devices.stage is not None:
-                devices.stage.close()
-            if devices.dip_coater is not None:
-                devices.dip_coater.close()
+            close_devices(devices)
         finally:
             if recorder is not None:
                 recorder.close()
