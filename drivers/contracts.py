@@ -109,6 +109,10 @@ class Potentiostat(Protocol):
     def close(self) -> None:
         """Cell off and release the link."""
 
+    def release(self) -> None:
+        """Release the link without changing anything on the instrument (``labctl instruments``
+        queries a potentiostat that may be running another process's cell: it must stay on)."""
+
     def identify(self) -> str:
         """Model, serial number, firmware."""
 

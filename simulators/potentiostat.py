@@ -106,6 +106,13 @@ class SimulatedPotentiostat:
         self.cell_off()
         self.connected = False
 
+    def release(self) -> None:
+        self.connected = False
+
+    def read_state(self) -> dict[str, str]:
+        return {"cell": "on" if self.cell_on else "off", "cell kind": self.cell_kind,
+                "preset": str(self.preset.name)}
+
     def start(self, technique: Technique) -> GeneratorHandle:
         """Start ``technique`` on the cell; blocks are read from the handle (see the module docstring)."""
         return GeneratorHandle(self.run(technique), on_stop=self.cell_off)

@@ -46,6 +46,8 @@ class FakePotentiostat:
     def close(self) -> None:
         self.cell_off()
 
+    def release(self) -> None: ...
+
     def start(self, technique):
         return GeneratorHandle(self.run(technique), on_stop=self.cell_off)
 
