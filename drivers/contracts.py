@@ -41,6 +41,9 @@ class Capabilities:
     voltage_range: tuple[float, float] = (-10.0, 10.0)  # V
     frequency_range: tuple[float, float] = (1e-3, 1e6)  # Hz
     native_limits: bool = False
+    #: False when the samples of a technique arrive only once it ended (a macro-run instrument):
+    #: without native limits such an instrument cannot honour a cut-off, so preflight refuses one
+    streams: bool = True
     channels: int = 1
     model: str = ""
 

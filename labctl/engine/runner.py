@@ -238,6 +238,14 @@ class Engine:
             if step.kind == "dip_coat" and step.mode == "automated" and self.devices.dip_coater is None:
                 raise PreflightError(f"{where(step)}: dip_coat.mode: automated, but the channel has no dip coater "
                                      f"(hint: use mode: manual, or add a dip coater)")
+            if not caps.streams and not caps.native_limits:
+                cut = [name for name in ("voltage_above", "voltage_below", "current_below", "capacity", "until")
+                       if getattr(step, name, None) not in (None, False)]
+                if cut:
+                    raise PreflightError(
+                        f"{where(step)}: {step.kind}.{cut[0]}: the potentiostat ({model}) runs each technique to its "
+                        f"end before returning data, so it cannot stop on a cut-off "
+                        f"(hint: use a duration only, or run this step on a channel that enforces cut-offs)")
             current = getattr(step, "current", None)
             if isinstance(current, float):
                 lo, hi = caps.current_range
