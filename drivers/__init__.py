@@ -1,7 +1,7 @@
 """Device contracts (typing.Protocol), techniques and sample blocks, and the driver registry."""
 
-from labctl.drivers.contracts import Capabilities, ChannelDevices, DeviceError, DipCoater, Potentiostat, TemperatureStage
-from labctl.drivers.techniques import (
+from .contracts import Capabilities, ChannelDevices, DeviceError, DipCoater, Potentiostat, TemperatureStage
+from .techniques import (
     ConstantCurrent,
     ConstantPotential,
     CyclicSweep,

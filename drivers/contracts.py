@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
-from labctl.drivers.techniques import EndInfo, SampleBlock, Technique
+from .techniques import EndInfo, SampleBlock, Technique
 
 #: Default timeouts (s of wall time) for connecting and for one read of a block.
 CONNECT_TIMEOUT = 10.0

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from labctl.drivers.contracts import READ_TIMEOUT, TechniqueState
-from labctl.drivers.techniques import EndInfo, SampleBlock
+from .contracts import READ_TIMEOUT, TechniqueState
+from .techniques import EndInfo, SampleBlock
 
 
 class GeneratorHandle:

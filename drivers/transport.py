@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from labctl.drivers.contracts import DeviceError, DeviceTimeout
+from .contracts import DeviceError, DeviceTimeout
 
 
 class TransportError(DeviceError):
