@@ -12,8 +12,8 @@ from .expand import expand_for_each
 from .models import INPUT_STEP_KINDS, STEP_TYPES, GroupStep, Protocol, RepeatStep
 from labctl.core.yamlio import Positions, load_yaml
 
-__all__ = ["load_protocol", "load_protocol_text", "json_schema", "library", "library_dirs", "register_library_dir",
-           "unregister_library_dir", "ENTRY_POINT_GROUP"]
+__all__ = ["ENTRY_POINT_GROUP", "json_schema", "library", "library_dirs", "load_protocol", "load_protocol_text",
+           "register_library_dir", "unregister_library_dir"]
 
 ENTRY_POINT_GROUP = "labctl.protocol_libraries"
 _FOLDERS = FolderRegistry(ENTRY_POINT_GROUP, "protocol library")

@@ -28,21 +28,21 @@ from labctl.core.folders import FolderRegistry
 from labctl.core.units import UnitError, parse_quantity, ureg
 from labctl.core.yamlio import load_yaml
 
-__all__ = ["Preset", "CellInfo", "load_preset", "load_preset_text", "preset_json_schema", "available_presets",
-           "register_preset_dir", "unregister_preset_dir", "preset_dirs", "Table", "ENTRY_POINT_GROUP"]
+__all__ = ["ENTRY_POINT_GROUP", "CellInfo", "Preset", "Table", "available_presets", "load_preset", "load_preset_text",
+           "preset_dirs", "preset_json_schema", "register_preset_dir", "unregister_preset_dir"]
 
 ENTRY_POINT_GROUP = "labctl.presets"
 _FOLDERS = FolderRegistry(ENTRY_POINT_GROUP, "preset folder")
 
 
-def register_preset_dir(folder: "str | Path") -> Path:
+def register_preset_dir(folder: str | Path) -> Path:
     """Make the presets of ``folder`` (``NAME.yaml`` files) loadable by name; searched first."""
     p = _FOLDERS.register(folder)
     _BUILTIN_CACHE.clear()
     return p
 
 
-def unregister_preset_dir(folder: "str | Path") -> None:
+def unregister_preset_dir(folder: str | Path) -> None:
     """Undo :func:`register_preset_dir`."""
     _FOLDERS.unregister(folder)
     _BUILTIN_CACHE.clear()
@@ -375,7 +375,7 @@ def _circuit_text(value: Any, field: Any = None) -> str:
     return text
 
 
-def _parse_eis_model(value: Any) -> "str | tuple[tuple[int, str], ...] | None":
+def _parse_eis_model(value: Any) -> str | tuple[tuple[int, str], ...] | None:
     if value is None:
         return None
     if isinstance(value, dict):

@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from labctl.app.controller import SimSettings, UserError, cell_attributes, run_protocol
-from labctl.cli import app
-from labctl.core.errors import ProtocolError
-from labctl.core.folders import FolderRegistry
 from labctl.db import Database
-from labctl.protocols import library, library_dirs, load_protocol, register_library_dir, unregister_library_dir
+from labctl.protocols import (
+    library,
+    library_dirs,
+    load_protocol,
+    register_library_dir,
+    unregister_library_dir,
+)
 from labctl.simulators.presets import (
     available_presets,
     load_preset,
@@ -22,6 +22,12 @@ from labctl.simulators.presets import (
     register_preset_dir,
     unregister_preset_dir,
 )
+from typer.testing import CliRunner
+
+from labctl.app.controller import SimSettings, UserError, cell_attributes, run_protocol
+from labctl.cli import app
+from labctl.core.errors import ProtocolError
+from labctl.core.folders import FolderRegistry
 from labctl.studies.mg_anode import LIBRARY_DIR, PRESET_DIR
 
 ROOT = Path(__file__).resolve().parent.parent

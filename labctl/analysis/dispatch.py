@@ -59,6 +59,7 @@ from scipy import stats
 
 from ._core import AnalysisError, Result
 from .arrhenius import fit_arrhenius
+from .circuit import parse_circuit
 from .cycling import (
     aurbach_ce,
     ce_results,
@@ -69,7 +70,6 @@ from .cycling import (
     hysteresis_results,
     short_circuit_time,
 )
-from .circuit import parse_circuit
 from .eis import fit_circuit, linkk, prepare_spectrum
 from .tafel import analyze_tafel
 

@@ -58,7 +58,7 @@ class FolderRegistry:
                     if callable(value):
                         value = value()
                     folder = Path(value).expanduser().resolve()
-                except Exception as e:  # a broken plug-in must not hide the others
+                except Exception as e:  # noqa: BLE001 - a broken plug-in must not hide the others
                     warnings.warn(f"entry point {ep.name!r} of {self.group} ({ep.value}) failed to load: {e}",
                                   stacklevel=2)
                     continue

@@ -15,4 +15,4 @@ from pathlib import Path
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 
-__all__ = ["PRESET_DIR", "LIBRARY_DIR"]
+__all__ = ["LIBRARY_DIR", "PRESET_DIR"]

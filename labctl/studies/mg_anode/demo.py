@@ -19,7 +19,7 @@ import typer
 from labctl.studies.mg_anode import LIBRARY_DIR as LIBRARY
 from labctl.studies.mg_anode.paper import ANODES, QUANTITIES, Quantity
 
-__all__ = ["ANODES", "QUANTITIES", "Quantity", "quantity_values", "build_table", "register"]
+__all__ = ["ANODES", "QUANTITIES", "Quantity", "build_table", "quantity_values", "register"]
 
 
 def quantity_values(q: Quantity, results: list[dict]) -> float:
