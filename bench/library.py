@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from labctl.app.campaign import RunSpec, run_campaign
+from labctl.studies.mg_anode import LIBRARY_DIR
 
-LIB = Path(__file__).resolve().parent.parent / "protocols" / "library"
+LIB = LIBRARY_DIR
 
 
 def _sim_only(specs: list[RunSpec]) -> float:

@@ -25,12 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from labctl.studies.mg_anode import LIBRARY_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 def protocol_text() -> str:
-    text = (ROOT / "protocols" / "library" / "symmetric-0.5mA.yaml").read_text()
+    text = (LIBRARY_DIR / "symmetric-0.5mA.yaml").read_text()
     text = re.sub(r"record_every: \{time: 10 s, voltage: 5 mV\}", "record_every: 1 s", text)
     text = text.replace("record_every: 60 s", "record_every: 1 s")
     return text.replace("name: symmetric-0.5mA", "name: symmetric-0.5mA-1s")

@@ -12,7 +12,15 @@ described in docs/protocols.md.
 """
 
 from labctl.core.errors import Issue, ProtocolError, validate_with_positions
-from .loader import LIBRARY_DIR, json_schema, library, load_protocol, load_protocol_text
+from .loader import (
+    json_schema,
+    library,
+    library_dirs,
+    load_protocol,
+    load_protocol_text,
+    register_library_dir,
+    unregister_library_dir,
+)
 from .models import (
     STEP_TYPES,
     AurbachStep,
@@ -42,7 +50,9 @@ __all__ = [
     "load_protocol_text",
     "json_schema",
     "library",
-    "LIBRARY_DIR",
+    "library_dirs",
+    "register_library_dir",
+    "unregister_library_dir",
     "ProtocolError",
     "Issue",
     "validate_with_positions",

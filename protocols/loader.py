@@ -7,18 +7,36 @@ from pathlib import Path
 from typing import Any
 
 from labctl.core.errors import Issue, ProtocolError, did_you_mean, validate_with_positions
+from labctl.core.folders import FolderRegistry
 from .expand import expand_for_each
 from .models import INPUT_STEP_KINDS, STEP_TYPES, GroupStep, Protocol, RepeatStep
 from labctl.core.yamlio import Positions, load_yaml
 
-__all__ = ["load_protocol", "load_protocol_text", "json_schema", "library", "LIBRARY_DIR"]
+__all__ = ["ENTRY_POINT_GROUP", "json_schema", "library", "library_dirs", "load_protocol", "load_protocol_text",
+           "register_library_dir", "unregister_library_dir"]
 
-LIBRARY_DIR = Path(__file__).resolve().parent / "library"
+ENTRY_POINT_GROUP = "labctl.protocol_libraries"
+_FOLDERS = FolderRegistry(ENTRY_POINT_GROUP, "protocol library")
+
+
+def register_library_dir(folder: str | Path) -> Path:
+    """Make the protocols of ``folder`` (``NAME.yaml``) loadable by name; searched first."""
+    return _FOLDERS.register(folder)
+
+
+def unregister_library_dir(folder: str | Path) -> None:
+    """Undo :func:`register_library_dir`."""
+    _FOLDERS.unregister(folder)
+
+
+def library_dirs() -> list[Path]:
+    """The protocol library folders (entry-point group ``labctl.protocol_libraries`` and registered ones)."""
+    return _FOLDERS.folders()
 
 
 def library() -> dict[str, Path]:
-    """The protocols shipped with labctl: name (file stem) -> path."""
-    return {p.stem: p for p in sorted(LIBRARY_DIR.glob("*.yaml"))}
+    """The protocols of every registered library: name (file stem) -> path."""
+    return _FOLDERS.files()
 
 
 def load_protocol_text(text: str, source: str = "<string>") -> Protocol:
@@ -75,9 +93,8 @@ def load_protocol(path: str | Path) -> Protocol:
             dym = did_you_mean(name, list(lib))
             hint = "check the path"
             if dym:
-                hint += f"; the library has '{dym.split(chr(39))[1]}' (labctl protocols: {LIBRARY_DIR})"
-            else:
-                hint += f"; library protocols are in {LIBRARY_DIR}"
+                hint += f"; the library has '{dym.split(chr(39))[1]}'"
+            hint += f"; library protocols: {_FOLDERS.describe()}"
             raise ProtocolError([Issue(str(path), None, None, "", "no such file", hint)])
     if p.is_dir():
         raise ProtocolError([Issue(str(path), None, None, "", "is a directory, not a protocol file", "give the path of a .yaml file")])

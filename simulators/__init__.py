@@ -1,7 +1,7 @@
 """Simulated instruments: the driver contracts of :mod:`labctl.drivers.contracts` on modelled cells.
 
 * :class:`~simulators.potentiostat.SimulatedPotentiostat`: symmetric Mg|Mg, asymmetric
-  Mg|Al/C or full Mg|Mo6S8 cell, physics from a preset (``bare-mg``, ``br-mg``, or a file).
+  Mg|Al/C or full Mg|Mo6S8 cell, physics from a preset (a registered preset's name, or a file).
 * :class:`~simulators.stage.SimulatedTemperatureStage`: first-order lag (optional overshoot).
 * :class:`~simulators.dipcoater.SimulatedDipCoater`: timed immersion and withdrawal.
 

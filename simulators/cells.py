@@ -137,7 +137,7 @@ class CellModel(ABC):
     kind = ""
     _stream = 2  # random stream of the per-cycle draws (one per kind)
 
-    def __init__(self, preset: "str | Preset" = "br-mg", *, area_cm2: float = 1.267, seed: int = 0,
+    def __init__(self, preset: "str | Preset", *, area_cm2: float = 1.267, seed: int = 0,
                  replicate: int = 0, cathode_mass_g: float | None = None) -> None:
         self.preset = load_preset(preset)
         if not area_cm2 > 0:
@@ -315,7 +315,7 @@ class SymmetricCell(CellModel):
 
     kind = "symmetric"
 
-    def __init__(self, preset: "str | Preset" = "br-mg", **kw: Any) -> None:
+    def __init__(self, preset: "str | Preset", **kw: Any) -> None:
         super().__init__(preset, **kw)
         p = self.preset.symmetric
         self.p = p
@@ -554,7 +554,7 @@ class AsymmetricCell(CellModel):
     kind = "asymmetric"
     _stream = 18
 
-    def __init__(self, preset: "str | Preset" = "br-mg", **kw: Any) -> None:
+    def __init__(self, preset: "str | Preset", **kw: Any) -> None:
         super().__init__(preset, **kw)
         a = self.preset.asymmetric
         self.a = a
@@ -720,7 +720,7 @@ class FullCell(CellModel):
     kind = "full"
     _stream = 34
 
-    def __init__(self, preset: "str | Preset" = "br-mg", *, cathode_mass_g: float | None = None, **kw: Any) -> None:
+    def __init__(self, preset: "str | Preset", *, cathode_mass_g: float | None = None, **kw: Any) -> None:
         super().__init__(preset, cathode_mass_g=cathode_mass_g, **kw)
         fc = self.preset.full_cell
         self.fc = fc
@@ -809,7 +809,7 @@ class FullCell(CellModel):
 KINDS = {"symmetric": SymmetricCell, "asymmetric": AsymmetricCell, "full": FullCell}
 
 
-def simulate_cell(kind: str = "symmetric", preset: "str | Preset" = "br-mg", *, area_cm2: float = 1.267,
+def simulate_cell(kind: str, preset: "str | Preset", *, area_cm2: float = 1.267,
                   cathode_mass_g: float | None = None, seed: int = 0, replicate: int = 0) -> CellModel:
     """A fresh simulated cell of ``kind`` (symmetric, asymmetric, full) with ``preset``'s physics."""
     if kind not in KINDS:

@@ -1,12 +1,17 @@
 """Simulator presets: the numbers a simulated cell reproduces, read from YAML with units.
 
-``load_preset("br-mg")`` (or ``"bare-mg"``, or a path to a user file) returns a validated
-:class:`Preset` whose fields are plain floats in labctl's internal units (A/cm2, V, s,
-ohm, C/g, J/mol, F, fractions).  A user file may start with ``base: br-mg`` and give only
-the fields it changes.  Every problem becomes a :class:`labctl.core.errors.ProtocolError`
-naming ``file:line:col: field: message (hint)``.
+``load_preset(NAME)`` (a preset in a registered preset folder) or ``load_preset(PATH)``
+(a user file) returns a validated :class:`Preset` whose fields are plain floats in
+labctl's internal units (A/cm2, V, s, ohm, C/g, J/mol, F, fractions).  A user file may
+start with ``base: NAME`` and give only the fields it changes.  Every problem becomes a
+:class:`labctl.core.errors.ProtocolError` naming ``file:line:col: field: message (hint)``.
 
-What each field means and which paper observable it reproduces: docs/presets.md.
+Preset folders come from the entry-point group ``labctl.presets`` (a study registers its
+folder in its pyproject) and from :func:`register_preset_dir`; :func:`available_presets`
+lists them.  A preset's ``cell:`` section says what the simulated cell is (label, anode,
+the EIS model its spectra are fitted with, whether it has an SEI arc).
+
+What each field means and which observable it reproduces: docs/presets.md.
 """
 
 from __future__ import annotations
@@ -19,13 +24,43 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from labctl.core.errors import ProtocolError, custom_error, did_you_mean, validate_with_positions
+from labctl.core.folders import FolderRegistry
 from labctl.core.units import UnitError, parse_quantity, ureg
 from labctl.core.yamlio import load_yaml
 
-__all__ = ["Preset", "load_preset", "preset_json_schema", "BUILTIN", "PRESET_DIR", "Table"]
+__all__ = ["ENTRY_POINT_GROUP", "CellInfo", "Preset", "Table", "available_presets", "load_preset", "load_preset_text",
+           "preset_dirs", "preset_json_schema", "register_preset_dir", "unregister_preset_dir"]
 
-PRESET_DIR = Path(__file__).with_name("presets")
-BUILTIN = ("bare-mg", "br-mg")
+ENTRY_POINT_GROUP = "labctl.presets"
+_FOLDERS = FolderRegistry(ENTRY_POINT_GROUP, "preset folder")
+
+
+def register_preset_dir(folder: str | Path) -> Path:
+    """Make the presets of ``folder`` (``NAME.yaml`` files) loadable by name; searched first."""
+    p = _FOLDERS.register(folder)
+    _BUILTIN_CACHE.clear()
+    return p
+
+
+def unregister_preset_dir(folder: str | Path) -> None:
+    """Undo :func:`register_preset_dir`."""
+    _FOLDERS.unregister(folder)
+    _BUILTIN_CACHE.clear()
+
+
+def preset_dirs() -> list[Path]:
+    """The folders searched for presets by name, in order."""
+    return _FOLDERS.folders()
+
+
+def available_presets() -> dict[str, Path]:
+    """Every preset loadable by name: name -> file."""
+    return _FOLDERS.files()
+
+
+def _available_hint() -> str:
+    return f"available presets: {_FOLDERS.describe()}"
+
 
 Table = tuple[tuple[float, float], ...]
 """A sorted table of ``(x, y)`` points (x ascending)."""
@@ -324,6 +359,69 @@ class Noise(_M):
     impedance: _fraction("sd of the impedance noise, proportional (each of Z' and Z'')", "0.4 %")
 
 
+_CIRCUIT_TEXT = re.compile(r"^[A-Za-z0-9_(),\-]+$")
+_EIS_MODEL_EXAMPLE = "R0-p(R1,CPE1)-p(R2,CPE2)"
+
+
+def _circuit_text(value: Any, field: Any = None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise custom_error(f"an EIS model is a circuit string, got {value!r}", f"e.g. '{_EIS_MODEL_EXAMPLE}'",
+                           field=field)
+    text = "".join(value.split())
+    if not _CIRCUIT_TEXT.match(text) or text.count("(") != text.count(")"):
+        raise custom_error(f"{value!r} is not a circuit string",
+                           f"elements joined by '-' (series) and p(a,b) (parallel), e.g. '{_EIS_MODEL_EXAMPLE}'",
+                           field=field)
+    return text
+
+
+def _parse_eis_model(value: Any) -> str | tuple[tuple[int, str], ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        out: dict[int, str] = {}
+        for k, v in value.items():
+            if isinstance(k, bool) or not isinstance(k, int) and not (isinstance(k, str) and k.strip().isdigit()):
+                raise custom_error(f"key {k!r} is not a cycle number", "write {0: MODEL, 10: MODEL, ...}", field=k)
+            out[int(k)] = _circuit_text(v, field=k)
+        if 0 not in out:
+            raise custom_error("the models by cycle must start at cycle 0",
+                               "add the model of the fresh cell, e.g. {0: 'R0-p(R1,CPE1)', 1: ...}")
+        return tuple(sorted(out.items()))
+    return _circuit_text(value)
+
+
+EisModel = Annotated[
+    str | tuple[tuple[int, str], ...] | None,
+    BeforeValidator(_parse_eis_model),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}],
+                    "description": "circuit the cell's spectra are fitted with (impedance.py syntax), or a mapping "
+                                   "completed cycles -> circuit (each applies from that cycle on)",
+                    "examples": [_EIS_MODEL_EXAMPLE, {0: "R0-p(R1,CPE1)", 1: _EIS_MODEL_EXAMPLE}]}),
+]
+
+
+class CellInfo(_M):
+    """What the simulated cell is: merged into the cell attributes of every run on this preset."""
+
+    label: str | None = Field(None, min_length=1, description="short name of the cell in tables and plots")
+    anode: str | None = Field(None, min_length=1, description="the anode (material, treatment) the preset simulates")
+    eis_model: EisModel = Field(None, description="circuit the spectra are fitted with (impedance.py "
+                                       "syntax), or {cycle: circuit}; without it the analysis chooses by F-test")
+    sei: bool | None = Field(None, description="whether the cell has an SEI (film) arc; used for the EIS model "
+                             "when eis_model is not given")
+
+    def attributes(self) -> dict[str, Any]:
+        """The fields given, as cell attributes (``eis_model`` by cycle as a ``{cycle: circuit}`` dict)."""
+        out: dict[str, Any] = {}
+        for k in ("label", "anode", "eis_model", "sei"):
+            v = getattr(self, k)
+            if v is None:
+                continue
+            out[k] = dict(v) if isinstance(v, tuple) else v
+        return out
+
+
 class Preset(_M):
     """A simulator preset (all values SI floats after validation)."""
 
@@ -335,6 +433,8 @@ class Preset(_M):
     asymmetric: Asymmetric
     full_cell: FullCell
     noise: Noise
+    cell: CellInfo = Field(default_factory=CellInfo, description="what the simulated cell is (label, anode, EIS "
+                           "model, SEI): merged into the cell attributes of every run on this preset")
 
     __input_keys__ = ("base",)
 
@@ -344,7 +444,7 @@ class Preset(_M):
 
 _TABLES = {
     ("symmetric", "hysteresis"), ("symmetric", "life"), ("asymmetric", "ce"), ("asymmetric", "cycle_life"),
-    ("asymmetric", "overpotential"), ("impedance", "film", "resistance"),
+    ("asymmetric", "overpotential"), ("impedance", "film", "resistance"), ("cell", "eis_model"),
 }
 
 
@@ -358,8 +458,8 @@ def _merge(base: Any, over: Any, path: tuple = ()) -> Any:
     return over
 
 
-def _builtin_path(name: str) -> Path:
-    return PRESET_DIR / f"{name}.yaml"
+def _named_path(name: str) -> Path | None:
+    return available_presets().get(name)
 
 
 def _read(path: Path, source: str) -> str:
@@ -367,7 +467,7 @@ def _read(path: Path, source: str) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProtocolError.single(source, "preset file not found",
-                                   f"built-in presets: {', '.join(BUILTIN)}; or give the path of a YAML file") from None
+                                   f"{_available_hint()}; or give the path of a YAML file") from None
     except OSError as e:
         raise ProtocolError.single(source, f"cannot read the preset file: {e.strerror or e}") from None
 
@@ -377,16 +477,19 @@ def load_preset_text(text: str, source: str = "<preset>", _depth: int = 0) -> Pr
     data, positions = load_yaml(text, source)
     if not isinstance(data, dict):
         raise ProtocolError.single(source, "a preset is a mapping of sections (kinetics:, impedance:, ...)",
-                                   "start from simulators/presets/br-mg.yaml", line=1, col=1)
+                                   "start from a copy of an available preset (labctl schema --preset documents "
+                                   "every field)", line=1, col=1)
     if "base" in data:
         base = data.pop("base")
-        if not isinstance(base, str) or base not in BUILTIN:
+        names = available_presets()
+        base_path = names.get(base) if isinstance(base, str) else None
+        if base_path is None:
             line, col = positions.get(("base",), (None, None))
-            hint = did_you_mean(str(base), BUILTIN)
+            hint = did_you_mean(str(base), names)
             raise ProtocolError.single(source, f"unknown base preset {base!r}",
-                                       (hint + " " if hint else "") + f"built-in presets: {', '.join(BUILTIN)}",
+                                       (hint + " " if hint else "") + _available_hint(),
                                        line=line, col=col, field="base")
-        base_data, _ = load_yaml(_read(_builtin_path(base), f"{base}.yaml"), f"{base}.yaml")
+        base_data, _ = load_yaml(_read(base_path, str(base_path)), f"{base}.yaml")
         if "name" not in data:
             data["name"] = f"{base} (modified)"
         data = _merge(base_data, data)
@@ -394,37 +497,39 @@ def load_preset_text(text: str, source: str = "<preset>", _depth: int = 0) -> Pr
 
 
 def load_preset(name_or_path: "str | Path | Preset") -> Preset:
-    """A preset by built-in name (``bare-mg``, ``br-mg``), by path to a YAML file, or as given."""
+    """A preset by name (in a registered preset folder), by path to a YAML file, or as given."""
     if isinstance(name_or_path, Preset):
         return name_or_path
     s = str(name_or_path)
-    if s in BUILTIN:
-        return _cached_builtin(s)
+    named = _named_path(s) if isinstance(name_or_path, str) else None
+    if named is not None:
+        return _cached_named(s, named)
     p = Path(s).expanduser()
     if not p.exists() and p.suffix.lower() not in (".yaml", ".yml") and "/" not in s and "\\" not in s:
-        hint = did_you_mean(s, BUILTIN)
+        hint = did_you_mean(s, available_presets())
         raise ProtocolError.single(s, f"unknown preset {s!r}",
-                                   (hint + " " if hint else "") + f"built-in presets: {', '.join(BUILTIN)}; "
+                                   (hint + " " if hint else "") + f"{_available_hint()}; "
                                    "or give the path of a YAML file")
     return load_preset_text(_read(p, s), s)
 
 
-_BUILTIN_CACHE: dict[str, Preset] = {}
+_BUILTIN_CACHE: dict[tuple[str, Path], Preset] = {}
 
 
-def _cached_builtin(name: str) -> Preset:
-    if name not in _BUILTIN_CACHE:
-        path = _builtin_path(name)
-        _BUILTIN_CACHE[name] = load_preset_text(_read(path, str(path)), f"{name}.yaml")
-    return _BUILTIN_CACHE[name]
+def _cached_named(name: str, path: Path) -> Preset:
+    key = (name, path)
+    if key not in _BUILTIN_CACHE:
+        _BUILTIN_CACHE[key] = load_preset_text(_read(path, str(path)), f"{name}.yaml")
+    return _BUILTIN_CACHE[key]
 
 
 def preset_json_schema() -> dict:
     """JSON schema of a preset file (for docs and editors)."""
     schema = copy.deepcopy(Preset.model_json_schema())
     schema.setdefault("properties", {})["base"] = {
-        "type": "string", "enum": list(BUILTIN),
-        "description": "start from this built-in preset and override only the fields given"}
+        "type": "string", "examples": sorted(available_presets()),
+        "description": "start from this preset (a name from a registered preset folder) and override only the "
+                       "fields given"}
     schema["title"] = "labctl simulator preset"
     return schema
 

@@ -75,7 +75,7 @@ def named(results, name):
 
 def test_eis_series_br_mg_gives_rs_rsei_rct_and_ea():
     run = eis_temperature_run("br-mg")
-    res = analyze_run(run.steps, run.samples, {"anode": "br-mg", "area_cm2": AREA})
+    res = analyze_run(run.steps, run.samples, {"eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)", "area_cm2": AREA})
     assert not named(res, "analysis_error")
     rct = named(res, "Rct")
     assert len(rct) == 5
@@ -93,7 +93,7 @@ def test_eis_series_br_mg_gives_rs_rsei_rct_and_ea():
 
 def test_eis_bare_mg_one_arc_and_temperature_from_setpoint():
     run = eis_temperature_run("bare-mg", temps=(25, 40, 60), with_temperature_column=False)
-    res = analyze_run(run.steps, run.samples, {"anode": "bare-mg"})
+    res = analyze_run(run.steps, run.samples, {"sei": False})
     assert not named(res, "R_SEI")
     rct = named(res, "Rct")
     assert [r.details["temperature_C"] for r in rct] == [25, 40, 60]
@@ -116,6 +116,64 @@ def test_eis_circuit_chosen_by_f_test_when_cell_does_not_say():
     assert rct[1].details["circuit"] == "R0-p(R1,CPE1)"
     assert "not significant" in rct[1].details["circuit_choice"]
     assert not named(res, "Ea")  # no temperatures
+
+
+def _fresh_then_cycled_run():
+    """A fresh one-arc spectrum (cycle 0) and, after cycling, a spectrum with a film arc (cycle 10)."""
+    run = Run()
+    f, z = spectrum("R0-p(R1,CPE1)", [46.55, 8.40e5, 1e-7, 0.9], 0)
+    run.add("eis", frequency=f, z_re=z.real, z_im=z.imag, cycle=0)
+    f, z = spectrum("R0-p(R1,CPE1)-p(R2,CPE2)", [46.55, 3.39, 1e-6, 0.95, 8.40e5, 1e-7, 0.9], 1)
+    run.add("eis", frequency=f, z_re=z.real, z_im=z.imag, cycle=10)
+    return run
+
+
+@pytest.mark.parametrize("model", [
+    {0: "R0-p(R1,CPE1)", 1: "R0-p(R1,CPE1)-p(R2,CPE2)"},
+    {"0": "R0-p(R1,CPE1)", "1": "R0-p(R1, CPE1) - p(R2, CPE2)"},  # as stored in JSON: string keys
+    [[0, "R0-p(R1,CPE1)"], [1, "R0-p(R1,CPE1)-p(R2,CPE2)"]],
+])
+def test_eis_model_by_cycle_from_the_cell(model):
+    run = _fresh_then_cycled_run()
+    res = analyze_run(run.steps, run.samples, {"eis_model": model})
+    assert not named(res, "analysis_error")
+    rct = named(res, "Rct")
+    assert [r.details["circuit_choice"] for r in rct] == ["from the cell description"] * 2
+    assert "".join(rct[0].details["circuit"].split()) == "R0-p(R1,CPE1)"
+    sei = named(res, "R_SEI")
+    assert len(sei) == 1 and sei[0].details["cycle"] == 10
+    assert sei[0].value == pytest.approx(3.39, rel=0.15)  # a small arc behind Rs = 46.55 ohm
+    assert [r.value for r in rct] == [pytest.approx(8.40e5, rel=0.05)] * 2
+
+
+def test_eis_model_wins_over_sei_and_names_are_never_read():
+    run = _fresh_then_cycled_run()
+    stated = analyze_run(run.steps, run.samples, {"eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)", "sei": False})
+    assert len(named(stated, "R_SEI")) == 2
+    # what the cell is called does not choose the circuit: without eis_model / sei the F-test does
+    for cell in ({"anode": "bare-mg"}, {"anode": "br-mg", "working": "Br-Mg", "counter": "Br-Mg"},
+                 {"preset": "br-mg", "label": "bare Mg"}):
+        res = analyze_run(run.steps, run.samples, cell)
+        assert all(r.details["circuit_choice"].startswith("F-test") for r in named(res, "Rct")), cell
+
+
+def test_bad_eis_model_is_an_analysis_error_naming_it():
+    run = _fresh_then_cycled_run()
+    res = analyze_run(run.steps, run.samples, {"eis_model": "R0-p(R1,CPE1"})
+    errs = named(res, "analysis_error")
+    assert len(errs) == 2 and "R0-p(R1,CPE1" in errs[0].details["error"]
+    res = analyze_run(run.steps, run.samples, {"eis_model": {5: "R0-p(R1,CPE1)"}})
+    assert "no circuit for cycle 0" in named(res, "analysis_error")[0].details["error"]
+    with pytest.raises(AnalysisError):
+        analyze_run(run.steps, run.samples, {"eis_model": "R0-X(R1)"}, strict=True)
+
+
+def test_other_stated_circuit_gives_its_parameters_and_no_arrhenius():
+    run = eis_temperature_run("bare-mg", temps=(25, 40, 60))
+    res = analyze_run(run.steps, run.samples, {"eis_model": "R0-p(R1,C1)"})
+    assert not named(res, "analysis_error")
+    assert len(named(res, "R1")) == 3 and len(named(res, "C1")) == 3
+    assert not named(res, "Rct") and not named(res, "Ea")
 
 
 def test_tafel_step():

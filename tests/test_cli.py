@@ -16,9 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from labctl.cli import app
+from labctl.studies.mg_anode import LIBRARY_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-LIB = ROOT / "protocols" / "library"
+LIB = LIBRARY_DIR
 LABCTL = [sys.executable, "-m", "labctl.cli"]
 
 SHORT = """name: short-symmetric

@@ -20,6 +20,7 @@ from labctl.app.operator import ConsoleOperator, SimulatedOperator
 from labctl.protocols import load_protocol_text
 from labctl.simulators.dipcoater import SimulatedDipCoater
 from tests.fakes import FakePotentiostat
+from labctl.studies.mg_anode import LIBRARY_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +76,7 @@ def test_coating_record_shows_on_later_runs_of_the_cell(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'lab.sqlite'}"
     db = Database(url)
     run_protocol(load_protocol_text(COAT.format(mode="manual"), "coat.yaml"), db=db, sim=SimSettings("br-mg", 1))
-    later = (ROOT / "protocols" / "library" / "eis-rt.yaml").read_text()
+    later = (LIBRARY_DIR / "eis-rt.yaml").read_text()
     later = later.replace("kind: symmetric", "kind: symmetric\n  id: BrMg-T1", 1)
     out = run_protocol(load_protocol_text(later, "eis-rt.yaml"), db=db, sim=SimSettings("br-mg", 1))
     db.close()

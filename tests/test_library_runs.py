@@ -9,8 +9,9 @@ import pytest
 
 from labctl.app.controller import SimSettings, run_protocol
 from labctl.protocols import load_protocol
+from labctl.studies.mg_anode import LIBRARY_DIR
 
-LIB = sorted((Path(__file__).resolve().parent.parent / "protocols" / "library").glob("*.yaml"))
+LIB = sorted(LIBRARY_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("preset", ["bare-mg", "br-mg"])

@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from labctl.cli import app
+from labctl.studies.mg_anode import LIBRARY_DIR
 
-LIB = Path(__file__).resolve().parent.parent / "protocols" / "library"
+LIB = LIBRARY_DIR
 
 
 @pytest.mark.postgres

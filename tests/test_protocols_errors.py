@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.protocols import ProtocolError, load_protocol, load_protocol_text
+from labctl.protocols import ProtocolError, library, load_protocol, load_protocol_text
 
 HEAD = """\
 name: t
@@ -283,7 +283,8 @@ def test_cell_problems() -> None:
 def test_missing_file_and_library_hint(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError) as exc:
         load_protocol(tmp_path / "nope.yaml")
-    assert str(exc.value) == f"{tmp_path / 'nope.yaml'}: no such file (hint: check the path; library protocols are in {Path(__import__('protocols').LIBRARY_DIR)})"
+    names = ", ".join(sorted(library()))
+    assert str(exc.value) == f"{tmp_path / 'nope.yaml'}: no such file (hint: check the path; library protocols: {names})"
     with pytest.raises(ProtocolError) as exc:
         load_protocol("symmetric-0.5mAA")
     assert "the library has 'symmetric-0.5mA'" in str(exc.value)

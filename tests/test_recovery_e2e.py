@@ -12,8 +12,9 @@ import pytest
 from labctl.db import Database
 from labctl.app.controller import SimSettings, run_protocol
 from labctl.app.results import analyze_and_store
+from labctl.studies.mg_anode import LIBRARY_DIR
 
-LIB = Path(__file__).resolve().parent.parent / "protocols" / "library"
+LIB = LIBRARY_DIR
 R = 8.314462618
 
 

@@ -14,8 +14,9 @@ from labctl.db import Database
 from labctl.cli import app
 from labctl.app.controller import SimSettings, run_protocol
 from labctl.reports import RunView, compare_runs, write_report
+from labctl.studies.mg_anode import LIBRARY_DIR
 
-LIBRARY = Path(__file__).resolve().parents[1] / "protocols" / "library"
+LIBRARY = LIBRARY_DIR
 
 SYMMETRIC = """
 name: report-e2e

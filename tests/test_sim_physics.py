@@ -24,6 +24,7 @@ F, R = 96485.33212, 8.314462618
 
 
 def pstat(**kw) -> SimulatedPotentiostat:
+    kw.setdefault("preset", "br-mg")
     p = SimulatedPotentiostat(kw.pop("clock", None) or VirtualClock(0.0), **kw)
     p.connect()
     return p

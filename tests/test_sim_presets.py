@@ -14,7 +14,8 @@ from labctl.core.clock import VirtualClock
 from labctl.core.errors import ProtocolError
 from labctl.simulators.cells import calibrate_asymmetric
 from labctl.simulators.potentiostat import SimulatedPotentiostat
-from labctl.simulators.presets import BUILTIN, PRESET_DIR, Preset, load_preset, load_preset_text, preset_json_schema
+from labctl.simulators.presets import Preset, available_presets, load_preset, load_preset_text, preset_json_schema
+from labctl.studies.mg_anode import PRESET_DIR
 
 A = 1.267
 
@@ -31,7 +32,7 @@ def test_builtin_presets_load_with_si_values():
     assert bare.impedance.film.resistance[0] == (0.0, 0.0)
     assert load_preset(bare) is bare
     assert load_preset(PRESET_DIR / "br-mg.yaml") == br
-    assert set(BUILTIN) == {p.stem for p in PRESET_DIR.glob("*.yaml")}
+    assert set(available_presets()) == {p.stem for p in PRESET_DIR.glob("*.yaml")} == {"bare-mg", "br-mg"}
 
 
 def test_json_schema_documents_every_field():

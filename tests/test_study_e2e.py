@@ -11,8 +11,9 @@ import pytest
 from labctl.db import Database
 from labctl.app.controller import SimSettings, run_protocol
 from labctl.app.export import export_run
+from labctl.studies.mg_anode import LIBRARY_DIR
 
-LIB = Path(__file__).resolve().parent.parent / "protocols" / "library"
+LIB = LIBRARY_DIR
 AREA = 1.267
 
 

@@ -3,19 +3,24 @@
 ``steps``: dicts with step_index, kind, cycle, label, params, t_start, t_end,
 end_reason.  ``samples``: the run's sample columns as arrays (t, voltage, current,
 cycle, step_index; optional charge, temperature, frequency, z_re, z_im).  ``cell``:
-the cell description (area_cm2, cathode_mass_g, kind, anode, sei, ...).
+the cell description (area_cm2, cathode_mass_g, kind, eis_model, sei, ...).
 
 What is computed, by step kind:
 
 * ``eis``: each spectrum (points with Z'' > 0 and non-finite ones dropped) is fitted
   with 1/|Z| weighting ('modulus': |Z| of Mg cells spans 10..1e6 ohm) and the
-  automatic initial guess.  Circuit: ``R0-p(R1,CPE1)`` when ``cell['sei']`` is False
-  or ``cell['anode'] == 'bare-mg'``; ``R0-p(R1,CPE1)-p(R2,CPE2)`` when ``cell['sei']``
-  is True or ``cell['anode'] == 'br-mg'``; otherwise both are fitted and the two-arc
-  circuit is kept only if an F-test says the second arc is significant (p < 0.01).
+  automatic initial guess.  Circuit: ``cell['eis_model']`` when the cell states it
+  (a circuit string, or a mapping ``{cycle: circuit}`` whose entry with the highest
+  cycle not above the spectrum's cycle applies; a spectrum without a cycle counts as
+  cycle 0); else ``R0-p(R1,CPE1)`` when ``cell['sei']`` is False and
+  ``R0-p(R1,CPE1)-p(R2,CPE2)`` when it is True; otherwise both are fitted and the
+  two-arc circuit is kept only if an F-test says the second arc is significant
+  (p < 0.01).  The cell's names (electrodes, anode, preset) are never read.
   Results: ``Rs`` (R0), ``Rct``, ``Q_ct``, ``alpha_ct``, and for two arcs ``R_SEI``,
   ``Q_SEI``, ``alpha_SEI``: the faster (high-frequency) arc is taken as the SEI, the
-  slower one as charge transfer.  Each carries ``step_index``, ``cycle`` and
+  slower one as charge transfer.  Another stated circuit gives its parameters under
+  their circuit names (``R0``, ``CPE1_Q``, ...; no Arrhenius fit, which needs Rct).
+  Each carries ``step_index``, ``cycle`` and
   ``temperature_C`` in its details; a Lin-KK check is added per spectrum
   (``linkk_residual_rms``).  When the spectra span two or more temperatures (at
   least 0.5 degC apart), Ea is fitted from all their Rct values (``Ea``,
@@ -54,6 +59,7 @@ from scipy import stats
 
 from ._core import AnalysisError, Result
 from .arrhenius import fit_arrhenius
+from .circuit import parse_circuit
 from .cycling import (
     aurbach_ce,
     ce_results,
@@ -117,16 +123,36 @@ def _temperature_of(step: dict, steps: list[dict], samples: dict, mask) -> float
     return None
 
 
+def _stated_model(model, cycle: int | None) -> str:
+    """The circuit of ``cell['eis_model']`` for a spectrum at ``cycle``: a string, or {cycle: circuit}."""
+    if isinstance(model, str):
+        return model
+    items = model.items() if isinstance(model, dict) else model
+    try:
+        table = sorted((int(k), str(v)) for k, v in items)
+    except (TypeError, ValueError):
+        raise AnalysisError(f"cell['eis_model'] {model!r}: expected a circuit string or {{cycle: circuit}}") from None
+    at = int(cycle or 0)
+    usable = [m for c, m in table if c <= at]
+    if not usable:
+        raise AnalysisError(f"cell['eis_model'] {model!r} gives no circuit for cycle {at}")
+    return usable[-1]
+
+
 def _choose_circuit(cell: dict, cycle: int | None = None) -> str | None:
-    """Bare Mg: one arc on the fresh foil; after cycling a surface film forms and the study
-    fits it with a second arc (its R_SEI of 3.39 -> 9.14 ohm after 10 -> 200 cycles)."""
-    if cell.get("sei") is False or (cell.get("anode") == "bare-mg" and not cycle):
+    """The circuit the cell states (``eis_model``, else ``sei``), or None: let the F-test choose."""
+    model = cell.get("eis_model")
+    if model is not None and model != "":
+        return _stated_model(model, cycle)
+    if cell.get("sei") is False:
         return ONE_ARC
-    if cell.get("anode") == "bare-mg":
-        return TWO_ARCS
-    if cell.get("sei") is True or cell.get("anode") == "br-mg":
+    if cell.get("sei") is True:
         return TWO_ARCS
     return None
+
+
+def _canonical(text: str) -> str:
+    return "".join(text.split())
 
 
 def _eis(step, steps, samples, cell) -> tuple[list[Result], float | None, float | None]:
@@ -138,7 +164,7 @@ def _eis(step, steps, samples, cell) -> tuple[list[Result], float | None, float 
     f, z = prepare_spectrum(np.asarray(f, float), np.asarray(zr, float), np.asarray(zi, float), drop_inductive=True)
     circuit = _choose_circuit(cell, step.get("cycle"))
     if circuit is not None:
-        fit = fit_circuit(f, z, circuit, weighting="modulus")
+        fit = fit_circuit(f, z, parse_circuit(circuit), weighting="modulus")
         choice = "from the cell description"
     else:
         f1 = fit_circuit(f, z, ONE_ARC, weighting="modulus")
@@ -159,12 +185,13 @@ def _eis(step, steps, samples, cell) -> tuple[list[Result], float | None, float 
     temp = _temperature_of(step, steps, samples, m)
     det = {"step_index": step["step_index"], "cycle": step.get("cycle"), "label": step.get("label"),
            "temperature_C": temp, "circuit_choice": choice}
-    names = _NAMES_1 if fit.circuit.text == ONE_ARC else _NAMES_2
+    shape = _canonical(fit.circuit.text)
+    names = {ONE_ARC: _NAMES_1, TWO_ARCS: _NAMES_2}.get(shape, {})
     out = fit.results(rename=names, details=det)
     kk = linkk(f, z).result()
     kk.details.update(step_index=step["step_index"], cycle=step.get("cycle"))
     out.append(kk)
-    rct = fit.params["R1" if fit.circuit.text == ONE_ARC else "R2"]
+    rct = fit.params[{ONE_ARC: "R1", TWO_ARCS: "R2"}[shape]] if names else None
     return out, temp, rct
 
 
@@ -289,7 +316,7 @@ def analyze_run(steps: list[dict], samples: dict[str, np.ndarray], cell: dict, *
         if r is not None:
             res, temp, rct = r
             out += res
-            if temp is not None:
+            if temp is not None and rct is not None:
                 temps.append(temp)
                 rcts.append(rct)
                 idxs.append(st["step_index"])

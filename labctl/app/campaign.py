@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class RunSpec:
-    protocol: str  # path to the protocol file
-    preset: str = "br-mg"
+    protocol: str  # path to the protocol file, or a library protocol's name
+    preset: str  # simulator preset: a name (labctl.simulators.presets.available_presets) or a file
     seed: int = 0
     replicate: int = 0
     channel: str = "sim-1"

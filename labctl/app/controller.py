@@ -3,8 +3,12 @@
 This is the Python API behind ``labctl run``; notebooks and the scheduler use it
 directly::
 
-    from labctl.app.controller import run_protocol
-    outcome = run_protocol("protocols/library/symmetric-0.5mA.yaml", sim=True, preset="br-mg", seed=1)
+    from labctl.app.controller import SimSettings, run_protocol
+    outcome = run_protocol("symmetric-0.5mA", sim=SimSettings("my-preset", seed=1))
+
+A protocol is a path or the name of a protocol in a registered library; a preset is the
+name of a preset in a registered preset folder or the path of a preset file
+(:func:`labctl.simulators.presets.available_presets`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ class UserError(Exception):
 
 @dataclass
 class SimSettings:
-    preset: str = "br-mg"
+    """A simulated channel: the preset (name or file, required to simulate), seed and replicate cell."""
+
+    preset: str | None
     seed: int = 0
     replicate: int = 0
 
@@ -39,30 +45,48 @@ def protocol_needs(protocol: Any) -> dict[str, bool]:
             "manual": any(s.kind == "dip_coat" and s.mode == "manual" for s in walk(protocol.steps))}
 
 
-def cell_attributes(protocol: Any, preset: str | None = None) -> dict:
-    """The cell as analysis needs it: kind, area_cm2, cathode_mass_g, and the anode
-    ('bare-mg' | 'br-mg') from a built-in preset's name or from the electrode names."""
-    cell = protocol.cell
-    attrs = {k: v for k, v in cell.model_dump().items() if v is not None}
-    anode = None
-    if preset in ("bare-mg", "br-mg"):
-        anode = preset
-    else:
-        names = " ".join(str(x) for x in (cell.working, cell.counter) if x).lower()
-        if "br" in names:
-            anode = "br-mg"
-        elif "mg" in names:
-            anode = "bare-mg"
-    if anode:
-        attrs["anode"] = anode
+def cell_attributes(protocol: Any, preset: Any | None = None) -> dict:
+    """The cell as analysis needs it: the protocol's cell section (kind, area_cm2, cathode_mass_g,
+    electrodes, and eis_model / sei when it states them) and, for a simulated run, the preset's
+    ``cell:`` section over it (label, anode, eis_model, sei): the simulated cell is what the preset says."""
+    attrs = {k: v for k, v in protocol.cell.model_dump().items() if v is not None}
+    if preset is not None:
+        attrs.update(preset.cell.attributes())
     return attrs
+
+
+def _no_preset_error() -> UserError:
+    from labctl.simulators.presets import available_presets
+
+    names = sorted(available_presets())
+    listed = ", ".join(names) if names else "none registered (install a study, or give a file)"
+    return UserError(f"a simulated run needs a preset: --preset NAME or --preset FILE.yaml "
+                     f"(available presets: {listed})")
+
+
+def load_sim_preset(sim: SimSettings) -> Any:
+    """The preset of ``sim``, validated (its ``cell.eis_model`` circuits parsed); a clear error when none is given."""
+    from labctl.analysis import AnalysisError
+    from labctl.analysis.circuit import parse_circuit
+    from labctl.core.errors import ProtocolError
+    from labctl.simulators.presets import load_preset
+
+    if sim.preset is None or (isinstance(sim.preset, str) and not sim.preset.strip()):
+        raise _no_preset_error()
+    preset = load_preset(sim.preset)
+    model = preset.cell.eis_model
+    for text in ([model] if isinstance(model, str) else [m for _, m in (model or ())]):
+        try:
+            parse_circuit(text)
+        except AnalysisError as e:
+            raise ProtocolError.single(str(sim.preset), f"the EIS model is not a valid circuit: {e}",
+                                       "write e.g. 'R0-p(R1,CPE1)-p(R2,CPE2)'", field="cell.eis_model") from None
+    return preset
 
 
 def build_sim_channel(protocol: Any, clock: Clock, sim: SimSettings) -> ChannelDevices:
     """Simulated potentiostat (+ stage, + dip coater when the protocol needs them)."""
-    from labctl.simulators.presets import load_preset
-
-    preset = load_preset(sim.preset)
+    preset = load_sim_preset(sim)
     needs = protocol_needs(protocol)
     stage = None
     if needs["stage"]:
@@ -147,7 +171,7 @@ def run_protocol(
     if db is not None:
         cell = protocol.cell
         preset_name = None if sim is None else str(sim.preset)
-        attrs = cell_attributes(protocol, preset_name)
+        attrs = cell_attributes(protocol, None if sim is None else load_sim_preset(sim))
         recorder = db.open_run(
             protocol_name=protocol.name, protocol_text=protocol.text, protocol_source=protocol.source,
             cell_label=cell.id, cell_kind=cell.kind, cell_attrs=attrs,

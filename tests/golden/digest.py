@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from labctl.studies.mg_anode import LIBRARY_DIR
+
 ROOT = Path(__file__).resolve().parents[2]
-LIB = ROOT / "protocols" / "library"
+LIB = LIBRARY_DIR
 
 # (protocol file in the library, preset, seed, replicate)
 CASES: list[tuple[str, str, int, int]] = [
