@@ -72,6 +72,16 @@ class Database:
         self.max_queued_samples = int(max_queued_samples)
         self.commit_rows = int(commit_rows)
         self.commit_interval = float(commit_interval)
+        #: seconds between heartbeats of a running run's writer (see labctl.db.liveness)
+        self.heartbeat_interval = 5.0
+        #: where writers keep what they cannot commit during a database outage (see labctl.db.spill)
+        self.spill_dir: Path | None = None
+        #: how long a finishing run waits for an unreachable database before it gives up (spill kept)
+        self.outage_wait = 30.0
+        u = make_url(self._url)
+        self.sqlite_path: str | None = (u.database if u.get_backend_name() == "sqlite" and u.database
+                                        and u.database != ":memory:" and not u.database.startswith("file:")
+                                        else None)
         self._recorders: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
         self._recorders_lock = threading.Lock()
         self._closed = False

@@ -18,6 +18,8 @@ from __future__ import annotations
 import atexit
 import collections
 import itertools
+import logging
+import os
 import sys
 import threading
 import time
@@ -29,6 +31,7 @@ import sqlalchemy as sa
 
 from labctl.db import pgcopy
 from labctl.db.jsonutil import jsonable
+from labctl.db.spill import SpillFile, StorageOutage, default_spill_dir, is_outage, read_spill
 from labctl.db.schema import FLOAT_SAMPLE_COLUMNS, SAMPLE_ID_BITS, checkpoints, events, runs, samples, steps
 
 if TYPE_CHECKING:
@@ -70,6 +73,12 @@ class RunRecorder:
         self._closed = False
         self._sink = _make_sink(db, run_id)
         self._heartbeat_every = float(getattr(db, "heartbeat_interval", 5.0))
+        self._spill: SpillFile | None = None
+        self._spill_n = 0
+        self._spill_dir = getattr(db, "spill_dir", None) or default_spill_dir()
+        self._outage_wait = float(getattr(db, "outage_wait", 30.0))
+        self._sqlite_path = getattr(db, "sqlite_path", None)
+        self._last_t = 0.0
         self._last_beat = time.monotonic()
         self._thread = threading.Thread(
             target=self._writer, name=f"labctl-db-writer-run-{run_id}", daemon=True
@@ -126,6 +135,7 @@ class RunRecorder:
         if n == 0:
             self._check()
             return
+        self._last_t = float(arrays[0][-1])
         self._put((_SAMPLES, time.monotonic(), int(step_index), int(cycle), arrays, n), n)
 
     def step_ended(
@@ -269,9 +279,13 @@ class RunRecorder:
             while True:
                 batch, rows, stop = self._take()
                 if batch:
-                    self._write(batch)
+                    self._commit_or_spill(batch, rows)
+                elif self._spill is not None:
+                    self._maybe_replay()
                 elif not stop and time.monotonic() - self._last_beat >= self._heartbeat_every:
                     self._beat()
+                if stop and self._spill is not None:
+                    self._final_replay()
                 with self._lock:
                     self._queued_samples -= rows
                     self._not_full.notify_all()
@@ -323,6 +337,20 @@ class RunRecorder:
                     if not self._not_empty.wait(self._heartbeat_every) and not self._queue:
                         return batch, rows, False  # idle: let the writer beat
 
+    def _final_replay(self) -> None:
+        """At the end of the run: wait up to ``outage_wait`` s for the database, then give up
+        with the spill file kept (``labctl spill replay FILE`` writes it later)."""
+        deadline = time.monotonic() + self._outage_wait
+        while not self._maybe_replay(force=True):
+            if time.monotonic() >= deadline:
+                assert self._spill is not None
+                self._spill.close()
+                raise StorageOutage(
+                    f"the database stayed unreachable ({self._outage_reason}); {self._spill.samples} samples "
+                    f"of run {self.run_id} are kept in {self._spill.path} (hint: when the database is back, "
+                    f"run `labctl spill replay {self._spill.path}`)")
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
     def _beat(self) -> None:
         """The owner is alive: refresh the run's heartbeat (also done by every commit)."""
         with self._db._tx(write=True) as conn:
@@ -332,69 +360,131 @@ class RunRecorder:
 
     def _write(self, batch: list[tuple]) -> None:
         """One transaction: every item of the batch, in order, then the sample counters."""
-        if all(item[0] in (_FLUSH, _STOP) for item in batch):
-            return
-        run_id = self.run_id
-        n0 = self._n_committed
-        n = n0
-        ranges: dict[int, list[int]] = {}
-        sink = self._sink
-        with self._db._tx(write=True) as conn:
-            raw = conn.connection.driver_connection
-            sink.start()
-            for item in batch:
-                kind = item[0]
-                if kind == _SAMPLES:
-                    _, _, step_index, cycle, arrays, count = item
-                    if n + count > _MAX_SAMPLES:
-                        raise OverflowError(f"run {run_id}: more than 2**{SAMPLE_ID_BITS} samples")
-                    sink.add(conn, raw, self._base + n, step_index, cycle, arrays)
-                    r = ranges.get(step_index)
-                    if r is None:
-                        ranges[step_index] = [n, n + count - 1]
-                    else:
-                        r[1] = n + count - 1
-                    n += count
-                    continue
-                if kind in (_FLUSH, _STOP):
-                    continue
-                sink.flush(conn, raw)
-                if kind == _STEP_START:
-                    _, _, step_index, path, skind, label, cycle, params, t = item
-                    conn.execute(steps.insert().values(
-                        run_id=run_id, step_index=step_index, path=path, kind=skind, label=label,
-                        cycle=cycle, params=params, t_start=t))
-                elif kind == _STEP_END:
-                    _, _, step_index, t, reason, detail, n_samples, charge = item
-                    conn.execute(steps.update()
-                                 .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
-                                 .values(t_end=t, end_reason=reason, end_detail=detail,
-                                         n_samples=n_samples, charge=charge))
-                elif kind == _EVENT:
-                    _, _, t, ekind, message, data = item
-                    conn.execute(events.insert().values(
-                        run_id=run_id, t=t, kind=ekind, message=message, data=data))
-                elif kind == _CHECKPOINT:
-                    _, _, t, state = item
-                    conn.execute(checkpoints.insert().values(run_id=run_id, t=t, state=state))
-                elif kind == _FINISH:
-                    _, _, status, reason, ended = item
-                    conn.execute(runs.update().where(runs.c.id == run_id)
-                                 .values(status=status, end_reason=reason, ended_unix=ended))
+        if self._sqlite_path is not None and not os.path.exists(self._sqlite_path):
+            raise StorageOutage(f"the database file {self._sqlite_path} is gone (its folder deleted or unmounted)")
+        beat = time.monotonic() - self._last_beat >= self._heartbeat_every
+        self._n_committed = commit_batch(self._db, self.run_id, self._sink, self._n_committed, batch, heartbeat=beat)
+        if beat:
+            self._last_beat = time.monotonic()
+
+    # ------------------------------------------------------------------ storage outages
+    def _commit_or_spill(self, batch: list[tuple], rows: int) -> None:
+        if self._spill is None:
+            try:
+                self._write(batch)
+                return
+            except BaseException as exc:
+                if not is_outage(exc):
+                    raise
+                self._begin_outage(exc)
+        assert self._spill is not None
+        self._spill.append(self._spill_n, batch, rows)
+        self._spill_n += rows
+        self._maybe_replay()
+
+    def _begin_outage(self, exc: BaseException) -> None:
+        path = self._spill_dir / f"run-{self.run_id}-{os.getpid()}.spill"
+        self._spill = SpillFile(path)
+        self._spill_n = self._n_committed
+        self._spill_pending = []  # batches in the file not yet committed, in order
+        self._outage_since = time.monotonic()
+        self._retry_at = time.monotonic() + 0.5
+        self._backoff = 0.5
+        self._outage_reason = f"{type(exc).__name__}: {exc}"[:500]
+        log.error("run %s: database unreachable (%s); samples go to %s until it returns",
+                  self.run_id, self._outage_reason, path)
+
+    def _maybe_replay(self, force: bool = False) -> bool:
+        """Try to write the spill file back; True once it is empty (the outage is over)."""
+        if self._spill is None:
+            return True
+        if not force and time.monotonic() < self._retry_at:
+            return False
+        try:
+            for n_first, batch in read_spill(self._spill.path):
+                if n_first < self._n_committed:
+                    continue  # committed by an earlier, interrupted replay
+                self._write(batch)
+        except BaseException as exc:
+            if not is_outage(exc):
+                raise
+            self._backoff = min(self._backoff * 2, 30.0)
+            self._retry_at = time.monotonic() + self._backoff
+            return False
+        spilled, lasted = self._spill.samples, time.monotonic() - self._outage_since
+        self._spill.remove()
+        self._spill = None
+        note = (_EVENT, time.monotonic(), self._last_t, "storage",
+                f"database unreachable for {lasted:.0f} s ({self._outage_reason}); {spilled} samples kept in a "
+                f"spill file and written back in order", None)
+        try:
+            self._write([note])
+        except Exception:  # noqa: BLE001 - the data is in; the note is a courtesy
+            log.warning("run %s: %s", self.run_id, note[4])
+        return True
+
+def commit_batch(db: Database, run_id: int, sink: Any, n0: int, batch: list[tuple], *, heartbeat: bool = True) -> int:
+    """One transaction: every item of ``batch``, in order, then the sample counters; the new count."""
+    if all(item[0] in (_FLUSH, _STOP) for item in batch):
+        return n0
+    n = n0
+    base = run_id << SAMPLE_ID_BITS
+    ranges: dict[int, list[int]] = {}
+    with db._tx(write=True) as conn:
+        raw = conn.connection.driver_connection
+        sink.start()
+        for item in batch:
+            kind = item[0]
+            if kind == _SAMPLES:
+                _, _, step_index, cycle, arrays, count = item
+                if n + count > _MAX_SAMPLES:
+                    raise OverflowError(f"run {run_id}: more than 2**{SAMPLE_ID_BITS} samples")
+                sink.add(conn, raw, base + n, step_index, cycle, arrays)
+                r = ranges.get(step_index)
+                if r is None:
+                    ranges[step_index] = [n, n + count - 1]
+                else:
+                    r[1] = n + count - 1
+                n += count
+                continue
+            if kind in (_FLUSH, _STOP):
+                continue
             sink.flush(conn, raw)
-            for step_index, (first, last) in ranges.items():
-                conn.execute(
-                    steps.update()
-                    .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
-                    .values(first_sample=sa.func.coalesce(steps.c.first_sample, first),
-                            last_sample=last))
-            if n != n0:
-                conn.execute(runs.update().where(runs.c.id == run_id).values(n_samples=n))
-            if time.monotonic() - self._last_beat >= self._heartbeat_every:
-                conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running")
-                             .values(heartbeat_unix=time.time()))
-                self._last_beat = time.monotonic()
-        self._n_committed = n
+            if kind == _STEP_START:
+                _, _, step_index, path, skind, label, cycle, params, t = item
+                conn.execute(steps.insert().values(
+                    run_id=run_id, step_index=step_index, path=path, kind=skind, label=label,
+                    cycle=cycle, params=params, t_start=t))
+            elif kind == _STEP_END:
+                _, _, step_index, t, reason, detail, n_samples, charge = item
+                conn.execute(steps.update()
+                             .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
+                             .values(t_end=t, end_reason=reason, end_detail=detail,
+                                     n_samples=n_samples, charge=charge))
+            elif kind == _EVENT:
+                _, _, t, ekind, message, data = item
+                conn.execute(events.insert().values(
+                    run_id=run_id, t=t, kind=ekind, message=message, data=data))
+            elif kind == _CHECKPOINT:
+                _, _, t, state = item
+                conn.execute(checkpoints.insert().values(run_id=run_id, t=t, state=state))
+            elif kind == _FINISH:
+                _, _, status, reason, ended = item
+                conn.execute(runs.update().where(runs.c.id == run_id)
+                             .values(status=status, end_reason=reason, ended_unix=ended))
+        sink.flush(conn, raw)
+        for step_index, (first, last) in ranges.items():
+            conn.execute(
+                steps.update()
+                .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
+                .values(first_sample=sa.func.coalesce(steps.c.first_sample, first),
+                        last_sample=last))
+        if n != n0:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(n_samples=n))
+        if heartbeat:
+            conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running")
+                         .values(heartbeat_unix=time.time()))
+    return n
 
 
 def _text(value: Any) -> str | None:
@@ -548,3 +638,6 @@ def close_all() -> None:
 
 
 atexit.register(close_all)
+
+make_sink = _make_sink
+log = logging.getLogger("labctl.db")
