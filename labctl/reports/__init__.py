@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from labctl.reports.downsample import ENVELOPE_BINS, RAW_POINT_LIMIT, Envelope
 from labctl.reports.html_index import Report
-from labctl.reports.runview import TRACE_KINDS, CycleSeries, RunView, Spectrum, TafelCurve
+from labctl.reports.runview import (
+    TRACE_KINDS,
+    CycleSeries,
+    RunView,
+    Spectrum,
+    TafelCurve,
+)
 from labctl.reports.series import ArrheniusData, arrhenius_data
 from labctl.reports.text import display_value
 
@@ -62,8 +68,13 @@ _LAZY = {
     "plot_sweeps": "sweeps",
 }
 
-__all__ = ["ENVELOPE_BINS", "RAW_POINT_LIMIT", "TRACE_KINDS", "ArrheniusData", "CycleSeries", "Envelope", "Report",
-           "RunView", "Spectrum", "TafelCurve", "arrhenius_data", "display_value", *_LAZY]
+__all__ = [
+    "ENVELOPE_BINS", "RAW_POINT_LIMIT", "TRACE_KINDS", "ArrheniusData", "CycleSeries", "Envelope", "Report", "RunView",
+    "Spectrum", "TafelCurve", "arrhenius_data", "build_comparison", "build_report", "compare_runs", "display_value",
+    "plot_arrhenius", "plot_bode", "plot_ce", "plot_dqdv", "plot_hysteresis", "plot_nyquist", "plot_polarisation",
+    "plot_sweeps", "plot_tafel", "plot_temperature", "plot_voltage_capacity", "plot_voltage_time", "write_report",
+]
+assert set(__all__) >= set(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

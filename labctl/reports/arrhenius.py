@@ -12,7 +12,7 @@ from labctl.reports.series import ArrheniusData, arrhenius_data
 from labctl.reports.style import new_figure, save
 from labctl.reports.tafel import R_GAS
 
-__all__ = ["draw_arrhenius", "arrhenius_axes", "plot_arrhenius"]
+__all__ = ["arrhenius_axes", "draw_arrhenius", "plot_arrhenius"]
 
 
 def draw_arrhenius(ax: Any, a: ArrheniusData, colour: Any, label: str) -> None:

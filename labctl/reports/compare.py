@@ -6,25 +6,53 @@ unless the caller gives labels.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from labctl.reports.arrhenius import arrhenius_axes, draw_arrhenius
 from labctl.reports.cycling import ce_window, draw_ce
 from labctl.reports.downsample import voltage_trace
-from labctl.reports.eis import SpecStyle, bode_figure, nyquist_figure, spectra_mode, spectrum_colours, step_label
+from labctl.reports.eis import (
+    SpecStyle,
+    bode_figure,
+    nyquist_figure,
+    spectra_mode,
+    spectrum_colours,
+    step_label,
+)
 from labctl.reports.full_cell import draw_voltage_capacity, is_full_cycling
-from labctl.reports.html_index import (Report, comparison_table, draw_figures, esc, figures_html, notes_html,
-                                       write_index)
+from labctl.reports.html_index import (
+    Report,
+    comparison_table,
+    draw_figures,
+    esc,
+    figures_html,
+    notes_html,
+    write_index,
+)
 from labctl.reports.runview import TRACE_KINDS, CycleSeries, RunView, time_span
-from labctl.reports.series import arrhenius_data, capacity_series, ce_series, hysteresis_series
-from labctl.reports.style import RUN_CMAPS, marker_size, new_figure, run_colour, save, series_style, unit_tex
+from labctl.reports.series import (
+    arrhenius_data,
+    capacity_series,
+    ce_series,
+    hysteresis_series,
+)
+from labctl.reports.style import (
+    RUN_CMAPS,
+    marker_size,
+    new_figure,
+    run_colour,
+    save,
+    series_style,
+    unit_tex,
+)
 from labctl.reports.tafel import draw_tafel, tafel_axes
 from labctl.reports.text import cycles_text, fmt_duration, time_unit
 
-__all__ = ["run_labels", "build_comparison", "compare_runs"]
+__all__ = ["build_comparison", "compare_runs", "run_labels"]
 
 #: a run of the comparison: its view, its label and its index (which picks its colour)
 Row = tuple[RunView, str, int]
@@ -280,8 +308,8 @@ def build_comparison(db: Any, run_ids: Sequence[int], out_dir: str | Path, *, la
     for v in views:
         notes += [f"run {v.run_id}: {n}" for n in v.notes]
     body = [f"<h1>Comparison of runs {', '.join(str(v.run_id) for v in views)}</h1>", "<h2>Runs</h2>",
-            "<table><tr><th>label</th><th>run</th><th>protocol</th><th>cell</th><th>status</th><th>end reason</th>"
-            "<th>duration</th><th>samples</th></tr>"]
+            ("<table><tr><th>label</th><th>run</th><th>protocol</th><th>cell</th><th>status</th><th>end reason</th>"
+             "<th>duration</th><th>samples</th></tr>")]
     for v, lab in zip(views, labs):
         body.append(f"<tr><td>{esc(lab)}</td><td>{v.run_id}</td><td>{esc(v.run.get('protocol'))}</td>"
                     f"<td>{esc(v.cell_title())}</td><td>{esc(v.run.get('status'))}</td><td>{esc(v.run.get('end_reason'))}</td>"

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from labctl.reports.runview import CycleSeries, RunView
-from labctl.reports.series import capacity_series, ce_series, de_series, hysteresis_series
+from labctl.reports.series import (
+    capacity_series,
+    ce_series,
+    de_series,
+    hysteresis_series,
+)
 from labctl.reports.style import marker_size, new_figure, save, series_style, unit_tex
 from labctl.reports.text import fmt
 
@@ -56,7 +62,7 @@ def plot_ce(view: RunView, path: Path) -> Path | None:
     fig = new_figure(9.0, 6.8)
     a1, a2 = fig.subplots(2, 1, sharex=True)
     if cap is not None:
-        for s, style in zip(cap, (dict(marker="o", mfc="none"), dict(marker="s"))):
+        for s, style in zip(cap, ({"marker": "o", "mfc": "none"}, {"marker": "s"})):
             a1.plot(s.cycles, s.values, ls="-" if s.cycles.size < 400 else "none", lw=0.6,
                     ms=marker_size(s.cycles.size), label=s.label, **style)
         a1.set_ylabel(f"{'Specific capacity' if full else 'Capacity'} / {unit_tex(cap[0].unit)}")

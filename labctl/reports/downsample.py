@@ -6,7 +6,7 @@ A run of millions of samples plots in seconds and is never held in memory whole.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
+from matplotlib.colors import Colormap, Normalize
 from matplotlib.lines import Line2D
 
 from labctl.reports.runview import RunView, Spectrum
-from labctl.reports.style import (RUN_COLOURS, TEMPERATURE_CMAP, Figure, new_figure, ohm_scale, ohm_text, save)
+from labctl.reports.style import (
+    RUN_COLOURS,
+    TEMPERATURE_CMAP,
+    Figure,
+    new_figure,
+    ohm_scale,
+    ohm_text,
+    save,
+)
 
-__all__ = ["SpecStyle", "spectra_mode", "step_label", "spectrum_colours", "eis_styles", "nyquist_figure",
-           "bode_figure", "plot_nyquist", "plot_bode"]
+__all__ = [
+    "SpecStyle",
+    "bode_figure",
+    "eis_styles",
+    "nyquist_figure",
+    "plot_bode",
+    "plot_nyquist",
+    "spectra_mode",
+    "spectrum_colours",
+    "step_label",
+]
 
 
 @dataclass
@@ -143,7 +161,7 @@ def _fit_legend(ax: Any, styles: Sequence[SpecStyle], fontsize: int = 8, below: 
         summary = _fit_summary(st.spectrum) if len(styles) <= 6 else ""
         labels.append(st.label + (f" ({summary})" if summary else ""))
     if len(handles) > 4:  # below the axes, not over the data
-        kw = dict(loc="upper center", bbox_to_anchor=(0.5, -below), ncol=2 if len(handles) > 5 else 1)
+        kw = {"loc": "upper center", "bbox_to_anchor": (0.5, -below), "ncol": 2 if len(handles) > 5 else 1}
     ax.legend(handles, labels, title=title, title_fontsize=fontsize, fontsize=fontsize, **kw)
 
 
@@ -152,6 +170,7 @@ def _colourbar_if_many(fig: Figure, ax: Any, styles: Sequence[SpecStyle], mode: 
     if len(styles) <= 12:
         return
     sps = [s.spectrum for s in styles]
+    cmap: Colormap
     if mode == "temperature":
         vals = [s.temperature for s in sps]
         cmap, label = TEMPERATURE_CMAP, "temperature / °C"

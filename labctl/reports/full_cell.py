@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.lines import Line2D
@@ -11,7 +12,7 @@ from matplotlib.lines import Line2D
 from labctl.reports.runview import RunView
 from labctl.reports.style import cycle_colours, new_figure, save
 
-__all__ = ["is_full_cycling", "pick_cycles", "draw_voltage_capacity", "plot_voltage_capacity", "plot_dqdv"]
+__all__ = ["draw_voltage_capacity", "is_full_cycling", "pick_cycles", "plot_dqdv", "plot_voltage_capacity"]
 
 
 def is_full_cycling(view: RunView) -> bool:

@@ -9,17 +9,32 @@ import html
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from labctl.reports.runview import RunView
 from labctl.reports.text import display_value, electrodes, fmt_duration, result_note
 
-__all__ = ["Report", "Figures", "esc", "draw_figures", "remove_stale", "html_page", "write_index", "figures_html",
-           "notes_html", "results_table", "analysis_errors", "summary_rows", "comparison_table", "write_json"]
+__all__ = [
+    "Figures",
+    "Report",
+    "analysis_errors",
+    "comparison_table",
+    "draw_figures",
+    "esc",
+    "figures_html",
+    "html_page",
+    "notes_html",
+    "remove_stale",
+    "results_table",
+    "summary_rows",
+    "write_index",
+    "write_json",
+]
 
 #: (png path, caption) of the figures a page shows, in order
 Figures = list[tuple[Path, str]]
@@ -112,8 +127,8 @@ def results_table(results: Sequence[dict]) -> str:
     rows = [r for r in results if r.get("name") != "analysis_error"]
     if not rows:
         return "<p>No results.</p>"
-    out = ["<table><tr><th>result</th><th>value</th><th>± (1σ)</th><th>unit</th><th>method</th><th>step</th>"
-           "<th>notes</th></tr>"]
+    out = [("<table><tr><th>result</th><th>value</th><th>± (1σ)</th><th>unit</th><th>method</th><th>step</th>"
+            "<th>notes</th></tr>")]
     for r in rows:
         v, u, unit = display_value(r)
         si = r.get("step_index")
@@ -176,7 +191,7 @@ def comparison_table(views: Sequence[RunView], labels: Sequence[str]) -> str:
     for v in views:
         m: dict[str, dict] = {}
         for r in v.results:
-            n = r.get("name")
+            n = str(r.get("name"))
             if n in ("analysis_error", "linkk_residual_rms") or n in m:
                 continue
             m[n] = r
@@ -190,11 +205,10 @@ def comparison_table(views: Sequence[RunView], labels: Sequence[str]) -> str:
         cells = []
         unit = ""
         for m in per_run:
-            r = m.get(n)
-            if r is None:
+            if n not in m:
                 cells.append("<td></td>")
                 continue
-            val, u, unit = display_value(r)
+            val, u, unit = display_value(m[n])
             cells.append(f"<td class=\"num\">{esc(val)}{' ± ' + esc(u) if u else ''}</td>")
         out.append(f"<tr><td>{esc(n)}{' / ' + esc(unit) if unit else ''}</td>{''.join(cells)}</tr>")
     out.append("</table>")

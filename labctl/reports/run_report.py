@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from labctl.reports.arrhenius import plot_arrhenius
 from labctl.reports.cycling import plot_ce, plot_hysteresis, plot_polarisation
 from labctl.reports.eis import plot_bode, plot_nyquist
 from labctl.reports.full_cell import plot_dqdv, plot_voltage_capacity
-from labctl.reports.html_index import (Report, analysis_errors, draw_figures, esc, figures_html, notes_html,
-                                       results_table, summary_rows, write_index, write_json)
+from labctl.reports.html_index import (
+    Report,
+    analysis_errors,
+    draw_figures,
+    esc,
+    figures_html,
+    notes_html,
+    results_table,
+    summary_rows,
+    write_index,
+    write_json,
+)
 from labctl.reports.runview import RunView
 from labctl.reports.sweeps import plot_sweeps
 from labctl.reports.tafel import plot_tafel
@@ -23,22 +34,22 @@ __all__ = ["PLOTS", "build_report", "write_report"]
 #: (file, plot(view, path), caption) in the order of the page; the voltage-time plot also takes the zoom cycles
 PLOTS: list[tuple[str, Callable[[RunView, Path], Path | None], str]] = [
     ("voltage_time.png", plot_voltage_time,
-     "Voltage against test time for the whole run (a min/max envelope per pixel column when the run is long); "
-     "the shaded ranges are shown enlarged below."),
+     ("Voltage against test time for the whole run (a min/max envelope per pixel column when the run is long); "
+      "the shaded ranges are shown enlarged below.")),
     ("nyquist.png", plot_nyquist,
      "Nyquist plot of every impedance spectrum (points) with the fitted equivalent circuit (lines); equal axes."),
     ("bode.png", plot_bode, "Bode plot: |Z| and phase against frequency, data (points) and fits (lines)."),
     ("tafel.png", plot_tafel,
-     "Tafel plot: |j| against overpotential, with the Butler-Volmer fit over the fit window, the Tafel lines "
-     "extrapolated to η = 0 and the exchange current density j0 (star)."),
+     ("Tafel plot: |j| against overpotential, with the Butler-Volmer fit over the fit window, the Tafel lines "
+      "extrapolated to η = 0 and the exchange current density j0 (star).")),
     ("arrhenius.png", plot_arrhenius,
-     "Arrhenius plot of 1/Rct (charge-transfer resistance from the EIS fits) against 1000/T, with the straight-line "
-     "fit that gives the activation energy."),
+     ("Arrhenius plot of 1/Rct (charge-transfer resistance from the EIS fits) against 1000/T, with the "
+      "straight-line fit that gives the activation energy.")),
     ("temperature.png", plot_temperature, "Temperature of the stage against time, with set points and EIS spectra."),
     ("ce_capacity.png", plot_ce, "Capacity (or plated/stripped charge) and coulombic efficiency per cycle."),
     ("hysteresis.png", plot_hysteresis,
-     "Voltage hysteresis per cycle: half the difference of the plateau voltages (central 50 % of each half-cycle) "
-     "of stripping and plating."),
+     ("Voltage hysteresis per cycle: half the difference of the plateau voltages (central 50 % of each "
+      "half-cycle) of stripping and plating.")),
     ("polarisation.png", plot_polarisation, "Polarisation ΔE at 50 % capacity per cycle."),
     ("voltage_capacity.png", plot_voltage_capacity, "Voltage against specific capacity for selected cycles."),
     ("dqdv.png", plot_dqdv, "Differential capacity dQ/dV for selected cycles (discharge negative)."),

@@ -7,8 +7,9 @@ No matplotlib here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from labctl.reports.text import cell_title, run_title
 #: step kinds whose voltage is a time trace (not a spectrum, not a stage log)
 TRACE_KINDS = ("rest", "galvanostatic", "potentiostatic", "tafel", "lsv", "cv")
 
-__all__ = ["TRACE_KINDS", "Spectrum", "TafelCurve", "CycleSeries", "RunView", "cell_info", "time_span"]
+__all__ = ["TRACE_KINDS", "CycleSeries", "RunView", "Spectrum", "TafelCurve", "cell_info", "time_span"]
 
 
 def _as_dict(r: Any) -> dict:
@@ -54,7 +55,7 @@ def cell_info(run: dict) -> dict:
             for k, v in p.cell.model_dump().items():
                 if v is not None:
                     info.setdefault(k, v)
-        except Exception:  # noqa: BLE001 - an old protocol text that no longer validates: plot without it
+        except Exception:  # noqa: BLE001, S110 - an old protocol text that no longer validates: plot without it
             pass
     return info
 
@@ -138,11 +139,8 @@ class RunView:
     def label(self) -> str:
         """'preset / cell id' as stored with the run (the protocol name when it has neither)."""
         r = self.run
-        parts = [str(r["preset"]) if r.get("preset") else None, str(self.cell.get("id") or r.get("cell") or "") or None]
-        parts = [p for p in parts if p]
-        if not parts:
-            parts = [str(r.get("protocol") or "run")]
-        return " / ".join(parts)
+        parts = [str(x) for x in (r.get("preset"), self.cell.get("id") or r.get("cell")) if x]
+        return " / ".join(parts) if parts else str(r.get("protocol") or "run")
 
     def cell_title(self) -> str:
         return cell_title(self.cell)

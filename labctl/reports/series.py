@@ -13,7 +13,7 @@ import numpy as np
 
 from labctl.reports.runview import CycleSeries, RunView
 
-__all__ = ["ce_series", "hysteresis_series", "capacity_series", "de_series", "ArrheniusData", "arrhenius_data"]
+__all__ = ["ArrheniusData", "arrhenius_data", "capacity_series", "ce_series", "de_series", "hysteresis_series"]
 
 
 def ce_series(view: RunView) -> CycleSeries | None:

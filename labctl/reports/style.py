@@ -7,8 +7,9 @@ This module imports matplotlib; only the plotting modules import it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,8 +25,22 @@ RUN_CMAPS = ["Blues", "Reds", "Greens", "Oranges", "Purples", "Greys", "YlOrBr",
 #: blue (cold) -> purple -> red (hot), no pale middle
 TEMPERATURE_CMAP = LinearSegmentedColormap.from_list("labctl_temperature", ["#2166ac", "#7b3294", "#d7191c"])
 
-__all__ = ["DPI", "RUN_COLOURS", "RUN_CMAPS", "TEMPERATURE_CMAP", "Figure", "new_figure", "save", "run_colour",
-           "ohm_scale", "ohm_text", "marker_size", "series_style", "unit_tex", "cycle_colours"]
+__all__ = [
+    "DPI",
+    "RUN_CMAPS",
+    "RUN_COLOURS",
+    "TEMPERATURE_CMAP",
+    "Figure",
+    "cycle_colours",
+    "marker_size",
+    "new_figure",
+    "ohm_scale",
+    "ohm_text",
+    "run_colour",
+    "save",
+    "series_style",
+    "unit_tex",
+]
 
 
 def new_figure(width: float = 9.0, height: float = 5.5) -> Figure:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from matplotlib.lines import Line2D
@@ -16,7 +17,7 @@ from labctl.reports.text import fmt
 F_FARADAY = 96485.33212
 R_GAS = 8.314462618
 
-__all__ = ["F_FARADAY", "R_GAS", "tafel_model", "fmt_j", "draw_tafel", "tafel_axes", "plot_tafel"]
+__all__ = ["F_FARADAY", "R_GAS", "draw_tafel", "fmt_j", "plot_tafel", "tafel_axes", "tafel_model"]
 
 Curve = Callable[[np.ndarray], np.ndarray]
 

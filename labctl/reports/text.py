@@ -6,14 +6,26 @@ No matplotlib here: the HTML side and :class:`~labctl.reports.runview.RunView` u
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from labctl.core.formatting import fmt_duration
 
-__all__ = ["fmt", "fmt_duration", "time_unit", "cycle_groups", "group_label", "cycles_text", "electrodes",
-           "cell_title", "run_title", "display_value", "result_note"]
+__all__ = [
+    "cell_title",
+    "cycle_groups",
+    "cycles_text",
+    "display_value",
+    "electrodes",
+    "fmt",
+    "fmt_duration",
+    "group_label",
+    "result_note",
+    "run_title",
+    "time_unit",
+]
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -43,7 +55,7 @@ def time_unit(span_s: float) -> tuple[str, float]:
 def cycle_groups(cycles: Sequence[int]) -> list[list[int]]:
     """Sorted cycles split into runs of consecutive numbers: [1,2,3,9,10] -> [[1,2,3],[9,10]]."""
     out: list[list[int]] = []
-    for c in sorted(set(int(c) for c in cycles)):
+    for c in sorted({int(c) for c in cycles}):
         if out and c == out[-1][-1] + 1:
             out[-1].append(c)
         else:

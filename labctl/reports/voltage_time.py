@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from labctl.reports.runview import TRACE_KINDS, RunView, time_span
 from labctl.reports.style import new_figure, save
 from labctl.reports.text import cycle_groups, group_label, time_unit
 
-__all__ = ["default_zoom", "zoom_groups", "current_steps", "plot_voltage_time"]
+__all__ = ["current_steps", "default_zoom", "plot_voltage_time", "zoom_groups"]
 
 
 def default_zoom(cycles: Sequence[int], short_cycle: int | None) -> list[list[int]]:
@@ -32,7 +32,7 @@ def zoom_groups(view: RunView, zoom_cycles: Sequence[int] | None) -> list[list[i
     if zoom_cycles:
         have = set(cycles)
         chosen = [int(c) for c in zoom_cycles if int(c) in have]
-        missing = sorted(set(int(c) for c in zoom_cycles) - have)
+        missing = sorted({int(c) for c in zoom_cycles} - have)
         if missing:
             view.notes.append(f"zoom: run {view.run_id} has no cycle {', '.join(map(str, missing))} "
                               f"(cycles {cycles[0]}-{cycles[-1]})" if cycles else f"zoom: run {view.run_id} has no cycles")
@@ -107,7 +107,7 @@ def plot_voltage_time(view: RunView, path: Path, zoom_cycles: Sequence[int] | No
     aur = view.result_value("ce_aurbach")
     if aur is not None and aur.get("value") is not None:
         ax.text(0.01, 0.97, f"Aurbach CE$_{{avg}}$ = {100 * float(aur['value']):.2f} %", transform=ax.transAxes,
-                ha="left", va="top", fontsize=9, bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
+                ha="left", va="top", fontsize=9, bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
     if sc is not None:
         ax.legend(loc="best", fontsize=8)
     if cur is not None:
