@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from labctl.analysis.circuit import parse_circuit
+from labctl.cli.report import parse_cycles
 from labctl.reports import (
     Envelope,
     RunView,
-    _default_zoom,
     build_comparison,
     build_report,
     compare_runs,
@@ -26,7 +26,7 @@ from labctl.reports import (
     plot_voltage_time,
     write_report,
 )
-from labctl.cli.report import parse_cycles
+from labctl.reports.voltage_time import default_zoom as _default_zoom
 
 COLUMNS = ("step_index", "cycle", "t", "voltage", "current", "charge", "temperature", "frequency", "z_re", "z_im")
 AREA = 1.267
@@ -166,8 +166,10 @@ def eis_temperature_run(temps=(25.0, 40.0, 60.0), ea=36.65e3):
     samples["cycle"] = np.zeros(n)
     samples["current"] = np.zeros(n)
     samples["charge"] = np.zeros(n)
+    # the circuit to fit is stored with the cell (the report guesses nothing from the preset or electrode names)
     run = {"cell": "T1", "cell_kind": "symmetric", "preset": "br-mg",
-           "cell_attrs": {"kind": "symmetric", "id": "T1", "working": "Br-Mg", "counter": "Br-Mg", "area_cm2": AREA}}
+           "cell_attrs": {"kind": "symmetric", "id": "T1", "working": "Br-Mg", "counter": "Br-Mg", "area_cm2": AREA,
+                          "eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)", "sei": True}}
     return run, steps, samples
 
 
@@ -400,3 +402,57 @@ def test_reusing_an_output_directory_leaves_no_stale_plots(tmp_path):
     pngs = _check_report(index)  # every PNG in the directory is this run's
     assert "hysteresis.png" not in pngs and "nyquist.png" in pngs
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_import_does_not_load_matplotlib():
+    """``import labctl.reports`` stays light (the CLI imports it for every command); plots load matplotlib."""
+    import subprocess
+    import sys
+
+    code = ("import labctl.reports, sys; assert 'matplotlib' not in sys.modules, 'matplotlib imported'; "
+            "labctl.reports.plot_voltage_time; assert 'matplotlib' in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_analysis_gets_the_stored_cell_unchanged(monkeypatch):
+    """The cell handed to the dispatcher is the one stored with the run: nothing guessed from preset or electrode
+    names; ``eis_model`` / ``sei`` pass through; the run's own record (meta['cell']) wins over the cell's attributes."""
+    import labctl.analysis
+
+    seen: list[dict] = []
+    monkeypatch.setattr(labctl.analysis, "analyze_run", lambda steps, samples, cell: seen.append(dict(cell)) or [])
+    db = MemoryDB()
+    run, steps, samples = eis_temperature_run(temps=(25.0,))
+    attrs = {"kind": "symmetric", "id": "T1", "working": "Br-Mg", "counter": "Br-Mg", "area_cm2": AREA}
+    rid = db.add_run({**run, "cell_attrs": dict(attrs)}, steps, samples)
+    assert RunView(db, rid).results == []
+    assert seen[-1] == attrs  # no 'anode', no 'sei', no model invented from "br-mg" / "Br-Mg"
+    one_arc = "R0-p(R1,CPE1)"
+    rid = db.add_run({**run, "preset": "bare-mg",
+                      "cell_attrs": {**attrs, "eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)", "sei": True},
+                      "meta": {"cell": {**attrs, "working": "Mg", "counter": "Mg", "eis_model": one_arc, "sei": False}}},
+                     steps, samples)
+    assert RunView(db, rid).results == []
+    assert seen[-1] == {**attrs, "working": "Mg", "counter": "Mg", "eis_model": one_arc, "sei": False}
+
+
+def test_stored_one_arc_model_is_fitted_even_to_two_arc_data(tmp_path):
+    """The report's analysis fits the circuit stored with the run, whatever the names say."""
+    db = MemoryDB()
+    run, steps, samples = eis_temperature_run(temps=(25.0,))
+    run["cell_attrs"] = {**run["cell_attrs"], "eis_model": "R0-p(R1,CPE1)", "sei": False}
+    rid = db.add_run(run, steps, samples)
+    view = RunView(db, rid)
+    assert [sp.circuit for sp in view.spectra] == ["R0-p(R1,CPE1)"]
+
+
+def test_reports_source_has_no_anode_names():
+    """Legends and circuit choice come from what the run stores; the package names no study anode."""
+    src = Path(__file__).resolve().parents[1] / "labctl" / "reports"
+    files = sorted(src.glob("*.py"))
+    assert len(files) > 5
+    for p in files:
+        text = p.read_text(encoding="utf-8").lower()
+        for word in ("br-mg", "bare-mg", "bare mg", "brmg", "baremg"):
+            assert word not in text, (p.name, word)
