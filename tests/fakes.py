@@ -46,7 +46,7 @@ class FakePotentiostat:
     def close(self) -> None:
         self.cell_off()
 
-    def start(self, technique):
+    def start(self, technique) -> GeneratorHandle:
         return GeneratorHandle(self.run(technique), on_stop=self.cell_off)
 
     def run(self, technique):
