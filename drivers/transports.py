@@ -33,7 +33,7 @@ from .transport import Transport, TransportError, TransportTimeout
 
 __all__ = [
     "BufferedTransport", "SerialTransport", "VisaTransport", "ScriptedTransport", "RecordingTransport",
-    "TranscriptTransport", "TransportConfigError", "open_transport", "TRANSCRIPT_FORMAT",
+    "TranscriptTransport", "TransportConfigError", "open_transport", "read_transcript", "TRANSCRIPT_FORMAT",
 ]
 
 TRANSCRIPT_FORMAT = "labctl-transcript/1"

@@ -48,7 +48,7 @@ class FakePotentiostat:
 
     def release(self) -> None: ...
 
-    def start(self, technique):
+    def start(self, technique) -> GeneratorHandle:
         return GeneratorHandle(self.run(technique), on_stop=self.cell_off)
 
     def run(self, technique):

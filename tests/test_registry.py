@@ -11,6 +11,7 @@ from labctl.drivers import registry
 from labctl.drivers.contracts import DipCoater, Potentiostat, TemperatureStage
 from labctl.cli import app
 from labctl.core.clock import VirtualClock
+from labctl.drivers.conformance import check_potentiostat
 from tests.fakes import FakePotentiostat
 
 
@@ -53,3 +54,13 @@ steps:
     assert 1.5 < out["duration_s"] < 10  # wall clock, not virtual time
     rows = json.loads(CliRunner().invoke(app, ["runs", "--db", url, "--json"]).stdout)
     assert rows[0]["simulated"] in (False, 0)
+
+
+def test_third_party_driver_keeps_the_handle_contract():
+    def factory(clock, dt="0.1", block="5"):
+        return FakePotentiostat(clock, dt=float(dt), block=int(block))
+
+    registry.register("potentiostat", "thirdparty-fake", factory)
+    check_potentiostat(registry.load("potentiostat", "thirdparty-fake"), clock=VirtualClock(),
+                       only=["contract", "connect", "start_returns_handle", "read_honours_timeout", "stop",
+                             "cell_off", "close"])
