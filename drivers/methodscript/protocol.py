@@ -151,10 +151,12 @@ def decode_variable(text: str) -> Variable:
         for m in meta:
             if len(m) < 2 or not all(ch in "0123456789ABCDEFabcdef" for ch in m[1:]):
                 raise MethodScriptProtocolError(f"bad metadata {m!r} in {text!r}")
-            if m[0] == "1":
+            if m[0] == "1" and len(m) == 2:  # 1X: status bits
                 status = int(m[1:], 16)
-            elif m[0] == "2":
+            elif m[0] == "2" and len(m) == 3:  # 2XX: range index
                 rng = int(m[1:], 16)
+            elif m[0] in "12":
+                raise MethodScriptProtocolError(f"bad metadata {m!r} in {text!r}")
             elif not m[0].isdigit():
                 raise MethodScriptProtocolError(f"bad metadata {m!r} in {text!r}")
     return Variable(vtype, value, status, rng, meta)
