@@ -36,14 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from labctl.drivers.contracts import (
+from .contracts import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
     Capabilities,
     DeviceError,
     TechniqueState,
 )
-from labctl.drivers.techniques import (
+from .techniques import (
     ConstantPotential,
     CyclicSweep,
     EndInfo,

@@ -110,11 +110,13 @@ class Potentiostat(Protocol):
         """Disconnect the cell (open circuit).  Must be safe to call at any time, twice."""
 
     def close(self) -> None:
-        """Cell off and release the link."""
+        """Cell off and release the link.
 
-    def release(self) -> None:
-        """Release the link without changing anything on the instrument (``labctl instruments``
-        queries a potentiostat that may be running another process's cell: it must stay on)."""
+        Optional, not part of the structural check: ``release()`` lets go of the link without
+        changing anything on the instrument.  ``labctl instruments`` uses it (it queries a
+        potentiostat that may be running another process's cell, which must stay on); a
+        driver without it is only queried through ``identify()`` and left connected until exit.
+        """
 
     def identify(self) -> str:
         """Model, serial number, firmware."""

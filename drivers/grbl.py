@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from labctl.drivers.contracts import CONNECT_TIMEOUT, DeviceError
-from labctl.drivers.transport import Transport, TransportError
+from .contracts import CONNECT_TIMEOUT, DeviceError
+from .transport import Transport, TransportError
 
 STATUS = re.compile(r"<(?P<state>[A-Za-z]+)(?::\d+)?\|(?:MPos|WPos):(?P<x>-?[\d.]+),(?P<y>-?[\d.]+),(?P<z>-?[\d.]+)")
 #: error and alarm codes of GRBL v1.1 that a dip coater can meet (others are reported by number)
@@ -76,7 +76,7 @@ class GrblDipCoater:
     # ------------------------------------------------------------------ link
     def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
         if self._transport is None:
-            from labctl.drivers.transports import RecordingTransport, SerialTransport
+            from .transports import RecordingTransport, SerialTransport
 
             t: Transport = SerialTransport(str(self.port), baudrate=self.baudrate)
             if self._transcript:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import threading
 import time
 
@@ -26,12 +28,12 @@ from tests.fakes import FakePotentiostat
 
 # ---------------------------------------------------------------------- the simulators pass
 def test_simulated_potentiostat_passes_on_a_virtual_clock():
-    check_potentiostat(SimulatedPotentiostat, clock=VirtualClock())
+    check_potentiostat(functools.partial(SimulatedPotentiostat, preset="br-mg"), clock=VirtualClock())
 
 
 def test_simulated_potentiostat_passes_in_real_time():
     t0 = time.monotonic()
-    check_potentiostat(SimulatedPotentiostat, clock=WallClock(), read_timeout=0.5, only=["read_honours_timeout"])
+    check_potentiostat(functools.partial(SimulatedPotentiostat, preset="br-mg"), clock=WallClock(), read_timeout=0.5, only=["read_honours_timeout"])
     assert time.monotonic() - t0 < 10
 
 
@@ -228,7 +230,7 @@ def test_simulator_end_reasons_are_checked_against_the_technique():
     from labctl.drivers.conformance import default_techniques
 
     clock = VirtualClock()
-    p = SimulatedPotentiostat(clock)
+    p = SimulatedPotentiostat(clock, preset="br-mg")
     p.connect()
     h = p.start(default_techniques()["cp"])
     b = h.read(1.0)
