@@ -111,3 +111,19 @@ class GrblEmulator:
 
     def close(self) -> None:
         self._server.close()
+
+
+class MethodScriptEmulatorFactory:
+    """Entry point ``methodscript``: an EmStat emulator on loopback TCP (``model`` option: es4_lr, es4_hr,
+    espico; default es4_lr), its cell from the station's preset."""
+
+    def __init__(self, options: dict[str, Any], *, clock: Any, preset: str, seed: int = 0) -> None:
+        from labctl.simulators.emulators.methodscript import MethodScriptEmulator
+
+        self._em = MethodScriptEmulator(str(options.get("model") or "es4_lr"), preset=preset, seed=seed,
+                                        clock=clock, noise=True)
+        port = self._em.serve_tcp()
+        self.entry = {"port": f"socket://127.0.0.1:{port}"}
+
+    def close(self) -> None:
+        self._em.close()
