@@ -363,8 +363,12 @@ class MethodScriptHandle:
                 if remaining <= 0:
                     break
                 try:
-                    raw = link.read_line(min(remaining, 0.25))
+                    # once samples are in hand, hand them over as soon as the line goes quiet:
+                    # a sample reaches the engine within milliseconds, not at the end of the timeout
+                    raw = link.read_line(min(remaining, 0.002 if rows else 0.25))
                 except TransportTimeout:
+                    if rows:
+                        break
                     if time.monotonic() - self._last > self.silence:
                         raise DeviceTimeout(f"MethodSCRIPT device on {link.address} sent nothing for "
                                             f"{self.silence:g} s while running {self.script.kind}") from None
