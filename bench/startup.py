@@ -50,8 +50,10 @@ def main() -> int:
             times[name].append(wall(cmd))
     med = {k: statistics.median(v) for k, v in times.items()}
     floor = med["python -c pass"]
-    print(f"{date.today()}  {platform.platform()}  python {platform.python_version()}  "
-          f"{os.cpu_count()} cores  median of {args.repeat}")
+    print(
+        f"{date.today()}  {platform.platform()}  python {platform.python_version()}  "
+        f"{os.cpu_count()} cores  median of {args.repeat}"
+    )
     print(f"{'command':<30} {'median s':>9} {'min s':>7} {'ratio':>7} {'above floor s':>14}")
     for name, m in med.items():
         print(f"{name:<30} {m:9.3f} {min(times[name]):7.3f} {m / floor:7.1f} {m - floor:14.3f}")

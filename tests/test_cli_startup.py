@@ -33,8 +33,9 @@ print("\\n@@MODULES@@" + json.dumps({"code": code, "modules": sorted(sys.modules
 
 
 def modules_after(*args: str) -> tuple[int, set[str], str]:
-    r = subprocess.run([sys.executable, "-c", WRAPPER, json.dumps(list(args))], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", WRAPPER, json.dumps(list(args))], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert "@@MODULES@@" in r.stdout, r.stderr[-3000:]
     text, _, tail = r.stdout.rpartition("@@MODULES@@")
     info = json.loads(tail)
@@ -47,8 +48,12 @@ def top(modules: set[str]) -> set[str]:
 
 def bare_scipy_modules() -> set[str]:
     """What ``import scipy`` alone loads (pint imports the bare package when scipy is installed)."""
-    r = subprocess.run([sys.executable, "-c", "import json, sys, scipy; print(json.dumps(sorted(sys.modules)))"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", "import json, sys, scipy; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return {m for m in json.loads(r.stdout) if m == "scipy" or m.startswith("scipy.")}
 
 
@@ -61,8 +66,13 @@ def test_help_imports_no_plotting_fitting_units_or_database_library():
     assert "validate" in output and "fit-eis" in output and "demo" in output
     assert not (top(mods) & HEAVY), sorted(top(mods) & HEAVY)
     # nor labctl's own heavy layers
-    assert not {m for m in mods if m.startswith(("labctl.analysis", "labctl.reports", "labctl.engine",
-                                                  "labctl.db", "labctl.app", "labctl.studies"))}
+    assert not {
+        m
+        for m in mods
+        if m.startswith(
+            ("labctl.analysis", "labctl.reports", "labctl.engine", "labctl.db", "labctl.app", "labctl.studies")
+        )
+    }
 
 
 def test_validate_imports_the_protocol_models_only():
@@ -75,8 +85,21 @@ def test_validate_imports_the_protocol_models_only():
     # pint imports the bare scipy package if it is installed; no fitting code is loaded
     scipy_loaded = {m for m in mods if m == "scipy" or m.startswith("scipy.")}
     assert scipy_loaded <= bare_scipy_modules(), sorted(scipy_loaded - bare_scipy_modules())
-    assert not {m for m in mods if m.startswith(("scipy.optimize", "scipy.stats", "scipy.linalg", "scipy.signal",
-                                                  "labctl.analysis", "labctl.reports", "labctl.engine"))}
+    assert not {
+        m
+        for m in mods
+        if m.startswith(
+            (
+                "scipy.optimize",
+                "scipy.stats",
+                "scipy.linalg",
+                "scipy.signal",
+                "labctl.analysis",
+                "labctl.reports",
+                "labctl.engine",
+            )
+        )
+    }
 
 
 def test_a_bad_protocol_still_fails_with_exit_code_2_and_no_traceback(tmp_path: Path):
@@ -100,8 +123,9 @@ def test_version_prints_the_package_version():
 
     from labctl import __version__
 
-    r = subprocess.run([sys.executable, "-m", "labctl.cli", "--version"], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "labctl.cli", "--version"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"labctl {__version__}"
     assert version("labctl") == __version__  # pyproject's dynamic version reads labctl.__version__

@@ -47,8 +47,14 @@ def analyze(
         value = "-" if x["value"] is None else f"{x['value']:.6g}"
         if x["name"] == "analysis_error":
             value = str((x.get("data") or {}).get("error", ""))[:60]
-        t.add_row(x["name"], value, "" if x.get("uncertainty") is None else f"{x['uncertainty']:.3g}",
-                  x.get("unit") or "", x.get("method") or "", "" if x.get("step_index") is None else str(x["step_index"]))
+        t.add_row(
+            x["name"],
+            value,
+            "" if x.get("uncertainty") is None else f"{x['uncertainty']:.3g}",
+            x.get("unit") or "",
+            x.get("method") or "",
+            "" if x.get("step_index") is None else str(x["step_index"]),
+        )
     out.print(t)
     out.print(f"{len(rows)} results stored for run {run_id}")
 
@@ -72,8 +78,8 @@ def _show(title: str, results: list[Result], extra: list[str], as_json: bool, pa
         print_json(payload)
         return
     table = Table(title=title)
-    for col in ("name", "value", "± 1σ", "unit", "method"):  # noqa: RUF001 - the sigma is meant
-        table.add_column(col, justify="right" if col in ("value", "± 1σ") else "left")  # noqa: RUF001
+    for col in ("name", "value", "± 1σ", "unit", "method"):
+        table.add_column(col, justify="right" if col in ("value", "± 1σ") else "left")
     for r in results:
         table.add_row(r.name, _fmt(r.value), _fmt(r.uncertainty), r.unit, r.method)
     console = Console(soft_wrap=True)
@@ -100,15 +106,18 @@ def parse_floats(text: str, what: str) -> list[float]:
 def fit_eis(
     file: Path = typer.Argument(..., help="Text file: frequency (Hz), Z' (ohm), Z'' (ohm); or BioLogic .mpt/.mpr"),
     circuit: str = typer.Option(..., "--circuit", "-c", help="Circuit, e.g. 'R0-p(R1,CPE1)-p(R2,CPE2)'"),
-    initial: str | None = typer.Option(None, "--initial", "-i",
-                                       help="Initial guess, comma separated, in parameter order"),
+    initial: str | None = typer.Option(
+        None, "--initial", "-i", help="Initial guess, comma separated, in parameter order"
+    ),
     weighting: str = typer.Option("unit", "--weighting", "-w", help=f"Residual weighting: {', '.join(WEIGHTINGS)}"),
     keep_inductive: bool = typer.Option(False, "--keep-inductive", help="Keep points with Z'' > 0"),
     constant: list[str] | None = typer.Option(
-        None, "--constant", help="Hold a parameter fixed, NAME=VALUE (repeatable; impedance.py names work too)"),
+        None, "--constant", help="Hold a parameter fixed, NAME=VALUE (repeatable; impedance.py names work too)"
+    ),
     strict: bool = typer.Option(False, "--strict", help="Fail (exit 2) on a systematic misfit instead of warning"),
     keep_order: bool = typer.Option(
-        False, "--keep-order", help="Keep the arcs as fitted (default: same-structure arcs relabelled fastest first)"),
+        False, "--keep-order", help="Keep the arcs as fitted (default: same-structure arcs relabelled fastest first)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
     """Fit an equivalent circuit to an impedance spectrum from a file."""
@@ -126,8 +135,17 @@ def fit_eis(
         constants[name.strip()] = parse_floats(value, f"--constant {name.strip()}")[0]
     p0 = parse_floats(initial, "--initial") if initial else None
     data = read_eis_file(file, min_points=c.n_params - len(constants))
-    fit = fit_circuit(data.frequency, data.z, c, p0, weighting=weighting, drop_inductive=not keep_inductive,
-                      constants=constants, on_misfit="raise" if strict else "warn", sort_arcs=not keep_order)
+    fit = fit_circuit(
+        data.frequency,
+        data.z,
+        c,
+        p0,
+        weighting=weighting,
+        drop_inductive=not keep_inductive,
+        constants=constants,
+        on_misfit="raise" if strict else "warn",
+        sort_arcs=not keep_order,
+    )
     kk = linkk(fit.frequency, fit.z)
     extra = [
         f"{fit.stats['n_points']} points, weighting {fit.weighting}, initial guess {fit.initial_source}",
@@ -136,10 +154,22 @@ def fit_eis(
         *(f"warning: {w}" for w in fit.warnings),
         *data.notes,
     ]
-    _show(f"{file.name}: {c.text}", fit.results(), extra, as_json,
-          {"file": str(file), "circuit": c.text, "residual": fit.stats, "quality": fit.quality,
-           "warnings": fit.warnings, "initial_guess": fit.initial_source,
-           "linkk": {"passed": kk.passed, "statement": kk.statement, "rms": kk.rms}, "notes": data.notes})
+    _show(
+        f"{file.name}: {c.text}",
+        fit.results(),
+        extra,
+        as_json,
+        {
+            "file": str(file),
+            "circuit": c.text,
+            "residual": fit.stats,
+            "quality": fit.quality,
+            "warnings": fit.warnings,
+            "initial_guess": fit.initial_source,
+            "linkk": {"passed": kk.passed, "statement": kk.statement, "rms": kk.rms},
+            "notes": data.notes,
+        },
+    )
 
 
 @user_errors
@@ -150,8 +180,9 @@ def fit_tafel(
     temperature: float = typer.Option(22.0, "--temperature", "-T", help="Temperature, degC"),
     n: int = typer.Option(2, "--n", help="Electrons transferred (2 for Mg)"),
     window: str = typer.Option("0.06", "--window", help="Tafel window |eta| in V: 'low' or 'low,high'"),
-    symmetric: bool = typer.Option(False, "--symmetric",
-                                   help="Fit the symmetric-cell form 2 j0 sinh(alpha n F eta/2RT)"),
+    symmetric: bool = typer.Option(
+        False, "--symmetric", help="Fit the symmetric-cell form 2 j0 sinh(alpha n F eta/2RT)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
     """Exchange current density and Tafel slopes from a sweep in a file."""
@@ -164,8 +195,16 @@ def fit_tafel(
         raise AnalysisError(f"--window: give 'low' or 'low,high' in V, got {window!r}")
     win = (w[0], w[1] if len(w) == 2 else None)
     data = read_tafel_file(file, min_points=5)
-    res = analyze_tafel(data.potential, data.current, area_cm2=area, e_eq=e_eq, temperature_c=temperature,
-                        n=n, window=win, symmetric=symmetric)
+    res = analyze_tafel(
+        data.potential,
+        data.current,
+        area_cm2=area,
+        e_eq=e_eq,
+        temperature_c=temperature,
+        n=n,
+        window=win,
+        symmetric=symmetric,
+    )
     _show(f"{file.name}: Tafel analysis", res, list(data.notes), as_json, {"file": str(file), "notes": data.notes})
 
 

@@ -10,8 +10,12 @@ import typer
 
 from labctl.cli import analysis, data, demo, report, run
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Run electrochemistry protocols on instruments or simulators, store every sample in SQL.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Run electrochemistry protocols on instruments or simulators, store every sample in SQL.",
+)
 
 
 def _print_version(value: bool) -> None:
@@ -24,8 +28,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="Print labctl's version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print labctl's version and exit."
+    ),
 ) -> None:
     # No docstring: the app's help text above is what `labctl --help` shows.
     pass

@@ -27,8 +27,19 @@ EXIT_USER = 2  # the user's mistake: bad file, option, run id, database URL
 EXIT_ABORTED = 130  # a run stopped by Ctrl-C / SIGTERM (the shell's convention for SIGINT)
 
 __all__ = [
-    "EXIT_ABORTED", "EXIT_FAILED", "EXIT_OK", "EXIT_USER", "err", "fail", "fmt_duration", "get_run", "open_db",
-    "out", "print_error", "print_json", "user_errors",
+    "EXIT_ABORTED",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USER",
+    "err",
+    "fail",
+    "fmt_duration",
+    "get_run",
+    "open_db",
+    "out",
+    "print_error",
+    "print_json",
+    "user_errors",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])

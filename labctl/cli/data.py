@@ -27,14 +27,22 @@ def runs(
     if as_json:
         print_json(rows)
         return
-    t = Table("run", "status", "protocol", "cell", "channel", "sim", "preset", "seed", "duration", "samples",
-              "end reason")
+    t = Table(
+        "run", "status", "protocol", "cell", "channel", "sim", "preset", "seed", "duration", "samples", "end reason"
+    )
     for r in rows:
         t.add_row(
-            str(r["id"]), r["status"], r.get("protocol") or "", r.get("cell") or "", r.get("channel") or "",
-            "yes" if r.get("simulated") else "no", r.get("preset") or "",
+            str(r["id"]),
+            r["status"],
+            r.get("protocol") or "",
+            r.get("cell") or "",
+            r.get("channel") or "",
+            "yes" if r.get("simulated") else "no",
+            r.get("preset") or "",
             str(r.get("seed") if r.get("seed") is not None else ""),
-            fmt_duration(_duration(r)), f"{r.get('n_samples') or 0:,}", (r.get("end_reason") or "")[:60],
+            fmt_duration(_duration(r)),
+            f"{r.get('n_samples') or 0:,}",
+            (r.get("end_reason") or "")[:60],
         )
     out.print(t)
 
@@ -61,23 +69,36 @@ def show(
         return
     out.print(f"[bold]run {run_id}[/]: {r['status']} - {r.get('end_reason') or ''}")
     where = f"simulated (preset {r.get('preset')}, seed {r.get('seed')})" if r.get("simulated") else "hardware"
-    out.print(f"protocol {r.get('protocol') or ''} ({(r.get('protocol_hash') or '')[:12]}), cell {r.get('cell') or '-'}, "
-              f"channel {r.get('channel')}, {where}")
+    out.print(
+        f"protocol {r.get('protocol') or ''} ({(r.get('protocol_hash') or '')[:12]}), cell {r.get('cell') or '-'}, "
+        f"channel {r.get('channel')}, {where}"
+    )
     out.print(f"{len(st)} steps, {n:,} samples, {fmt_duration(_duration(r))}")
     for c in coat:
         minutes = ((c.get("immersion_end") or 0) - (c.get("immersion_start") or 0)) / 60
-        out.print(f"coating: {c.get('concentration')} {c.get('solution')}, immersion {minutes:.1f} min "
-                  f"(run {c.get('run_id')}, operator {c.get('operator')}, {len(c.get('deviations') or [])} deviations)")
+        out.print(
+            f"coating: {c.get('concentration')} {c.get('solution')}, immersion {minutes:.1f} min "
+            f"(run {c.get('run_id')}, operator {c.get('operator')}, {len(c.get('deviations') or [])} deviations)"
+        )
     t = Table("step", "path", "kind", "label", "cycle", "start", "end", "samples", "charge / mAh", "end reason")
-    shown = st if len(st) <= steps else [*st[: steps // 2], None, *st[-(steps - steps // 2):]]
+    shown = st if len(st) <= steps else [*st[: steps // 2], None, *st[-(steps - steps // 2) :]]
     for s in shown:
         if s is None:
             t.add_row("...", f"({len(st) - steps} more)", "", "", "", "", "", "", "", "")
             continue
         reason = (s.get("end_reason") or "") + (f" ({s['end_detail']})" if s.get("end_detail") else "")
-        t.add_row(str(s["step_index"]), s.get("path") or "", s["kind"], s.get("label") or "", str(s.get("cycle")),
-                  fmt_duration(s.get("t_start")), fmt_duration(s.get("t_end")), str(s.get("n_samples") or 0),
-                  f"{(s.get('charge') or 0) / 3.6:.4g}", reason)
+        t.add_row(
+            str(s["step_index"]),
+            s.get("path") or "",
+            s["kind"],
+            s.get("label") or "",
+            str(s.get("cycle")),
+            fmt_duration(s.get("t_start")),
+            fmt_duration(s.get("t_end")),
+            str(s.get("n_samples") or 0),
+            f"{(s.get('charge') or 0) / 3.6:.4g}",
+            reason,
+        )
     out.print(t)
     if ev:
         te = Table("t", "event", "message")
@@ -87,9 +108,14 @@ def show(
     if res:
         tr = Table("result", "value", "uncertainty", "unit", "method", "step")
         for x in res:
-            tr.add_row(x["name"], "-" if x["value"] is None else f"{x['value']:.6g}",
-                       "" if x.get("uncertainty") is None else f"{x['uncertainty']:.3g}", x.get("unit") or "",
-                       x.get("method") or "", "" if x.get("step_index") is None else str(x["step_index"]))
+            tr.add_row(
+                x["name"],
+                "-" if x["value"] is None else f"{x['value']:.6g}",
+                "" if x.get("uncertainty") is None else f"{x['uncertainty']:.3g}",
+                x.get("unit") or "",
+                x.get("method") or "",
+                "" if x.get("step_index") is None else str(x["step_index"]),
+            )
         out.print(tr)
 
 

@@ -58,9 +58,12 @@ def _emit(report: Any, as_json: bool) -> None:
 def report(
     run_id: int = typer.Argument(..., help="Run id."),
     out: Path = typer.Option(..., "--out", help="Output directory (created; index.html and PNG plots)."),
-    cycles: str | None = typer.Option(None, "--cycles",
-                                      help="Cycles to enlarge under the voltage-time plot, e.g. 1,2,3 or "
-                                           "1-3,98-100 (default: cycles 1-3 and the last 3)."),
+    cycles: str | None = typer.Option(
+        None,
+        "--cycles",
+        help="Cycles to enlarge under the voltage-time plot, e.g. 1,2,3 or "
+        "1-3,98-100 (default: cycles 1-3 and the last 3).",
+    ),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
     as_json: bool = typer.Option(False, "--json", help="Print the list of files written as JSON."),
 ) -> None:
@@ -81,8 +84,9 @@ def report(
 def compare(
     run_ids: list[int] = typer.Argument(..., help="Run ids to overlay (two or more)."),
     out: Path = typer.Option(..., "--out", help="Output directory (created; index.html and PNG plots)."),
-    label: list[str] = typer.Option([], "--label",
-                                    help="Label of each run, in order (repeat; default: preset / cell)."),
+    label: list[str] = typer.Option(
+        [], "--label", help="Label of each run, in order (repeat; default: preset / cell)."
+    ),
     cycles: str | None = typer.Option(None, "--cycles", help="Cycles of the overlaid voltage profiles (default 1-3)."),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
     as_json: bool = typer.Option(False, "--json", help="Print the list of files written as JSON."),

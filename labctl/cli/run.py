@@ -7,7 +7,7 @@ imports the engine, the drivers and the database when it is called.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -25,6 +25,9 @@ from labctl.cli.common import (
     print_json,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from labctl.core.contracts import Operator
 
 
 @user_errors
@@ -137,6 +140,7 @@ def run(
         )
         devices = build_sim_channel(proto, clock, settings)  # validates the preset before anything is written
     else:
+        assert driver is not None  # not --sim, so --driver was given (checked above)
         devices = build_driver_channel(proto, clock, driver, parse_driver_opts(driver_opt))
     if database is None:
         database = open_db(db)
@@ -164,7 +168,7 @@ def run(
                 n=p.n_samples,
             )
 
-        op = None
+        op: Operator | None = None
         if not sim:
             from labctl.app.operator import ConsoleOperator
 
@@ -181,7 +185,7 @@ def run(
             devices=devices,
             clock=clock,
             operator=op,
-            channel=channel or ("sim-1" if sim else driver),
+            channel=channel or driver or "sim-1",  # exactly one of --sim and --driver
             on_progress=on_progress,
             on_start=on_start,
             meta={"from_run": from_run} if from_run else None,
