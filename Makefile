@@ -1,11 +1,12 @@
 # Quick start: `make demo` (set up + run the study on simulated instruments)
 #              `make test` (set up + run the whole test suite)
+#              `make lint` (ruff, ruff format --check, import-linter layers, mypy)
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.labctl-installed
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test lint setup bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "labctl needs Python >= 3.11"'
@@ -21,6 +22,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# mypy and import-linter read the package as installed (drivers/ -> labctl.drivers...): see tools/.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) tools/lint_imports.py
+	$(PY) tools/typecheck.py
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

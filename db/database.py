@@ -194,7 +194,7 @@ class Database:
                 simulated=bool(simulated), seed=None if seed is None else int(seed),
                 preset=preset, started_unix=float(now if started_unix is None else started_unix),
                 meta=meta_json, n_samples=0, owner=owner_id(), heartbeat_unix=now,
-            )).inserted_primary_key[0]
+            )).inserted_primary_key[0]  # type: ignore[index]  # a one-row INSERT has its key
             if run_id > MAX_RUN_ID:
                 raise OverflowError(f"run id {run_id} exceeds {MAX_RUN_ID} (sample id layout)")
         rec = RunRecorder(self, int(run_id))
@@ -234,7 +234,7 @@ class Database:
         if "deviations" in row:
             row["deviations"] = jsonable(row["deviations"])
         with self._tx(write=True) as conn:
-            return int(conn.execute(coatings.insert().values(**row)).inserted_primary_key[0])
+            return int(conn.execute(coatings.insert().values(**row)).inserted_primary_key[0])  # type: ignore[index]
 
     def coatings(self, cell_label: str) -> list[dict]:
         """The coatings of a cell, oldest first."""
@@ -258,7 +258,7 @@ class Database:
                 raise TypeError(f"unknown result field(s) {sorted(unknown)}; allowed: {', '.join(RESULT_FIELDS)}")
             if not r.get("name"):
                 raise ValueError(f"a result needs a name: {r!r}")
-            row = {k: r.get(k) for k in RESULT_FIELDS}
+            row: dict[str, Any] = {k: r.get(k) for k in RESULT_FIELDS}
             row["run_id"] = int(run_id)
             row["data"] = jsonable(row["data"])
             for k in ("value", "uncertainty"):
@@ -497,7 +497,7 @@ class Database:
         """Samples with sample numbers lo..hi (inclusive) of a run, optionally of one step."""
         base = run_id << SAMPLE_ID_BITS
         name = conn.dialect.name
-        raw = conn.connection.driver_connection
+        raw: Any = conn.connection.driver_connection
         k = len(cols)
         bound = hi - lo + 1  # at most this many rows
         if name == "sqlite":
@@ -600,7 +600,7 @@ def _make_engine(url: str) -> tuple[Engine, Any]:
         )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # SQLAlchemy, not the sqlite3 module, emits BEGIN (see _on_begin).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -612,7 +612,7 @@ def _make_engine(url: str) -> tuple[Engine, Any]:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:
+    def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock at BEGIN, so a writer waits (busy_timeout) instead
         # of failing when its read lock cannot be upgraded.
         mode = conn.get_execution_options().get("labctl_begin", "")

@@ -43,7 +43,7 @@ def encode_block(
     id0: int, run_id: int, step_index: int, cycle: int, arrays: list[np.ndarray | None]
 ) -> bytes:
     """COPY rows (without header/trailer) for samples ``id0, id0+1, ...`` of one block."""
-    n = len(arrays[0])
+    n = len(arrays[0])  # type: ignore[arg-type]  # column 0 (t) is always recorded
     present = tuple(a is not None for a in arrays)
     rows = np.empty(n, dtype=row_dtype(present))
     rows["nfields"] = len(COPY_COLUMNS)

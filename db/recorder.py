@@ -536,7 +536,7 @@ class _SqliteSink:
             self._sql[key] = sql
         return sql
 
-    def add(self, conn, raw, id0: int, step_index: int, cycle: int, arrays: list) -> None:
+    def add(self, conn: sa.Connection, raw: Any, id0: int, step_index: int, cycle: int, arrays: list) -> None:
         present = tuple(i for i, a in enumerate(arrays) if a is not None)
         n = len(arrays[present[0]])
         if not self._auto:
@@ -559,7 +559,7 @@ class _SqliteSink:
         if not self._auto:
             self._auto = raw.execute("SELECT max(id) FROM samples").fetchone()[0] == id0 + n - 1
 
-    def flush(self, conn, raw) -> None:
+    def flush(self, conn: sa.Connection, raw: Any) -> None:
         pass
 
 
@@ -573,10 +573,10 @@ class _PostgresSink:
     def start(self) -> None:
         self._pending = []
 
-    def add(self, conn, raw, id0: int, step_index: int, cycle: int, arrays: list) -> None:
+    def add(self, conn: sa.Connection, raw: Any, id0: int, step_index: int, cycle: int, arrays: list) -> None:
         self._pending.append(pgcopy.encode_block(id0, self.run_id, step_index, cycle, arrays))
 
-    def flush(self, conn, raw) -> None:
+    def flush(self, conn: sa.Connection, raw: Any) -> None:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -596,7 +596,7 @@ class _GenericSink:
     def start(self) -> None:
         pass
 
-    def add(self, conn, raw, id0: int, step_index: int, cycle: int, arrays: list) -> None:
+    def add(self, conn: sa.Connection, raw: Any, id0: int, step_index: int, cycle: int, arrays: list) -> None:
         present = [(name, a.tolist()) for name, a in zip(FLOAT_SAMPLE_COLUMNS, arrays) if a is not None]
         n = len(present[0][1])
         rows = [
@@ -606,7 +606,7 @@ class _GenericSink:
         ]
         conn.execute(samples.insert(), rows)
 
-    def flush(self, conn, raw) -> None:
+    def flush(self, conn: sa.Connection, raw: Any) -> None:
         pass
 
 
@@ -614,7 +614,7 @@ def _none_if_nan(x: float) -> float | None:
     return None if x != x else x
 
 
-def _make_sink(db: Database, run_id: int):
+def _make_sink(db: Database, run_id: int) -> _SqliteSink | _PostgresSink | _GenericSink:
     name = db.engine.dialect.name
     driver = db.engine.dialect.driver
     if name == "sqlite" and driver == "pysqlite":

@@ -1,3 +1,3 @@
 """labctl: unattended electrochemistry lab control."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -18,9 +18,10 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 Path = tuple[Any, ...]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -415,7 +417,7 @@ def _examples(f: Any) -> list[Any]:
     return []
 
 
-def _field_by_alias(model: type[BaseModel], key: str):
+def _field_by_alias(model: type[BaseModel], key: str) -> FieldInfo | None:
     for name, f in model.model_fields.items():
         alias = f.validation_alias if isinstance(f.validation_alias, str) else (f.alias or name)
         if alias == key:
@@ -486,7 +488,7 @@ def sort_issues(issues: Iterable[Issue]) -> list[Issue]:
 
 
 def validate_with_positions(
-    model_cls: type[BaseModel],
+    model_cls: type[ModelT],
     data: Any,
     positions: Mapping[Path, tuple[int, int]],
     source: str,
@@ -494,7 +496,7 @@ def validate_with_positions(
     *,
     aliases: Sequence[PathAlias] = (),
     extra_issues: Sequence[Issue] = (),
-):
+) -> ModelT:
     """``model_cls.model_validate(data)``; on failure a :class:`ProtocolError` with positions.
 
     ``positions`` comes from :func:`labctl.core.yamlio.load_yaml`.  Each pydantic

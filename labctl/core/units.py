@@ -44,7 +44,7 @@ import pint
 
 __all__ = ["ureg", "UnitError", "parse_quantity", "dimension_of", "DIMENSIONS", "describe", "example"]
 
-ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=False, on_redefinition="raise")
+ureg: pint.UnitRegistry = pint.UnitRegistry(autoconvert_offset_to_baseunit=False, on_redefinition="raise")
 """The one unit registry of labctl (pint).  Use it for any Quantity you build."""
 
 

@@ -11,10 +11,9 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable
 
 import numpy as np
-import typer
 
 from labctl.studies.mg_anode import LIBRARY_DIR as LIBRARY
 from labctl.studies.mg_anode.paper import ANODES, QUANTITIES, Quantity
@@ -73,76 +72,62 @@ def build_table(runs: dict[tuple[str, str], list[int]], results: dict[int, list[
     return rows
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def demo(
-        out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the report and the table."),
-        db: Optional[str] = typer.Option(None, "--db", envvar="LABCTL_DB",
-                                         help="Database URL (default: the embedded SQLite database)."),
-        replicates: int = typer.Option(3, help="Replicate cells per anode."),
-        workers: int = typer.Option(0, help="Worker processes (default: one per core)."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
-    ) -> None:
-        """Reproduce the study's table on simulated instruments: both anodes, replicates, analysed."""
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.table import Table
+@dataclass
+class DemoOutcome:
+    """What :func:`run_demo` did: the table, every run, the summary written to ``demo.json``."""
 
-        from labctl.app.campaign import RunSpec, run_campaign
-        from labctl.cli import _open_db
+    table: list[dict]
+    done: list[Any]  # labctl.app.campaign.RunResult, in the order of the specs
+    summary: dict[str, Any]
+    report_paths: list[Path]
+    t_sim: float  # s: simulate, store and analyse
+    t_total: float  # s: and the reports
 
-        con = Console()
-        t_start = time.perf_counter()
-        database = _open_db(db)
-        url = str(database.url)
-        protocols = sorted({q.protocol for q in QUANTITIES})
-        specs = [RunSpec(str(LIBRARY / f"{p}.yaml"), preset, seed=1000 * r + k, replicate=r,
-                         channel=f"sim-{preset}-{r + 1}", tags=(("campaign", "demo"), ("protocol", p)))
-                 for k, p in enumerate(protocols) for preset in ANODES for r in range(replicates)]
-        specs.sort(key=lambda s: -_EXPECTED_COST.get(Path(s.protocol).stem, 1.0))
-        con.print(f"demo: {len(specs)} simulated runs ({len(protocols)} experiments x {len(ANODES)} anodes x "
-                  f"{replicates} replicates) into {database.url}")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=con) as bar:
-            task = bar.add_task("running and analysing", total=len(specs))
-            done = run_campaign(specs, url, workers=workers or None, analyze=True,
-                                on_done=lambda r: bar.update(task, advance=1, description=f"{Path(r.spec.protocol).stem} "
-                                                             f"{r.spec.preset} #{r.spec.replicate + 1}: {r.status}"))
-        t_sim = time.perf_counter() - t_start
-        results: dict[int, list[dict]] = {r.run_id: r.results for r in done if r.run_id is not None}
-        runs: dict[tuple[str, str], list[int]] = {}
-        for r in done:
-            runs.setdefault((Path(r.spec.protocol).stem, r.spec.preset), []).append(r.run_id)
-        table = build_table(runs, results)
 
-        out.mkdir(parents=True, exist_ok=True)
-        report_paths = _reports(database, runs, out, table)
-        t_total = time.perf_counter() - t_start
+def plan_demo(replicates: int = 3) -> list[Any]:
+    """The campaign's runs (labctl.app.campaign.RunSpec): every experiment x both anodes x replicates, longest first."""
+    from labctl.app.campaign import RunSpec
 
-        tab = Table(title="Mg anode study: paper vs labctl (simulated, mean +- sd over replicates)")
-        for c in ("quantity", "anode", "paper", "labctl mean", "sd", "diff", "ok"):
-            tab.add_column(c, justify="right" if c not in ("quantity", "anode") else "left")
-        for row in table:
-            tab.add_row(row["quantity"], row["anode"], f"{row['paper']:.4g} {row['unit']}",
-                        f"{row['mean']:.4g} {row['unit']}", _sd(row["sd"]),
-                        f"{row['diff']:+.2f} {row['diff_unit']}", "yes" if row["within_tolerance"] else "NO")
-        con.print(tab)
-        n_ok = sum(r["within_tolerance"] for r in table)
-        summary = {"rows": table, "runs": [{"run_id": r.run_id, "protocol": Path(r.spec.protocol).stem,
-                                            "preset": r.spec.preset, "replicate": r.spec.replicate,
-                                            "status": r.status, "end_reason": r.end_reason,
-                                            "samples": r.n_samples, "wall_s": r.wall_s} for r in done],
-                   "db": url, "out": str(out.resolve()), "reports": [str(p) for p in report_paths],
-                   "timing_s": {"simulate_store_analyse": t_sim, "reports": t_total - t_sim, "total": t_total},
-                   "within_tolerance": n_ok, "quantities": len(table)}
-        (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(summary, indent=2, default=str))
-        con.print(f"{n_ok}/{len(table)} within tolerance (10 %, CE 0.3 pp); {len(done)} runs, "
-                  f"{sum(r.n_samples for r in done):,} samples; {t_total:.0f} s "
-                  f"(simulate, store and analyse {t_sim:.0f} s, reports {t_total - t_sim:.0f} s)")
-        con.print(f"report: {(out / 'index.html').resolve()}")
+    protocols = sorted({q.protocol for q in QUANTITIES})
+    specs = [RunSpec(str(LIBRARY / f"{p}.yaml"), preset, seed=1000 * r + k, replicate=r,
+                     channel=f"sim-{preset}-{r + 1}", tags=(("campaign", "demo"), ("protocol", p)))
+             for k, p in enumerate(protocols) for preset in ANODES for r in range(replicates)]
+    specs.sort(key=lambda s: -_EXPECTED_COST.get(Path(s.protocol).stem, 1.0))
+    return specs
+
+
+def run_demo(db: Any, out: Path, *, specs: list[Any] | None = None, replicates: int = 3, workers: int = 0,
+             on_done: Callable[[Any], None] | None = None) -> DemoOutcome:
+    """Run the campaign (``specs``, default :func:`plan_demo`) into ``db`` (a Database, a URL or None for
+    the default database), analyse every run, write the reports, ``index.html`` and ``demo.json`` in ``out``."""
+    from labctl.app.campaign import run_campaign
+    from labctl.db import Database
+
+    t_start = time.perf_counter()
+    database = db if isinstance(db, Database) else Database(db)
+    url = str(database.url)
+    specs = plan_demo(replicates) if specs is None else specs
+    done = run_campaign(specs, url, workers=workers or None, analyze=True, on_done=on_done)
+    t_sim = time.perf_counter() - t_start
+    results: dict[int, list[dict]] = {r.run_id: r.results for r in done if r.run_id is not None}
+    runs: dict[tuple[str, str], list[int]] = {}
+    for r in done:
+        runs.setdefault((Path(r.spec.protocol).stem, r.spec.preset), []).append(r.run_id)
+    table = build_table(runs, results)
+
+    out.mkdir(parents=True, exist_ok=True)
+    report_paths = _reports(database, runs, out, table)
+    t_total = time.perf_counter() - t_start
+    n_ok = sum(r["within_tolerance"] for r in table)
+    summary = {"rows": table, "runs": [{"run_id": r.run_id, "protocol": Path(r.spec.protocol).stem,
+                                        "preset": r.spec.preset, "replicate": r.spec.replicate,
+                                        "status": r.status, "end_reason": r.end_reason,
+                                        "samples": r.n_samples, "wall_s": r.wall_s} for r in done],
+               "db": url, "out": str(out.resolve()), "reports": [str(p) for p in report_paths],
+               "timing_s": {"simulate_store_analyse": t_sim, "reports": t_total - t_sim, "total": t_total},
+               "within_tolerance": n_ok, "quantities": len(table)}
+    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
+    return DemoOutcome(table, done, summary, report_paths, t_sim, t_total)
 
 
 # Relative wall time of each experiment on the simulator: longest first keeps both cores busy.
@@ -150,7 +135,8 @@ _EXPECTED_COST = {"ce-longterm-0.5mA": 12, "ce-longterm-3mA": 8, "symmetric-0.5m
                   "eis-cycling": 2, "tafel": 1.5, "symmetric-5mA": 1}
 
 
-def _sd(sd: float) -> str:
+def format_sd(sd: float) -> str:
+    """The sd of a table row: ``-`` for a single replicate."""
     return "-" if not math.isfinite(sd) else f"{sd:.2g}"
 
 
@@ -162,7 +148,7 @@ def _table_html(table: list[dict]) -> str:
     for r in table:
         ok = "yes" if r["within_tolerance"] else "<b>NO</b>"
         rows.append(f"<tr><td>{html.escape(r['quantity'])}</td><td>{r['anode']}</td><td>{r['paper']:.4g} {r['unit']}</td>"
-                    f"<td>{r['mean']:.4g} {r['unit']}</td><td>{_sd(r['sd'])}</td><td>{r['n']}</td>"
+                    f"<td>{r['mean']:.4g} {r['unit']}</td><td>{format_sd(r['sd'])}</td><td>{r['n']}</td>"
                     f"<td>{r['diff']:+.2f} {r['diff_unit']}</td><td>{ok}</td></tr>")
     return "<table border='1' cellpadding='4' cellspacing='0'>" + head + "".join(rows) + "</table>"
 

@@ -1,0 +1,221 @@
+"""``labctl validate``, ``labctl schema`` and ``labctl run``: protocols in, runs out.
+
+``validate`` imports the protocol models (pydantic, pint) and nothing else; ``run``
+imports the engine, the drivers and the database when it is called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from labctl.cli.common import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    EXIT_USER,
+    err,
+    fail,
+    fmt_duration,
+    get_run,
+    open_db,
+    out,
+    print_error,
+    print_json,
+    user_errors,
+)
+
+if TYPE_CHECKING:
+    from labctl.core.contracts import Operator
+
+
+@user_errors
+def validate(
+    files: list[Path] = typer.Argument(..., help="Protocol files to check."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+) -> None:
+    """Check protocol files: every error with file:line:col, field, message and a hint."""
+    from labctl.core.errors import ProtocolError
+    from labctl.protocols import load_protocol
+
+    results: list[dict[str, Any]] = []
+    failed = False
+    for f in files:
+        try:
+            p = load_protocol(f)
+            results.append({"file": str(f), "ok": True, "name": p.name, "steps": len(p.steps)})
+            if not as_json:
+                out.print(f"[green]ok[/]  {f}  ({p.name}, {len(p.steps)} top-level steps)")
+        except ProtocolError as e:
+            failed = True
+            results.append({"file": str(f), "ok": False, "errors": [vars(i) for i in e.issues]})
+            if not as_json:
+                print_error(str(e))
+    if as_json:
+        print_json(results)
+    if failed:
+        raise typer.Exit(EXIT_USER)
+
+
+def schema(
+    preset: bool = typer.Option(False, "--preset", help="The schema of simulator preset files instead."),
+) -> None:
+    """Print the JSON Schema of protocol files (or preset files) for editor autocompletion."""
+    if preset:
+        from labctl.simulators.presets import preset_json_schema
+
+        print_json(preset_json_schema())
+        return
+    from labctl.protocols import json_schema
+
+    print_json(json_schema())
+
+
+def parse_driver_opts(pairs: list[str]) -> dict[str, str]:
+    """``["port=/dev/ttyUSB0", "baud=9600"]`` -> ``{"port": "/dev/ttyUSB0", "baud": "9600"}``."""
+    opts = {}
+    for p in pairs:
+        if "=" not in p:
+            fail(f"--driver-opt {p!r}: expected KEY=VALUE")
+        k, v = p.split("=", 1)
+        opts[k.strip()] = v.strip()
+    return opts
+
+
+@user_errors
+def run(
+    protocol: Path | None = typer.Argument(None, help="Protocol YAML file."),
+    sim: bool = typer.Option(False, "--sim", help="Run on simulated instruments."),
+    preset: str | None = typer.Option(None, help="Simulator preset: bare-mg, br-mg, or a preset YAML file."),
+    seed: int | None = typer.Option(None, help="Random seed of the simulation (default 0)."),
+    replicate: int = typer.Option(0, help="Replicate cell number (a different simulated cell of the same kind)."),
+    speed: str = typer.Option("max", help="Simulation speed: max, or a factor of wall time (e.g. 100)."),
+    db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL (default: embedded SQLite)."),
+    channel: str | None = typer.Option(None, help="Channel name recorded with the run."),
+    from_run: int | None = typer.Option(None, "--from-run", help="Re-run the exact protocol text of an earlier run."),
+    driver: str | None = typer.Option(None, help="Potentiostat driver name (entry point) for hardware runs."),
+    driver_opt: list[str] = typer.Option([], "--driver-opt", help="Driver option KEY=VALUE (repeatable)."),
+    operator: str | None = typer.Option(None, help="Who runs the manual steps (recorded with dip-coat logs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Run a protocol; prints the run id, shows progress, records every sample."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from labctl.app.controller import SimSettings, build_driver_channel, build_sim_channel, run_protocol
+    from labctl.core.clock import Clock, WallClock, clock_for_speed
+    from labctl.protocols import load_protocol, load_protocol_text
+
+    if sim == bool(driver):
+        fail("choose where to run: --sim for simulated instruments, or --driver NAME for hardware")
+    clock: Clock
+    if sim:
+        try:
+            clock = clock_for_speed(speed)
+        except ValueError:
+            fail(f"--speed {speed!r}: use 'max' or a positive number such as 100")
+    else:
+        if speed != "max":
+            fail("--speed is for simulated runs; hardware runs in real time")
+        clock = WallClock()
+    database = None
+    prior: dict[str, Any] = {}
+    if from_run is not None:
+        if protocol is not None:
+            fail("give either a protocol file or --from-run, not both")
+        database = open_db(db)
+        prior = get_run(database, from_run)
+        source = f"run-{from_run}:{prior.get('protocol_source') or 'protocol'}"
+        proto = load_protocol_text(prior["protocol_text"], source=source)
+    elif protocol is None:
+        fail("missing protocol file (or --from-run RUN)")
+    else:
+        proto = load_protocol(protocol)
+    settings = None
+    if sim:
+        settings = SimSettings(
+            preset=preset or prior.get("preset") or "br-mg",
+            seed=seed if seed is not None else (prior.get("seed") or 0),
+            replicate=replicate,
+        )
+        devices = build_sim_channel(proto, clock, settings)  # validates the preset before anything is written
+    else:
+        assert driver is not None  # not --sim, so --driver was given (checked above)
+        devices = build_driver_channel(proto, clock, driver, parse_driver_opts(driver_opt))
+    if database is None:
+        database = open_db(db)
+    cols = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("cycle {task.fields[cycle]}"),
+        TextColumn("t = {task.fields[t]}"),
+        TextColumn("{task.fields[n]:,} samples"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*cols, console=err, transient=False, disable=as_json) as bar:
+        task = bar.add_task("starting", cycle=0, t="0 s", n=0)
+
+        def on_start(run_id: int | None) -> None:
+            where = f", simulated, preset {settings.preset}, seed {settings.seed}" if settings else ""
+            bar.console.print(f"run [bold]{run_id}[/] started ({proto.name}{where}) in {database.url}")
+
+        def on_progress(p: Any) -> None:
+            bar.update(
+                task,
+                description=f"step {p.step_index} {p.kind}{' ' + p.label if p.label else ''}",
+                cycle=p.cycle,
+                t=fmt_duration(p.t_test),
+                n=p.n_samples,
+            )
+
+        op: Operator | None = None
+        if not sim:
+            from labctl.app.operator import ConsoleOperator
+
+            op = ConsoleOperator(clock, name=operator)
+        elif operator:
+            from labctl.app.operator import SimulatedOperator
+
+            assert settings is not None
+            op = SimulatedOperator(clock, name=operator, seed=settings.seed)
+        outcome = run_protocol(
+            proto,
+            db=database,
+            sim=settings,
+            devices=devices,
+            clock=clock,
+            operator=op,
+            channel=channel or driver or "sim-1",  # exactly one of --sim and --driver
+            on_progress=on_progress,
+            on_start=on_start,
+            meta={"from_run": from_run} if from_run else None,
+        )
+    summary = {
+        "run_id": outcome.run_id,
+        "status": outcome.status,
+        "end_reason": outcome.end_reason,
+        "duration_s": outcome.duration,
+        "duration_h": outcome.duration / 3600,
+        "samples": outcome.n_samples,
+        "steps": len(outcome.steps),
+        "db": str(database.url),
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        colour = {"completed": "green", "aborted": "yellow"}.get(outcome.status, "red")
+        out.print(
+            f"run {outcome.run_id}: [{colour}]{outcome.status}[/] - {outcome.end_reason}; "
+            f"{fmt_duration(outcome.duration)} of test time, {outcome.n_samples:,} samples"
+        )
+    if outcome.status == "aborted":
+        raise typer.Exit(EXIT_ABORTED)
+    if outcome.status != "completed":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``validate``, ``schema`` and ``run`` to ``app``."""
+    app.command()(validate)
+    app.command()(schema)
+    app.command()(run)
