@@ -26,6 +26,8 @@ EIS_ELEMENTS = ("R", "C", "L", "CPE", "W", "Wo", "Ws", "La", "G", "K", "Zarc")
 
 CIRCUIT_EXAMPLE = "R0-p(R1,CPE1)-p(R2,CPE2)"
 _SYNTAX = "series 'a-b', parallel 'p(a,b)', e.g. 'R0-p(R1,CPE1)'"
+_PAREN = "'(' must follow 'p' (a parallel block is p(a,b))"
+_PAREN_HINT = "write p(R1,CPE1) for R1 parallel to CPE1, and '-' between elements in series"
 _ELEMENT = re.compile(r"([A-Za-z]+)([0-9][0-9A-Za-z_]*|_[0-9A-Za-z_]+)?")
 
 
@@ -81,6 +83,8 @@ def circuit_syntax_error(text: str) -> tuple[int, str, str] | None:
                 branches += 1
             if i >= n:
                 raise Bad(open_at, "unbalanced parentheses: this '(' is never closed", "add the missing ')'")
+            if text[i] == "(":
+                raise Bad(i, _PAREN, _PAREN_HINT)
             if text[i] != ")":
                 raise Bad(i, f"expected ',' or ')' but found {text[i]!r}", "separate parallel branches with ',' and close with ')'")
             if branches < 2:
@@ -89,7 +93,7 @@ def circuit_syntax_error(text: str) -> tuple[int, str, str] | None:
         if c == ")":
             raise Bad(i, "unbalanced parentheses: ')' without a matching 'p('", "remove it, or open the block with 'p('")
         if c == "(":
-            raise Bad(i, "'(' must follow 'p' (a parallel block is p(a,b))", "write p(R1,CPE1) for R1 parallel to CPE1")
+            raise Bad(i, _PAREN, _PAREN_HINT)
         if c in ",-":
             raise Bad(i, f"expected an element but found {c!r}", _SYNTAX)
         m = _ELEMENT.match(text, i)
@@ -111,6 +115,8 @@ def circuit_syntax_error(text: str) -> tuple[int, str, str] | None:
         if i < n:
             if text[i] == ")":
                 raise Bad(i, "unbalanced parentheses: ')' without a matching 'p('", "remove it, or open the block with 'p('")
+            if text[i] == "(":
+                raise Bad(i, _PAREN, _PAREN_HINT)
             raise Bad(i, f"unexpected {text[i]!r}", f"join elements with '-' (series) or p(a,b) (parallel), e.g. '{CIRCUIT_EXAMPLE}'")
     except Bad as bad:
         return (bad.at, bad.message, bad.hint)
