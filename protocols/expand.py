@@ -160,7 +160,7 @@ class _Expander:
         if name is not None and (not isinstance(name, str) or not _IDENT.match(name)):
             self.issue(base + ("as",), f"'as' must be a simple name like T or j, got {name!r}", "use letters, digits and _, starting with a letter")
             ok = False
-        if mappings:
+        if mappings and isinstance(values, list):
             for k, v in enumerate(values):
                 for key in v:
                     if not isinstance(key, str) or not _IDENT.match(key):
@@ -169,17 +169,17 @@ class _Expander:
             if name is not None:
                 self.issue(base + ("as",), "'as' is not used when the values are mappings", "the mapping keys are the placeholders: remove 'as'", key=True)
                 ok = False
-        if not ok:
+        if not ok or not isinstance(values, list):
             return None
-
-        defined = sorted({k for v in values for k in v}) if mappings else [name]
+        # here values is a non-empty list, and name a str unless the values are mappings
+        defined: list[str] = sorted({k for v in values for k in v}) if mappings else [str(name)]
         self._check_placeholders(steps, base + ("steps",), defined)
         if label_t is not None:
             self._check_placeholders(label_t, base + ("label",), defined)
 
         out: list[Any] = []
         for k, value in enumerate(values):
-            env = dict(value) if mappings else {name: value}
+            env: dict[str, Any] = dict(value) if mappings else {str(name): value}
             if label_t is not None:
                 label = _substitute(label_t, env)
                 label = _text(label)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from labctl.core.errors import Issue, ProtocolError, did_you_mean, validate_with_positions
 from labctl.core.folders import FolderRegistry
-from .expand import expand_for_each
-from .models import INPUT_STEP_KINDS, STEP_TYPES, GroupStep, Protocol, RepeatStep
 from labctl.core.yamlio import Positions, load_yaml
+
+from .base import StepBase
+from .cell import circuit_syntax_error
+from .expand import expand_for_each
+from .protocol import Protocol
+from .steps import INPUT_STEP_KINDS, STEP_TYPES
+from .structure import GroupStep, RepeatStep
 
 __all__ = ["ENTRY_POINT_GROUP", "json_schema", "library", "library_dirs", "load_protocol", "load_protocol_text",
            "register_library_dir", "unregister_library_dir"]
@@ -58,6 +64,7 @@ def load_protocol_text(text: str, source: str = "<string>") -> Protocol:
             "start the file with 'name: ...'", line=line, col=col,
         )
     expanded, new_positions, aliases, pre_issues = expand_for_each(data, positions, source)
+    pre_issues = [*pre_issues, *_circuit_issues(data, positions, text, source)]
     protocol = validate_with_positions(
         Protocol, expanded, new_positions, source, context={"from_file": True}, aliases=aliases, extra_issues=pre_issues
     )
@@ -67,7 +74,33 @@ def load_protocol_text(text: str, source: str = "<string>") -> Protocol:
     return protocol
 
 
-def _set_positions(steps: list[Any], path: tuple[Any, ...], positions: Positions) -> None:
+def _circuit_issues(data: dict[Any, Any], positions: Positions, text: str, source: str) -> list[Issue]:
+    """A malformed ``cell.eis_model``, pointed at the offending character of the file.
+
+    (The model refuses it too, without a position: this is the error shown.)
+    """
+    cell = data.get("cell")
+    value = cell.get("eis_model") if isinstance(cell, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        return []  # absent, or not text: the model reports it
+    problem = circuit_syntax_error(value)
+    if problem is None:
+        return []
+    at, message, hint = problem
+    line, col = positions.get(("cell", "eis_model")) or positions.nearest(("cell", "eis_model"))
+    if line is not None and col is not None:
+        lines = text.splitlines()
+        row = lines[line - 1] if 0 < line <= len(lines) else ""
+        start = col - 1
+        if row[start : start + 1] in ("'", '"'):
+            start += 1  # the value begins after its opening quote
+        found = row.find(value, start) if value else -1
+        if found >= 0:  # the value as written on this line: point at the character
+            col = found + at + 1
+    return [Issue(source, line, col, "cell.eis_model", message, hint)]
+
+
+def _set_positions(steps: Sequence[StepBase], path: tuple[Any, ...], positions: Positions) -> None:
     for i, step in enumerate(steps):
         p = path + (i,)
         line, col = positions.key_positions.get(p) or positions.get(p) or positions.nearest(p)

@@ -33,6 +33,7 @@ __all__ = [
     "format_path",
     "did_you_mean",
     "PathAlias",
+    "input_keys",
 ]
 
 Path = tuple[Any, ...]
@@ -249,6 +250,11 @@ def _input_keys(model: type[BaseModel]) -> list[str]:
         keys.remove("label")
         keys.append("label")
     return keys
+
+
+def input_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a file may write for ``model`` (aliases, not hidden ones), ``label`` last: for hints."""
+    return _input_keys(model)
 
 
 def _model_at(model: type[BaseModel], path: Sequence[Any]) -> type[BaseModel] | None:
