@@ -1,0 +1,1 @@
+"""Instrument emulators on loopback links, driven by the simulator's models (for driver tests and demos)."""
