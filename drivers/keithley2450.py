@@ -372,6 +372,13 @@ class Keithley2450Handle:
             return self.t0 + d
         return t
 
+    def _skip_missed(self) -> None:
+        """Behind schedule (a slow instrument or a busy host): drop the grid points already missed,
+        so the next sample is the latest one due (taken late) rather than a burst of catch-up samples."""
+        late = self.driver.clock.now() - self._next_time()
+        if late > self.interval:
+            self._k += int(late // self.interval)
+
     def _wait_until(self, t: float, deadline: float) -> bool:
         """Let clock time reach ``t``; False if the wall deadline came first."""
         clock = self.driver.clock
@@ -402,14 +409,13 @@ class Keithley2450Handle:
         end: EndInfo | None = None
         try:
             while True:
+                self._skip_missed()
                 t_next = self._next_time()
                 if ts and (t_next > t_block_end or time.monotonic() > budget or len(ts) >= 10_000):
                     break
                 if not self._wait_until(t_next, deadline):
                     break
                 left = deadline - time.monotonic()
-                if ts and left < _MIN_QUERY_S:
-                    break
                 t = max(clock.now(), t_next)
                 v, i = self.driver.read_sample(min(self.driver.io_timeout, max(left, _MIN_QUERY_S)))
                 self._k += 1
@@ -421,7 +427,7 @@ class Keithley2450Handle:
                     cs.append(i_end)
                     end = EndInfo(reason, t_end, detail)
                     break
-                if self._record(t, v):
+                if self._record(t_next, v):
                     ts.append(t)
                     vs.append(v)
                     cs.append(i)
@@ -440,6 +446,7 @@ class Keithley2450Handle:
         return block
 
     def _record(self, t: float, v: float) -> bool:
+        """Whether the sample due at grid time ``t`` is recorded (dt grid, dv step, max_dt)."""
         rec = self.rec
         keep = False
         if rec.dt is not None and t - self._t_rec >= rec.dt - 1e-6 * self.interval:
