@@ -63,7 +63,7 @@ def parse_kelvin(reply: str, address: str = "instrument") -> float:
 def parse_range(reply: str, address: str = "instrument") -> int:
     """``RANGE?`` -> heater range 0 (off) .. 5."""
     text = reply.strip()
-    if not text.isdigit() or not 0 <= int(text) <= 5:
+    if text not in ("0", "1", "2", "3", "4", "5"):
         raise DeviceError(f"{address}: heater range {reply[:40]!r} is not 0..5")
     return int(text)
 

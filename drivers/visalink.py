@@ -17,12 +17,15 @@ is not text raise :class:`~labctl.drivers.contracts.DeviceError`: nothing waits 
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Any, Protocol, runtime_checkable
 
 from labctl.drivers.contracts import DeviceError, DeviceTimeout
 
 __all__ = ["MessageLink", "VisaLink", "TransportLink", "decode_reply", "parse_number", "as_link"]
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 #: Longest reply line accepted (characters); anything longer is garbage.
 MAX_REPLY = 4096
@@ -64,10 +67,9 @@ def parse_number(text: str, what: str, address: str = "instrument", *, overflow:
     both, and anything at or above ``overflow`` in magnitude, are errors too.
     """
     field = text.strip()
-    try:
-        value = float(field)
-    except ValueError:
-        raise DeviceError(f"{address}: {what} is not a number: {field[:40]!r}") from None
+    if not _NUMBER.fullmatch(field):  # ASCII decimal only: float() would also take '1_0', '١', 'inf'
+        raise DeviceError(f"{address}: {what} is not a number: {field[:40]!r}")
+    value = float(field)
     if not math.isfinite(value):
         raise DeviceError(f"{address}: {what} is not finite: {field[:40]!r}")
     if abs(value) >= overflow:

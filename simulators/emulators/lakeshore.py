@@ -117,7 +117,9 @@ class LakeShoreEmulator(LineServer):
         return float(min(max(100.0 * (hold + drive), 0.0), 100.0))
 
     def reading(self, channel: str) -> float:
-        """Sensor reading (K) of input A (stage) or B (ambient)."""
+        """Sensor reading (K) of input A (stage) or B (ambient) now."""
+        with self.lock:
+            self._advance()
         t = self.temp if channel == "A" else self.ambient
         if self.noise > 0 and channel == "A":
             t += float(self._rng.normal(0.0, self.noise))
