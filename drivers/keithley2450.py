@@ -15,7 +15,7 @@ Commands (see docs/drivers-visa.md): ``*IDN?`` (a non-2450 answer is refused), `
 ``:SOUR:CURR:READ:BACK ON``, ``:SENS:FUNC "VOLT"``, ``:SENS:VOLT:RANG:AUTO ON``,
 ``:SENS:VOLT:RSEN``, ``:SENS:VOLT:NPLC``, ``:OUTP:SMOD HIMP``, ``:SYST:ERR?`` (after
 configuration: any queued error fails the start with its code and message),
-``:OUTP ON``/``:OUTP OFF``/``:OUTP?`` and ``:READ? "defbuffer1",READ,SOUR`` per sample.
+``:OUTP ON``/``:OUTP OFF`` (each confirmed with ``:OUTP?``) and ``:READ? "defbuffer1",READ,SOUR`` per sample.
 
 Fault policy: every call has a bounded timeout; a silent instrument, a garbled or
 non-numeric reply, an error in the queue or a lost link fails the technique with a
@@ -190,6 +190,10 @@ class Keithley2450:
             self.check_errors()
             self.link.write(":OUTP ON", self.io_timeout)
             self.output_on = True
+            # the reply also marks when the instrument has carried out the command: t0 is taken after it
+            state = self.link.query(":OUTP?", self.io_timeout).strip().upper()
+            if state not in ("1", "ON"):
+                raise DeviceError(f"{self.link.address}: output did not go on (:OUTP? answered {state!r})")
         except BaseException:
             self.safe_off()
             raise

@@ -67,7 +67,7 @@ def emulator(vclock: VirtualClock):
 # ---------------------------------------------------------------------------- message pairs
 def test_galvanostatic_step_sends_exactly_these_commands(vclock: VirtualClock) -> None:
     script = CONNECT + configuration("1.000000E-03", "1.000000E-03", "6.500000E-01") + [
-        (":SYST:ERR?", '0,"No error"'), (":OUTP ON", None),
+        (":SYST:ERR?", '0,"No error"'), (":OUTP ON", None), (":OUTP?", "1"),
         (READ_COMMAND, "+5.01E-02,+1.0E-03"), (READ_COMMAND, "+5.02E-02,+1.0E-03"),
         (READ_COMMAND, "+5.03E-02,+1.0E-03"), *OFF]
     link = ScriptedTransport(script)
@@ -88,7 +88,7 @@ def test_galvanostatic_step_sends_exactly_these_commands(vclock: VirtualClock) -
 
 def test_open_circuit_sources_zero_on_the_lowest_range(vclock: VirtualClock) -> None:
     script = CONNECT + configuration("0.000000E+00", "1.000000E-08", "2.100000E+01") + [
-        (":SYST:ERR?", '0,"No error"'), (":OUTP ON", None), (READ_COMMAND, "+1.0E-03,+1.0E-12"),
+        (":SYST:ERR?", '0,"No error"'), (":OUTP ON", None), (":OUTP?", "1"), (READ_COMMAND, "+1.0E-03,+1.0E-12"),
         (READ_COMMAND, "+1.1E-03,-2.0E-12"), *OFF]
     link = ScriptedTransport(script)
     k = Keithley2450(vclock, link=link)
