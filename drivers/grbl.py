@@ -54,7 +54,7 @@ class GrblDipCoater:
     def __init__(self, clock: Any, *, port: str | None = None, baudrate: int = 115200,
                  bath_z: float | dict[str, float] = -50.0, clear_z: float = 0.0,
                  down_speed: float = 300.0, up_speed: float = 60.0, home: bool = False,
-                 margin: float = 10.0, transport: Transport | None = None, transcript: str | None = None) -> None:
+                 margin: float = 10.0, transport: Transport | None = None) -> None:
         if transport is None and port is None:
             raise DeviceError("the GRBL dip coater needs a port (a pyserial URL such as /dev/ttyUSB0)")
         if not (down_speed > 0 and up_speed > 0):
@@ -69,19 +69,15 @@ class GrblDipCoater:
         self.home = bool(home)
         self.margin = float(margin)
         self._transport = transport
-        self._transcript = transcript
         self.version = ""
         self.z: float | None = None
 
     # ------------------------------------------------------------------ link
     def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
         if self._transport is None:
-            from .transports import RecordingTransport, SerialTransport
+            from .transports import SerialTransport
 
-            t: Transport = SerialTransport(str(self.port), baudrate=self.baudrate)
-            if self._transcript:
-                t = RecordingTransport(t, self._transcript)
-            self._transport = t
+            self._transport = SerialTransport(str(self.port), baudrate=self.baudrate)
         tr = self._transport
         tr.open(timeout)
         tr.discard_input()

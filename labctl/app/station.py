@@ -234,9 +234,9 @@ def open_instrument(station: Station, name: str, clock: Any, *, timeout: float =
     inst = station.instruments[name]
     kind = _kind_of(inst.driver)[0]
     opts = station.driver_options(name)
-    if transcript is not None:
-        opts["transcript"] = str(transcript)
     line, col = station.where("instruments", name)
+    if transcript is not None:
+        opts = _recording(station, name, kind, inst.driver, opts, transcript)
     try:
         dev = registry.create(kind, inst.driver, clock=clock, **opts)
     except TypeError as e:
@@ -254,6 +254,36 @@ def open_instrument(station: Station, name: str, clock: Any, *, timeout: float =
     if inst.limits is not None:
         _apply_limits(dev, inst.limits)
     return dev
+
+
+ADDRESS_KEYS = ("port", "baudrate", "resource", "visa_library", "read_termination", "write_termination")
+
+
+def link_parameter(factory: Any) -> str | None:
+    """The keyword a driver takes a ready transport under (``transport`` or ``link``), if any."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((k for k in ("transport", "link") if k in params), None)
+
+
+def _recording(station: Station, name: str, kind: str, driver: str, opts: dict[str, Any],
+               transcript: str | Path) -> dict[str, Any]:
+    """Options that give the driver its link wrapped in a transcript recorder (``--transcript``)."""
+    from labctl.drivers.transports import RecordingTransport, open_transport
+
+    key = link_parameter(registry.load(kind, driver))
+    if key is None:
+        raise StationError.single(station.source, f"instrument {name} ({driver}): its driver takes no transport, "
+                                  "so its traffic cannot be recorded", "run without --transcript for this channel",
+                                  field=f"instruments.{name}")
+    spec = {k: v for k, v in opts.items() if k in ("port", "baudrate", "resource", "visa_library")}
+    rest = {k: v for k, v in opts.items() if k not in ADDRESS_KEYS}
+    Path(transcript).parent.mkdir(parents=True, exist_ok=True)
+    return {**rest, key: RecordingTransport(open_transport(spec), str(transcript))}
 
 
 def _apply_limits(dev: Any, limits: Limits) -> None:

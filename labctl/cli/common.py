@@ -24,7 +24,8 @@ err = Console(stderr=True, soft_wrap=True)  # messages stay one line each: grepp
 EXIT_OK = 0
 EXIT_FAILED = 1  # a run ended in error
 EXIT_USER = 2  # the user's mistake: bad file, option, run id, database URL
-EXIT_ABORTED = 130  # a run stopped by Ctrl-C / SIGTERM (the shell's convention for SIGINT)
+EXIT_ABORTED = 130  # a run stopped by Ctrl-C (the shell's convention for SIGINT) or aborted
+EXIT_INTERRUPTED = 143  # a run ended by SIGTERM/SIGHUP: resumable (`labctl resume RUN`)
 
 __all__ = [
     "EXIT_ABORTED",

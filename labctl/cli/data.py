@@ -74,6 +74,11 @@ def show(
         f"channel {r.get('channel')}, {where}"
     )
     out.print(f"{len(st)} steps, {n:,} samples, {fmt_duration(_duration(r))}")
+    meta = r.get("meta") or {}
+    if meta.get("instruments"):
+        out.print(f"station {meta.get('station')}, channel {meta.get('channel')}:")
+        for role, info in meta["instruments"].items():
+            out.print(f"  {role}: {info.get('name')} ({info.get('driver')}) - {info.get('identity')}", markup=False)
     for c in coat:
         minutes = ((c.get("immersion_end") or 0) - (c.get("immersion_start") or 0)) / 60
         out.print(

@@ -14,6 +14,7 @@ import typer
 from labctl.cli.common import (
     EXIT_ABORTED,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_USER,
     err,
     fail,
@@ -60,8 +61,14 @@ def validate(
 
 def schema(
     preset: bool = typer.Option(False, "--preset", help="The schema of simulator preset files instead."),
+    station: bool = typer.Option(False, "--station", help="The schema of station files instead."),
 ) -> None:
-    """Print the JSON Schema of protocol files (or preset files) for editor autocompletion."""
+    """Print the JSON Schema of protocol files (or preset or station files) for editor autocompletion."""
+    if station:
+        from labctl.app.station import station_json_schema
+
+        print_json(station_json_schema())
+        return
     if preset:
         from labctl.simulators.presets import preset_json_schema
 
@@ -87,7 +94,7 @@ def parse_driver_opts(pairs: list[str]) -> dict[str, str]:
 def run(
     protocol: Path | None = typer.Argument(None, help="Protocol YAML file."),
     sim: bool = typer.Option(False, "--sim", help="Run on simulated instruments."),
-    preset: str | None = typer.Option(None, help="Simulator preset: bare-mg, br-mg, or a preset YAML file."),
+    preset: str | None = typer.Option(None, help="Simulator preset: a registered preset's name or a preset YAML file."),
     seed: int | None = typer.Option(None, help="Random seed of the simulation (default 0)."),
     replicate: int = typer.Option(0, help="Replicate cell number (a different simulated cell of the same kind)."),
     speed: str = typer.Option("max", help="Simulation speed: max, or a factor of wall time (e.g. 100)."),
@@ -97,6 +104,9 @@ def run(
     driver: str | None = typer.Option(None, help="Potentiostat driver name (entry point) for hardware runs."),
     driver_opt: list[str] = typer.Option([], "--driver-opt", help="Driver option KEY=VALUE (repeatable)."),
     operator: str | None = typer.Option(None, help="Who runs the manual steps (recorded with dip-coat logs)."),
+    station: Path | None = typer.Option(None, "--station", help="Station file: run on one of its channels."),
+    transcript: Path | None = typer.Option(None, "--transcript", help="Folder for raw instrument traffic "
+                                           "(one timestamped transcript per instrument; see replay-transcript)."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Run a protocol; prints the run id, shows progress, records every sample."""
@@ -106,8 +116,13 @@ def run(
     from labctl.core.clock import Clock, WallClock, clock_for_speed
     from labctl.protocols import load_protocol, load_protocol_text
 
-    if sim == bool(driver):
-        fail("choose where to run: --sim for simulated instruments, or --driver NAME for hardware")
+    if sum((sim, bool(driver), station is not None)) != 1:
+        fail("choose where to run: --sim for simulated instruments, --station FILE --channel NAME for a station's "
+             "channel, or --driver NAME for one instrument")
+    if station is not None and not channel:
+        fail("--station needs --channel NAME (one of the station's channels)")
+    if transcript is not None and station is None:
+        fail("--transcript records a station's instruments: use it with --station FILE --channel NAME")
     clock: Clock
     if sim:
         try:
@@ -134,16 +149,33 @@ def run(
     settings = None
     if sim:
         settings = SimSettings(
-            preset=preset or prior.get("preset") or "br-mg",
+            preset=preset or prior.get("preset"),
             seed=seed if seed is not None else (prior.get("seed") or 0),
             replicate=replicate,
         )
         devices = build_sim_channel(proto, clock, settings)  # validates the preset before anything is written
+    elif station is not None:
+        from labctl.app.station import identify, load_station, open_channel
+
+        st = load_station(station)
+        assert channel is not None
+        st.channel(channel)  # an unknown channel is a user error before anything opens
+        devices = open_channel(st, channel, clock, transcript_dir=transcript)
+        roles = {"potentiostat": devices.potentiostat, "stage": devices.stage, "dip_coater": devices.dip_coater}
+        station_meta = {
+            "station": st.name or str(station), "station_file": str(station), "channel": channel,
+            "instruments": {role: {"name": name, "driver": st.instruments[name].driver, "identity": identify(roles[role]),
+                                   "options": st.driver_options(name)}
+                            for role, name in devices.extras["instruments"].items()},
+        }
     else:
         assert driver is not None  # not --sim, so --driver was given (checked above)
         devices = build_driver_channel(proto, clock, driver, parse_driver_opts(driver_opt))
     if database is None:
         database = open_db(db)
+    meta: dict[str, Any] = {"from_run": from_run} if from_run else {}
+    if station is not None:
+        meta.update(station_meta)
     cols = [
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -185,10 +217,10 @@ def run(
             devices=devices,
             clock=clock,
             operator=op,
-            channel=channel or driver or "sim-1",  # exactly one of --sim and --driver
+            channel=channel or driver or "sim-1",
             on_progress=on_progress,
             on_start=on_start,
-            meta={"from_run": from_run} if from_run else None,
+            meta=meta or None,
         )
     summary = {
         "run_id": outcome.run_id,
@@ -210,6 +242,8 @@ def run(
         )
     if outcome.status == "aborted":
         raise typer.Exit(EXIT_ABORTED)
+    if outcome.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
     if outcome.status != "completed":
         raise typer.Exit(EXIT_FAILED)
 
