@@ -152,12 +152,12 @@ class CellSpec(StrictModel):
         None, description="the sample/cell id written on the cell (used by dip_coat and in the results)",
         json_schema_extra={"examples": ["BrMg-S1"]},
     )
-    working: Annotated[str, Text("working", "Br-Mg")] = Field(
-        description="working electrode material, e.g. Br-Mg, Mg, Al/C", json_schema_extra={"examples": ["Br-Mg"]}
+    working: Annotated[str, Text("working", "Mg")] = Field(
+        description="working electrode material, e.g. Mg, Al/C, Mo6S8", json_schema_extra={"examples": ["Mg"]}
     )
-    counter: Annotated[str | None, Text("counter", "Br-Mg")] = Field(
+    counter: Annotated[str | None, Text("counter", "Mg")] = Field(
         None, description="counter electrode material; defaults to the working electrode for a symmetric cell",
-        json_schema_extra={"examples": ["Br-Mg"]},
+        json_schema_extra={"examples": ["Mg"]},
     )
     electrolyte: Annotated[str | None, Text("electrolyte", "0.5 M Mg[B(hfip)4]2 in DME")] = Field(
         None, description="electrolyte, free text", json_schema_extra={"examples": ["0.5 M Mg[B(hfip)4]2 in DME"]}
@@ -218,7 +218,7 @@ class CellSpec(StrictModel):
             if self.kind == "symmetric":
                 self.counter = self.working
             else:
-                issues.append((None, f"an {self.kind} cell needs its counter electrode", "add e.g. 'counter: Br-Mg'"))
+                issues.append((None, f"an {self.kind} cell needs its counter electrode", "add e.g. 'counter: Mg'"))
         elif self.kind == "symmetric" and self.counter != self.working:
             issues.append(
                 ("counter", f"a symmetric cell has the same material on both sides, got working {self.working!r} and counter {self.counter!r}",

@@ -21,7 +21,6 @@ It must never return a fit far from the truth without saying so.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -100,14 +99,12 @@ def noisy(circuit, p, seed):
 def test_random_parameters_recovered_without_initial_guess(circuit, seed):
     true = draw(circuit, seed)
     z, level = noisy(circuit, true, seed)
-    t0 = time.perf_counter()
     try:
         fit = fit_circuit(F, z, circuit, on_misfit="raise")
     except AnalysisError as exc:  # allowed, if it says why
         assert "residual" in str(exc) and "Lin-KK" in str(exc), str(exc)
         return
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 2.0
+    # speed is measured in bench/eis_fit.py, not asserted here (a loaded CI machine is not a benchmark)
     c = parse_circuit(circuit)
     # no local minimum: the residual is at the noise level
     assert fit.rel_rms <= 1.5 * level, (fit.rel_rms, level, fit.initial_source)

@@ -85,7 +85,7 @@ def test_validate_bad_file_exit_2_with_position(tmp_path: Path):
 def test_run_bad_protocol_writes_nothing(tmp_path: Path, db_url: str, change, needle):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SHORT.replace(*change))
-    r = invoke("run", str(bad), "--sim", "--db", db_url)
+    r = invoke("run", str(bad), "--sim", "--preset", "br-mg", "--db", db_url)
     assert r.exit_code == 2, r.output
     assert needle in r.output
     assert "Traceback" not in r.output
@@ -165,7 +165,7 @@ def test_unknown_run_is_a_user_error(db_url: str):
 def test_export_to_a_missing_folder_is_a_user_error(tmp_path: Path, db_url: str):
     p = tmp_path / "p.yaml"
     p.write_text(SHORT.replace("times: 3", "times: 1"))
-    assert invoke("run", str(p), "--sim", "--db", db_url).exit_code == 0
+    assert invoke("run", str(p), "--sim", "--preset", "br-mg", "--db", db_url).exit_code == 0
     r = invoke("export", "1", "--out", str(tmp_path / "nope" / "x.csv"), "--db", db_url)
     assert r.exit_code == 2 and "does not exist" in r.output
     assert not (tmp_path / "nope").exists()
@@ -182,7 +182,7 @@ def test_ctrl_c_marks_run_aborted_and_keeps_samples(tmp_path: Path, db_url: str)
     """SIGINT to a real `labctl run` process: cell off, committed samples kept, run aborted with why."""
     p = tmp_path / "long.yaml"
     p.write_text(SHORT.replace("times: 3", "times: 500"))
-    proc = subprocess.Popen([*LABCTL, "run", str(p), "--sim", "--speed", "20000", "--db", db_url],
+    proc = subprocess.Popen([*LABCTL, "run", str(p), "--sim", "--preset", "br-mg", "--speed", "20000", "--db", db_url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     path = db_url.removeprefix("sqlite:///")
     deadline = time.time() + 60
@@ -215,7 +215,7 @@ def test_setpoint_outside_stage_range_is_a_user_error(tmp_path: Path, db_url: st
     p.write_text(SHORT.replace("safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA}",
                                "safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA, temperature: 200 degC}")
                  .replace("  - rest: {duration: 1 h, record_every: 60 s}", "  - temperature: {setpoint: 150 degC}"))
-    r = invoke("run", str(p), "--sim", "--db", db_url)
+    r = invoke("run", str(p), "--sim", "--preset", "br-mg", "--db", db_url)
     assert r.exit_code == 2, r.output
     assert f"{p}:10:" in r.output and "outside the stage's range" in r.output
     assert n_runs(db_url) == 0
@@ -234,4 +234,12 @@ def test_bad_user_preset_is_a_user_error(tmp_path: Path, db_url: str, body: str,
     assert r.exit_code == 2, r.output
     assert f"{preset}:3:" in r.output and needle in r.output
     assert "Traceback" not in r.output
+    assert n_runs(db_url) == 0
+
+
+def test_a_simulated_run_without_a_preset_is_a_user_error(tmp_path: Path, db_url: str):
+    p = tmp_path / "p.yaml"
+    p.write_text(SHORT)
+    r = invoke("run", str(p), "--sim", "--db", db_url)
+    assert r.exit_code == 2 and "available presets: bare-mg, br-mg" in r.output
     assert n_runs(db_url) == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TAFEL = ROOT / "protocols" / "library" / "tafel.yaml"
+TAFEL = ROOT / "labctl" / "studies" / "mg_anode" / "library" / "tafel.yaml"
 
 WRAPPER = """
 import json, sys

@@ -129,7 +129,7 @@ def test_source_range_is_the_smallest_that_fits() -> None:
 
 # ---------------------------------------------------------------------------- over loopback TCP
 def test_a_non_2450_is_refused_naming_its_model(vclock: VirtualClock) -> None:
-    with Keithley2450Emulator(vclock, idn="KEITHLEY INSTRUMENTS INC.,MODEL 2400,1234567,C30") as emu:
+    with Keithley2450Emulator(vclock, preset="br-mg", idn="KEITHLEY INSTRUMENTS INC.,MODEL 2400,1234567,C30") as emu:
         k = Keithley2450(vclock, resource=emu.resource)
         with pytest.raises(DeviceError, match="MODEL 2400.*not a Keithley 2450"):
             k.connect(2.0)
@@ -259,7 +259,7 @@ def test_an_instrument_error_queued_during_configuration_is_reported_with_the_ou
 
 def test_a_silent_instrument_fails_connect_within_the_timeout() -> None:
     clock = VirtualClock(start_unix=0)
-    with Keithley2450Emulator(clock) as emu:
+    with Keithley2450Emulator(clock, preset="br-mg") as emu:
         emu.inject("silent")
         k = Keithley2450(clock, resource=emu.resource)
         w0 = time.monotonic()
@@ -283,7 +283,7 @@ def test_connect_to_nothing_is_a_device_error() -> None:
 def test_emulator_understands_long_forms_and_reports_bad_commands(vclock) -> None:
     assert normalise_header(":SOURce1:CURRent:LEVel") == "SOUR:CURR"
     assert normalise_header("SENSe:VOLTage:NPLCycles") == "SENS:VOLT:NPLCYCLES"
-    emu = Keithley2450Emulator(vclock)
+    emu = Keithley2450Emulator(vclock, preset="br-mg")
     assert emu.handle(":SOUR:CURR:RANG 1e-3") is None
     assert emu.handle(":SOUR:CURR 0.5") is None  # beyond the fixed range
     assert emu.handle(":BOGUS 1") is None

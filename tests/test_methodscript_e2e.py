@@ -111,7 +111,7 @@ def test_sequence_matches_the_simulator(device) -> None:  # type: ignore[no-unty
 def test_cutoff_enforced_by_the_instrument_without_a_host() -> None:
     """The compiled script alone ends the step: the host disconnects after 3 packages."""
     clock = ScaledClock(SPEED)
-    emu = MethodScriptEmulator("es4_lr", seed=7, clock=clock, faults=Faults(disconnect_after=3))
+    emu = MethodScriptEmulator("es4_lr", preset="br-mg", seed=7, clock=clock, faults=Faults(disconnect_after=3))
     port = emu.serve_tcp()
     tech = ConstantCurrent(5e-3, Limits(duration=600, voltage_below=0.17), Recording(dt=1))
     text = compile_technique(tech, max_current=0.03, galvanostat=True).text()
@@ -127,7 +127,7 @@ def test_cutoff_enforced_by_the_instrument_without_a_host() -> None:
 
 def _start(faults: Faults, **kw):  # type: ignore[no-untyped-def]
     clock = ScaledClock(200.0)
-    emu = MethodScriptEmulator("es4_lr", seed=1, clock=clock, faults=faults, **kw)
+    emu = MethodScriptEmulator("es4_lr", preset="br-mg", seed=1, clock=clock, faults=faults, **kw)
     dev = MethodScriptPotentiostat(clock, port=emu.serve_pty(), silence_timeout=0.5, command_timeout=0.5)
     dev.connect(timeout=5)
     return dev, emu, dev.start(OpenCircuit(600, Recording(dt=1)))
@@ -174,7 +174,7 @@ def test_stop_aborts_and_cell_is_off() -> None:
 
 def test_overload_becomes_an_event() -> None:
     clock = ScaledClock(SPEED)
-    emu = MethodScriptEmulator("es4_lr", seed=1, clock=clock)
+    emu = MethodScriptEmulator("es4_lr", preset="br-mg", seed=1, clock=clock)
     dev = MethodScriptPotentiostat(clock, port=emu.serve_pty(), max_current=1e-6)
     dev.connect(timeout=5)
     b = run(dev.start(LinearSweep(-0.3, 0.3, 0.1, step=0.01)))
@@ -187,7 +187,7 @@ def test_overload_becomes_an_event() -> None:
 
 
 def test_pico_emulator_rejects_what_the_device_rejects() -> None:
-    emu = MethodScriptEmulator("espico", clock=ScaledClock(SPEED))
+    emu = MethodScriptEmulator("espico", preset="br-mg", clock=ScaledClock(SPEED))
     port = emu.serve_tcp()
     with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
         f = s.makefile("rwb", buffering=0)
@@ -205,7 +205,7 @@ def test_pico_emulator_rejects_what_the_device_rejects() -> None:
     emu.close()
     # and the driver on a Pico: no galvanostatic mode, refused before anything is sent
     clock = ScaledClock(SPEED)
-    emu = MethodScriptEmulator("espico", clock=clock)
+    emu = MethodScriptEmulator("espico", preset="br-mg", clock=clock)
     dev = MethodScriptPotentiostat(clock, port=emu.serve_pty())
     dev.connect(timeout=5)
     assert "cp" not in dev.capabilities.techniques and "Pico" in dev.identify()

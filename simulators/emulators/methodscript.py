@@ -231,7 +231,7 @@ class MethodScriptEmulator:
     clock, where techniques follow each other without gaps.
     """
 
-    def __init__(self, device: str = "es4_lr", *, preset: Any = "br-mg", cell_kind: str = "symmetric",
+    def __init__(self, device: str = "es4_lr", *, preset: Any, cell_kind: str = "symmetric",
                  area_cm2: float = 1.267, seed: int = 0, replicate: int = 0, clock: Any = None,
                  noise: bool = False, faults: Faults | None = None, advance_idle: bool = True,
                  room_temperature: float = ROOM_TEMPERATURE) -> None:

@@ -1,7 +1,7 @@
 """A Keithley 2450 emulator on loopback TCP: the SCPI subset of labctl's 2450 driver, on a simulated cell.
 
 The voltage it reads is computed from the simulator's cell models
-(:mod:`labctl.simulators.cells`, preset by name such as ``"br-mg"``) at the emulator's
+(:mod:`labctl.simulators.cells`, a preset by name) at the emulator's
 clock time, exactly as :class:`~labctl.simulators.potentiostat.SimulatedPotentiostat`
 would: while the output is on at a current ``I`` the reading ``tau`` s after the level was
 set is ``cell.v_cp(I, tau)``; at 0 A or with the output off the cell rests
@@ -95,7 +95,7 @@ class Keithley2450Emulator(LineServer):
     simulated potentiostat.
     """
 
-    def __init__(self, clock: Any, *, preset: Any = "br-mg", cell_kind: str = "symmetric", area_cm2: float = 1.267,
+    def __init__(self, clock: Any, *, preset: Any, cell_kind: str = "symmetric", area_cm2: float = 1.267,
                  cathode_mass_g: float | None = None, seed: int = 0, replicate: int = 0, noise: bool = True,
                  idn: str = IDN, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host, port)
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=5025)
-    ap.add_argument("--preset", default="br-mg")
+    ap.add_argument("--preset", required=True)
     ap.add_argument("--cell-kind", default="symmetric")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed", default="1", help="clock speed factor (1 = wall time)")
