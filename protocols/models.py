@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from labctl.core.constants import COULOMBS_PER_MAH as MAH
+from labctl.core.constants import MO6S8_THEORETICAL_CAPACITY_MAH_G
 from labctl.core.errors import custom_error, did_you_mean, issues_error
 from labctl.core.units import DIMENSIONS, UnitError, dimension_of, parse_quantity, ureg
 
@@ -56,9 +58,6 @@ __all__ = [
     "STEP_TYPES",
     "MAH",
 ]
-
-MAH = 3.6
-"""Coulombs per mAh."""
 
 QUANTITY_PATTERN = r"^(\s*[+\-\u2212]?(\d+(_\d+)*\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\S.*|.*\{[A-Za-z_][A-Za-z0-9_]*\}.*)$"
 """A number then a unit (``0.5 mA/cm2``), or text with a for_each placeholder (``-{j}``)."""
@@ -260,11 +259,12 @@ class CellSpec(_Model):
     specific_capacity_mAh_g: Annotated[
         float,
         BeforeValidator(lambda v: _specific_capacity(v)),
-        WithJsonSchema(_quantity_schema("specific_capacity", examples=["128.8 mAh/g"])),
+        WithJsonSchema(_quantity_schema("specific_capacity", examples=[f"{MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g"])),
     ] = Field(
-        128.8, validation_alias="theoretical_capacity",
-        description="theoretical specific capacity of the cathode defining 1C (Mo6S8: 128.8 mAh/g)",
-        json_schema_extra={"default": "128.8 mAh/g"},
+        MO6S8_THEORETICAL_CAPACITY_MAH_G, validation_alias="theoretical_capacity",
+        description=("theoretical specific capacity of the cathode defining 1C "
+                     f"(Mo6S8: {MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g)"),
+        json_schema_extra={"default": f"{MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g"},
     )
 
     @model_validator(mode="after")
@@ -302,7 +302,7 @@ def _specific_capacity(value: Any) -> float:
     except UnitError as exc:
         raise custom_error(exc.message, exc.hint) from None
     if not out > 0:
-        raise custom_error(f"theoretical_capacity must be greater than zero, got '{value}'", "write e.g. '128.8 mAh/g'")
+        raise custom_error(f"theoretical_capacity must be greater than zero, got '{value}'", f"write e.g. '{MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g'")
     return out
 
 

@@ -55,7 +55,8 @@ _REFINE_ROUNDS = 3
 class SimulatedPotentiostat:
     """One potentiostat channel with one simulated cell.
 
-    ``preset``: ``"br-mg"``, ``"bare-mg"``, a path to a preset YAML, or a :class:`Preset`.
+    ``preset`` (required: the simulator has no default physics): a built-in preset name
+    (:data:`labctl.simulators.presets.BUILTIN`), a path to a preset YAML, or a :class:`Preset`.
     ``cell_kind``: ``"symmetric"`` (Mg|Mg), ``"asymmetric"`` (Mg|Al/C, WE = Al/C) or
     ``"full"`` (Mg|Mo6S8, WE = cathode).  ``seed`` and ``replicate`` both feed every
     random draw (replicate spread and measurement noise); the same arguments and the
@@ -63,7 +64,7 @@ class SimulatedPotentiostat:
     measurement noise off (the physics, including the replicate spread, stays).
     """
 
-    def __init__(self, clock: Any, *, preset: "str | Preset" = "br-mg", cell_kind: str = "symmetric",
+    def __init__(self, clock: Any, *, preset: "str | Preset", cell_kind: str = "symmetric",
                  area_cm2: float = 1.267, cathode_mass_g: float | None = None, seed: int = 0, replicate: int = 0,
                  stage: Any | None = None, noise: bool = True, room_temperature: float = ROOM_TEMPERATURE) -> None:
         self.clock = clock

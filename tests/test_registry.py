@@ -19,7 +19,7 @@ def test_simulators_are_registered_through_entry_points():
     assert "sim" in registry.available("temperature_stage")
     assert "sim" in registry.available("dip_coater")
     clock = VirtualClock()
-    assert isinstance(registry.create("potentiostat", "sim", clock=clock), Potentiostat)
+    assert isinstance(registry.create("potentiostat", "sim", clock=clock, preset="br-mg"), Potentiostat)
     assert isinstance(registry.create("temperature_stage", "sim", clock=clock), TemperatureStage)
     assert isinstance(registry.create("dip_coater", "sim", clock=clock), DipCoater)
 

@@ -23,8 +23,8 @@ MAH = 3.6
 F, R = 96485.33212, 8.314462618
 
 
-def pstat(**kw) -> SimulatedPotentiostat:
-    p = SimulatedPotentiostat(kw.pop("clock", None) or VirtualClock(0.0), **kw)
+def pstat(*, preset="br-mg", **kw) -> SimulatedPotentiostat:
+    p = SimulatedPotentiostat(kw.pop("clock", None) or VirtualClock(0.0), preset=preset, **kw)
     p.connect()
     return p
 

@@ -40,8 +40,8 @@ class ShortHorizonClock(VirtualClock):
         return self._h
 
 
-def pstat(clock=None, **kw) -> SimulatedPotentiostat:
-    p = SimulatedPotentiostat(clock or VirtualClock(0.0), **kw)
+def pstat(clock=None, *, preset="br-mg", **kw) -> SimulatedPotentiostat:
+    p = SimulatedPotentiostat(clock or VirtualClock(0.0), preset=preset, **kw)
     p.connect()
     return p
 
@@ -58,7 +58,7 @@ def run_all(p, tech):
 
 def test_contracts_are_met():
     clock = VirtualClock(0.0)
-    p = SimulatedPotentiostat(clock)
+    p = SimulatedPotentiostat(clock, preset="br-mg")
     assert isinstance(p, Potentiostat)
     assert isinstance(SimulatedTemperatureStage(clock), TemperatureStage)
     assert isinstance(SimulatedDipCoater(clock), DipCoater)
@@ -102,7 +102,7 @@ def test_bad_techniques_are_refused():
     with pytest.raises(DeviceError, match="frequency"):
         p.run(Impedance(1e7, 1.0, 10, 0.01))
     with pytest.raises(ValueError, match="unknown cell kind"):
-        SimulatedPotentiostat(VirtualClock(0.0), cell_kind="triple")
+        SimulatedPotentiostat(VirtualClock(0.0), preset="br-mg", cell_kind="triple")
 
 
 # --------------------------------------------------------------------------- determinism and clock

@@ -28,6 +28,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from labctl.core.constants import FARADAY, GAS_CONSTANT, ZERO_CELSIUS_K
 from labctl.core.formatting import fmt_duration as _fmt_duration
 
 #: columns of the envelope of long traces (twice the pixel columns of the widest plot)
@@ -37,8 +38,6 @@ RAW_POINT_LIMIT = 20000
 DPI = 120
 #: step kinds whose voltage is a time trace (not a spectrum, not a stage log)
 TRACE_KINDS = ("rest", "galvanostatic", "potentiostatic", "tafel", "lsv", "cv")
-F_FARADAY = 96485.33212
-R_GAS = 8.314462618
 
 
 # =========================================================================== small helpers
@@ -974,7 +973,7 @@ def _tafel_model(res: dict[str, dict]) -> tuple[Any, Any] | None:
     j0 = float(j0r["value"])
     temp = float(d.get("temperature_C", 22.0) or 22.0)
     n = float(d.get("n", 2) or 2)
-    f = F_FARADAY / (R_GAS * (temp + 273.15))
+    f = FARADAY / (GAS_CONSTANT * (temp + ZERO_CELSIUS_K))
     if "b_cell" in res and "alpha" in res:
         a = float(res["alpha"]["value"])
         b = float(res["b_cell"]["value"]) / 1e3
@@ -1101,14 +1100,14 @@ def arrhenius_data(view: RunView) -> ArrheniusData | None:
 
 
 def _draw_arrhenius(ax: Any, a: ArrheniusData, colour: Any, label: str) -> None:
-    x = 1000.0 / (a.temperature_c + 273.15)
+    x = 1000.0 / (a.temperature_c + ZERO_CELSIUS_K)
     y = np.log(1.0 / a.rct)
     yerr = np.where(np.isfinite(a.rct_sigma), a.rct_sigma / a.rct, 0.0)
     ax.errorbar(x, y, yerr=yerr if np.any(yerr > 0) else None, fmt="o", color=colour, ms=6, capsize=3,
                 label=f"{label}1/R$_{{ct}}$ from EIS fits")
     if a.ea is not None and a.ln_a is not None:
         xx = np.linspace(x.min() - 0.03 * np.ptp(x), x.max() + 0.03 * np.ptp(x), 50)
-        yy = a.ln_a - a.ea * 1e3 / R_GAS * (xx / 1000.0)
+        yy = a.ln_a - a.ea * 1e3 / GAS_CONSTANT * (xx / 1000.0)
         ea_txt = f"E$_a$ = {a.ea:.4g}" + (f" ± {a.ea_sigma:.2g}" if a.ea_sigma else "") + " kJ mol$^{-1}$"
         if a.r2 is not None:
             ea_txt += f" (R² = {a.r2:.4f})"
@@ -1120,8 +1119,8 @@ def _arrhenius_axes(ax: Any) -> None:
     ax.set_ylabel("ln(1/R$_{ct}$ / Ω$^{-1}$)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    sec = ax.secondary_xaxis("top", functions=(lambda x: 1000.0 / np.maximum(x, 1e-9) - 273.15,
-                                               lambda t: 1000.0 / np.maximum(t + 273.15, 1e-9)))
+    sec = ax.secondary_xaxis("top", functions=(lambda x: 1000.0 / np.maximum(x, 1e-9) - ZERO_CELSIUS_K,
+                                               lambda t: 1000.0 / np.maximum(t + ZERO_CELSIUS_K, 1e-9)))
     sec.set_xlabel("Temperature / °C")
 
 
