@@ -22,6 +22,8 @@ about 2 s each.  A driver that reports whether its cell switch is on exposes ``c
 
 from __future__ import annotations
 
+from labctl.core.constants import ZERO_CELSIUS_K
+
 import math
 import threading
 import time
@@ -726,7 +728,7 @@ def _check_stage_contract(ctx: _Ctx) -> None:
         rng = getattr(drv, "range_c", None)
         try:
             lo, hi = (float(x) for x in rng)  # type: ignore[union-attr]
-            ok = math.isfinite(lo) and math.isfinite(hi) and lo < hi and -273.15 <= lo
+            ok = math.isfinite(lo) and math.isfinite(hi) and lo < hi and -ZERO_CELSIUS_K <= lo
         except (TypeError, ValueError):
             ok = False
         if not ok:

@@ -30,12 +30,13 @@ import math
 import time
 from typing import Any
 
+from labctl.core.constants import ZERO_CELSIUS_K
 from labctl.drivers.contracts import CONNECT_TIMEOUT, DeviceError
 from labctl.drivers.visalink import MessageLink, as_link, parse_number
 
 __all__ = ["LakeShore335", "parse_idn", "parse_kelvin", "parse_range", "parse_ramp", "parse_percent", "T_ZERO"]
 
-T_ZERO = 273.15
+T_ZERO = ZERO_CELSIUS_K
 MODELS = ("MODEL335", "MODEL336")
 SETPOINT_TOLERANCE_K = 0.002
 

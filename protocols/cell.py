@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from labctl.core.constants import MO6S8_THEORETICAL_CAPACITY_MAH_G
 from labctl.core.errors import custom_error, did_you_mean, issues_error
 
 from .fields import Quantity, SpecificCapacity, StrictModel, Text, text_check
@@ -177,9 +178,10 @@ class CellSpec(StrictModel):
         description="active cathode loading per area; cathode_mass = loading x area",
     )
     specific_capacity_mAh_g: SpecificCapacity = Field(
-        128.8, validation_alias="theoretical_capacity",
-        description="theoretical specific capacity of the cathode defining 1C (Mo6S8: 128.8 mAh/g)",
-        json_schema_extra={"default": "128.8 mAh/g"},
+        MO6S8_THEORETICAL_CAPACITY_MAH_G, validation_alias="theoretical_capacity",
+        description=("theoretical specific capacity of the cathode defining 1C "
+                     f"(Mo6S8: {MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g)"),
+        json_schema_extra={"default": f"{MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g"},
     )
     eis_model: Annotated[str | None, BeforeValidator(_eis_model)] = Field(
         None,

@@ -40,7 +40,7 @@ __all__ = [
     "parse_c_rate",
 ]
 
-MAH = 3.6
+from labctl.core.constants import COULOMBS_PER_MAH as MAH  # noqa: E402
 """Coulombs per mAh."""
 
 QUANTITY_PATTERN = r"^(\s*[+\-\u2212]?(\d+(_\d+)*\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\S.*|.*\{[A-Za-z_][A-Za-z0-9_]*\}.*)$"

@@ -12,8 +12,9 @@ import math
 
 import numpy as np
 
+from labctl.core.constants import GAS_CONSTANT, ZERO_CELSIUS_K
+
 from ._core import AnalysisError, Result, as_1d, linregress, sigma_or_none
-from .tafel import GAS_CONSTANT
 
 
 def fit_arrhenius(temperature_c, rct, *, method: str = "arrhenius-1/Rct") -> list[Result]:
@@ -26,7 +27,7 @@ def fit_arrhenius(temperature_c, rct, *, method: str = "arrhenius-1/Rct") -> lis
     t, r = t[ok], r[ok]
     if np.any(r <= 0):
         raise AnalysisError("Rct values must be positive (ohm)")
-    tk = t + 273.15
+    tk = t + ZERO_CELSIUS_K
     if np.any(tk <= 0):
         raise AnalysisError("a temperature is below absolute zero: temperatures are in degC")
     distinct = np.unique(np.round(tk, 6))

@@ -58,15 +58,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
+from labctl.core.constants import FARADAY, GAS_CONSTANT, ZERO_CELSIUS_K
+
 from ._core import AnalysisError, Result, as_1d, covariance_from_jacobian, linregress, sigma_or_none
 
-FARADAY = 96485.33212  # C/mol
-GAS_CONSTANT = 8.314462618  # J/(mol K)
 LN10 = math.log(10.0)
 
 
 def _f_over_rt(temperature_c: float) -> float:
-    t = float(temperature_c) + 273.15
+    t = float(temperature_c) + ZERO_CELSIUS_K
     if not t > 0:
         raise AnalysisError(f"temperature {temperature_c} degC is below absolute zero")
     return FARADAY / (GAS_CONSTANT * t)

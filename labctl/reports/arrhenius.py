@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from labctl.core.constants import ZERO_CELSIUS_K
+
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ __all__ = ["arrhenius_axes", "draw_arrhenius", "plot_arrhenius"]
 
 
 def draw_arrhenius(ax: Any, a: ArrheniusData, colour: Any, label: str) -> None:
-    x = 1000.0 / (a.temperature_c + 273.15)
+    x = 1000.0 / (a.temperature_c + ZERO_CELSIUS_K)
     y = np.log(1.0 / a.rct)
     yerr = np.where(np.isfinite(a.rct_sigma), a.rct_sigma / a.rct, 0.0)
     ax.errorbar(x, y, yerr=yerr if np.any(yerr > 0) else None, fmt="o", color=colour, ms=6, capsize=3,
@@ -35,8 +37,8 @@ def arrhenius_axes(ax: Any) -> None:
     ax.set_ylabel("ln(1/R$_{ct}$ / Ω$^{-1}$)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    sec = ax.secondary_xaxis("top", functions=(lambda x: 1000.0 / np.maximum(x, 1e-9) - 273.15,
-                                               lambda t: 1000.0 / np.maximum(t + 273.15, 1e-9)))
+    sec = ax.secondary_xaxis("top", functions=(lambda x: 1000.0 / np.maximum(x, 1e-9) - ZERO_CELSIUS_K,
+                                               lambda t: 1000.0 / np.maximum(t + ZERO_CELSIUS_K, 1e-9)))
     sec.set_xlabel("Temperature / °C")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from labctl.core.constants import FARADAY, GAS_CONSTANT, ZERO_CELSIUS_K
+
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +16,8 @@ from labctl.reports.runview import RunView, TafelCurve
 from labctl.reports.style import new_figure, run_colour, save
 from labctl.reports.text import fmt
 
-F_FARADAY = 96485.33212
-R_GAS = 8.314462618
+F_FARADAY = FARADAY
+R_GAS = GAS_CONSTANT
 
 __all__ = ["F_FARADAY", "R_GAS", "draw_tafel", "fmt_j", "plot_tafel", "tafel_axes", "tafel_model"]
 
@@ -31,7 +33,7 @@ def tafel_model(res: dict[str, dict]) -> tuple[Curve, Curve] | None:
     j0 = float(j0r["value"])
     temp = float(d.get("temperature_C", 22.0) or 22.0)
     n = float(d.get("n", 2) or 2)
-    f = F_FARADAY / (R_GAS * (temp + 273.15))
+    f = F_FARADAY / (R_GAS * (temp + ZERO_CELSIUS_K))
     if "b_cell" in res and "alpha" in res:
         a = float(res["alpha"]["value"])
         b = float(res["b_cell"]["value"]) / 1e3

@@ -22,6 +22,8 @@ Run one by hand: ``python -m labctl.simulators.emulators.lakeshore --port 7777 -
 
 from __future__ import annotations
 
+from labctl.core.constants import ZERO_CELSIUS_K
+
 import argparse
 import math
 from typing import Any
@@ -32,7 +34,7 @@ from labctl.simulators.emulators.linetcp import LineServer
 
 __all__ = ["LakeShoreEmulator", "T_ZERO"]
 
-T_ZERO = 273.15
+T_ZERO = ZERO_CELSIUS_K
 IDN = {"335": "LSCI,MODEL335,LSA2C4E/#######,2.9", "336": "LSCI,MODEL336,LSA2C4F/#######,2.5"}
 
 
