@@ -135,7 +135,9 @@ class RunRecorder:
         if n == 0:
             self._check()
             return
-        self._last_t = float(arrays[0][-1])
+        t_col = arrays[0]
+        if t_col is not None:
+            self._last_t = float(t_col[-1])
         self._put((_SAMPLES, time.monotonic(), int(step_index), int(cycle), arrays, n), n)
 
     def step_ended(
@@ -386,7 +388,6 @@ class RunRecorder:
         path = self._spill_dir / f"run-{self.run_id}-{os.getpid()}.spill"
         self._spill = SpillFile(path)
         self._spill_n = self._n_committed
-        self._spill_pending = []  # batches in the file not yet committed, in order
         self._outage_since = time.monotonic()
         self._retry_at = time.monotonic() + 0.5
         self._backoff = 0.5

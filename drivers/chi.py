@@ -95,26 +95,26 @@ def macro(model: str, tech: Technique, *, folder: str, name: str, e_ocp: float =
     header = f"labctl {tech.kind}"
     if isinstance(tech, OpenCircuit):
         dt = tech.record.dt or 1.0
-        return _quiet(m.OCP, tech.duration, dt, folder, name, header, "").text
+        return str(_quiet(m.OCP, tech.duration, dt, folder, name, header, "").text)
     if isinstance(tech, ConstantPotential):
         e = tech.potential + (e_ocp if tech.vs_ocp else 0.0)
         dt = tech.record.dt or 1.0
-        return _quiet(m.CA, _r(e), dt, tech.limits.duration or 0.0, sens, folder, name, header, "").text
+        return str(_quiet(m.CA, _r(e), dt, tech.limits.duration or 0.0, sens, folder, name, header, "").text)
     if isinstance(tech, LinearSweep):
         off = e_ocp if tech.vs_ocp else 0.0
-        return _quiet(m.LSV, _r(tech.start + off), _r(tech.end + off), tech.scan_rate, tech.step, sens, folder, name,
-                      header, "").text
+        return str(_quiet(m.LSV, _r(tech.start + off), _r(tech.end + off), tech.scan_rate, tech.step, sens, folder, name,
+                      header, "").text)
     if isinstance(tech, CyclicSweep):
         off = e_ocp if tech.vs_ocp else 0.0
-        return _quiet(m.CV, _r(tech.start + off), _r(tech.vertex1 + off), _r(tech.vertex2 + off), _r(tech.start + off),
-                      tech.scan_rate, tech.step, 2 * tech.cycles, sens, folder, name, header, "").text
+        return str(_quiet(m.CV, _r(tech.start + off), _r(tech.vertex1 + off), _r(tech.vertex2 + off), _r(tech.start + off),
+                      tech.scan_rate, tech.step, 2 * tech.cycles, sens, folder, name, header, "").text)
     if isinstance(tech, Impedance):
         if not hasattr(m, "EIS"):
             raise DeviceError(f"{model} has no impedance technique in hardpotato")
         e = tech.e_dc + (e_ocp if tech.vs_ocp else 0.0)
         lo, hi = sorted((tech.f_start, tech.f_end))
         # labctl's amplitude is rms; the macro's amp is taken as the peak amplitude
-        return _quiet(m.EIS, _r(e), lo, hi, _r(tech.amplitude * np.sqrt(2)), sens, folder, name, header, "").text
+        return str(_quiet(m.EIS, _r(e), lo, hi, _r(tech.amplitude * np.sqrt(2)), sens, folder, name, header, "").text)
     raise DeviceError(f"CH Instruments cannot run {getattr(tech, 'kind', tech)!r} (no galvanostatic mode)")
 
 

@@ -101,7 +101,7 @@ def _expected_duration(tech: Technique) -> float | None:
     if isinstance(tech, OpenCircuit):
         return tech.duration
     if lim is not None and lim.duration is not None:
-        return lim.duration
+        return float(lim.duration)
     if isinstance(tech, LinearSweep):
         return abs(tech.end - tech.start) / tech.scan_rate
     if isinstance(tech, CyclicSweep):

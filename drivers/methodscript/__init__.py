@@ -2,7 +2,6 @@
 
 from labctl.drivers.methodscript.compiler import CompiledScript, compile_technique
 from labctl.drivers.methodscript.driver import MODELS, DeviceEvent, MethodScriptHandle, MethodScriptPotentiostat
-from labctl.drivers.methodscript.link import SerialLink
 from labctl.drivers.methodscript.protocol import (
     ERROR_CODES,
     MethodScriptError,
@@ -12,7 +11,7 @@ from labctl.drivers.methodscript.protocol import (
 )
 
 __all__ = [
-    "MethodScriptPotentiostat", "MethodScriptHandle", "DeviceEvent", "MODELS", "SerialLink", "CompiledScript",
+    "MethodScriptPotentiostat", "MethodScriptHandle", "DeviceEvent", "MODELS", "CompiledScript",
     "compile_technique", "ERROR_CODES", "MethodScriptError", "MethodScriptProtocolError", "decode_package",
     "parse_reply",
 ]

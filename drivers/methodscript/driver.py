@@ -26,7 +26,7 @@ import numpy as np
 
 from labctl.drivers.contracts import Capabilities, DeviceError, DeviceTimeout, TechniqueState
 from labctl.drivers.methodscript.compiler import END_TAG, CompiledScript, compile_technique
-from labctl.drivers.methodscript.link import SerialLink
+from labctl.drivers.transports import SerialTransport
 from labctl.drivers.methodscript.protocol import (
     MethodScriptProtocolError,
     Package,
@@ -134,7 +134,7 @@ class MethodScriptPotentiostat:
     def connect(self, timeout: float = 10.0) -> None:
         if self.transport is None:
             info = MODELS.get(self.model or "")
-            self.transport = SerialLink(str(self.port), self.baudrate or (info.baudrate if info else 921600))
+            self.transport = SerialTransport(str(self.port), baudrate=self.baudrate or (info.baudrate if info else 921600))
         deadline = time.monotonic() + timeout
         self.transport.open(timeout)
         self.connected = True

@@ -166,7 +166,7 @@ def run(
             "station": st.name or str(station), "station_file": str(station), "channel": channel,
             "instruments": {role: {"name": name, "driver": st.instruments[name].driver, "identity": identify(roles[role]),
                                    "options": st.driver_options(name)}
-                            for role, name in devices.extras["instruments"].items()},
+                            for role, name in dict(devices.extras["instruments"]).items()},  # type: ignore[call-overload]
         }
     else:
         assert driver is not None  # not --sim, so --driver was given (checked above)

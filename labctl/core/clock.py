@@ -217,7 +217,7 @@ class SharedVirtualClock:
         return SharedVirtualClock._Detached(self, seat)
 
     def _seat(self) -> _Participant:
-        seat = getattr(self._local, "seat", None)
+        seat: _Participant | None = getattr(self._local, "seat", None)
         if seat is None or not seat.active:
             raise RuntimeError("this thread has no seat at the shared virtual clock: "
                                "register one with participant() and bind() it in the thread")

@@ -75,8 +75,8 @@ class ChannelGroup:
         raise KeyError(name)
 
     def start(self) -> None:
-        shared = isinstance(self.clock, SharedVirtualClock)
-        seats: list[Any] = [self.clock.participant(c.name) if shared else None  # type: ignore[union-attr]
+        clock = self.clock
+        seats: list[Any] = [clock.participant(c.name) if isinstance(clock, SharedVirtualClock) else None
                             for c in self.channels]
         for c, seat in zip(self.channels, seats, strict=True):
             c._thread = threading.Thread(target=self._run, args=(c, seat), name=f"labctl-channel-{c.name}",

@@ -32,6 +32,9 @@ class GrblMachine:
         self._z0, self._z1 = z0, z0
         self._t0 = self._t1 = clock.now()
         self._hold = False
+        self._frozen = z0
+        self._pending_alarm = b""
+        self._feed = 0.0
         self._buf = b""
         self.lines: list[str] = []  # every line received, for tests
 
