@@ -17,8 +17,15 @@ from labctl.simulators.potentiostat import SimulatedPotentiostat
 __all__ = ["cycle_symmetric", "main"]
 
 
-def cycle_symmetric(hours: float, record: Recording, *, preset: str = "br-mg", j_ma_cm2: float = 0.5,
-                    area_cm2: float = 1.267, seed: int = 0) -> tuple[float, int, float]:
+def cycle_symmetric(
+    hours: float,
+    record: Recording,
+    *,
+    preset: str = "br-mg",
+    j_ma_cm2: float = 0.5,
+    area_cm2: float = 1.267,
+    seed: int = 0,
+) -> tuple[float, int, float]:
     """Cycle for ``hours`` of virtual time; returns (CPU seconds, samples, virtual hours reached).
 
     The short-circuit limit is not set, so the cell keeps cycling through its short.
@@ -43,8 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     for label, rec in (("1 s", Recording(dt=1.0)), ("10 s + 5 mV", Recording(dt=10.0, dv=0.005))):
         cpu, n, h = cycle_symmetric(args.hours, rec)
-        print(f"{h:,.0f} h of 0.5 mA/cm2 cycling, recording every {label}: {n:,} samples in {cpu:.2f} s CPU "
-              f"({n / cpu / 1e6:.1f} M samples/s)")
+        print(
+            f"{h:,.0f} h of 0.5 mA/cm2 cycling, recording every {label}: {n:,} samples in {cpu:.2f} s CPU "
+            f"({n / cpu / 1e6:.1f} M samples/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -106,7 +106,9 @@ def references(CustomCircuit, names) -> int:
                 continue
             if np.all(np.isfinite(p)) and r < best[0] * (1 - 1e-9):
                 best = (r, label, p)
-        pb, sb, rb = _ipy_fit(CustomCircuit, circuit, [v for i, v in enumerate(best[2]) if i not in fixed], f, z, constants)
+        pb, sb, rb = _ipy_fit(
+            CustomCircuit, circuit, [v for i, v in enumerate(best[2]) if i not in fixed], f, z, constants
+        )
         print(f"    # {circuit}, {f.size} points; best from {best[1]} ({time.perf_counter() - t0:.0f} s)")
         print(f"    {name!r}: {{")
         for key, p, s, r in (("user", pu, su, ru), ("best", pb, sb, rb)):
@@ -121,8 +123,10 @@ def references(CustomCircuit, names) -> int:
 def real(CustomCircuit, repeats: int) -> int:
     from tests.test_analysis_eis_real import CASES, REF, load
 
-    print(f"{'case':<22}{'pts':>4}{'ipy ms':>10}{'user ms':>9}{'auto ms':>9}"
-          f"{'SSR user/ref':>14}{'SSR auto/best':>15}  inside bands (user, auto)")
+    print(
+        f"{'case':<22}{'pts':>4}{'ipy ms':>10}{'user ms':>9}{'auto ms':>9}"
+        f"{'SSR user/ref':>14}{'SSR auto/best':>15}  inside bands (user, auto)"
+    )
     ok_all = True
     for name, (_, _, circuit, guess, constants) in CASES.items():
         f, z = load(name)
@@ -146,9 +150,11 @@ def real(CustomCircuit, repeats: int) -> int:
         r_user = user.stats["ssr"] / ref["user"][2]
         r_auto = auto.stats["ssr"] / ref["best"][2]
         ok_all &= all(inside) and r_user <= 1 + 1e-6 and r_auto <= 1 + 1e-6
-        print(f"{name:<22}{f.size:>4}{1e3 * statistics.median(t_ipy):>10.1f}{1e3 * statistics.median(t_user):>9.1f}"
-              f"{1e3 * statistics.median(t_auto):>9.1f}{r_user:>14.6f}{r_auto:>15.6f}  {inside[0]}, {inside[1]}"
-              + ("" if key == "user" else "  (user fit replaced by the automatic search)"))
+        print(
+            f"{name:<22}{f.size:>4}{1e3 * statistics.median(t_ipy):>10.1f}{1e3 * statistics.median(t_user):>9.1f}"
+            f"{1e3 * statistics.median(t_auto):>9.1f}{r_user:>14.6f}{r_auto:>15.6f}  {inside[0]}, {inside[1]}"
+            + ("" if key == "user" else "  (user fit replaced by the automatic search)")
+        )
     return 0 if ok_all else 1
 
 
@@ -156,8 +162,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--real", action="store_true", help="every real-data case of the tests")
-    ap.add_argument("--references", nargs="*", default=None, metavar="CASE",
-                    help="recompute the impedance.py references of the tests")
+    ap.add_argument(
+        "--references",
+        nargs="*",
+        default=None,
+        metavar="CASE",
+        help="recompute the impedance.py references of the tests",
+    )
     args = ap.parse_args()
     try:
         from impedance.models.circuits import CustomCircuit
@@ -203,8 +214,7 @@ def main() -> int:
     for name, a, sa, b, sb in zip(circuit.param_names, p_ref, s_ref, p_ours, s_ours):
         print(f"{name:<12}{a:>14.6g}{sa:>12.3g}{b:>14.6g}{sb:>12.3g}")
     print(f"relative RMS error: impedance.py {100 * rms_ref:.3f} %, labctl {100 * ours.rel_rms:.3f} %")
-    print(f"median fit time: impedance.py {1e3 * m_ref:.1f} ms, labctl {1e3 * m_ours:.1f} ms "
-          f"(labctl nfev {ours.nfev})")
+    print(f"median fit time: impedance.py {1e3 * m_ref:.1f} ms, labctl {1e3 * m_ours:.1f} ms (labctl nfev {ours.nfev})")
     print(f"ratio labctl / impedance.py: {ratio:.3f} (required <= 0.25); inside 1-sigma bands: {inside}")
     return 0 if (ratio <= 0.25 and inside and ours.rel_rms <= 0.0078) else 1
 

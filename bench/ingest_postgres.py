@@ -86,18 +86,30 @@ class Schema:
 def run_raw(base_url: str, data: dict[str, np.ndarray], commit_rows: int) -> float:
     n = len(data["t"])
     steps = data["step_index"]
-    rows = list(zip(((1 << SAMPLE_ID_BITS) + np.arange(n)).tolist(), [1] * n, steps.tolist(),
-                    (steps // 2).tolist(), data["t"].tolist(), data["voltage"].tolist(),
-                    data["current"].tolist(), data["charge"].tolist(), data["temperature"].tolist()))
+    rows = list(
+        zip(
+            ((1 << SAMPLE_ID_BITS) + np.arange(n)).tolist(),
+            [1] * n,
+            steps.tolist(),
+            (steps // 2).tolist(),
+            data["t"].tolist(),
+            data["voltage"].tolist(),
+            data["current"].tolist(),
+            data["charge"].tolist(),
+            data["temperature"].tolist(),
+        )
+    )
     with Schema(base_url) as url, psycopg.connect(url.replace("+psycopg", "")) as con:
-        sql = ("COPY samples (id, run_id, step_index, cycle, t, voltage, current, charge, temperature) "
-               "FROM STDIN (FORMAT BINARY)")
+        sql = (
+            "COPY samples (id, run_id, step_index, cycle, t, voltage, current, charge, temperature) "
+            "FROM STDIN (FORMAT BINARY)"
+        )
         types = ["int8", "int8", "int4", "int4", "float8", "float8", "float8", "float8", "float8"]
         t0 = time.perf_counter()
         for k in range(0, n, commit_rows):
             with con.cursor() as cur, cur.copy(sql) as copy:
                 copy.set_types(types)
-                for row in rows[k:k + commit_rows]:
+                for row in rows[k : k + commit_rows]:
                     copy.write_row(row)
             con.commit()
         dt = time.perf_counter() - t0
@@ -105,8 +117,9 @@ def run_raw(base_url: str, data: dict[str, np.ndarray], commit_rows: int) -> flo
     return n / dt
 
 
-def run_labctl(base_url: str, data: dict[str, np.ndarray], block: int, commit_rows: int,
-               read_rates: list[float]) -> float:
+def run_labctl(
+    base_url: str, data: dict[str, np.ndarray], block: int, commit_rows: int, read_rates: list[float]
+) -> float:
     n = len(data["t"])
     steps = data["step_index"]
     with Schema(base_url) as url:
@@ -116,8 +129,15 @@ def run_labctl(base_url: str, data: dict[str, np.ndarray], block: int, commit_ro
         for k in range(0, n, block):
             s = int(steps[k])
             e = min(k + block, n)
-            rec.samples(s, s // 2, data["t"][k:e], data["voltage"][k:e], data["current"][k:e],
-                        data["charge"][k:e], temperature=data["temperature"][k:e])
+            rec.samples(
+                s,
+                s // 2,
+                data["t"][k:e],
+                data["voltage"][k:e],
+                data["current"][k:e],
+                data["charge"][k:e],
+                temperature=data["temperature"][k:e],
+            )
         rec.finish("completed", "complete", time.time())
         dt = time.perf_counter() - t0
         assert db.n_samples(rec.run_id) == n
@@ -137,8 +157,12 @@ def main() -> None:
     p.add_argument("--block", type=int, default=10_000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--commit-rows", type=int, default=100_000)
-    p.add_argument("--index", choices=sorted(INDEXES), default="brin",
-                   help="index on samples for both sides (default: labctl's BRIN)")
+    p.add_argument(
+        "--index",
+        choices=sorted(INDEXES),
+        default="brin",
+        help="index on samples for both sides (default: labctl's BRIN)",
+    )
     a = p.parse_args()
     global INDEX
     INDEX = a.index
@@ -156,10 +180,14 @@ def main() -> None:
     with psycopg.connect(base) as c:
         server = c.execute("SHOW server_version").fetchone()[0]
     r, l_ = statistics.median(raw), statistics.median(lab)
-    print(f"ingest_postgres  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
-          f"python {platform.python_version()}  PostgreSQL {server} (same machine)  psycopg {psycopg.__version__}")
-    print(f"rows {a.rows:,}  block {a.block:,}  commit every {a.commit_rows:,} rows  median of {a.repeat}"
-          f"  samples index: {a.index}")
+    print(
+        f"ingest_postgres  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
+        f"python {platform.python_version()}  PostgreSQL {server} (same machine)  psycopg {psycopg.__version__}"
+    )
+    print(
+        f"rows {a.rows:,}  block {a.block:,}  commit every {a.commit_rows:,} rows  median of {a.repeat}"
+        f"  samples index: {a.index}"
+    )
     print(f"raw COPY write_row (floor): {r:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in raw)}")
     print(f"labctl RunRecorder:         {l_:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in lab)}")
     print(f"ratio labctl/raw: {l_ / r:.2f}  (target >= 0.8)")

@@ -66,18 +66,29 @@ def run_raw(path: Path, data: dict[str, np.ndarray], commit_rows: int) -> float:
     fresh(path)
     n = len(data["t"])
     cycles = (data["step_index"] // 2).tolist()
-    rows = list(zip([1] * n, data["step_index"].tolist(), cycles, data["t"].tolist(),
-                    data["voltage"].tolist(), data["current"].tolist(), data["charge"].tolist(),
-                    data["temperature"].tolist()))
+    rows = list(
+        zip(
+            [1] * n,
+            data["step_index"].tolist(),
+            cycles,
+            data["t"].tolist(),
+            data["voltage"].tolist(),
+            data["current"].tolist(),
+            data["charge"].tolist(),
+            data["temperature"].tolist(),
+        )
+    )
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    sql = ("INSERT INTO samples (run_id, step_index, cycle, t, voltage, current, charge, temperature) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    sql = (
+        "INSERT INTO samples (run_id, step_index, cycle, t, voltage, current, charge, temperature) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    )
     t0 = time.perf_counter()
     for k in range(0, n, commit_rows):
         con.execute("BEGIN IMMEDIATE")
-        con.executemany(sql, rows[k:k + commit_rows])
+        con.executemany(sql, rows[k : k + commit_rows])
         con.execute("COMMIT")
     dt = time.perf_counter() - t0
     assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == n
@@ -89,16 +100,24 @@ def run_labctl(path: Path, data: dict[str, np.ndarray], block: int, commit_rows:
     url = fresh(path)
     n = len(data["t"])
     db = Database(url, commit_rows=commit_rows)
-    rec = db.open_run(protocol_name="bench", protocol_text="bench", channel="ch1", simulated=True,
-                      started_unix=time.time())
+    rec = db.open_run(
+        protocol_name="bench", protocol_text="bench", channel="ch1", simulated=True, started_unix=time.time()
+    )
     steps = data["step_index"]
     t0 = time.perf_counter()
     for k in range(0, n, block):
         s = int(steps[k])
         e = min(k + block, n)
         assert steps[e - 1] == s, "blocks must not straddle steps"
-        rec.samples(s, s // 2, data["t"][k:e], data["voltage"][k:e], data["current"][k:e],
-                    data["charge"][k:e], temperature=data["temperature"][k:e])
+        rec.samples(
+            s,
+            s // 2,
+            data["t"][k:e],
+            data["voltage"][k:e],
+            data["current"][k:e],
+            data["charge"][k:e],
+            temperature=data["temperature"][k:e],
+        )
     rec.finish("completed", "complete", time.time())
     dt = time.perf_counter() - t0
     assert db.n_samples(rec.run_id) == n
@@ -115,8 +134,12 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--commit-rows", type=int, default=100_000)
     p.add_argument("--dir", default=None, help="where the files go (default: a temp dir)")
-    p.add_argument("--extra-index", default=None, metavar="COLUMNS",
-                   help='add "CREATE INDEX ON samples (COLUMNS)" on both sides, e.g. "run_id, step_index"')
+    p.add_argument(
+        "--extra-index",
+        default=None,
+        metavar="COLUMNS",
+        help='add "CREATE INDEX ON samples (COLUMNS)" on both sides, e.g. "run_id, step_index"',
+    )
     a = p.parse_args()
     global EXTRA_INDEX
     EXTRA_INDEX = a.extra_index
@@ -128,10 +151,14 @@ def main() -> None:
             raw.append(run_raw(path, data, a.commit_rows))
             lab.append(run_labctl(path, data, a.block, a.commit_rows))
     r, l_ = statistics.median(raw), statistics.median(lab)
-    print(f"ingest_sqlite  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
-          f"python {platform.python_version()}  sqlite {sqlite3.sqlite_version}")
-    print(f"rows {a.rows:,}  block {a.block:,}  commit every {a.commit_rows:,} rows  median of {a.repeat}"
-          + (f"  extra index ({a.extra_index})" if a.extra_index else ""))
+    print(
+        f"ingest_sqlite  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
+        f"python {platform.python_version()}  sqlite {sqlite3.sqlite_version}"
+    )
+    print(
+        f"rows {a.rows:,}  block {a.block:,}  commit every {a.commit_rows:,} rows  median of {a.repeat}"
+        + (f"  extra index ({a.extra_index})" if a.extra_index else "")
+    )
     print(f"raw executemany (floor): {r:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in raw)}")
     print(f"labctl RunRecorder:      {l_:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in lab)}")
     print(f"ratio labctl/raw: {l_ / r:.2f}  (target >= 0.8)")

@@ -34,8 +34,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     protocols = sorted(LIB.glob("*.yaml"))
-    specs = [RunSpec(str(p), preset, seed=100 * r + k, replicate=r)
-             for k, p in enumerate(protocols) for preset in ("bare-mg", "br-mg") for r in range(a.replicates)]
+    specs = [
+        RunSpec(str(p), preset, seed=100 * r + k, replicate=r)
+        for k, p in enumerate(protocols)
+        for preset in ("bare-mg", "br-mg")
+        for r in range(a.replicates)
+    ]
     big = {"ce-longterm-0.5mA": 0, "ce-longterm-3mA": 1, "symmetric-0.5mA": 2, "full-cell-0.1C": 3, "rate-stepped": 4}
     specs.sort(key=lambda s: big.get(Path(s.protocol).stem, 99))
     with tempfile.TemporaryDirectory() as d:
@@ -46,8 +50,10 @@ def main() -> None:
     n = sum(r.n_samples for r in res)
     bad = [r for r in res if r.status != "completed"]
     floor = _sim_only(specs)
-    print(f"library: {len(protocols)} protocols x 2 presets x {a.replicates} replicates = {len(specs)} runs, "
-          f"{n:,} samples, {len(bad)} not completed")
+    print(
+        f"library: {len(protocols)} protocols x 2 presets x {a.replicates} replicates = {len(specs)} runs, "
+        f"{n:,} samples, {len(bad)} not completed"
+    )
     print(f"  simulated + stored (SQLite, {a.workers} workers): {wall:.1f} s wall  (limit 180 s)")
     print(f"  floor: simulation alone, no database, 1 process: {floor:.1f} s")
     print(f"  ratio stored/floor: {wall / floor:.2f}")

@@ -25,14 +25,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labctl.core.clock import WallClock  # noqa: E402
-from labctl.core.contracts import NullRecorder  # noqa: E402
-from labctl.drivers.contracts import ChannelDevices  # noqa: E402
-from labctl.drivers.methodscript import MethodScriptPotentiostat  # noqa: E402
-from labctl.engine.channels import Channel, ChannelGroup  # noqa: E402
-from labctl.engine.runner import Engine  # noqa: E402
-from labctl.protocols import load_protocol_text  # noqa: E402
-from labctl.simulators.emulators.methodscript import MethodScriptEmulator  # noqa: E402
+from labctl.core.clock import WallClock
+from labctl.core.contracts import NullRecorder
+from labctl.drivers.contracts import ChannelDevices
+from labctl.drivers.methodscript import MethodScriptPotentiostat
+from labctl.engine.channels import Channel, ChannelGroup
+from labctl.engine.runner import Engine
+from labctl.protocols import load_protocol_text
+from labctl.simulators.emulators.methodscript import MethodScriptEmulator
 
 DT = 0.1
 
@@ -60,11 +60,14 @@ def main() -> None:
     args = ap.parse_args()
     seconds = args.minutes * 60
     clock = WallClock()
-    proto = load_protocol_text(f"""name: pacing
+    proto = load_protocol_text(
+        f"""name: pacing
 cell: {{kind: symmetric, working: Mg, area: 1.267 cm2}}
 steps:
   - rest: {{duration: {seconds:g} s, record_every: {DT:g} s}}
-""", source="pacing.yaml")
+""",
+        source="pacing.yaml",
+    )
     emulators, channels, recs = [], [], []
     for k in range(args.channels):
         em = MethodScriptEmulator("es4_lr", preset="br-mg", seed=k, clock=clock, noise=True)
@@ -100,8 +103,10 @@ steps:
     within = float(np.mean(np.abs(late) <= 0.020)) if len(late) else 0.0
     print(f"channels {args.channels}, {args.minutes:g} min at {1 / DT:g} samples/s each; wall {wall:.1f} s")
     print(f"samples {n_all:,}, lost {lost}")
-    print(f"lateness: median {np.median(late) * 1e3:.1f} ms, p99 {np.percentile(late, 99) * 1e3:.1f} ms, "
-          f"p99.9 {np.percentile(late, 99.9) * 1e3:.1f} ms, max {late.max() * 1e3:.1f} ms")
+    print(
+        f"lateness: median {np.median(late) * 1e3:.1f} ms, p99 {np.percentile(late, 99) * 1e3:.1f} ms, "
+        f"p99.9 {np.percentile(late, 99.9) * 1e3:.1f} ms, max {late.max() * 1e3:.1f} ms"
+    )
     print(f"within 20 ms of schedule: {within * 100:.3f} %  (ratio to the 99.9 % floor: {within / 0.999:.4f})")
     print(f"CPU: {cpu:.1f} s in {wall:.1f} s = {cpu / wall:.2f} cores")
 

@@ -41,8 +41,7 @@ def record(db: Database, n: int, seed: int) -> int:
         s = k // STEP_ROWS
         t = np.arange(k, e) * 0.1
         i = rng.normal(1e-3, 1e-6, e - k)
-        rec.samples(s, s // 2, t, rng.normal(0.2, 0.01, e - k), i, np.cumsum(i),
-                    temperature=rng.normal(25, 0.1, e - k))
+        rec.samples(s, s // 2, t, rng.normal(0.2, 0.01, e - k), i, np.cumsum(i), temperature=rng.normal(25, 0.1, e - k))
     rec.finish("completed", "complete", time.time())
     return rec.run_id
 
@@ -64,8 +63,9 @@ def main() -> None:
         raw_t, lab_t, naive_t, iter_t = [], [], [], []
         for _ in range(a.repeat):
             t0 = time.perf_counter()
-            rows = con.execute(f"SELECT {cols} FROM samples WHERE id BETWEEN ? AND ? ORDER BY id",
-                               (lo, lo + a.rows - 1)).fetchall()
+            rows = con.execute(
+                f"SELECT {cols} FROM samples WHERE id BETWEEN ? AND ? ORDER BY id", (lo, lo + a.rows - 1)
+            ).fetchall()
             arr = np.array(rows, dtype=np.float64)
             raw_t.append(time.perf_counter() - t0)
             del rows
@@ -89,8 +89,10 @@ def main() -> None:
         db.close()
     n = a.rows
     r, lab = n / statistics.median(raw_t), n / statistics.median(lab_t)
-    print(f"read_sqlite  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
-          f"python {platform.python_version()}  sqlite {sqlite3.sqlite_version}")
+    print(
+        f"read_sqlite  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
+        f"python {platform.python_version()}  sqlite {sqlite3.sqlite_version}"
+    )
     print(f"rows {n:,} x {len(SAMPLE_COLUMNS)} columns  median of {a.repeat}")
     print(f"raw SELECT + np.array (floor): {r:12,.0f} rows/s  ({statistics.median(raw_t):.2f} s)")
     print(f"labctl db.samples:             {lab:12,.0f} rows/s  ({statistics.median(lab_t):.2f} s)")

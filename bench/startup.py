@@ -40,7 +40,13 @@ def main() -> int:
     cases = {
         "python -c pass": [py, "-c", "pass"],
         "labctl --help": [py, "-m", "labctl.cli", "--help"],
-        "labctl validate tafel.yaml": [py, "-m", "labctl.cli", "validate", "labctl/studies/mg_anode/library/tafel.yaml"],
+        "labctl validate tafel.yaml": [
+            py,
+            "-m",
+            "labctl.cli",
+            "validate",
+            "labctl/studies/mg_anode/library/tafel.yaml",
+        ],
     }
     for cmd in cases.values():  # warm the file cache and the .pyc files
         wall(cmd)

@@ -49,8 +49,18 @@ def child(url: str) -> None:
     out = run_protocol(proto, db=db, sim=SimSettings("br-mg", 0, 0))
     wall = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"wall_s": wall, "samples": out.n_samples, "run_id": out.run_id, "hours": out.duration / 3600,
-                      "peak_rss_mb": rss_mb, "status": out.status}))
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "samples": out.n_samples,
+                "run_id": out.run_id,
+                "hours": out.duration / 3600,
+                "peak_rss_mb": rss_mb,
+                "status": out.status,
+            }
+        )
+    )
 
 
 def floor(src: str, run_id: int, dst: Path) -> float:
@@ -61,15 +71,27 @@ def floor(src: str, run_id: int, dst: Path) -> float:
     con = sqlite3.connect(dst, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    sql = ("INSERT INTO samples (run_id, step_index, cycle, t, voltage, current, charge, temperature) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    sql = (
+        "INSERT INTO samples (run_id, step_index, cycle, t, voltage, current, charge, temperature) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    )
     spent = 0.0
-    for chunk in db.iter_samples(run_id, chunk_rows=100_000,
-                                 columns=["step_index", "cycle", "t", "voltage", "current", "charge", "temperature"]):
+    for chunk in db.iter_samples(
+        run_id, chunk_rows=100_000, columns=["step_index", "cycle", "t", "voltage", "current", "charge", "temperature"]
+    ):
         n = len(chunk["t"])
-        rows = list(zip([run_id] * n, chunk["step_index"].astype(int).tolist(), chunk["cycle"].astype(int).tolist(),
-                        chunk["t"].tolist(), chunk["voltage"].tolist(), chunk["current"].tolist(),
-                        chunk["charge"].tolist(), chunk["temperature"].tolist()))
+        rows = list(
+            zip(
+                [run_id] * n,
+                chunk["step_index"].astype(int).tolist(),
+                chunk["cycle"].astype(int).tolist(),
+                chunk["t"].tolist(),
+                chunk["voltage"].tolist(),
+                chunk["current"].tolist(),
+                chunk["charge"].tolist(),
+                chunk["temperature"].tolist(),
+            )
+        )
         t0 = time.perf_counter()
         con.execute("BEGIN IMMEDIATE")
         con.executemany(sql, rows)
@@ -86,14 +108,19 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "labctl.sqlite"
-        r = subprocess.run([sys.executable, __file__, "--child", f"sqlite:///{src}"], capture_output=True,
-                           text=True, check=True)
+        r = subprocess.run(
+            [sys.executable, __file__, "--child", f"sqlite:///{src}"], capture_output=True, text=True, check=True
+        )
         res = json.loads(r.stdout.strip().splitlines()[-1])
         raw = floor(str(src), res["run_id"], Path(d) / "raw.sqlite")
-    print(f"symmetric 0.5 mA/cm2, Br-Mg, every 1 s: {res['samples']:,} samples, {res['hours']:.0f} h simulated "
-          f"({res['status']}); {os.cpu_count()} cores")
-    print(f"  labctl simulate + store: {res['wall_s']:.2f} s  ({res['samples'] / res['wall_s']:,.0f} samples/s), "
-          f"peak RSS {res['peak_rss_mb']:.0f} MB (limit 300 MB)")
+    print(
+        f"symmetric 0.5 mA/cm2, Br-Mg, every 1 s: {res['samples']:,} samples, {res['hours']:.0f} h simulated "
+        f"({res['status']}); {os.cpu_count()} cores"
+    )
+    print(
+        f"  labctl simulate + store: {res['wall_s']:.2f} s  ({res['samples'] / res['wall_s']:,.0f} samples/s), "
+        f"peak RSS {res['peak_rss_mb']:.0f} MB (limit 300 MB)"
+    )
     print(f"  floor, raw executemany of the same rows: {raw:.2f} s ({res['samples'] / raw:,.0f} rows/s)")
     print(f"  ratio labctl/floor: {res['wall_s'] / raw:.2f}  (target <= 1.5)")
 

@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from labctl.db import migrate
 from labctl.db.jsonutil import dumps, jsonable
+from labctl.db.liveness import effective_status, owner_gone, owner_id
 from labctl.db.recorder import RunRecorder
 from labctl.db.schema import (
     INT_SAMPLE_COLUMNS,
@@ -38,15 +39,23 @@ from labctl.db.schema import (
     samples,
     steps,
 )
-from labctl.db.liveness import effective_status, owner_gone, owner_id
 from labctl.db.url import default_url, masked, normalize_url
 
 #: How long a SQLite connection waits for another writer (ms): PRAGMA busy_timeout.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 COATING_FIELDS = tuple(c.name for c in coatings.columns if c.name != "id")
-RESULT_FIELDS = ("name", "value", "unit", "uncertainty", "method", "analysis_version",
-                 "step_index", "data", "created_unix")
+RESULT_FIELDS = (
+    "name",
+    "value",
+    "unit",
+    "uncertainty",
+    "method",
+    "analysis_version",
+    "step_index",
+    "data",
+    "created_unix",
+)
 
 
 class Database:
@@ -79,9 +88,14 @@ class Database:
         #: how long a finishing run waits for an unreachable database before it gives up (spill kept)
         self.outage_wait = 30.0
         u = make_url(self._url)
-        self.sqlite_path: str | None = (u.database if u.get_backend_name() == "sqlite" and u.database
-                                        and u.database != ":memory:" and not u.database.startswith("file:")
-                                        else None)
+        self.sqlite_path: str | None = (
+            u.database
+            if u.get_backend_name() == "sqlite"
+            and u.database
+            and u.database != ":memory:"
+            and not u.database.startswith("file:")
+            else None
+        )
         self._recorders: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
         self._recorders_lock = threading.Lock()
         self._closed = False
@@ -173,28 +187,48 @@ class Database:
         meta_json = jsonable(meta or {})
         with self._tx(write=True) as conn:
             protocol_id = self._upsert(
-                conn, protocols, "sha256", sha,
-                dict(sha256=sha, name=str(protocol_name), text=text,
-                     source=None if protocol_source is None else str(protocol_source),
-                     created_unix=now))
+                conn,
+                protocols,
+                "sha256",
+                sha,
+                dict(
+                    sha256=sha,
+                    name=str(protocol_name),
+                    text=text,
+                    source=None if protocol_source is None else str(protocol_source),
+                    created_unix=now,
+                ),
+            )
             cell_id = None
             if cell_label is not None:
                 cell_id = self._upsert(
-                    conn, cells, "label", str(cell_label),
-                    dict(label=str(cell_label), kind=cell_kind, attributes=attrs, created_unix=now))
-                row = conn.execute(sa.select(cells.c.kind, cells.c.attributes)
-                                   .where(cells.c.id == cell_id)).one()
+                    conn,
+                    cells,
+                    "label",
+                    str(cell_label),
+                    dict(label=str(cell_label), kind=cell_kind, attributes=attrs, created_unix=now),
+                )
+                row = conn.execute(sa.select(cells.c.kind, cells.c.attributes).where(cells.c.id == cell_id)).one()
                 merged = {**(row.attributes or {}), **attrs}
                 kind = cell_kind if cell_kind is not None else row.kind
                 if merged != row.attributes or kind != row.kind:
-                    conn.execute(cells.update().where(cells.c.id == cell_id)
-                                 .values(kind=kind, attributes=merged))
-            run_id = conn.execute(runs.insert().values(
-                status="running", channel=str(channel), cell_id=cell_id, protocol_id=protocol_id,
-                simulated=bool(simulated), seed=None if seed is None else int(seed),
-                preset=preset, started_unix=float(now if started_unix is None else started_unix),
-                meta=meta_json, n_samples=0, owner=owner_id(), heartbeat_unix=now,
-            )).inserted_primary_key[0]  # type: ignore[index]  # a one-row INSERT has its key
+                    conn.execute(cells.update().where(cells.c.id == cell_id).values(kind=kind, attributes=merged))
+            run_id = conn.execute(
+                runs.insert().values(
+                    status="running",
+                    channel=str(channel),
+                    cell_id=cell_id,
+                    protocol_id=protocol_id,
+                    simulated=bool(simulated),
+                    seed=None if seed is None else int(seed),
+                    preset=preset,
+                    started_unix=float(now if started_unix is None else started_unix),
+                    meta=meta_json,
+                    n_samples=0,
+                    owner=owner_id(),
+                    heartbeat_unix=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]  # a one-row INSERT has its key
             if run_id > MAX_RUN_ID:
                 raise OverflowError(f"run id {run_id} exceeds {MAX_RUN_ID} (sample id layout)")
         rec = RunRecorder(self, int(run_id))
@@ -239,9 +273,15 @@ class Database:
     def coatings(self, cell_label: str) -> list[dict]:
         """The coatings of a cell, oldest first."""
         with self._tx() as conn:
-            rows = conn.execute(
-                sa.select(coatings).where(coatings.c.cell_label == cell_label)
-                .order_by(coatings.c.immersion_start, coatings.c.id)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(coatings)
+                    .where(coatings.c.cell_label == cell_label)
+                    .order_by(coatings.c.immersion_start, coatings.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def add_results(self, run_id: int, rows: Sequence[dict]) -> None:
@@ -272,35 +312,49 @@ class Database:
         with self._tx(write=True) as conn:
             self._require_run(conn, run_id)
             for row in clean:
-                conn.execute(results.delete().where(
-                    results.c.run_id == row["run_id"],
-                    results.c.name == row["name"],
-                    _eq_or_null(results.c.step_index, row["step_index"]),
-                    _eq_or_null(results.c.method, row["method"]),
-                ))
+                conn.execute(
+                    results.delete().where(
+                        results.c.run_id == row["run_id"],
+                        results.c.name == row["name"],
+                        _eq_or_null(results.c.step_index, row["step_index"]),
+                        _eq_or_null(results.c.method, row["method"]),
+                    )
+                )
                 conn.execute(results.insert().values(**row))
 
     def results(self, run_id: int) -> list[dict]:
         """The results of a run, by step (run-level first), name, then insertion."""
         with self._tx() as conn:
-            rows = conn.execute(
-                sa.select(results).where(results.c.run_id == run_id)
-                .order_by(results.c.step_index.is_not(None), results.c.step_index,
-                          results.c.name, results.c.id)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(results)
+                    .where(results.c.run_id == run_id)
+                    .order_by(results.c.step_index.is_not(None), results.c.step_index, results.c.name, results.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     # ------------------------------------------------------------------ runs: reading
     def _run_query(self) -> sa.Select:
-        return (
-            sa.select(
-                runs.c.id, runs.c.status, protocols.c.name.label("protocol"),
-                cells.c.label.label("cell"), runs.c.channel, runs.c.simulated, runs.c.seed,
-                runs.c.preset, runs.c.started_unix.label("started"),
-                runs.c.ended_unix.label("ended"), runs.c.end_reason, runs.c.n_samples,
-                runs.c.owner, runs.c.heartbeat_unix,
-            )
-            .select_from(runs.join(protocols, runs.c.protocol_id == protocols.c.id)
-                         .outerjoin(cells, runs.c.cell_id == cells.c.id))
+        return sa.select(
+            runs.c.id,
+            runs.c.status,
+            protocols.c.name.label("protocol"),
+            cells.c.label.label("cell"),
+            runs.c.channel,
+            runs.c.simulated,
+            runs.c.seed,
+            runs.c.preset,
+            runs.c.started_unix.label("started"),
+            runs.c.ended_unix.label("ended"),
+            runs.c.end_reason,
+            runs.c.n_samples,
+            runs.c.owner,
+            runs.c.heartbeat_unix,
+        ).select_from(
+            runs.join(protocols, runs.c.protocol_id == protocols.c.id).outerjoin(cells, runs.c.cell_id == cells.c.id)
         )
 
     def runs(self, limit: int | None = None) -> list[dict]:
@@ -316,13 +370,23 @@ class Database:
         """One run: the :meth:`runs` fields plus meta, started_unix, ended_unix, protocol_id,
         protocol_text, protocol_hash (= protocol_sha256), protocol_source, cell_id, cell_kind, cell_attrs.
         Raises ``KeyError(run_id)`` if there is no such run."""
-        q = self._run_query().add_columns(
-            runs.c.meta, runs.c.started_unix, runs.c.ended_unix, runs.c.protocol_id,
-            protocols.c.text.label("protocol_text"), protocols.c.sha256.label("protocol_hash"),
-            protocols.c.sha256.label("protocol_sha256"),
-            protocols.c.source.label("protocol_source"), runs.c.cell_id,
-            cells.c.kind.label("cell_kind"), cells.c.attributes.label("cell_attrs"),
-        ).where(runs.c.id == run_id)
+        q = (
+            self._run_query()
+            .add_columns(
+                runs.c.meta,
+                runs.c.started_unix,
+                runs.c.ended_unix,
+                runs.c.protocol_id,
+                protocols.c.text.label("protocol_text"),
+                protocols.c.sha256.label("protocol_hash"),
+                protocols.c.sha256.label("protocol_sha256"),
+                protocols.c.source.label("protocol_source"),
+                runs.c.cell_id,
+                cells.c.kind.label("cell_kind"),
+                cells.c.attributes.label("cell_attrs"),
+            )
+            .where(runs.c.id == run_id)
+        )
         with self._tx() as conn:
             row = conn.execute(q).mappings().first()
         if row is None:
@@ -332,30 +396,44 @@ class Database:
     def steps(self, run_id: int) -> list[dict]:
         """The steps of a run by step_index (first_sample/last_sample: sample numbers in the run)."""
         with self._tx() as conn:
-            rows = conn.execute(sa.select(steps).where(steps.c.run_id == run_id)
-                                .order_by(steps.c.step_index)).mappings().all()
+            rows = (
+                conn.execute(sa.select(steps).where(steps.c.run_id == run_id).order_by(steps.c.step_index))
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def events(self, run_id: int) -> list[dict]:
         """The events of a run in the order they were recorded."""
         with self._tx() as conn:
-            rows = conn.execute(sa.select(events).where(events.c.run_id == run_id)
-                                .order_by(events.c.id)).mappings().all()
+            rows = (
+                conn.execute(sa.select(events).where(events.c.run_id == run_id).order_by(events.c.id)).mappings().all()
+            )
         return [dict(r) for r in rows]
 
     def checkpoints(self, run_id: int) -> list[dict]:
         """The engine's checkpoints of a run, in order (``t``: test time; ``state``: the dict)."""
         with self._tx() as conn:
-            rows = conn.execute(sa.select(checkpoints.c.t, checkpoints.c.state)
-                                .where(checkpoints.c.run_id == run_id)
-                                .order_by(checkpoints.c.id)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(checkpoints.c.t, checkpoints.c.state)
+                    .where(checkpoints.c.run_id == run_id)
+                    .order_by(checkpoints.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def last_checkpoint(self, run_id: int) -> dict | None:
         """The last committed checkpoint's state: where the run resumes (None before the first)."""
         with self._tx() as conn:
-            row = conn.execute(sa.select(checkpoints.c.state).where(checkpoints.c.run_id == run_id)
-                               .order_by(checkpoints.c.id.desc()).limit(1)).first()
+            row = conn.execute(
+                sa.select(checkpoints.c.state)
+                .where(checkpoints.c.run_id == run_id)
+                .order_by(checkpoints.c.id.desc())
+                .limit(1)
+            ).first()
         return None if row is None else dict(row[0])
 
     def mark_interrupted(self, run_id: int, why: str) -> bool:
@@ -363,17 +441,25 @@ class Database:
         Returns False when the run was no longer ``running`` (someone else got there first)."""
         now = time.time()
         with self._tx(write=True) as conn:
-            row = conn.execute(sa.select(runs.c.started_unix, runs.c.heartbeat_unix)
-                               .where(runs.c.id == run_id, runs.c.status == "running")).first()
+            row = conn.execute(
+                sa.select(runs.c.started_unix, runs.c.heartbeat_unix).where(
+                    runs.c.id == run_id, runs.c.status == "running"
+                )
+            ).first()
             if row is None:
                 return False
-            conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running")
-                         .values(status="interrupted", end_reason=f"interrupted: {why}",
-                                 ended_unix=row.heartbeat_unix or now))
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.status == "running")
+                .values(status="interrupted", end_reason=f"interrupted: {why}", ended_unix=row.heartbeat_unix or now)
+            )
             t_last = conn.execute(sa.select(sa.func.max(events.c.t)).where(events.c.run_id == run_id)).scalar()
             t = max(float(t_last or 0.0), (row.heartbeat_unix or now) - row.started_unix)
-            conn.execute(events.insert().values(run_id=run_id, t=t, kind="interrupted",
-                                                message=f"run interrupted: {why}", data=None))
+            conn.execute(
+                events.insert().values(
+                    run_id=run_id, t=t, kind="interrupted", message=f"run interrupted: {why}", data=None
+                )
+            )
         return True
 
     def reopen_run(self, run_id: int) -> tuple[RunRecorder, dict]:
@@ -390,34 +476,54 @@ class Database:
             raise RuntimeError(f"run {run_id} is {row['status']}, not interrupted: nothing to resume")
         now = time.time()
         with self._tx(write=True) as conn:
-            raw = conn.execute(sa.select(runs.c.status, runs.c.n_samples, runs.c.heartbeat_unix,
-                                         runs.c.started_unix).where(runs.c.id == run_id)).one()
+            raw = conn.execute(
+                sa.select(runs.c.status, runs.c.n_samples, runs.c.heartbeat_unix, runs.c.started_unix).where(
+                    runs.c.id == run_id
+                )
+            ).one()
             if raw.status not in ("running", "interrupted"):
                 raise RuntimeError(f"run {run_id} is {raw.status}: nothing to resume")
             n = int(raw.n_samples)
-            for st in conn.execute(sa.select(steps.c.step_index, steps.c.first_sample, steps.c.last_sample)
-                                   .where(steps.c.run_id == run_id, steps.c.t_end.is_(None))).all():
+            for st in conn.execute(
+                sa.select(steps.c.step_index, steps.c.first_sample, steps.c.last_sample).where(
+                    steps.c.run_id == run_id, steps.c.t_end.is_(None)
+                )
+            ).all():
                 held = 0 if st.first_sample is None else int(st.last_sample) - int(st.first_sample) + 1
                 t_last_sample = None
                 if st.last_sample is not None:
-                    t_last_sample = conn.execute(sa.select(samples.c.t).where(
-                        samples.c.id == (run_id << SAMPLE_ID_BITS) + int(st.last_sample))).scalar()
-                conn.execute(steps.update().where(steps.c.run_id == run_id, steps.c.step_index == st.step_index)
-                             .values(t_end=t_last_sample, end_reason="interrupted",
-                                     end_detail="the run was interrupted in this step", n_samples=held))
-            max_step = conn.execute(sa.select(sa.func.max(steps.c.step_index))
-                                    .where(steps.c.run_id == run_id)).scalar()
+                    t_last_sample = conn.execute(
+                        sa.select(samples.c.t).where(samples.c.id == (run_id << SAMPLE_ID_BITS) + int(st.last_sample))
+                    ).scalar()
+                conn.execute(
+                    steps.update()
+                    .where(steps.c.run_id == run_id, steps.c.step_index == st.step_index)
+                    .values(
+                        t_end=t_last_sample,
+                        end_reason="interrupted",
+                        end_detail="the run was interrupted in this step",
+                        n_samples=held,
+                    )
+                )
+            max_step = conn.execute(sa.select(sa.func.max(steps.c.step_index)).where(steps.c.run_id == run_id)).scalar()
             t_sample = None
             if n:
-                t_sample = conn.execute(sa.select(samples.c.t).where(
-                    samples.c.id == (run_id << SAMPLE_ID_BITS) + n - 1)).scalar()
+                t_sample = conn.execute(
+                    sa.select(samples.c.t).where(samples.c.id == (run_id << SAMPLE_ID_BITS) + n - 1)
+                ).scalar()
             t_event = conn.execute(sa.select(sa.func.max(events.c.t)).where(events.c.run_id == run_id)).scalar()
-            conn.execute(runs.update().where(runs.c.id == run_id)
-                         .values(status="running", owner=owner_id(), heartbeat_unix=now, ended_unix=None,
-                                 end_reason=None))
-        info = {"n_samples": n, "max_step": int(max_step or 0),
-                "t_last": max(float(t_sample or 0.0), float(t_event or 0.0)),
-                "heartbeat_unix": raw.heartbeat_unix, "started_unix": raw.started_unix}
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(status="running", owner=owner_id(), heartbeat_unix=now, ended_unix=None, end_reason=None)
+            )
+        info = {
+            "n_samples": n,
+            "max_step": int(max_step or 0),
+            "t_last": max(float(t_sample or 0.0), float(t_event or 0.0)),
+            "heartbeat_unix": raw.heartbeat_unix,
+            "started_unix": raw.started_unix,
+        }
         rec = RunRecorder(self, int(run_id), n_committed=n)
         with self._recorders_lock:
             self._recorders.add(rec)
@@ -426,8 +532,9 @@ class Database:
     def reap_interrupted(self) -> list[int]:
         """Mark every running run whose owner is gone as interrupted; the ids so marked."""
         with self._tx() as conn:
-            rows = conn.execute(sa.select(runs.c.id, runs.c.owner, runs.c.heartbeat_unix)
-                                .where(runs.c.status == "running")).all()
+            rows = conn.execute(
+                sa.select(runs.c.id, runs.c.owner, runs.c.heartbeat_unix).where(runs.c.status == "running")
+            ).all()
         out = []
         for r in rows:
             why = owner_gone(r.owner, r.heartbeat_unix)
@@ -462,8 +569,11 @@ class Database:
             lo, hi = 0, n - 1
             if step_index is not None:
                 step_index = int(step_index)
-                r = conn.execute(sa.select(steps.c.first_sample, steps.c.last_sample).where(
-                    steps.c.run_id == run_id, steps.c.step_index == step_index)).first()
+                r = conn.execute(
+                    sa.select(steps.c.first_sample, steps.c.last_sample).where(
+                        steps.c.run_id == run_id, steps.c.step_index == step_index
+                    )
+                ).first()
                 if r is not None and r.first_sample is not None:
                     lo, hi = int(r.first_sample), min(int(r.last_sample), n - 1)
             if hi < lo:
@@ -492,8 +602,9 @@ class Database:
 
         return chunks()
 
-    def _read(self, conn: Connection, run_id: int, lo: int, hi: int, cols: tuple[str, ...],
-              step_index: int | None) -> dict[str, np.ndarray]:
+    def _read(
+        self, conn: Connection, run_id: int, lo: int, hi: int, cols: tuple[str, ...], step_index: int | None
+    ) -> dict[str, np.ndarray]:
         """Samples with sample numbers lo..hi (inclusive) of a run, optionally of one step."""
         base = run_id << SAMPLE_ID_BITS
         name = conn.dialect.name
@@ -509,8 +620,7 @@ class Database:
             table = _collect(raw.execute(sql + " ORDER BY id", params), k, bound)
         elif name == "postgresql" and conn.dialect.driver == "psycopg":
             # The heap order is not guaranteed: fetch the sample number and sort if needed.
-            sql = (f"SELECT id - %s, {', '.join(cols)} FROM samples "
-                   "WHERE run_id = %s AND id BETWEEN %s AND %s")
+            sql = f"SELECT id - %s, {', '.join(cols)} FROM samples WHERE run_id = %s AND id BETWEEN %s AND %s"
             params = (base, run_id, base + lo, base + hi)
             if step_index is not None:
                 sql += " AND step_index = %s"
@@ -523,8 +633,7 @@ class Database:
                 table = table[:, np.argsort(order, kind="stable")]
             table = table[1:]
         else:
-            q = sa.select(*(samples.c[c] for c in cols)).where(
-                samples.c.id.between(base + lo, base + hi))
+            q = sa.select(*(samples.c[c] for c in cols)).where(samples.c.id.between(base + lo, base + hi))
             if step_index is not None:
                 q = q.where(samples.c.step_index == step_index)
             table = _collect(iter(conn.execute(q.order_by(samples.c.id))), k, bound)
@@ -547,7 +656,7 @@ def _collect(rows: Iterator[Sequence[Any]], k: int, bound: int, chunk: int = 819
         m = min(chunk, bound - pos)
         flat = np.fromiter(itertools.chain.from_iterable(itertools.islice(rows, m)), np.float64)
         got = flat.size // k
-        out[:, pos:pos + got] = flat.reshape(got, k).T
+        out[:, pos : pos + got] = flat.reshape(got, k).T
         pos += got
         if got < m:
             break
@@ -589,13 +698,16 @@ def _make_engine(url: str) -> tuple[Engine, Any]:
     if memory:
         # One connection shared by all threads, used one at a time under the guard.
         guard = threading.RLock()
-        engine = sa.create_engine(u, json_serializer=dumps, poolclass=StaticPool,
-                                  connect_args={"check_same_thread": False})
+        engine = sa.create_engine(
+            u, json_serializer=dumps, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
     else:
         if not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            u, json_serializer=dumps, pool_size=10,
+            u,
+            json_serializer=dumps,
+            pool_size=10,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
 

@@ -33,8 +33,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def owner_gone(owner: str | None, heartbeat_unix: float | None, *, now: float | None = None,
-               stale_after: float = STALE_AFTER) -> str | None:
+def owner_gone(
+    owner: str | None, heartbeat_unix: float | None, *, now: float | None = None, stale_after: float = STALE_AFTER
+) -> str | None:
     """Why the owner of a running run is gone, or None while it is alive."""
     now = time.time() if now is None else now
     if owner:
@@ -52,8 +53,9 @@ def owner_gone(owner: str | None, heartbeat_unix: float | None, *, now: float | 
     return None
 
 
-def effective_status(status: str, owner: str | None, heartbeat_unix: float | None, *,
-                     stale_after: float = STALE_AFTER) -> tuple[str, str | None]:
+def effective_status(
+    status: str, owner: str | None, heartbeat_unix: float | None, *, stale_after: float = STALE_AFTER
+) -> tuple[str, str | None]:
     """``(status, why)``: a ``running`` run whose owner is gone is ``interrupted``."""
     if status != "running":
         return status, None

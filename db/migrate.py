@@ -116,4 +116,3 @@ def main(argv: list[str] | None = None) -> None:
         with engine.connect() as conn:
             print(f"{masked(url)}: at {current_revision(conn)} (newest known: {head_revision()})")
         engine.dispose()
-

@@ -27,10 +27,14 @@ def row_dtype(present: tuple[bool, ...]) -> np.dtype:
     """Row layout; ``present[i]`` tells whether float column i has values (else NULL)."""
     fields: list[tuple[str, str]] = [
         ("nfields", ">i2"),
-        ("len_id", ">i4"), ("id", ">i8"),
-        ("len_run_id", ">i4"), ("run_id", ">i8"),
-        ("len_step_index", ">i4"), ("step_index", ">i4"),
-        ("len_cycle", ">i4"), ("cycle", ">i4"),
+        ("len_id", ">i4"),
+        ("id", ">i8"),
+        ("len_run_id", ">i4"),
+        ("run_id", ">i8"),
+        ("len_step_index", ">i4"),
+        ("step_index", ">i4"),
+        ("len_cycle", ">i4"),
+        ("cycle", ">i4"),
     ]
     for name, has in zip(FLOAT_SAMPLE_COLUMNS, present):
         fields.append((f"len_{name}", ">i4"))
@@ -39,9 +43,7 @@ def row_dtype(present: tuple[bool, ...]) -> np.dtype:
     return np.dtype(fields)
 
 
-def encode_block(
-    id0: int, run_id: int, step_index: int, cycle: int, arrays: list[np.ndarray | None]
-) -> bytes:
+def encode_block(id0: int, run_id: int, step_index: int, cycle: int, arrays: list[np.ndarray | None]) -> bytes:
     """COPY rows (without header/trailer) for samples ``id0, id0+1, ...`` of one block."""
     n = len(arrays[0])  # type: ignore[arg-type]  # column 0 (t) is always recorded
     present = tuple(a is not None for a in arrays)

@@ -31,8 +31,8 @@ import sqlalchemy as sa
 
 from labctl.db import pgcopy
 from labctl.db.jsonutil import jsonable
-from labctl.db.spill import SpillFile, StorageOutage, default_spill_dir, is_outage, read_spill
 from labctl.db.schema import FLOAT_SAMPLE_COLUMNS, SAMPLE_ID_BITS, checkpoints, events, runs, samples, steps
+from labctl.db.spill import SpillFile, StorageOutage, default_spill_dir, is_outage, read_spill
 
 if TYPE_CHECKING:
     from labctl.db.database import Database
@@ -80,9 +80,7 @@ class RunRecorder:
         self._sqlite_path = getattr(db, "sqlite_path", None)
         self._last_t = 0.0
         self._last_beat = time.monotonic()
-        self._thread = threading.Thread(
-            target=self._writer, name=f"labctl-db-writer-run-{run_id}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._writer, name=f"labctl-db-writer-run-{run_id}", daemon=True)
         self._thread.start()
         _live.add(self)
 
@@ -98,17 +96,43 @@ class RunRecorder:
 
     # ------------------------------------------------------------------ producer side
     def step_started(
-        self, step_index: int, *, path: str, kind: str, label: str | None, cycle: int,
-        params: dict, t: float,
+        self,
+        step_index: int,
+        *,
+        path: str,
+        kind: str,
+        label: str | None,
+        cycle: int,
+        params: dict,
+        t: float,
     ) -> None:
         """A step began at clock time ``t`` (``step_index`` is allocated by the engine)."""
-        self._put((_STEP_START, time.monotonic(), int(step_index), str(path), str(kind),
-                   None if label is None else str(label), int(cycle),
-                   jsonable(params if params is not None else {}), float(t)))
+        self._put(
+            (
+                _STEP_START,
+                time.monotonic(),
+                int(step_index),
+                str(path),
+                str(kind),
+                None if label is None else str(label),
+                int(cycle),
+                jsonable(params if params is not None else {}),
+                float(t),
+            )
+        )
 
     def samples(
-        self, step_index: int, cycle: int, t: Any, voltage: Any, current: Any, charge: Any,
-        temperature: Any = None, frequency: Any = None, z_re: Any = None, z_im: Any = None,
+        self,
+        step_index: int,
+        cycle: int,
+        t: Any,
+        voltage: Any,
+        current: Any,
+        charge: Any,
+        temperature: Any = None,
+        frequency: Any = None,
+        z_re: Any = None,
+        z_im: Any = None,
     ) -> None:
         """Queue a block of samples (float64 arrays of one length; optional columns may be None).
 
@@ -141,18 +165,34 @@ class RunRecorder:
         self._put((_SAMPLES, time.monotonic(), int(step_index), int(cycle), arrays, n), n)
 
     def step_ended(
-        self, step_index: int, *, t: float, end_reason: str, detail: str, n_samples: int,
+        self,
+        step_index: int,
+        *,
+        t: float,
+        end_reason: str,
+        detail: str,
+        n_samples: int,
         charge: float,
     ) -> None:
         """The step ended at clock time ``t``; ``charge`` in C, ``n_samples`` as counted by the engine."""
-        self._put((_STEP_END, time.monotonic(), int(step_index), float(t),
-                   _text(end_reason), None if detail is None else str(detail),
-                   int(n_samples), None if charge is None else float(charge)))
+        self._put(
+            (
+                _STEP_END,
+                time.monotonic(),
+                int(step_index),
+                float(t),
+                _text(end_reason),
+                None if detail is None else str(detail),
+                int(n_samples),
+                None if charge is None else float(charge),
+            )
+        )
 
     def event(self, t: float, kind: str, message: str, data: dict | None = None) -> None:
         """Something happened at clock time ``t`` (safety trip, pause, operator note, ...)."""
-        self._put((_EVENT, time.monotonic(), float(t), str(kind), str(message),
-                   None if data is None else jsonable(data)))
+        self._put(
+            (_EVENT, time.monotonic(), float(t), str(kind), str(message), None if data is None else jsonable(data))
+        )
 
     def checkpoint(self, t: float, state: dict) -> None:
         """The engine's state at a step or cycle boundary (committed after the samples before it)."""
@@ -231,11 +271,7 @@ class RunRecorder:
             self._check()
             # Back-pressure: bounded memory.  A block larger than the bound is still
             # accepted once the queue is empty.
-            while (
-                self._queued_samples > 0
-                and self._queued_samples + n > self._max_queued
-                and self._error is None
-            ):
+            while self._queued_samples > 0 and self._queued_samples + n > self._max_queued and self._error is None:
                 self._producers_waiting += 1
                 self._not_empty.notify()  # the writer commits at once when someone waits
                 try:
@@ -268,8 +304,11 @@ class RunRecorder:
                 conn.execute(
                     runs.update()
                     .where(runs.c.id == self.run_id)
-                    .values(status="failed", ended_unix=float(ended_unix),
-                            end_reason=f"storage error: {self._error!r}"[:2000])
+                    .values(
+                        status="failed",
+                        ended_unix=float(ended_unix),
+                        end_reason=f"storage error: {self._error!r}"[:2000],
+                    )
                 )
         except Exception:
             pass
@@ -350,14 +389,18 @@ class RunRecorder:
                 raise StorageOutage(
                     f"the database stayed unreachable ({self._outage_reason}); {self._spill.samples} samples "
                     f"of run {self.run_id} are kept in {self._spill.path} (hint: when the database is back, "
-                    f"run `labctl spill replay {self._spill.path}`)")
+                    f"run `labctl spill replay {self._spill.path}`)"
+                )
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _beat(self) -> None:
         """The owner is alive: refresh the run's heartbeat (also done by every commit)."""
         with self._db._tx(write=True) as conn:
-            conn.execute(runs.update().where(runs.c.id == self.run_id, runs.c.status == "running")
-                         .values(heartbeat_unix=time.time()))
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == self.run_id, runs.c.status == "running")
+                .values(heartbeat_unix=time.time())
+            )
         self._last_beat = time.monotonic()
 
     def _write(self, batch: list[tuple]) -> None:
@@ -392,8 +435,12 @@ class RunRecorder:
         self._retry_at = time.monotonic() + 0.5
         self._backoff = 0.5
         self._outage_reason = f"{type(exc).__name__}: {exc}"[:500]
-        log.error("run %s: database unreachable (%s); samples go to %s until it returns",
-                  self.run_id, self._outage_reason, path)
+        log.error(
+            "run %s: database unreachable (%s); samples go to %s until it returns",
+            self.run_id,
+            self._outage_reason,
+            path,
+        )
 
     def _maybe_replay(self, force: bool = False) -> bool:
         """Try to write the spill file back; True once it is empty (the outage is over)."""
@@ -415,14 +462,21 @@ class RunRecorder:
         spilled, lasted = self._spill.samples, time.monotonic() - self._outage_since
         self._spill.remove()
         self._spill = None
-        note = (_EVENT, time.monotonic(), self._last_t, "storage",
-                f"database unreachable for {lasted:.0f} s ({self._outage_reason}); {spilled} samples kept in a "
-                f"spill file and written back in order", None)
+        note = (
+            _EVENT,
+            time.monotonic(),
+            self._last_t,
+            "storage",
+            f"database unreachable for {lasted:.0f} s ({self._outage_reason}); {spilled} samples kept in a "
+            f"spill file and written back in order",
+            None,
+        )
         try:
             self._write([note])
         except Exception:  # noqa: BLE001 - the data is in; the note is a courtesy
             log.warning("run %s: %s", self.run_id, note[4])
         return True
+
 
 def commit_batch(db: Database, run_id: int, sink: Any, n0: int, batch: list[tuple], *, heartbeat: bool = True) -> int:
     """One transaction: every item of ``batch``, in order, then the sample counters; the new count."""
@@ -453,38 +507,49 @@ def commit_batch(db: Database, run_id: int, sink: Any, n0: int, batch: list[tupl
             sink.flush(conn, raw)
             if kind == _STEP_START:
                 _, _, step_index, path, skind, label, cycle, params, t = item
-                conn.execute(steps.insert().values(
-                    run_id=run_id, step_index=step_index, path=path, kind=skind, label=label,
-                    cycle=cycle, params=params, t_start=t))
+                conn.execute(
+                    steps.insert().values(
+                        run_id=run_id,
+                        step_index=step_index,
+                        path=path,
+                        kind=skind,
+                        label=label,
+                        cycle=cycle,
+                        params=params,
+                        t_start=t,
+                    )
+                )
             elif kind == _STEP_END:
                 _, _, step_index, t, reason, detail, n_samples, charge = item
-                conn.execute(steps.update()
-                             .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
-                             .values(t_end=t, end_reason=reason, end_detail=detail,
-                                     n_samples=n_samples, charge=charge))
+                conn.execute(
+                    steps.update()
+                    .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
+                    .values(t_end=t, end_reason=reason, end_detail=detail, n_samples=n_samples, charge=charge)
+                )
             elif kind == _EVENT:
                 _, _, t, ekind, message, data = item
-                conn.execute(events.insert().values(
-                    run_id=run_id, t=t, kind=ekind, message=message, data=data))
+                conn.execute(events.insert().values(run_id=run_id, t=t, kind=ekind, message=message, data=data))
             elif kind == _CHECKPOINT:
                 _, _, t, state = item
                 conn.execute(checkpoints.insert().values(run_id=run_id, t=t, state=state))
             elif kind == _FINISH:
                 _, _, status, reason, ended = item
-                conn.execute(runs.update().where(runs.c.id == run_id)
-                             .values(status=status, end_reason=reason, ended_unix=ended))
+                conn.execute(
+                    runs.update().where(runs.c.id == run_id).values(status=status, end_reason=reason, ended_unix=ended)
+                )
         sink.flush(conn, raw)
         for step_index, (first, last) in ranges.items():
             conn.execute(
                 steps.update()
                 .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
-                .values(first_sample=sa.func.coalesce(steps.c.first_sample, first),
-                        last_sample=last))
+                .values(first_sample=sa.func.coalesce(steps.c.first_sample, first), last_sample=last)
+            )
         if n != n0:
             conn.execute(runs.update().where(runs.c.id == run_id).values(n_samples=n))
         if heartbeat:
-            conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status == "running")
-                         .values(heartbeat_unix=time.time()))
+            conn.execute(
+                runs.update().where(runs.c.id == run_id, runs.c.status == "running").values(heartbeat_unix=time.time())
+            )
     return n
 
 
@@ -532,8 +597,7 @@ class _SqliteSink:
             # run_id, step_index and cycle are ints (converted with int()): safe literals,
             # and three fewer bindings per row.
             one = f"({id_mark}{int(self.run_id)}, {int(step_index)}, {int(cycle)}, {marks})"
-            sql = (f"INSERT INTO samples ({id_name}run_id, step_index, cycle, {names}) VALUES "
-                   + ", ".join([one] * rows))
+            sql = f"INSERT INTO samples ({id_name}run_id, step_index, cycle, {names}) VALUES " + ", ".join([one] * rows)
             self._sql[key] = sql
         return sql
 
@@ -547,16 +611,16 @@ class _SqliteSink:
             flat = np.column_stack([arrays[i] for i in present]).ravel().tolist()
         else:
             width = len(present) + 1
-            flat = list(itertools.chain.from_iterable(
-                zip(range(id0, id0 + n), *(arrays[i].tolist() for i in present))))
+            flat = list(itertools.chain.from_iterable(zip(range(id0, id0 + n), *(arrays[i].tolist() for i in present))))
         k = self.ROWS_PER_INSERT
         full, rest = divmod(n, k)
         if full:
             w = k * width
-            raw.executemany(self._statement(step_index, cycle, present, k),
-                            (flat[j * w:(j + 1) * w] for j in range(full)))
+            raw.executemany(
+                self._statement(step_index, cycle, present, k), (flat[j * w : (j + 1) * w] for j in range(full))
+            )
         if rest:
-            raw.execute(self._statement(step_index, cycle, present, rest), flat[full * k * width:])
+            raw.execute(self._statement(step_index, cycle, present, rest), flat[full * k * width :])
         if not self._auto:
             self._auto = raw.execute("SELECT max(id) FROM samples").fetchone()[0] == id0 + n - 1
 
@@ -601,8 +665,13 @@ class _GenericSink:
         present = [(name, a.tolist()) for name, a in zip(FLOAT_SAMPLE_COLUMNS, arrays) if a is not None]
         n = len(present[0][1])
         rows = [
-            {"id": id0 + k, "run_id": self.run_id, "step_index": step_index, "cycle": cycle,
-             **{name: _none_if_nan(col[k]) for name, col in present}}
+            {
+                "id": id0 + k,
+                "run_id": self.run_id,
+                "step_index": step_index,
+                "cycle": cycle,
+                **{name: _none_if_nan(col[k]) for name, col in present},
+            }
             for k in range(n)
         ]
         conn.execute(samples.insert(), rows)

@@ -104,8 +104,16 @@ steps = sa.Table(
 
 #: Columns of a sample as returned by Database.samples (in this order).
 SAMPLE_COLUMNS = (
-    "step_index", "cycle", "t", "voltage", "current", "charge",
-    "temperature", "frequency", "z_re", "z_im",
+    "step_index",
+    "cycle",
+    "t",
+    "voltage",
+    "current",
+    "charge",
+    "temperature",
+    "frequency",
+    "z_re",
+    "z_im",
 )
 INT_SAMPLE_COLUMNS = ("step_index", "cycle")
 FLOAT_SAMPLE_COLUMNS = SAMPLE_COLUMNS[2:]

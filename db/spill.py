@@ -79,7 +79,7 @@ def read_spill(path: str | Path) -> Iterator[tuple[int, list[tuple]]]:
             blob = f.read(n)
             if len(blob) < n:
                 return  # torn last record
-            yield pickle.loads(blob)  # noqa: S301 - our own file
+            yield pickle.loads(blob)
 
 
 def spill_run_id(path: str | Path) -> int:

@@ -17,7 +17,22 @@ from .techniques import (
 )
 
 __all__ = [
-    "Capabilities", "ChannelDevices", "DeviceError", "DipCoater", "Potentiostat", "TemperatureStage",
-    "ConstantCurrent", "ConstantPotential", "CyclicSweep", "EndInfo", "EndReason", "Impedance", "Limits",
-    "LinearSweep", "OpenCircuit", "Recording", "SampleBlock", "Technique",
+    "Capabilities",
+    "ChannelDevices",
+    "DeviceError",
+    "DipCoater",
+    "Potentiostat",
+    "TemperatureStage",
+    "ConstantCurrent",
+    "ConstantPotential",
+    "CyclicSweep",
+    "EndInfo",
+    "EndReason",
+    "Impedance",
+    "Limits",
+    "LinearSweep",
+    "OpenCircuit",
+    "Recording",
+    "SampleBlock",
+    "Technique",
 ]

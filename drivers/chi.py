@@ -88,8 +88,9 @@ def _r(x: float) -> float:
     return float(f"{x:.9g}")
 
 
-def macro(model: str, tech: Technique, *, folder: str, name: str, e_ocp: float = 0.0,
-          sens: float = DEFAULT_SENS) -> str:
+def macro(
+    model: str, tech: Technique, *, folder: str, name: str, e_ocp: float = 0.0, sens: float = DEFAULT_SENS
+) -> str:
     """The CHI macro text hardpotato generates for ``tech`` (potentials vs OCP shifted by ``e_ocp``)."""
     m = _module(model)
     header = f"labctl {tech.kind}"
@@ -102,12 +103,39 @@ def macro(model: str, tech: Technique, *, folder: str, name: str, e_ocp: float =
         return str(_quiet(m.CA, _r(e), dt, tech.limits.duration or 0.0, sens, folder, name, header, "").text)
     if isinstance(tech, LinearSweep):
         off = e_ocp if tech.vs_ocp else 0.0
-        return str(_quiet(m.LSV, _r(tech.start + off), _r(tech.end + off), tech.scan_rate, tech.step, sens, folder, name,
-                      header, "").text)
+        return str(
+            _quiet(
+                m.LSV,
+                _r(tech.start + off),
+                _r(tech.end + off),
+                tech.scan_rate,
+                tech.step,
+                sens,
+                folder,
+                name,
+                header,
+                "",
+            ).text
+        )
     if isinstance(tech, CyclicSweep):
         off = e_ocp if tech.vs_ocp else 0.0
-        return str(_quiet(m.CV, _r(tech.start + off), _r(tech.vertex1 + off), _r(tech.vertex2 + off), _r(tech.start + off),
-                      tech.scan_rate, tech.step, 2 * tech.cycles, sens, folder, name, header, "").text)
+        return str(
+            _quiet(
+                m.CV,
+                _r(tech.start + off),
+                _r(tech.vertex1 + off),
+                _r(tech.vertex2 + off),
+                _r(tech.start + off),
+                tech.scan_rate,
+                tech.step,
+                2 * tech.cycles,
+                sens,
+                folder,
+                name,
+                header,
+                "",
+            ).text
+        )
     if isinstance(tech, Impedance):
         if not hasattr(m, "EIS"):
             raise DeviceError(f"{model} has no impedance technique in hardpotato")
@@ -124,8 +152,8 @@ def read_chi_text(path: str | Path) -> dict[str, np.ndarray]:
     for k, line in enumerate(lines):
         head = [h.strip() for h in line.split(",")]
         if head and head[0] in ("Time/sec", "Potential/V", "Freq/Hz"):
-            rows = [r for r in lines[k + 1:] if r.strip()]
-            data = np.array([[float(x) for x in r.split(",")[:len(head)]] for r in rows], dtype=float)
+            rows = [r for r in lines[k + 1 :] if r.strip()]
+            data = np.array([[float(x) for x in r.split(",")[: len(head)]] for r in rows], dtype=float)
             data = data.reshape(-1, len(head))
             return {h: data[:, j] for j, h in enumerate(head)}
     raise DeviceError(f"{path}: no data header (Time/sec, Potential/V or Freq/Hz) in the CHI file")
@@ -206,22 +234,31 @@ class CHIPotentiostat:
     ``folder`` (where macros and data files go; a temporary folder by default).
     """
 
-    def __init__(self, clock: Any, *, model: str = "chi760e", chi_exe: str | None = None,
-                 folder: str | None = None) -> None:
+    def __init__(
+        self, clock: Any, *, model: str = "chi760e", chi_exe: str | None = None, folder: str | None = None
+    ) -> None:
         self.clock = clock
         self.model = model
         self.chi_exe = chi_exe
         self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="labctl-chi-"))
-        self.capabilities = Capabilities(techniques=techniques_of(model), current_range=(-0.25, 0.25),
-                                         voltage_range=(-10.0, 10.0), frequency_range=(1e-5, 1e6),
-                                         native_limits=False, streams=False, model=f"CH Instruments {model[3:]}")
+        self.capabilities = Capabilities(
+            techniques=techniques_of(model),
+            current_range=(-0.25, 0.25),
+            voltage_range=(-10.0, 10.0),
+            frequency_range=(1e-5, 1e6),
+            native_limits=False,
+            streams=False,
+            model=f"CH Instruments {model[3:]}",
+        )
         self._counter = 0
         self.cell_on = False
 
     def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
         if sys.platform != "win32":
-            raise DeviceError("CH Instruments run through the vendor's chi.exe, which runs on Windows only "
-                              "(hint: run this channel from the Windows PC attached to the instrument)")
+            raise DeviceError(
+                "CH Instruments run through the vendor's chi.exe, which runs on Windows only "
+                "(hint: run this channel from the Windows PC attached to the instrument)"
+            )
         if not self.chi_exe or not Path(self.chi_exe).is_file():
             raise DeviceError(f"chi.exe not found at {self.chi_exe!r} (hint: give chi_exe: C:/CHI/chi760e.exe)")
 
@@ -231,8 +268,10 @@ class CHIPotentiostat:
     def start(self, technique: Technique) -> _MacroRun:
         kind = getattr(technique, "kind", None)
         if kind not in self.capabilities.techniques:
-            raise DeviceError(f"CH Instruments {self.model} cannot run {kind!r}; it runs "
-                              f"{', '.join(sorted(self.capabilities.techniques))}")
+            raise DeviceError(
+                f"CH Instruments {self.model} cannot run {kind!r}; it runs "
+                f"{', '.join(sorted(self.capabilities.techniques))}"
+            )
         return _MacroRun(self, technique)
 
     def _launch(self, macro_path: Path) -> subprocess.Popen[bytes]:

@@ -22,8 +22,6 @@ about 2 s each.  A driver that reports whether its cell switch is on exposes ``c
 
 from __future__ import annotations
 
-from labctl.core.constants import ZERO_CELSIUS_K
-
 import math
 import threading
 import time
@@ -32,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
+from labctl.core.constants import ZERO_CELSIUS_K
 
 from .contracts import Capabilities, DeviceError, Potentiostat, TechniqueHandle, TechniqueState, TemperatureStage
 from .techniques import (
@@ -50,8 +50,15 @@ from .techniques import (
 )
 
 __all__ = [
-    "ConformanceError", "Failure", "check_potentiostat", "check_temperature_stage", "default_techniques",
-    "PotentiostatConformance", "TemperatureStageConformance", "POTENTIOSTAT_CHECKS", "TEMPERATURE_STAGE_CHECKS",
+    "POTENTIOSTAT_CHECKS",
+    "TEMPERATURE_STAGE_CHECKS",
+    "ConformanceError",
+    "Failure",
+    "PotentiostatConformance",
+    "TemperatureStageConformance",
+    "check_potentiostat",
+    "check_temperature_stage",
+    "default_techniques",
 ]
 
 KINDS = ("ocp", "cp", "ca", "lsv", "cv", "eis")
@@ -86,8 +93,9 @@ def default_techniques() -> dict[str, Technique]:
     rec = Recording(dt=0.2)
     return {
         "ocp": OpenCircuit(duration=2.0, record=rec),
-        "cp": ConstantCurrent(current=1e-5, limits=Limits(duration=2.0, voltage_above=3.0, voltage_below=-3.0),
-                              record=rec),
+        "cp": ConstantCurrent(
+            current=1e-5, limits=Limits(duration=2.0, voltage_above=3.0, voltage_below=-3.0), record=rec
+        ),
         "ca": ConstantPotential(potential=0.0, vs_ocp=True, limits=Limits(duration=2.0), record=rec),
         "lsv": LinearSweep(start=-0.01, end=0.01, scan_rate=0.01, step=0.001, vs_ocp=True),
         "cv": CyclicSweep(start=0.0, vertex1=0.01, vertex2=-0.01, scan_rate=0.01, step=0.001, vs_ocp=True),
@@ -115,8 +123,10 @@ def _expected_end(tech: Technique) -> EndReason | None:
     if isinstance(tech, OpenCircuit):
         return EndReason.DURATION
     lim = getattr(tech, "limits", None)
-    others = lim is not None and any(getattr(lim, f) is not None for f in (
-        "charge", "voltage_above", "voltage_below", "current_below", "current_above", "short_circuit"))
+    others = lim is not None and any(
+        getattr(lim, f) is not None
+        for f in ("charge", "voltage_above", "voltage_below", "current_below", "current_above", "short_circuit")
+    )
     if others:
         return None
     if lim is not None and lim.duration is not None:
@@ -191,17 +201,25 @@ class _Ctx:
         return out
 
     def make(self, check: str, connect: bool = True) -> Any | None:
-        out = self.call(check, "the factory", self.factory, self.connect_timeout + self.margin,
-                        "the factory must build the driver without waiting on the instrument (connect() does that)")
+        out = self.call(
+            check,
+            "the factory",
+            self.factory,
+            self.connect_timeout + self.margin,
+            "the factory must build the driver without waiting on the instrument (connect() does that)",
+        )
         if out.status != "done":
             return None
         drv = out.value
         if connect:
-            c = self.call(check, f"connect(timeout={self.connect_timeout:g})",
-                          lambda: drv.connect(timeout=self.connect_timeout),
-                          self.connect_timeout + self.margin,
-                          "connect(timeout=seconds) must open the link and identify the instrument, raising "
-                          "DeviceError (or DeviceTimeout) when it does not answer within the timeout")
+            c = self.call(
+                check,
+                f"connect(timeout={self.connect_timeout:g})",
+                lambda: drv.connect(timeout=self.connect_timeout),
+                self.connect_timeout + self.margin,
+                "connect(timeout=seconds) must open the link and identify the instrument, raising "
+                "DeviceError (or DeviceTimeout) when it does not answer within the timeout",
+            )
             if c.status != "done":
                 return None
         return drv
@@ -224,24 +242,38 @@ def _check_contract(ctx: _Ctx) -> None:
     if drv is None:
         return
     try:
-        missing = [m for m in ("connect", "start", "cell_off", "close", "identify") if not callable(getattr(drv, m, None))]
+        missing = [
+            m for m in ("connect", "start", "cell_off", "close", "identify") if not callable(getattr(drv, m, None))
+        ]
         if missing or not isinstance(drv, Potentiostat):
-            ctx.fail(name, f"{type(drv).__name__} does not implement the Potentiostat contract: missing "
-                     f"{', '.join(missing) or 'capabilities'}",
-                     "implement capabilities, connect(timeout), start(technique) -> TechniqueHandle, cell_off(), "
-                     "close() and identify() (labctl.drivers.contracts.Potentiostat)")
+            ctx.fail(
+                name,
+                f"{type(drv).__name__} does not implement the Potentiostat contract: missing "
+                f"{', '.join(missing) or 'capabilities'}",
+                "implement capabilities, connect(timeout), start(technique) -> TechniqueHandle, cell_off(), "
+                "close() and identify() (labctl.drivers.contracts.Potentiostat)",
+            )
         caps = getattr(drv, "capabilities", None)
         if not isinstance(caps, Capabilities):
-            ctx.fail(name, f"capabilities is {type(caps).__name__}, not a Capabilities",
-                     "set self.capabilities = Capabilities(techniques=frozenset({...}), ...) in __init__, before connect()")
+            ctx.fail(
+                name,
+                f"capabilities is {type(caps).__name__}, not a Capabilities",
+                "set self.capabilities = Capabilities(techniques=frozenset({...}), ...) in __init__, before connect()",
+            )
             return
         kinds = set(caps.techniques) if isinstance(caps.techniques, (set, frozenset)) else None
         if not kinds:
-            ctx.fail(name, f"capabilities.techniques is {caps.techniques!r}: no technique declared",
-                     f"declare the kinds the instrument runs natively, a frozenset of {', '.join(KINDS)}")
+            ctx.fail(
+                name,
+                f"capabilities.techniques is {caps.techniques!r}: no technique declared",
+                f"declare the kinds the instrument runs natively, a frozenset of {', '.join(KINDS)}",
+            )
         elif kinds - set(KINDS):
-            ctx.fail(name, f"capabilities.techniques has unknown kinds {sorted(kinds - set(KINDS))}",
-                     f"use the kind strings of labctl.drivers.techniques: {', '.join(KINDS)}")
+            ctx.fail(
+                name,
+                f"capabilities.techniques has unknown kinds {sorted(kinds - set(KINDS))}",
+                f"use the kind strings of labctl.drivers.techniques: {', '.join(KINDS)}",
+            )
         for attr, unit in (("current_range", "A"), ("voltage_range", "V"), ("frequency_range", "Hz")):
             rng = getattr(caps, attr)
             try:
@@ -250,15 +282,23 @@ def _check_contract(ctx: _Ctx) -> None:
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                ctx.fail(name, f"capabilities.{attr} is {rng!r}", f"give ({unit} low, {unit} high) with low < high, in SI")
+                ctx.fail(
+                    name, f"capabilities.{attr} is {rng!r}", f"give ({unit} low, {unit} high) with low < high, in SI"
+                )
         if kinds and "eis" in kinds and caps.frequency_range[0] <= 0:
-            ctx.fail(name, f"capabilities.frequency_range starts at {caps.frequency_range[0]!r} Hz",
-                     "frequencies are positive: give the lowest frequency the instrument measures")
+            ctx.fail(
+                name,
+                f"capabilities.frequency_range starts at {caps.frequency_range[0]!r} Hz",
+                "frequencies are positive: give the lowest frequency the instrument measures",
+            )
         if not isinstance(caps.channels, int) or caps.channels < 1:
             ctx.fail(name, f"capabilities.channels is {caps.channels!r}", "channels is a whole number >= 1")
         if not isinstance(caps.native_limits, bool):
-            ctx.fail(name, f"capabilities.native_limits is {caps.native_limits!r}",
-                     "True only when the instrument itself ends techniques at their limits")
+            ctx.fail(
+                name,
+                f"capabilities.native_limits is {caps.native_limits!r}",
+                "True only when the instrument itself ends techniques at their limits",
+            )
     finally:
         ctx.dispose(drv)
 
@@ -269,49 +309,77 @@ def _check_connect(ctx: _Ctx) -> None:
     if drv is None:
         return
     try:
-        out = ctx.call(name, "identify()", drv.identify, ctx.connect_timeout + ctx.margin,
-                       "identify() returns the model, serial number and firmware as text")
+        out = ctx.call(
+            name,
+            "identify()",
+            drv.identify,
+            ctx.connect_timeout + ctx.margin,
+            "identify() returns the model, serial number and firmware as text",
+        )
         if out.status == "done" and not (isinstance(out.value, str) and out.value.strip()):
-            ctx.fail(name, f"identify() returned {out.value!r}", "return a non-empty str: model, serial number, firmware")
+            ctx.fail(
+                name, f"identify() returned {out.value!r}", "return a non-empty str: model, serial number, firmware"
+            )
     finally:
         ctx.dispose(drv)
 
 
-_HANDLE_FIX = ("return an object with state, end, read(timeout) and stop() (labctl.drivers.contracts.TechniqueHandle); "
-               "a driver with a generator of SampleBlocks wraps it: "
-               "return GeneratorHandle(self.run(technique), on_stop=self.cell_off) (labctl.drivers.handles)")
-_READ_FIX = ("read(timeout) must give up when its timeout runs out and return the samples that arrived so far "
-             "(an empty SampleBlock when none did): wait on the link with the time left (every Transport call "
-             "takes a timeout), never on the instrument's next data package")
+_HANDLE_FIX = (
+    "return an object with state, end, read(timeout) and stop() (labctl.drivers.contracts.TechniqueHandle); "
+    "a driver with a generator of SampleBlocks wraps it: "
+    "return GeneratorHandle(self.run(technique), on_stop=self.cell_off) (labctl.drivers.handles)"
+)
+_READ_FIX = (
+    "read(timeout) must give up when its timeout runs out and return the samples that arrived so far "
+    "(an empty SampleBlock when none did): wait on the link with the time left (every Transport call "
+    "takes a timeout), never on the instrument's next data package"
+)
 
 
 def _start(ctx: _Ctx, check: str, drv: Any, tech: Technique) -> TechniqueHandle | None:
     """Start ``tech``; the handle, or None (with the failure recorded)."""
     kind = tech.kind
-    out = ctx.call(check, f"start({kind})", lambda: drv.start(tech), ctx.read_timeout + ctx.margin + 5.0,
-                   "start() sends the technique and returns a handle at once; samples come from handle.read()")
+    out = ctx.call(
+        check,
+        f"start({kind})",
+        lambda: drv.start(tech),
+        ctx.read_timeout + ctx.margin + 5.0,
+        "start() sends the technique and returns a handle at once; samples come from handle.read()",
+    )
     if out.status != "done":
         return None
     h = out.value
     if not isinstance(h, TechniqueHandle):
         ctx.start_broken = True
-        ctx.fail(check, "start() must return a TechniqueHandle with read(timeout)/stop()/state "
-                 f"(technique {kind}), got {type(h).__name__}", _HANDLE_FIX)
+        ctx.fail(
+            check,
+            "start() must return a TechniqueHandle with read(timeout)/stop()/state "
+            f"(technique {kind}), got {type(h).__name__}",
+            _HANDLE_FIX,
+        )
         close = getattr(h, "close", None)
         if callable(close):
             _guarded(close, ctx.margin)
         return None
     st = _guarded(lambda: h.state, ctx.margin)
     if st.status != "done" or not isinstance(st.value, TechniqueState):
-        ctx.fail(check, f"handle.state of {kind} is {st.value!r} ({st.status})",
-                 "state is a TechniqueState (RUNNING, ENDED, STOPPED or FAILED), read without talking to the instrument")
+        ctx.fail(
+            check,
+            f"handle.state of {kind} is {st.value!r} ({st.status})",
+            "state is a TechniqueState (RUNNING, ENDED, STOPPED or FAILED), read without talking to the instrument",
+        )
     return h
 
 
 def _stop(ctx: _Ctx, check: str, h: TechniqueHandle, what: str = "stop()") -> bool:
-    out = ctx.call(check, what, h.stop, ctx.margin + 5.0,
-                   "stop() ends the technique on the instrument and leaves the cell off; it must be idempotent "
-                   "and must not raise when the technique already ended or failed")
+    out = ctx.call(
+        check,
+        what,
+        h.stop,
+        ctx.margin + 5.0,
+        "stop() ends the technique on the instrument and leaves the cell off; it must be idempotent "
+        "and must not raise when the technique already ended or failed",
+    )
     return out.status == "done"
 
 
@@ -321,17 +389,27 @@ def _read(ctx: _Ctx, check: str, h: TechniqueHandle, kind: str) -> tuple[str, Sa
     out = _guarded(lambda: h.read(timeout=T), T + ctx.margin)
     if out.status == "hung":
         ctx.read_hung = True
-        ctx.fail(check, f"read(timeout={T:g}) of {kind} did not return within {T + ctx.margin:g} s: read blocks "
-                 "past its timeout (it ignores it)", _READ_FIX)
+        ctx.fail(
+            check,
+            f"read(timeout={T:g}) of {kind} did not return within {T + ctx.margin:g} s: read blocks "
+            "past its timeout (it ignores it)",
+            _READ_FIX,
+        )
         return "hung", None
     if out.status == "raised":
-        ctx.fail(check, f"read(timeout={T:g}) of {kind} raised {_exc(out.error)}",
-                 "read raises DeviceError only when the link is dead or garbled; a quiet instrument gives an empty "
-                 "SampleBlock")
+        ctx.fail(
+            check,
+            f"read(timeout={T:g}) of {kind} raised {_exc(out.error)}",
+            "read raises DeviceError only when the link is dead or garbled; a quiet instrument gives an empty "
+            "SampleBlock",
+        )
         return "error", None
     if not isinstance(out.value, SampleBlock):
-        ctx.fail(check, f"read() of {kind} returned {type(out.value).__name__}, not a SampleBlock",
-                 "return labctl.drivers.techniques.SampleBlock (SampleBlock.empty() when nothing arrived)")
+        ctx.fail(
+            check,
+            f"read() of {kind} returned {type(out.value).__name__}, not a SampleBlock",
+            "return labctl.drivers.techniques.SampleBlock (SampleBlock.empty() when nothing arrived)",
+        )
         return "error", None
     return "ok", out.value
 
@@ -377,11 +455,15 @@ def _run_technique(ctx: _Ctx, check: str, drv: Any, tech: Technique) -> _Run:
             if (want is not None and span >= want - 1e-9) or (want is None and nonempty >= 3):
                 break
         if time.monotonic() > deadline:
-            ctx.fail(check, f"{tech.kind} did not end within {ctx.max_technique_s:g} s of wall time "
-                     f"(expected about {want or '?'} s)",
-                     "the handle's state must leave RUNNING when the instrument ends the technique, and read() "
-                     "must then return an empty block" if native else
-                     "a driver without native limits streams until stop(); check that read() returns blocks")
+            ctx.fail(
+                check,
+                f"{tech.kind} did not end within {ctx.max_technique_s:g} s of wall time "
+                f"(expected about {want or '?'} s)",
+                "the handle's state must leave RUNNING when the instrument ends the technique, and read() "
+                "must then return an empty block"
+                if native
+                else "a driver without native limits streams until stop(); check that read() returns blocks",
+            )
             break
     if not run.ended:
         _stop(ctx, check, h)
@@ -394,7 +476,9 @@ def _check_blocks(ctx: _Ctx, check: str, drv: Any, tech: Technique, run: _Run) -
     caps: Capabilities = drv.capabilities
     if not run.blocks:
         if run.handle is not None and not ctx.read_hung:
-            ctx.fail(check, f"{kind} delivered no samples", "read() returns the samples of the technique as SampleBlocks")
+            ctx.fail(
+                check, f"{kind} delivered no samples", "read() returns the samples of the technique as SampleBlocks"
+            )
         return
     t_prev = -math.inf
     i_lim = 1.5 * max(abs(x) for x in caps.current_range)
@@ -403,8 +487,11 @@ def _check_blocks(ctx: _Ctx, check: str, drv: Any, tech: Technique, run: _Run) -
         cols: list[tuple[str, Any]] = [("t", b.t), ("voltage", b.voltage), ("current", b.current)]
         bad = [n for n, a in cols if not isinstance(a, np.ndarray) or a.dtype.kind != "f"]
         if bad:
-            ctx.fail(check, f"{kind} block {k}: columns {', '.join(bad)} are not float numpy arrays",
-                     "build SampleBlock from np.asarray(values, dtype=float)")
+            ctx.fail(
+                check,
+                f"{kind} block {k}: columns {', '.join(bad)} are not float numpy arrays",
+                "build SampleBlock from np.asarray(values, dtype=float)",
+            )
             return
         if not np.all(np.isfinite(b.t)):
             ctx.fail(check, f"{kind} block {k}: t has NaN or inf", "t is the clock time of each sample, finite")
@@ -413,66 +500,105 @@ def _check_blocks(ctx: _Ctx, check: str, drv: Any, tech: Technique, run: _Run) -
         if np.any(d < 0):
             j = int(np.flatnonzero(d < 0)[0])
             before = t_prev if j == 0 else float(b.t[j - 1])
-            ctx.fail(check, f"{kind} block {k}: t goes back in time ({before:g} s then {float(b.t[j]):g} s)",
-                     "t must be monotonic: clock time (clock.now()), increasing within and across blocks")
+            ctx.fail(
+                check,
+                f"{kind} block {k}: t goes back in time ({before:g} s then {float(b.t[j]):g} s)",
+                "t must be monotonic: clock time (clock.now()), increasing within and across blocks",
+            )
             return
         t_prev = float(b.t[-1])
         if np.any(np.abs(b.current[np.isfinite(b.current)]) > i_lim):
-            ctx.fail(check, f"{kind} block {k}: |current| up to {float(np.nanmax(np.abs(b.current))):g}, beyond "
-                     f"the declared range {caps.current_range}", "report current in amperes (SI), not mA or uA")
+            ctx.fail(
+                check,
+                f"{kind} block {k}: |current| up to {float(np.nanmax(np.abs(b.current))):g}, beyond "
+                f"the declared range {caps.current_range}",
+                "report current in amperes (SI), not mA or uA",
+            )
             return
         if np.any(np.abs(b.voltage[np.isfinite(b.voltage)]) > v_lim):
-            ctx.fail(check, f"{kind} block {k}: |voltage| up to {float(np.nanmax(np.abs(b.voltage))):g}, beyond "
-                     f"the declared range {caps.voltage_range}", "report voltage in volts (SI), not mV")
+            ctx.fail(
+                check,
+                f"{kind} block {k}: |voltage| up to {float(np.nanmax(np.abs(b.voltage))):g}, beyond "
+                f"the declared range {caps.voltage_range}",
+                "report voltage in volts (SI), not mV",
+            )
             return
         if b.temperature is not None and np.any(np.abs(b.temperature[np.isfinite(b.temperature)]) > 400):
-            ctx.fail(check, f"{kind} block {k}: temperature up to {float(np.nanmax(b.temperature)):g}",
-                     "temperature is in degC (not K or m degC)")
+            ctx.fail(
+                check,
+                f"{kind} block {k}: temperature up to {float(np.nanmax(b.temperature)):g}",
+                "temperature is in degC (not K or m degC)",
+            )
             return
     clock = ctx.clock()
     if clock is not None and run.t_before is not None and run.t_after is not None:
         t0, t1 = float(run.blocks[0].t[0]), float(run.blocks[-1].t[-1])
         if t0 < run.t_before - 1.0 or t1 > run.t_after + 1.0:
-            ctx.fail(check, f"{kind}: samples span {t0:g}..{t1:g} s but the technique ran from clock time "
-                     f"{run.t_before:g} to {run.t_after:g} s", "t is the driver's clock time (clock.now()), not time "
-                     "since the technique started or Unix time")
+            ctx.fail(
+                check,
+                f"{kind}: samples span {t0:g}..{t1:g} s but the technique ran from clock time "
+                f"{run.t_before:g} to {run.t_after:g} s",
+                "t is the driver's clock time (clock.now()), not time since the technique started or Unix time",
+            )
     allc = np.concatenate([b.current for b in run.blocks])
     if isinstance(tech, ConstantCurrent) and tech.current != 0 and allc.size:
         med = float(np.nanmedian(allc))
         if not (0.5 * abs(tech.current) <= abs(med) <= 2.0 * abs(tech.current)) or med * tech.current < 0:
-            ctx.fail(check, f"cp at {tech.current:g} A reports a median current of {med:g}",
-                     "report the current in amperes with labctl's sign (positive anodic at the working electrode)")
+            ctx.fail(
+                check,
+                f"cp at {tech.current:g} A reports a median current of {med:g}",
+                "report the current in amperes with labctl's sign (positive anodic at the working electrode)",
+            )
     if isinstance(tech, Impedance):
         f = [b.frequency for b in run.blocks]
         if any(x is None for x in f) or any(b.z_re is None or b.z_im is None for b in run.blocks):
-            ctx.fail(check, "eis blocks lack frequency, z_re or z_im",
-                     "an impedance block carries frequency (Hz), z_re and z_im (ohm) per point")
+            ctx.fail(
+                check,
+                "eis blocks lack frequency, z_re or z_im",
+                "an impedance block carries frequency (Hz), z_re and z_im (ohm) per point",
+            )
         else:
             fa = np.concatenate([x for x in f if x is not None])
             lo, hi = sorted((tech.f_start, tech.f_end))
             if np.any(fa < lo * 0.99) | np.any(fa > hi * 1.01):
-                ctx.fail(check, f"eis frequencies {float(fa.min()):g}..{float(fa.max()):g} Hz outside the requested "
-                         f"{lo:g}..{hi:g} Hz", "frequency is in Hz (not rad/s or kHz)")
+                ctx.fail(
+                    check,
+                    f"eis frequencies {float(fa.min()):g}..{float(fa.max()):g} Hz outside the requested "
+                    f"{lo:g}..{hi:g} Hz",
+                    "frequency is in Hz (not rad/s or kHz)",
+                )
     if caps.native_limits:
         h = run.handle
         last = run.blocks[-1]
         if not run.ended:
             if not ctx.read_hung:
-                ctx.fail(check, f"{kind}: the handle stayed RUNNING although the instrument enforces limits",
-                         "after the instrument ends the technique, state is ENDED and read() returns an empty block")
+                ctx.fail(
+                    check,
+                    f"{kind}: the handle stayed RUNNING although the instrument enforces limits",
+                    "after the instrument ends the technique, state is ENDED and read() returns an empty block",
+                )
             return
         if not isinstance(last.end, EndInfo):
-            ctx.fail(check, f"{kind}: the final block carries no end (EndInfo) although native_limits is True",
-                     "set block.end = EndInfo(reason, t, detail) on the block that ends the technique")
+            ctx.fail(
+                check,
+                f"{kind}: the final block carries no end (EndInfo) although native_limits is True",
+                "set block.end = EndInfo(reason, t, detail) on the block that ends the technique",
+            )
             return
         want = _expected_end(tech)
         if want is not None and last.end.reason != want:
-            ctx.fail(check, f"{kind}: the final block ends with {last.end.reason!r}, expected {want!r}",
-                     "report why the instrument ended: DURATION for a duration limit, COMPLETE for a finished "
-                     "sweep or spectrum")
+            ctx.fail(
+                check,
+                f"{kind}: the final block ends with {last.end.reason!r}, expected {want!r}",
+                "report why the instrument ended: DURATION for a duration limit, COMPLETE for a finished "
+                "sweep or spectrum",
+            )
         if h is not None and h.end != last.end:
-            ctx.fail(check, f"{kind}: handle.end is {h.end!r}, the final block's end is {last.end!r}",
-                     "handle.end returns the EndInfo of the final block")
+            ctx.fail(
+                check,
+                f"{kind}: handle.end is {h.end!r}, the final block's end is {last.end!r}",
+                "handle.end returns the EndInfo of the final block",
+            )
         if h is not None and h.state is not TechniqueState.ENDED:
             ctx.fail(check, f"{kind}: state is {h.state!r} after the instrument ended it", "state is ENDED")
 
@@ -531,8 +657,11 @@ def _check_techniques(ctx: _Ctx) -> None:
             if run.handle is not None and run.ended:
                 st = _guarded(lambda: run.handle.read(timeout=ctx.read_timeout), ctx.margin)  # type: ignore[union-attr]
                 if st.status != "done" or not isinstance(st.value, SampleBlock) or len(st.value):
-                    ctx.fail(f"{name}[{kind}]", "read() after the technique ended did not return an empty block at once",
-                             "once state is not RUNNING and every sample was delivered, read returns SampleBlock.empty()")
+                    ctx.fail(
+                        f"{name}[{kind}]",
+                        "read() after the technique ended did not return an empty block at once",
+                        "once state is not RUNNING and every sample was delivered, read returns SampleBlock.empty()",
+                    )
     finally:
         ctx.dispose(drv)
 
@@ -550,7 +679,9 @@ def _long_technique(ctx: _Ctx, kinds: list[str]) -> Technique:
             if isinstance(base, ConstantCurrent):
                 return ConstantCurrent(base.current, Limits(duration=3600.0), record=base.record)
             if isinstance(base, ConstantPotential):
-                return ConstantPotential(base.potential, Limits(duration=3600.0), vs_ocp=base.vs_ocp, record=base.record)
+                return ConstantPotential(
+                    base.potential, Limits(duration=3600.0), vs_ocp=base.vs_ocp, record=base.record
+                )
             if isinstance(base, OpenCircuit):
                 return OpenCircuit(3600.0, record=base.record)
     return ctx.techniques[kinds[0]]
@@ -583,11 +714,18 @@ def _check_stop(ctx: _Ctx) -> None:
             t0 = time.monotonic()
             status, b = _read(ctx, name, h, tech.kind)
             if status == "ok" and b is not None and time.monotonic() - t0 > ctx.margin:
-                ctx.fail(name, "read() after stop() waited", "after stop() read returns what is left, then empty blocks, at once")
+                ctx.fail(
+                    name,
+                    "read() after stop() waited",
+                    "after stop() read returns what is left, then empty blocks, at once",
+                )
         h2 = _start(ctx, name, drv, tech)
         if h2 is None:
-            ctx.fail(name, "the channel does not accept a new technique after stop()",
-                     "stop() must free the channel: the next start() runs")
+            ctx.fail(
+                name,
+                "the channel does not accept a new technique after stop()",
+                "stop() must free the channel: the next start() runs",
+            )
         else:
             _stop(ctx, name, h2)
     finally:
@@ -647,16 +785,22 @@ def _check_unsupported(ctx: _Ctx) -> None:
         tech = ctx.techniques[missing[0]]
         out = _guarded(lambda: drv.start(tech), ctx.margin + 5.0)
         if out.status == "done":
-            ctx.fail(name, f"start({tech.kind}) of an undeclared technique returned {type(out.value).__name__}",
-                     "raise DeviceError for a technique outside capabilities.techniques")
+            ctx.fail(
+                name,
+                f"start({tech.kind}) of an undeclared technique returned {type(out.value).__name__}",
+                "raise DeviceError for a technique outside capabilities.techniques",
+            )
             stop = getattr(out.value, "stop", None)
             if callable(stop):
                 _guarded(stop, ctx.margin)
         elif out.status == "hung":
             ctx.fail(name, f"start({tech.kind}) of an undeclared technique hung", "raise DeviceError at once")
         elif not isinstance(out.error, (DeviceError, ValueError, TypeError)):
-            ctx.fail(name, f"start({tech.kind}) of an undeclared technique raised {_exc(out.error)}",
-                     "raise DeviceError naming the techniques the instrument runs")
+            ctx.fail(
+                name,
+                f"start({tech.kind}) of an undeclared technique raised {_exc(out.error)}",
+                "raise DeviceError naming the techniques the instrument runs",
+            )
     finally:
         ctx.dispose(drv)
 
@@ -693,9 +837,17 @@ def _techniques(overrides: Mapping[str, Technique] | None) -> dict[str, Techniqu
     return techs
 
 
-def check_potentiostat(factory: Callable[..., Any], *, clock: Any = None, read_timeout: float = 1.0,
-                       connect_timeout: float = 10.0, margin: float = 2.0, max_technique_s: float = 120.0,
-                       techniques: Mapping[str, Technique] | None = None, only: list[str] | None = None) -> None:
+def check_potentiostat(
+    factory: Callable[..., Any],
+    *,
+    clock: Any = None,
+    read_timeout: float = 1.0,
+    connect_timeout: float = 10.0,
+    margin: float = 2.0,
+    max_technique_s: float = 120.0,
+    techniques: Mapping[str, Technique] | None = None,
+    only: list[str] | None = None,
+) -> None:
     """Run every potentiostat check; raise :class:`ConformanceError` listing each failure and its fix.
 
     ``factory`` builds a fresh driver (called with ``clock=clock`` when a clock is given);
@@ -704,8 +856,15 @@ def check_potentiostat(factory: Callable[..., Any], *, clock: Any = None, read_t
     replaces the default technique of a kind (see :func:`default_techniques`); ``only``
     runs a subset of :data:`POTENTIOSTAT_CHECKS` by name.
     """
-    ctx = _Ctx(_factory(factory, clock), lambda: clock, read_timeout=read_timeout, connect_timeout=connect_timeout,
-               margin=margin, max_technique_s=max_technique_s, techniques=_techniques(techniques))
+    ctx = _Ctx(
+        _factory(factory, clock),
+        lambda: clock,
+        read_timeout=read_timeout,
+        connect_timeout=connect_timeout,
+        margin=margin,
+        max_technique_s=max_technique_s,
+        techniques=_techniques(techniques),
+    )
     for name, fn in POTENTIOSTAT_CHECKS:
         if only is None or name in only:
             fn(ctx)
@@ -720,15 +879,20 @@ def _check_stage_contract(ctx: _Ctx) -> None:
     if drv is None:
         return
     try:
-        missing = [m for m in ("connect", "set_setpoint", "read_temperature", "close") if not callable(getattr(drv, m, None))]
+        missing = [
+            m for m in ("connect", "set_setpoint", "read_temperature", "close") if not callable(getattr(drv, m, None))
+        ]
         if missing or not isinstance(drv, TemperatureStage):
-            ctx.fail(name, f"{type(drv).__name__} does not implement the TemperatureStage contract: missing "
-                     f"{', '.join(missing) or 'range_c'}",
-                     "implement range_c, connect(timeout), set_setpoint(celsius), read_temperature() and close()")
+            ctx.fail(
+                name,
+                f"{type(drv).__name__} does not implement the TemperatureStage contract: missing "
+                f"{', '.join(missing) or 'range_c'}",
+                "implement range_c, connect(timeout), set_setpoint(celsius), read_temperature() and close()",
+            )
         rng = getattr(drv, "range_c", None)
         try:
             lo, hi = (float(x) for x in rng)  # type: ignore[union-attr]
-            ok = math.isfinite(lo) and math.isfinite(hi) and lo < hi and -ZERO_CELSIUS_K <= lo
+            ok = math.isfinite(lo) and math.isfinite(hi) and lo < hi and lo >= -ZERO_CELSIUS_K
         except (TypeError, ValueError):
             ok = False
         if not ok:
@@ -738,9 +902,14 @@ def _check_stage_contract(ctx: _Ctx) -> None:
 
 
 def _stage_temp(ctx: _Ctx, check: str, drv: Any) -> float | None:
-    out = ctx.call(check, "read_temperature()", drv.read_temperature, ctx.connect_timeout + ctx.margin,
-                   "read_temperature() returns the stage temperature in degC, raising DeviceError if the controller "
-                   "does not answer within its timeout")
+    out = ctx.call(
+        check,
+        "read_temperature()",
+        drv.read_temperature,
+        ctx.connect_timeout + ctx.margin,
+        "read_temperature() returns the stage temperature in degC, raising DeviceError if the controller "
+        "does not answer within its timeout",
+    )
     if out.status != "done":
         return None
     v = out.value
@@ -749,8 +918,11 @@ def _stage_temp(ctx: _Ctx, check: str, drv: Any) -> float | None:
         return None
     lo, hi = drv.range_c
     if not lo - 100.0 <= float(v) <= hi + 100.0:
-        ctx.fail(check, f"read_temperature() returned {float(v):g}, far outside range_c {drv.range_c}",
-                 "report degC (not K, degF or a raw count)")
+        ctx.fail(
+            check,
+            f"read_temperature() returned {float(v):g}, far outside range_c {drv.range_c}",
+            "report degC (not K, degF or a raw count)",
+        )
     return float(v)
 
 
@@ -775,14 +947,20 @@ def _check_stage_setpoint(ctx: _Ctx) -> None:
         fix = "set_setpoint(celsius) sends the set point and returns; values outside range_c raise ValueError or DeviceError"
         t0 = _stage_temp(ctx, name, drv)
         start = min(max(t0 if t0 is not None else (lo + hi) / 2, lo), hi)
-        if ctx.call(name, f"set_setpoint({start:g})", lambda: drv.set_setpoint(start), ctx.margin + 5.0, fix).status != "done":
+        if (
+            ctx.call(name, f"set_setpoint({start:g})", lambda: drv.set_setpoint(start), ctx.margin + 5.0, fix).status
+            != "done"
+        ):
             return
         for bad in (hi + 50.0, lo - 50.0, math.nan):
             out = _guarded(lambda: drv.set_setpoint(bad), ctx.margin + 5.0)
             if out.status == "done":
-                ctx.fail(name, f"set_setpoint({bad:g}) outside range_c {drv.range_c} was accepted",
-                         "refuse set points outside range_c (or NaN) with ValueError or DeviceError: a typo must "
-                         "not heat a cell")
+                ctx.fail(
+                    name,
+                    f"set_setpoint({bad:g}) outside range_c {drv.range_c} was accepted",
+                    "refuse set points outside range_c (or NaN) with ValueError or DeviceError: a typo must "
+                    "not heat a cell",
+                )
             elif out.status == "hung":
                 ctx.fail(name, f"set_setpoint({bad:g}) hung", fix)
         clock = ctx.clock()
@@ -795,8 +973,12 @@ def _check_stage_setpoint(ctx: _Ctx) -> None:
             clock.sleep(approach)
             t1 = _stage_temp(ctx, name, drv)
             if t1 is not None and not abs(t1 - target) < 0.5 * abs(t0 - target):
-                ctx.fail(name, f"after a set point of {target:g} degC and {approach:g} s the stage reads {t1:g} degC "
-                         f"(from {t0:g})", "the stage must move towards its set point in clock time")
+                ctx.fail(
+                    name,
+                    f"after a set point of {target:g} degC and {approach:g} s the stage reads {t1:g} degC "
+                    f"(from {t0:g})",
+                    "the stage must move towards its set point in clock time",
+                )
             _guarded(lambda: drv.set_setpoint(start), ctx.margin + 5.0)
     finally:
         ctx.dispose(drv)
@@ -808,8 +990,12 @@ def _check_stage_close(ctx: _Ctx) -> None:
     if drv is None:
         return
     for what in ("close()", "a second close()"):
-        if ctx.call(name, what, drv.close, ctx.margin + 5.0,
-                    "close() releases the link; a second close() does nothing").status != "done":
+        if (
+            ctx.call(
+                name, what, drv.close, ctx.margin + 5.0, "close() releases the link; a second close() does nothing"
+            ).status
+            != "done"
+        ):
             return
 
 
@@ -822,15 +1008,23 @@ TEMPERATURE_STAGE_CHECKS: list[tuple[str, Callable[[_Ctx], None]]] = [
 ]
 
 
-def check_temperature_stage(factory: Callable[..., Any], *, clock: Any = None, connect_timeout: float = 10.0,
-                            margin: float = 2.0, approach_s: float | None = None, only: list[str] | None = None) -> None:
+def check_temperature_stage(
+    factory: Callable[..., Any],
+    *,
+    clock: Any = None,
+    connect_timeout: float = 10.0,
+    margin: float = 2.0,
+    approach_s: float | None = None,
+    only: list[str] | None = None,
+) -> None:
     """Run every temperature-stage check; raise :class:`ConformanceError` listing each failure.
 
     With a virtual clock (or ``approach_s`` seconds given), also check the stage moves
     towards a set point 5 degC away within ``approach_s`` of clock time (default 3600 s).
     """
-    ctx = _Ctx(_factory(factory, clock), lambda: clock, connect_timeout=connect_timeout, margin=margin,
-               approach_s=approach_s)
+    ctx = _Ctx(
+        _factory(factory, clock), lambda: clock, connect_timeout=connect_timeout, margin=margin, approach_s=approach_s
+    )
     for name, fn in TEMPERATURE_STAGE_CHECKS:
         if only is None or name in only:
             fn(ctx)
@@ -857,9 +1051,16 @@ class _ConformanceBase:
         raise TypeError(f"{type(self).__name__} must override make_driver() to build the driver under test")
 
     def _run_check(self, fn: Callable[[_Ctx], None]) -> None:
-        ctx = _Ctx(self.make_driver, lambda: self.clock, read_timeout=self.read_timeout,
-                   connect_timeout=self.connect_timeout, margin=self.margin, max_technique_s=self.max_technique_s,
-                   techniques=_techniques(self.techniques), approach_s=self.approach_s)
+        ctx = _Ctx(
+            self.make_driver,
+            lambda: self.clock,
+            read_timeout=self.read_timeout,
+            connect_timeout=self.connect_timeout,
+            margin=self.margin,
+            max_technique_s=self.max_technique_s,
+            techniques=_techniques(self.techniques),
+            approach_s=self.approach_s,
+        )
         fn(ctx)
         if ctx.failures:
             raise ConformanceError(type(self).__name__, ctx.failures)

@@ -51,10 +51,20 @@ class GrblDipCoater:
     ``up_speed`` (mm/min), ``home`` (run ``$H`` at connect), ``margin`` (s added to each move's wait).
     """
 
-    def __init__(self, clock: Any, *, port: str | None = None, baudrate: int = 115200,
-                 bath_z: float | dict[str, float] = -50.0, clear_z: float = 0.0,
-                 down_speed: float = 300.0, up_speed: float = 60.0, home: bool = False,
-                 margin: float = 10.0, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        port: str | None = None,
+        baudrate: int = 115200,
+        bath_z: float | dict[str, float] = -50.0,
+        clear_z: float = 0.0,
+        down_speed: float = 300.0,
+        up_speed: float = 60.0,
+        home: bool = False,
+        margin: float = 10.0,
+        transport: Transport | None = None,
+    ) -> None:
         if transport is None and port is None:
             raise DeviceError("the GRBL dip coater needs a port (a pyserial URL such as /dev/ttyUSB0)")
         if not (down_speed > 0 and up_speed > 0):
@@ -89,8 +99,10 @@ class GrblDipCoater:
         state, z = self.status(timeout)
         if state == "Alarm":
             if not self.home:
-                raise DeviceError(f"GRBL at {tr.address} is in alarm (position unknown): "
-                                  f"home it (option home: true) or clear it with $X at the machine")
+                raise DeviceError(
+                    f"GRBL at {tr.address} is in alarm (position unknown): "
+                    f"home it (option home: true) or clear it with $X at the machine"
+                )
         if self.home:
             self._command("$H", timeout + 120.0)
         self._command("G21 G90", timeout)
@@ -178,8 +190,10 @@ class GrblDipCoater:
                 if state in ("Alarm", "Door", "Hold"):
                     raise DeviceError(f"GRBL stopped the move to Z{z:g} in state {state} at Z{now_z:g}")
                 if self.clock.now() > t_end:
-                    raise DeviceError(f"the move to Z{z:g} did not finish within {duration + self.margin:.0f} s "
-                                      f"(at Z{now_z:g}, {state})")
+                    raise DeviceError(
+                        f"the move to Z{z:g} did not finish within {duration + self.margin:.0f} s "
+                        f"(at Z{now_z:g}, {state})"
+                    )
                 self.clock.sleep(0.2)
         except (DeviceError, TransportError):
             self.stop()
@@ -191,7 +205,7 @@ class GrblDipCoater:
             tr = self._tr()
             tr.write(b"!", 1.0)
             tr.write(CTRL_X, 1.0)
-        except Exception:  # noqa: BLE001 - best effort on a failing link; the caller reports the first error
+        except Exception:
             pass
 
     def _depth(self, bath: str) -> float:

@@ -52,8 +52,16 @@ from labctl.drivers.techniques import (
 )
 from labctl.drivers.visalink import MessageLink, as_link, parse_number
 
-__all__ = ["Keithley2450", "Keithley2450Handle", "CURRENT_RANGES", "parse_idn", "parse_error", "parse_reading",
-           "source_range", "READ_COMMAND"]
+__all__ = [
+    "CURRENT_RANGES",
+    "READ_COMMAND",
+    "Keithley2450",
+    "Keithley2450Handle",
+    "parse_error",
+    "parse_idn",
+    "parse_reading",
+    "source_range",
+]
 
 #: The 2450's current source ranges (A).
 CURRENT_RANGES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -82,8 +90,10 @@ def parse_idn(reply: str, address: str = "instrument") -> tuple[str, str, str, s
     maker, model, serial, firmware = fields
     model_name = model.upper().removeprefix("MODEL").strip()
     if "KEITHLEY" not in maker.upper() or model_name != "2450":
-        raise DeviceError(f"{address} is a {maker} {model} ({reply[:80]!r}), not a Keithley 2450: "
-                          "this driver refuses to source current through another model")
+        raise DeviceError(
+            f"{address} is a {maker} {model} ({reply[:80]!r}), not a Keithley 2450: "
+            "this driver refuses to source current through another model"
+        )
     return maker, model, serial, firmware
 
 
@@ -129,10 +139,21 @@ class Keithley2450:
     clock time), ``reset`` sends ``*RST`` before each technique's configuration.
     """
 
-    def __init__(self, clock: Any, *, resource: str | None = None, visa_library: str = "@py", link: Any = None,
-                 current_limit: float = MAX_CURRENT, voltage_limit: float = 21.0, nplc: float = 1.0,
-                 four_wire: bool = False, io_timeout: float = 2.0, poll_interval: float = 1.0,
-                 reset: bool = True) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        resource: str | None = None,
+        visa_library: str = "@py",
+        link: Any = None,
+        current_limit: float = MAX_CURRENT,
+        voltage_limit: float = 21.0,
+        nplc: float = 1.0,
+        four_wire: bool = False,
+        io_timeout: float = 2.0,
+        poll_interval: float = 1.0,
+        reset: bool = True,
+    ) -> None:
         if not 0 < current_limit <= MAX_CURRENT:
             raise ValueError(f"current_limit must be in (0, {MAX_CURRENT}] A, got {current_limit!r}")
         if not 0 < voltage_limit <= MAX_VOLTAGE:
@@ -151,9 +172,14 @@ class Keithley2450:
         self.poll_interval = float(poll_interval)
         self.reset = bool(reset)
         self.capabilities = Capabilities(
-            techniques=_TECHNIQUES, current_range=(-self.current_limit, self.current_limit),
-            voltage_range=(-self.voltage_limit, self.voltage_limit), frequency_range=(0.0, 0.0),
-            native_limits=False, channels=1, model="Keithley 2450")
+            techniques=_TECHNIQUES,
+            current_range=(-self.current_limit, self.current_limit),
+            voltage_range=(-self.voltage_limit, self.voltage_limit),
+            frequency_range=(0.0, 0.0),
+            native_limits=False,
+            channels=1,
+            model="Keithley 2450",
+        )
         self.connected = False
         self.idn = ""
         self.output_on = False  # as last commanded/confirmed
@@ -178,7 +204,7 @@ class Keithley2450:
     def identify(self) -> str:
         return self.idn or "Keithley 2450 (not connected)"
 
-    def start(self, technique: Technique) -> "Keithley2450Handle":
+    def start(self, technique: Technique) -> Keithley2450Handle:
         if not self.connected:
             raise DeviceError("Keithley 2450 is not connected: call connect() first")
         if self._handle is not None and self._handle.state is TechniqueState.RUNNING:
@@ -248,8 +274,9 @@ class Keithley2450:
         if isinstance(tech, ConstantCurrent):
             level, limits = float(tech.current), tech.limits
             if not math.isfinite(level) or abs(level) > self.current_limit:
-                raise DeviceError(f"current {level:g} A outside this 2450's range "
-                                  f"-{self.current_limit:g}..{self.current_limit:g} A")
+                raise DeviceError(
+                    f"current {level:g} A outside this 2450's range -{self.current_limit:g}..{self.current_limit:g} A"
+                )
         elif isinstance(tech, OpenCircuit):
             level, limits = 0.0, Limits(duration=tech.duration)
         else:  # pragma: no cover - kind checked above
@@ -305,8 +332,9 @@ class Keithley2450:
             raise DeviceError(f"{self.link.address}: the 2450 error queue did not empty after {_MAX_ERRORS} reads")
         if errors:
             text = "; ".join(f"{c} {m!r}" for c, m in errors)
-            raise DeviceError(f"{self.link.address}: the 2450 reported an error after configuration: {text}",
-                              code=str(errors[0][0]))
+            raise DeviceError(
+                f"{self.link.address}: the 2450 reported an error after configuration: {text}", code=str(errors[0][0])
+            )
 
     def _output_off(self, timeout: float) -> None:
         self.link.write(":OUTP OFF", timeout)
@@ -338,8 +366,9 @@ class Keithley2450:
 class Keithley2450Handle:
     """A technique running on a 2450, paced and limited by the host (see the module docstring)."""
 
-    def __init__(self, driver: Keithley2450, tech: Technique, level: float, limits: Limits, rec: Recording,
-                 t0: float) -> None:
+    def __init__(
+        self, driver: Keithley2450, tech: Technique, level: float, limits: Limits, rec: Recording, t0: float
+    ) -> None:
         self.driver = driver
         self.tech = tech
         self.level = level
@@ -488,20 +517,27 @@ class Keithley2450Handle:
         if lim.charge is not None:
             q_new = self._q + 0.5 * (abs(ip) + abs(i)) * (t - tp) if prev is not None else abs(i) * (t - self.t0)
             if q_new >= lim.charge * (1 - 1e-12):
-                tc = lerp_at(self._q, q_new, lim.charge) if prev is not None else \
-                    self.t0 + (t - self.t0) * lim.charge / q_new
+                tc = (
+                    lerp_at(self._q, q_new, lim.charge)
+                    if prev is not None
+                    else self.t0 + (t - self.t0) * lim.charge / q_new
+                )
                 vc, ic = values_at(tc)
                 cands.append((tc, 4, EndReason.CHARGE, vc, ic, f"charge reached {lim.charge:g} C"))
             self._q = q_new
-        for level, above, reason, word in ((lim.voltage_above, True, EndReason.VOLTAGE_ABOVE, "reached"),
-                                           (lim.voltage_below, False, EndReason.VOLTAGE_BELOW, "fell to")):
+        for level, above, reason, word in (
+            (lim.voltage_above, True, EndReason.VOLTAGE_ABOVE, "reached"),
+            (lim.voltage_below, False, EndReason.VOLTAGE_BELOW, "fell to"),
+        ):
             if level is not None and ((v >= level) if above else (v <= level)):
                 crossed_before = prev is not None and ((vp >= level) if above else (vp <= level))
                 tc = tp if crossed_before else lerp_at(vp, v, level)
                 _, ic = values_at(tc)
                 cands.append((tc, 1, reason, float(level), ic, f"voltage {word} {level:g} V"))
-        for level, above, reason in ((lim.current_above, True, EndReason.CURRENT_ABOVE),
-                                     (lim.current_below, False, EndReason.CURRENT_BELOW)):
+        for level, above, reason in (
+            (lim.current_above, True, EndReason.CURRENT_ABOVE),
+            (lim.current_below, False, EndReason.CURRENT_BELOW),
+        ):
             if level is not None and ((abs(i) >= level) if above else (abs(i) <= level)):
                 tc = lerp_at(abs(ip), abs(i), level)
                 vc, ic = values_at(tc)
@@ -510,13 +546,24 @@ class Keithley2450Handle:
             low = abs(v) < lim.short_circuit and abs(i) > 0
             if low:
                 if self._short_since is None:
-                    self._short_since = t if prev is None or abs(vp) < lim.short_circuit else \
-                        lerp_at(abs(vp), abs(v), lim.short_circuit)
+                    self._short_since = (
+                        t
+                        if prev is None or abs(vp) < lim.short_circuit
+                        else lerp_at(abs(vp), abs(v), lim.short_circuit)
+                    )
                 if t >= self._short_since + lim.short_hold - 1e-9:
                     tc = self._short_since + lim.short_hold
                     vc, ic = values_at(tc)
-                    cands.append((tc, 3, EndReason.SHORT_CIRCUIT, vc, ic,
-                                  f"|V| below {lim.short_circuit:g} V for {lim.short_hold:g} s"))
+                    cands.append(
+                        (
+                            tc,
+                            3,
+                            EndReason.SHORT_CIRCUIT,
+                            vc,
+                            ic,
+                            f"|V| below {lim.short_circuit:g} V for {lim.short_hold:g} s",
+                        )
+                    )
             else:
                 self._short_since = None
         if lim.duration is not None and t >= self.t0 + lim.duration - 1e-9:

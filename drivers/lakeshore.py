@@ -34,7 +34,7 @@ from labctl.core.constants import ZERO_CELSIUS_K
 from labctl.drivers.contracts import CONNECT_TIMEOUT, DeviceError
 from labctl.drivers.visalink import MessageLink, as_link, parse_number
 
-__all__ = ["LakeShore335", "parse_idn", "parse_kelvin", "parse_range", "parse_ramp", "parse_percent", "T_ZERO"]
+__all__ = ["T_ZERO", "LakeShore335", "parse_idn", "parse_kelvin", "parse_percent", "parse_ramp", "parse_range"]
 
 T_ZERO = ZERO_CELSIUS_K
 MODELS = ("MODEL335", "MODEL336")
@@ -48,8 +48,10 @@ def parse_idn(reply: str, address: str = "instrument") -> tuple[str, str, str, s
         raise DeviceError(f"{address}: *IDN? answer is not 'maker,model,serial,firmware': {reply[:80]!r}")
     maker, model, serial, firmware = fields
     if maker.upper() != "LSCI" or model.upper() not in MODELS:
-        raise DeviceError(f"{address} is a {maker} {model} ({reply[:80]!r}), not a Lake Shore 335/336: "
-                          "this driver refuses to drive another controller's heater")
+        raise DeviceError(
+            f"{address} is a {maker} {model} ({reply[:80]!r}), not a Lake Shore 335/336: "
+            "this driver refuses to drive another controller's heater"
+        )
     return maker, model, serial, firmware
 
 
@@ -96,10 +98,22 @@ class LakeShore335:
     ``io_timeout`` bounds every command and query (s of wall time).
     """
 
-    def __init__(self, clock: Any = None, *, resource: str | None = None, visa_library: str = "@py",
-                 link: Any = None, loop: int = 1, output: int | None = None, sensor: str = "A",
-                 heater_range: int = 3, ramp_rate: float | None = None, range_c: tuple[float, float] = (5.0, 100.0),
-                 io_timeout: float = 2.0, hold_on_close: bool = False) -> None:
+    def __init__(
+        self,
+        clock: Any = None,
+        *,
+        resource: str | None = None,
+        visa_library: str = "@py",
+        link: Any = None,
+        loop: int = 1,
+        output: int | None = None,
+        sensor: str = "A",
+        heater_range: int = 3,
+        ramp_rate: float | None = None,
+        range_c: tuple[float, float] = (5.0, 100.0),
+        io_timeout: float = 2.0,
+        hold_on_close: bool = False,
+    ) -> None:
         if loop not in (1, 2):
             raise ValueError(f"loop must be 1 or 2, got {loop!r}")
         if sensor.upper() not in ("A", "B", "C", "D"):
@@ -114,8 +128,9 @@ class LakeShore335:
         if not io_timeout > 0:
             raise ValueError("io_timeout must be positive")
         self.clock = clock
-        self.link: MessageLink = as_link(resource=resource, visa_library=visa_library, link=link,
-                                         read_termination="\n", write_termination="\r\n")
+        self.link: MessageLink = as_link(
+            resource=resource, visa_library=visa_library, link=link, read_termination="\n", write_termination="\r\n"
+        )
         self.loop = int(loop)
         self.output = int(output if output is not None else loop)
         self.sensor = sensor.upper()
@@ -148,8 +163,10 @@ class LakeShore335:
             self.link.write(f"RAMP {self.loop},{int(on)},{rate:.1f}", left())
             got_on, got_rate = parse_ramp(self.link.query(f"RAMP? {self.loop}", left()), self.link.address)
             if got_on != on or abs(got_rate - rate) > 0.05:
-                raise DeviceError(f"{self.link.address}: ramp did not take (asked {int(on)},{rate:.1f}, "
-                                  f"RAMP? answered {int(got_on)},{got_rate:.1f})")
+                raise DeviceError(
+                    f"{self.link.address}: ramp did not take (asked {int(on)},{rate:.1f}, "
+                    f"RAMP? answered {int(got_on)},{got_rate:.1f})"
+                )
             self.heater_on = parse_range(self.link.query(f"RANGE? {self.output}", left()), self.link.address) > 0
             self.setpoint = parse_kelvin(self.link.query(f"SETP? {self.loop}", left()), self.link.address) - T_ZERO
             parse_kelvin(self.link.query(f"KRDG? {self.sensor}", left()), self.link.address)
@@ -171,7 +188,9 @@ class LakeShore335:
         self.link.write(f"SETP {self.loop},{k:.3f}", self.io_timeout)
         got = parse_kelvin(self.link.query(f"SETP? {self.loop}", self.io_timeout), self.link.address)
         if abs(got - k) > SETPOINT_TOLERANCE_K:
-            raise DeviceError(f"{self.link.address}: set point did not take (asked {k:.3f} K, SETP? answered {got:.3f} K)")
+            raise DeviceError(
+                f"{self.link.address}: set point did not take (asked {k:.3f} K, SETP? answered {got:.3f} K)"
+            )
         self.setpoint = c
         if not self.heater_on:
             self._set_range(self.heater_range)

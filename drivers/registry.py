@@ -48,9 +48,7 @@ def load(kind: str, name: str) -> Callable[..., Any]:
     for ep in entry_points(group=group):
         if ep.name == name:
             return ep.load()
-    raise UnknownDriver(
-        f"no {kind} driver named {name!r}; available: {', '.join(available(kind)) or 'none'}"
-    )
+    raise UnknownDriver(f"no {kind} driver named {name!r}; available: {', '.join(available(kind)) or 'none'}")
 
 
 def create(kind: str, name: str, **config: Any) -> Any:

@@ -32,8 +32,16 @@ from typing import IO, Any, TypeVar
 from .transport import Transport, TransportError, TransportTimeout
 
 __all__ = [
-    "BufferedTransport", "SerialTransport", "VisaTransport", "ScriptedTransport", "RecordingTransport",
-    "TranscriptTransport", "TransportConfigError", "open_transport", "read_transcript", "TRANSCRIPT_FORMAT",
+    "TRANSCRIPT_FORMAT",
+    "BufferedTransport",
+    "RecordingTransport",
+    "ScriptedTransport",
+    "SerialTransport",
+    "TranscriptTransport",
+    "TransportConfigError",
+    "VisaTransport",
+    "open_transport",
+    "read_transcript",
 ]
 
 TRANSCRIPT_FORMAT = "labctl-transcript/1"
@@ -126,10 +134,14 @@ class BufferedTransport:
             searched = len(self._buf)
             left = deadline - time.monotonic()
             if left <= 0:
-                what = (f"only a partial line arrived ({_show(bytes(self._buf))}, kept for the next read)"
-                        if self._buf else "nothing arrived")
-                raise TransportTimeout(f"{self.address}: no complete line (terminator {term!r}) "
-                                       f"within {timeout:g} s: {what}")
+                what = (
+                    f"only a partial line arrived ({_show(bytes(self._buf))}, kept for the next read)"
+                    if self._buf
+                    else "nothing arrived"
+                )
+                raise TransportTimeout(
+                    f"{self.address}: no complete line (terminator {term!r}) within {timeout:g} s: {what}"
+                )
             self._buf += self._read_link(4096, left, term)
 
     def read_bytes(self, n: int, timeout: float) -> bytes:
@@ -140,8 +152,10 @@ class BufferedTransport:
         while len(self._buf) < n:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TransportTimeout(f"{self.address}: {len(self._buf)} of {n} bytes arrived within {timeout:g} s "
-                                       "(kept for the next read)")
+                raise TransportTimeout(
+                    f"{self.address}: {len(self._buf)} of {n} bytes arrived within {timeout:g} s "
+                    "(kept for the next read)"
+                )
             self._buf += self._read_link(n - len(self._buf), left, None)
         out = bytes(self._buf[:n])
         del self._buf[:n]
@@ -174,8 +188,9 @@ class BufferedTransport:
         return f"{type(self).__name__}({self.address!r})"
 
 
-def _call_with_timeout(fn: Callable[[], _T], timeout: float, what: str,
-                       cleanup: Callable[[_T], None] | None = None) -> _T:
+def _call_with_timeout(
+    fn: Callable[[], _T], timeout: float, what: str, cleanup: Callable[[_T], None] | None = None
+) -> _T:
     """Run a blocking ``fn`` (a library's open) in a thread; give up after ``timeout`` s.
 
     When it gives up, a late result is passed to ``cleanup`` (so a link that opens after
@@ -220,17 +235,34 @@ class SerialTransport(BufferedTransport):
     always honoured (the last wait is shortened to it).
     """
 
-    def __init__(self, url: str, baudrate: int = 9600, *, bytesize: int = 8, parity: str = "N",
-                 stopbits: float = 1, rtscts: bool = False, xonxoff: bool = False, dsrdtr: bool = False,
-                 exclusive: bool | None = None, poll: float = 0.1) -> None:
+    def __init__(
+        self,
+        url: str,
+        baudrate: int = 9600,
+        *,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: float = 1,
+        rtscts: bool = False,
+        xonxoff: bool = False,
+        dsrdtr: bool = False,
+        exclusive: bool | None = None,
+        poll: float = 0.1,
+    ) -> None:
         super().__init__()
         if not isinstance(url, str) or not url:
             raise ValueError(f"serial port must be a device path or pyserial URL, got {url!r}")
         self.url = url
         self.address = url
-        self.settings: dict[str, Any] = dict(baudrate=int(baudrate), bytesize=int(bytesize), parity=str(parity),
-                                             stopbits=stopbits, rtscts=bool(rtscts), xonxoff=bool(xonxoff),
-                                             dsrdtr=bool(dsrdtr))
+        self.settings: dict[str, Any] = dict(
+            baudrate=int(baudrate),
+            bytesize=int(bytesize),
+            parity=str(parity),
+            stopbits=stopbits,
+            rtscts=bool(rtscts),
+            xonxoff=bool(xonxoff),
+            dsrdtr=bool(dsrdtr),
+        )
         if exclusive is not None:
             self.settings["exclusive"] = bool(exclusive)
         self.poll = float(poll)
@@ -240,8 +272,9 @@ class SerialTransport(BufferedTransport):
         import serial
 
         try:
-            ser = serial.serial_for_url(self.url, do_not_open=True, timeout=self.poll, write_timeout=timeout,
-                                        **self.settings)
+            ser = serial.serial_for_url(
+                self.url, do_not_open=True, timeout=self.poll, write_timeout=timeout, **self.settings
+            )
         except (ValueError, serial.SerialException) as exc:
             raise TransportError(f"{self.url}: not a usable serial port or pyserial URL: {exc}") from exc
 
@@ -270,7 +303,9 @@ class SerialTransport(BufferedTransport):
             self._set_timeout("write_timeout", max(timeout, 1e-3))
             self._ser.write(data)
         except serial.SerialTimeoutException as exc:
-            raise TransportTimeout(f"{self.url}: write of {len(data)} bytes did not finish within {timeout:g} s") from exc
+            raise TransportTimeout(
+                f"{self.url}: write of {len(data)} bytes did not finish within {timeout:g} s"
+            ) from exc
         except (OSError, serial.SerialException) as exc:
             raise TransportError(f"{self.url}: write failed, the link is closed or broken: {exc}") from exc
 
@@ -316,8 +351,15 @@ class VisaTransport(BufferedTransport):
     (drivers add their own terminators), it is kept for the backend's configuration.
     """
 
-    def __init__(self, resource: str, visa_library: str = "@py", *, read_termination: str | None = "\n",
-                 write_termination: str | None = "\n", baudrate: int | None = None) -> None:
+    def __init__(
+        self,
+        resource: str,
+        visa_library: str = "@py",
+        *,
+        read_termination: str | None = "\n",
+        write_termination: str | None = "\n",
+        baudrate: int | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(resource, str) or not resource:
             raise ValueError(f"VISA resource must be a resource string such as 'ASRL3::INSTR', got {resource!r}")
@@ -338,8 +380,9 @@ class VisaTransport(BufferedTransport):
     def _is_timeout(self, exc: BaseException) -> bool:
         import pyvisa
 
-        return (isinstance(exc, pyvisa.errors.VisaIOError)
-                and exc.error_code == pyvisa.constants.StatusCode.error_timeout)
+        return (
+            isinstance(exc, pyvisa.errors.VisaIOError) and exc.error_code == pyvisa.constants.StatusCode.error_timeout
+        )
 
     def _open_link(self, timeout: float) -> None:
         import pyvisa
@@ -349,7 +392,8 @@ class VisaTransport(BufferedTransport):
         except (OSError, ValueError, pyvisa.errors.Error) as exc:
             raise TransportError(
                 f"VISA library {self.visa_library!r} could not be loaded ({exc}); use visa_library: '@py' "
-                "(pyvisa-py, pure Python) or install the vendor VISA") from exc
+                "(pyvisa-py, pure Python) or install the vendor VISA"
+            ) from exc
         kw: dict[str, Any] = {"read_termination": self.read_termination, "write_termination": self.write_termination}
         if self.baudrate is not None:
             kw["baud_rate"] = int(self.baudrate)
@@ -446,7 +490,7 @@ class _ReplayTransport(BufferedTransport):
         return self._pos >= len(self._events) and not self._pending
 
     def remaining(self) -> list[tuple[str, bytes | str]]:
-        return self._events[self._pos:]
+        return self._events[self._pos :]
 
     def check_done(self) -> None:
         """Raise :class:`TransportError` when the driver did not play the whole script."""
@@ -454,9 +498,14 @@ class _ReplayTransport(BufferedTransport):
             return
         left = self.remaining()
         head = ", ".join(f"{kind} {_show(data) if isinstance(data, bytes) else data!r}" for kind, data in left[:3])
-        pend = f"; {len(self._pending)} bytes written but not matched yet: {_show(bytes(self._pending))}" if self._pending else ""
-        raise TransportError(f"{self.address}: the driver stopped with {len(left)} scripted event(s) not played "
-                             f"(next: {head}){pend}")
+        pend = (
+            f"; {len(self._pending)} bytes written but not matched yet: {_show(bytes(self._pending))}"
+            if self._pending
+            else ""
+        )
+        raise TransportError(
+            f"{self.address}: the driver stopped with {len(left)} scripted event(s) not played (next: {head}){pend}"
+        )
 
     def _where(self) -> str:
         return f"event {self._pos + 1} of {len(self._events)}"
@@ -472,18 +521,24 @@ class _ReplayTransport(BufferedTransport):
                 self._buf += self._events[self._pos][1]  # type: ignore[arg-type]
                 self._pos += 1
             if self._pos >= len(self._events):
-                raise TransportError(f"{self.address}: unexpected write {_show(bytes(self._pending))}: "
-                                     "the script is finished and expects nothing more from the driver")
+                raise TransportError(
+                    f"{self.address}: unexpected write {_show(bytes(self._pending))}: "
+                    "the script is finished and expects nothing more from the driver"
+                )
             kind, expected = self._events[self._pos]
             if kind != "tx":
                 what = "a read that timed out" if kind == "timeout" else f"a link error ({expected!r})"
-                raise TransportError(f"{self.address}: unexpected write {_show(bytes(self._pending))} at "
-                                     f"{self._where()}: the script expects {what} here, not a write")
+                raise TransportError(
+                    f"{self.address}: unexpected write {_show(bytes(self._pending))} at "
+                    f"{self._where()}: the script expects {what} here, not a write"
+                )
             assert isinstance(expected, bytes)
             n = min(len(expected), len(self._pending))
             if bytes(self._pending[:n]) != expected[:n]:
-                raise TransportError(f"{self.address}: unexpected write at {self._where()}: the script expects "
-                                     f"{_show(expected)}, the driver sent {_show(bytes(self._pending))}")
+                raise TransportError(
+                    f"{self.address}: unexpected write at {self._where()}: the script expects "
+                    f"{_show(expected)}, the driver sent {_show(bytes(self._pending))}"
+                )
             if n < len(expected):
                 # a prefix of the expected message: wait for the rest
                 self._events[self._pos] = ("tx", expected[n:])
@@ -506,8 +561,10 @@ class _ReplayTransport(BufferedTransport):
                 self._pos += 1
                 raise TransportError(f"{self.address}: {data!s} (the link broke here in the recording)")
             assert isinstance(data, bytes)
-            raise TransportTimeout(f"{self.address}: the driver reads but the script expects it to send "
-                                   f"{_show(data)} next ({self._where()}); nothing arrives")
+            raise TransportTimeout(
+                f"{self.address}: the driver reads but the script expects it to send "
+                f"{_show(data)} next ({self._where()}); nothing arrives"
+            )
         raise TransportTimeout(f"{self.address}: the driver reads but the script is finished; nothing arrives")
 
     def _discard_link(self) -> None:
@@ -536,7 +593,9 @@ class ScriptedTransport(_ReplayTransport):
             drv = MyDriver(transport=t); drv.connect(); drv.cell_off()
     """
 
-    def __init__(self, pairs: Iterable[tuple[bytes | str | None, bytes | str | None]], address: str = "scripted") -> None:
+    def __init__(
+        self, pairs: Iterable[tuple[bytes | str | None, bytes | str | None]], address: str = "scripted"
+    ) -> None:
         events: list[tuple[str, bytes | str]] = []
         for k, pair in enumerate(pairs):
             try:
@@ -552,7 +611,7 @@ class ScriptedTransport(_ReplayTransport):
         super().__init__(events, address)
         self._open = True  # a script is always "connected"; open() is accepted and does nothing
 
-    def __enter__(self) -> "ScriptedTransport":
+    def __enter__(self) -> ScriptedTransport:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -657,7 +716,7 @@ class RecordingTransport:
             if self._own and not self._file.closed:
                 self._file.close()
 
-    def __enter__(self) -> "RecordingTransport":
+    def __enter__(self) -> RecordingTransport:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -685,7 +744,9 @@ def read_transcript(path: str | Path) -> tuple[dict[str, Any], list[tuple[str, b
             raise TransportError(f"{where}: each line must be a JSON object")
         if "format" in ev:
             if ev["format"] != TRANSCRIPT_FORMAT:
-                raise TransportError(f"{where}: unknown transcript format {ev['format']!r} (expected {TRANSCRIPT_FORMAT})")
+                raise TransportError(
+                    f"{where}: unknown transcript format {ev['format']!r} (expected {TRANSCRIPT_FORMAT})"
+                )
             header = header or ev  # a file appended to by several recordings replays as one
             continue
         d = ev.get("dir")
@@ -703,8 +764,9 @@ def read_transcript(path: str | Path) -> tuple[dict[str, Any], list[tuple[str, b
         else:
             raise TransportError(f"{where}: unknown event dir {d!r} (tx, rx, timeout, error, open, close, discard)")
     if not header:
-        raise TransportError(f"transcript {p}: no header line (format {TRANSCRIPT_FORMAT}); was it written by "
-                             "RecordingTransport?")
+        raise TransportError(
+            f"transcript {p}: no header line (format {TRANSCRIPT_FORMAT}); was it written by RecordingTransport?"
+        )
     return header, events
 
 
@@ -765,25 +827,35 @@ def open_transport(spec: Mapping[str, Any]) -> Transport:
         raise TransportConfigError(
             "no link given: add port: (serial: a device path such as /dev/ttyUSB0 or COM3, or a pyserial URL "
             "such as socket://10.0.0.5:7001) or resource: (VISA: e.g. TCPIP::10.0.0.5::5025::SOCKET, "
-            "with visa_library: '@py')", None)
+            "with visa_library: '@py')",
+            None,
+        )
     if len(kinds) > 1:
-        raise TransportConfigError(f"{kinds[1]}: give only one of port: (serial), resource: (VISA) or replay:, "
-                                   f"not {' and '.join(kinds)}", kinds[1])
+        raise TransportConfigError(
+            f"{kinds[1]}: give only one of port: (serial), resource: (VISA) or replay:, not {' and '.join(kinds)}",
+            kinds[1],
+        )
     kind = kinds[0]
     allowed = {"port": _SERIAL_KEYS, "resource": _VISA_KEYS, "replay": {"replay"}}[kind] | _COMMON_KEYS
     for key in spec:
         if key not in allowed:
-            raise TransportConfigError(f"{key}: not an option of a {kind}: link; allowed: {', '.join(sorted(allowed))}",
-                                       key)
+            raise TransportConfigError(
+                f"{key}: not an option of a {kind}: link; allowed: {', '.join(sorted(allowed))}", key
+            )
     transport: Transport
     if kind == "port":
         url = _typed(spec, "port", str, "a device path or pyserial URL (text)")
         kw: dict[str, Any] = {}
-        for key, typ, fix in (("baudrate", int, "a whole number of baud such as 115200"),
-                              ("bytesize", int, "5, 6, 7 or 8"), ("parity", str, "N, E, O, M or S"),
-                              ("stopbits", float, "1, 1.5 or 2"), ("rtscts", bool, "true or false"),
-                              ("xonxoff", bool, "true or false"), ("dsrdtr", bool, "true or false"),
-                              ("exclusive", bool, "true or false")):
+        for key, typ, fix in (
+            ("baudrate", int, "a whole number of baud such as 115200"),
+            ("bytesize", int, "5, 6, 7 or 8"),
+            ("parity", str, "N, E, O, M or S"),
+            ("stopbits", float, "1, 1.5 or 2"),
+            ("rtscts", bool, "true or false"),
+            ("xonxoff", bool, "true or false"),
+            ("dsrdtr", bool, "true or false"),
+            ("exclusive", bool, "true or false"),
+        ):
             if key in spec:
                 kw[key] = _typed(spec, key, typ, fix)
         if "baudrate" in kw and kw["baudrate"] <= 0:
@@ -803,12 +875,15 @@ def open_transport(spec: Mapping[str, Any]) -> Transport:
         res = _typed(spec, "resource", str, "a VISA resource string such as TCPIP::10.0.0.5::5025::SOCKET")
         vkw: dict[str, Any] = {}
         if "visa_library" in spec:
-            vkw["visa_library"] = _typed(spec, "visa_library", str,
-                                         "a VISA backend: '@py', '@sim', 'file.yaml@sim', '@ivi' or a library path")
+            vkw["visa_library"] = _typed(
+                spec, "visa_library", str, "a VISA backend: '@py', '@sim', 'file.yaml@sim', '@ivi' or a library path"
+            )
         for key in ("read_termination", "write_termination"):
             if key in spec:
                 if spec[key] is not None and not isinstance(spec[key], str):
-                    raise TransportConfigError(f'{key}: expected text such as "\\n" or "\\r\\n", got {spec[key]!r}', key)
+                    raise TransportConfigError(
+                        f'{key}: expected text such as "\\n" or "\\r\\n", got {spec[key]!r}', key
+                    )
                 vkw[key] = spec[key]
         if "baudrate" in spec:
             vkw["baudrate"] = _typed(spec, "baudrate", int, "a whole number of baud such as 115200")

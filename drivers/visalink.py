@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from labctl.drivers.contracts import DeviceError, DeviceTimeout
 
-__all__ = ["MessageLink", "VisaLink", "TransportLink", "decode_reply", "parse_number", "as_link"]
+__all__ = ["MessageLink", "TransportLink", "VisaLink", "as_link", "decode_reply", "parse_number"]
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -88,8 +88,9 @@ class VisaLink:
     pyvisa-py, ``"path/to/file.yaml@sim"`` pyvisa-sim, ``""`` the system VISA).
     """
 
-    def __init__(self, resource: str, visa_library: str = "@py", *, read_termination: str = "\n",
-                 write_termination: str = "\n") -> None:
+    def __init__(
+        self, resource: str, visa_library: str = "@py", *, read_termination: str = "\n", write_termination: str = "\n"
+    ) -> None:
         self.resource = resource
         self.visa_library = visa_library
         self.address = resource if not visa_library else f"{resource} ({visa_library})"
@@ -109,8 +110,12 @@ class VisaLink:
         try:
             self._rm = pyvisa.ResourceManager(self.visa_library)
             self._res = self._rm.open_resource(
-                self.resource, open_timeout=_ms(timeout), timeout=_ms(timeout),
-                read_termination=self.read_termination, write_termination=self.write_termination)
+                self.resource,
+                open_timeout=_ms(timeout),
+                timeout=_ms(timeout),
+                read_termination=self.read_termination,
+                write_termination=self.write_termination,
+            )
         except Exception as exc:  # pyvisa raises VisaIOError, OSError, ValueError (bad name), ...
             self.close()
             raise DeviceError(f"cannot open {self.address}: {exc}") from exc
@@ -186,8 +191,7 @@ class TransportLink:
         self.transport.write((command + self.write_termination).encode("ascii"), timeout)
 
     def query(self, command: str, timeout: float) -> str:
-        raw = self.transport.query((command + self.write_termination).encode("ascii"), timeout,
-                                   self.read_termination)
+        raw = self.transport.query((command + self.write_termination).encode("ascii"), timeout, self.read_termination)
         return decode_reply(bytes(raw), self.address)
 
     def discard_input(self) -> None:
@@ -197,14 +201,16 @@ class TransportLink:
         self.transport.close()
 
 
-def as_link(*, resource: str | None, visa_library: str, link: Any, read_termination: str = "\n",
-            write_termination: str = "\n") -> MessageLink:
+def as_link(
+    *, resource: str | None, visa_library: str, link: Any, read_termination: str = "\n", write_termination: str = "\n"
+) -> MessageLink:
     """The link a driver was configured with: an explicit link or Transport, else a VISA resource."""
     if link is not None:
         if isinstance(link, MessageLink) and not hasattr(link, "read_line"):
             return link
-        return TransportLink(link, write_termination=write_termination,
-                             read_termination=read_termination.encode("ascii")[-1:] or b"\n")
+        return TransportLink(
+            link, write_termination=write_termination, read_termination=read_termination.encode("ascii")[-1:] or b"\n"
+        )
     if not resource:
         raise DeviceError("no instrument address: give resource='TCPIP::host::port::SOCKET' (or a link)")
     return VisaLink(resource, visa_library, read_termination=read_termination, write_termination=write_termination)

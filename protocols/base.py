@@ -13,7 +13,7 @@ from labctl.core.units import dimension_of
 from .fields import QUANTITY_PATTERN, Quantity, StrictModel, Text, fmt
 from .state import current_safety, current_state
 
-__all__ = ["StepBase", "RecordEvery", "RecordsTimeAndVoltage", "EXAMPLE_SETTINGS", "Issues"]
+__all__ = ["EXAMPLE_SETTINGS", "Issues", "RecordEvery", "RecordsTimeAndVoltage", "StepBase"]
 
 Issues = list[tuple[str | None, str, str]]
 """Problems found by a model validator: ``[(field, message, hint), ...]`` for issues_error."""
@@ -49,7 +49,9 @@ class StepBase(StrictModel):
     label: Annotated[str | None, Text("label", "plate")] = Field(
         None, description="optional name of this step, shown in logs and results"
     )
-    line: SkipJsonSchema[int] = Field(0, exclude=True, description="line of the step in the file (1-based; 0 if not from a file)")
+    line: SkipJsonSchema[int] = Field(
+        0, exclude=True, description="line of the step in the file (1-based; 0 if not from a file)"
+    )
     col: SkipJsonSchema[int] = Field(0, exclude=True, description="column of the step in the file (1-based)")
 
     @model_validator(mode="before")
@@ -137,7 +139,9 @@ class RecordEvery(StrictModel):
     @model_validator(mode="after")
     def _one(self) -> RecordEvery:
         if self.time is None and self.voltage is None:
-            raise custom_error("record_every needs a time and/or a voltage", "write e.g. record_every: {time: 10 s, voltage: 5 mV}")
+            raise custom_error(
+                "record_every needs a time and/or a voltage", "write e.g. record_every: {time: 10 s, voltage: 5 mV}"
+            )
         return self
 
 
@@ -148,8 +152,18 @@ RECORD_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "time": {"type": "string", "pattern": QUANTITY_PATTERN, "examples": ["10 s"], "description": "record at least this often"},
-                "voltage": {"type": "string", "pattern": QUANTITY_PATTERN, "examples": ["5 mV"], "description": "also record whenever the voltage changed by this much"},
+                "time": {
+                    "type": "string",
+                    "pattern": QUANTITY_PATTERN,
+                    "examples": ["10 s"],
+                    "description": "record at least this often",
+                },
+                "voltage": {
+                    "type": "string",
+                    "pattern": QUANTITY_PATTERN,
+                    "examples": ["5 mV"],
+                    "description": "also record whenever the voltage changed by this much",
+                },
             },
         },
     ]
@@ -181,4 +195,3 @@ class RecordsTimeAndVoltage(StepBase):
     def record_dv(self) -> float | None:
         """Record whenever the voltage moved this much (V), or None."""
         return self.record_every.voltage
-

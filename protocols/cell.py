@@ -20,7 +20,7 @@ from labctl.core.errors import custom_error, did_you_mean, issues_error
 from .fields import Quantity, SpecificCapacity, StrictModel, Text, text_check
 from .state import current_state
 
-__all__ = ["CellSpec", "EIS_ELEMENTS", "circuit_syntax_error"]
+__all__ = ["EIS_ELEMENTS", "CellSpec", "circuit_syntax_error"]
 
 EIS_ELEMENTS = ("R", "C", "L", "CPE", "W", "Wo", "Ws", "La", "G", "K", "Zarc")
 """Element types of an ``eis_model`` circuit (impedance.py's names; the analysis fits these)."""
@@ -72,7 +72,9 @@ def circuit_syntax_error(text: str) -> tuple[int, str, str] | None:
     def term(i: int) -> int:
         i = skip(i)
         if i >= n:
-            raise Bad(n, "the circuit ends where an element or p(...) is expected", f"complete it, e.g. '{CIRCUIT_EXAMPLE}'")
+            raise Bad(
+                n, "the circuit ends where an element or p(...) is expected", f"complete it, e.g. '{CIRCUIT_EXAMPLE}'"
+            )
         c = text[i]
         if c == "p" and text[skip(i + 1) : skip(i + 1) + 1] == "(":
             start = i
@@ -87,12 +89,22 @@ def circuit_syntax_error(text: str) -> tuple[int, str, str] | None:
             if text[i] == "(":
                 raise Bad(i, _PAREN, _PAREN_HINT)
             if text[i] != ")":
-                raise Bad(i, f"expected ',' or ')' but found {text[i]!r}", "separate parallel branches with ',' and close with ')'")
+                raise Bad(
+                    i,
+                    f"expected ',' or ')' but found {text[i]!r}",
+                    "separate parallel branches with ',' and close with ')'",
+                )
             if branches < 2:
-                raise Bad(start, "p(...) needs at least two branches", "separate the parallel branches with ',', e.g. p(R1,CPE1)")
+                raise Bad(
+                    start,
+                    "p(...) needs at least two branches",
+                    "separate the parallel branches with ',', e.g. p(R1,CPE1)",
+                )
             return i + 1
         if c == ")":
-            raise Bad(i, "unbalanced parentheses: ')' without a matching 'p('", "remove it, or open the block with 'p('")
+            raise Bad(
+                i, "unbalanced parentheses: ')' without a matching 'p('", "remove it, or open the block with 'p('"
+            )
         if c == "(":
             raise Bad(i, _PAREN, _PAREN_HINT)
         if c in ",-":
@@ -103,7 +115,11 @@ def circuit_syntax_error(text: str) -> tuple[int, str, str] | None:
         typ, name = m.group(1), m.group(0)
         if typ not in EIS_ELEMENTS:
             dym = did_you_mean(typ, EIS_ELEMENTS)
-            raise Bad(i, f"unknown circuit element {name!r}", (dym + " " if dym else "") + f"element types: {', '.join(EIS_ELEMENTS)}")
+            raise Bad(
+                i,
+                f"unknown circuit element {name!r}",
+                (dym + " " if dym else "") + f"element types: {', '.join(EIS_ELEMENTS)}",
+            )
         if name in seen:
             raise Bad(i, f"element {name!r} appears twice", f"give each element its own label, e.g. {typ}1 and {typ}2")
         seen[name] = i
@@ -115,10 +131,16 @@ def circuit_syntax_error(text: str) -> tuple[int, str, str] | None:
         i = skip(series(0))
         if i < n:
             if text[i] == ")":
-                raise Bad(i, "unbalanced parentheses: ')' without a matching 'p('", "remove it, or open the block with 'p('")
+                raise Bad(
+                    i, "unbalanced parentheses: ')' without a matching 'p('", "remove it, or open the block with 'p('"
+                )
             if text[i] == "(":
                 raise Bad(i, _PAREN, _PAREN_HINT)
-            raise Bad(i, f"unexpected {text[i]!r}", f"join elements with '-' (series) or p(a,b) (parallel), e.g. '{CIRCUIT_EXAMPLE}'")
+            raise Bad(
+                i,
+                f"unexpected {text[i]!r}",
+                f"join elements with '-' (series) or p(a,b) (parallel), e.g. '{CIRCUIT_EXAMPLE}'",
+            )
     except Bad as bad:
         return (bad.at, bad.message, bad.hint)
     return None
@@ -150,14 +172,16 @@ class CellSpec(StrictModel):
         json_schema_extra={"examples": ["symmetric"]},
     )
     id: Annotated[str | None, Text("id", "BrMg-S1")] = Field(
-        None, description="the sample/cell id written on the cell (used by dip_coat and in the results)",
+        None,
+        description="the sample/cell id written on the cell (used by dip_coat and in the results)",
         json_schema_extra={"examples": ["BrMg-S1"]},
     )
     working: Annotated[str, Text("working", "Mg")] = Field(
         description="working electrode material, e.g. Mg, Al/C, Mo6S8", json_schema_extra={"examples": ["Mg"]}
     )
     counter: Annotated[str | None, Text("counter", "Mg")] = Field(
-        None, description="counter electrode material; defaults to the working electrode for a symmetric cell",
+        None,
+        description="counter electrode material; defaults to the working electrode for a symmetric cell",
         json_schema_extra={"examples": ["Mg"]},
     )
     electrolyte: Annotated[str | None, Text("electrolyte", "0.5 M Mg[B(hfip)4]2 in DME")] = Field(
@@ -167,20 +191,29 @@ class CellSpec(StrictModel):
         None, validation_alias="area", description="geometric electrode area (give area or diameter)"
     )
     diameter_m: Annotated[float, Quantity("length", "12.7 mm", positive=True, what="diameter")] | None = Field(
-        None, validation_alias="diameter", description="electrode disc diameter; the area is pi d^2 / 4 (give area or diameter)"
+        None,
+        validation_alias="diameter",
+        description="electrode disc diameter; the area is pi d^2 / 4 (give area or diameter)",
     )
     cathode_mass_g: Annotated[float, Quantity("mass", "2.534 mg", positive=True, what="cathode_mass")] | None = Field(
-        None, validation_alias="cathode_mass",
+        None,
+        validation_alias="cathode_mass",
         description="active cathode mass of a full cell (for c_rate); or give cathode_loading",
     )
-    cathode_loading_g_cm2: Annotated[float, Quantity("areal_mass", "2 mg/cm2", positive=True, what="cathode_loading")] | None = Field(
-        None, validation_alias="cathode_loading",
+    cathode_loading_g_cm2: (
+        Annotated[float, Quantity("areal_mass", "2 mg/cm2", positive=True, what="cathode_loading")] | None
+    ) = Field(
+        None,
+        validation_alias="cathode_loading",
         description="active cathode loading per area; cathode_mass = loading x area",
     )
     specific_capacity_mAh_g: SpecificCapacity = Field(
-        MO6S8_THEORETICAL_CAPACITY_MAH_G, validation_alias="theoretical_capacity",
-        description=("theoretical specific capacity of the cathode defining 1C "
-                     f"(Mo6S8: {MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g)"),
+        MO6S8_THEORETICAL_CAPACITY_MAH_G,
+        validation_alias="theoretical_capacity",
+        description=(
+            "theoretical specific capacity of the cathode defining 1C "
+            f"(Mo6S8: {MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g)"
+        ),
         json_schema_extra={"default": f"{MO6S8_THEORETICAL_CAPACITY_MAH_G:g} mAh/g"},
     )
     eis_model: Annotated[str | None, BeforeValidator(_eis_model)] = Field(
@@ -213,7 +246,9 @@ class CellSpec(StrictModel):
         elif "diameter_m" in given and self.diameter_m is not None:
             self.area_cm2 = math.pi * (self.diameter_m * 100.0) ** 2 / 4.0
         if "cathode_mass_g" in given and "cathode_loading_g_cm2" in given:
-            issues.append(("cathode_loading", "give either cathode_mass or cathode_loading, not both", "remove one of them"))
+            issues.append(
+                ("cathode_loading", "give either cathode_mass or cathode_loading, not both", "remove one of them")
+            )
         elif self.cathode_loading_g_cm2 is not None and self.area_cm2 is not None:
             self.cathode_mass_g = self.cathode_loading_g_cm2 * self.area_cm2
         if self.counter is None:
@@ -223,8 +258,11 @@ class CellSpec(StrictModel):
                 issues.append((None, f"an {self.kind} cell needs its counter electrode", "add e.g. 'counter: Mg'"))
         elif self.kind == "symmetric" and self.counter != self.working:
             issues.append(
-                ("counter", f"a symmetric cell has the same material on both sides, got working {self.working!r} and counter {self.counter!r}",
-                 "use kind: asymmetric, or make counter the same as working"),
+                (
+                    "counter",
+                    f"a symmetric cell has the same material on both sides, got working {self.working!r} and counter {self.counter!r}",
+                    "use kind: asymmetric, or make counter the same as working",
+                ),
             )
         if issues:
             raise issues_error(issues)

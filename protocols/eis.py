@@ -26,9 +26,15 @@ class EisStep(StepBase):
     f_end: Annotated[float, Quantity("frequency", "0.1 Hz", positive=True, what="f_end")] = qfield(
         "0.1 Hz", "lowest frequency (the sweep ends here)", "frequency"
     )
-    points_per_decade: Annotated[int, Field(ge=1, le=1000, strict=True)] = Field(10, description="frequencies per decade (log spaced)")
-    amplitude: Annotated[float, Quantity("voltage", "10 mV", positive=True, what="amplitude")] = qfield("10 mV", "AC amplitude (rms)", "voltage")
-    e_dc: Annotated[float, Quantity("voltage", "0 V")] | None = Field(None, description="DC potential; none = at open circuit")
+    points_per_decade: Annotated[int, Field(ge=1, le=1000, strict=True)] = Field(
+        10, description="frequencies per decade (log spaced)"
+    )
+    amplitude: Annotated[float, Quantity("voltage", "10 mV", positive=True, what="amplitude")] = qfield(
+        "10 mV", "AC amplitude (rms)", "voltage"
+    )
+    e_dc: Annotated[float, Quantity("voltage", "0 V")] | None = Field(
+        None, description="DC potential; none = at open circuit"
+    )
     vs_ocp: bool = Field(True, description="e_dc is relative to the open-circuit potential")
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from .base import Issues, RecordsTimeAndVoltage, StepBase
 from .fields import MAH, Charge, CRate, PositiveInt, Quantity, fmt, qfield
 from .state import cell_area, current_state
 
-__all__ = ["RestStep", "GalvanostaticStep", "PotentiostaticStep", "AurbachStep"]
+__all__ = ["AurbachStep", "GalvanostaticStep", "PotentiostaticStep", "RestStep"]
 
 
 class RestStep(StepBase):
@@ -26,7 +26,9 @@ class RestStep(StepBase):
 
     __step_kind__: ClassVar[str] = "rest"
     kind: SkipJsonSchema[Literal["rest"]] = "rest"
-    duration: Annotated[float, Quantity("time", "6 h", positive=True, what="duration")] = Field(description="how long to rest")
+    duration: Annotated[float, Quantity("time", "6 h", positive=True, what="duration")] = Field(
+        description="how long to rest"
+    )
     record_every: Annotated[float, Quantity("time", "60 s", positive=True, what="record_every")] = qfield(
         "10 s", "record a point this often", "time"
     )
@@ -57,7 +59,8 @@ class GalvanostaticStep(RecordsTimeAndVoltage):
         None, description="end after this time"
     )
     capacity: Annotated[float, Charge("capacity")] | None = Field(
-        None, description="end after this much charge has passed (absolute like 0.5 mAh, or per area like 0.5 mAh/cm2; a magnitude)"
+        None,
+        description="end after this much charge has passed (absolute like 0.5 mAh, or per area like 0.5 mAh/cm2; a magnitude)",
     )
     voltage_above: Annotated[float, Quantity("voltage", "1.2 V")] | None = Field(
         None, description="end when the voltage rises above this"
@@ -69,13 +72,29 @@ class GalvanostaticStep(RecordsTimeAndVoltage):
     @model_validator(mode="after")
     def _resolve(self) -> GalvanostaticStep:
         issues: Issues = []
-        given = [f for f in ("current", "current_density", "c_rate") if f in self.model_fields_set and getattr(self, f) is not None]
+        given = [
+            f
+            for f in ("current", "current_density", "c_rate")
+            if f in self.model_fields_set and getattr(self, f) is not None
+        ]
         detail = ""
         field = given[0] if given else None
         if not given:
-            issues.append((None, "a galvanostatic step needs a current", "give one of current (5 mA), current_density (0.5 mA/cm2) or c_rate (0.1)"))
+            issues.append(
+                (
+                    None,
+                    "a galvanostatic step needs a current",
+                    "give one of current (5 mA), current_density (0.5 mA/cm2) or c_rate (0.1)",
+                )
+            )
         elif len(given) > 1:
-            issues.append((given[1], f"give only one of current, current_density, c_rate (found {', '.join(given)})", "remove all but one"))
+            issues.append(
+                (
+                    given[1],
+                    f"give only one of current, current_density, c_rate (found {', '.join(given)})",
+                    "remove all but one",
+                )
+            )
         elif self.current_density is not None and given[0] == "current_density":
             area = cell_area()
             self.current = self.current_density * area
@@ -83,13 +102,18 @@ class GalvanostaticStep(RecordsTimeAndVoltage):
         elif self.c_rate is not None and given[0] == "c_rate":
             st = current_state()
             if st is None:
-                issues.append(("c_rate", "c_rate needs the cell's cathode mass", "validate this step as part of a protocol"))
+                issues.append(
+                    ("c_rate", "c_rate needs the cell's cathode mass", "validate this step as part of a protocol")
+                )
             elif st.cell is None:
                 raise custom_error("cell invalid", suppress=True)
             elif st.cell.cathode_mass_g is None:
                 issues.append(
-                    ("c_rate", "c_rate needs the cathode mass, and the cell section has none",
-                     "add 'cathode_mass: 2.534 mg' (or 'cathode_loading: 2 mg/cm2') to the cell section, or give current instead"),
+                    (
+                        "c_rate",
+                        "c_rate needs the cathode mass, and the cell section has none",
+                        "add 'cathode_mass: 2.534 mg' (or 'cathode_loading: 2 mg/cm2') to the cell section, or give current instead",
+                    ),
                 )
             else:
                 cap_mAh = st.cell.cathode_mass_g * st.cell.specific_capacity_mAh_g
@@ -100,10 +124,20 @@ class GalvanostaticStep(RecordsTimeAndVoltage):
                 issues.append((field, "the current is zero", "use a rest step for open circuit"))
             self._check_current(issues, field, self.current, detail)
         if all(getattr(self, f) is None for f in ("duration", "capacity", "voltage_above", "voltage_below")):
-            issues.append((None, "a galvanostatic step needs an end condition", "add duration (1 h), capacity (0.5 mAh/cm2), voltage_above or voltage_below"))
+            issues.append(
+                (
+                    None,
+                    "a galvanostatic step needs an end condition",
+                    "add duration (1 h), capacity (0.5 mAh/cm2), voltage_above or voltage_below",
+                )
+            )
         self._check_cutoff(issues, "voltage_above", self.voltage_above)
         self._check_cutoff(issues, "voltage_below", self.voltage_below)
-        if self.voltage_above is not None and self.voltage_below is not None and not self.voltage_below < self.voltage_above:
+        if (
+            self.voltage_above is not None
+            and self.voltage_below is not None
+            and not self.voltage_below < self.voltage_above
+        ):
             issues.append(("voltage_below", "voltage_below must be lower than voltage_above", "check the two cut-offs"))
         if issues:
             raise issues_error(issues)
@@ -117,7 +151,9 @@ class PotentiostaticStep(StepBase):
     kind: SkipJsonSchema[Literal["potentiostatic"]] = "potentiostatic"
     potential: Annotated[float, Quantity("voltage", "1 V")] = Field(description="potential to hold")
     vs_ocp: bool = Field(False, description="potential is relative to the open-circuit potential measured just before")
-    duration: Annotated[float, Quantity("time", "1 h", positive=True, what="duration")] = Field(description="how long to hold")
+    duration: Annotated[float, Quantity("time", "1 h", positive=True, what="duration")] = Field(
+        description="how long to hold"
+    )
     current_below: Annotated[float, Quantity("current", "1 uA", positive=True, what="current_below")] | None = Field(
         None, description="end early when |I| falls below this"
     )
@@ -151,13 +187,19 @@ class AurbachStep(RecordsTimeAndVoltage):
     current: Annotated[float, Quantity("current", "0.634 mA", positive=True, what="current")] | None = Field(
         None, description="current magnitude (after validation: resolved, in A)"
     )
-    current_density: Annotated[float, Quantity("current_density", "0.5 mA/cm2", positive=True, what="current_density")] | None = Field(
-        None, description="current magnitude per area (stored in A/cm2)"
+    current_density: (
+        Annotated[float, Quantity("current_density", "0.5 mA/cm2", positive=True, what="current_density")] | None
+    ) = Field(None, description="current magnitude per area (stored in A/cm2)")
+    reservoir: Annotated[float, Charge("reservoir")] = Field(
+        description="Q_T, the charge plated first (5 mAh/cm2 or an absolute mAh)"
     )
-    reservoir: Annotated[float, Charge("reservoir")] = Field(description="Q_T, the charge plated first (5 mAh/cm2 or an absolute mAh)")
     cycles: PositiveInt = Field(description="number of strip/plate cycles of cycle_capacity")
-    cycle_capacity: Annotated[float, Charge("cycle_capacity")] = Field(description="Q_C, the charge stripped and re-plated each cycle")
-    strip_cutoff: Annotated[float, Quantity("voltage", "1 V")] = Field(description="the final strip ends when the voltage rises to this")
+    cycle_capacity: Annotated[float, Charge("cycle_capacity")] = Field(
+        description="Q_C, the charge stripped and re-plated each cycle"
+    )
+    strip_cutoff: Annotated[float, Quantity("voltage", "1 V")] = Field(
+        description="the final strip ends when the voltage rises to this"
+    )
     max_strip_duration: Annotated[float, Quantity("time", "20 h", positive=True, what="max_strip_duration")] = qfield(
         "20 h", "fail-safe: end the final strip after this long", "time"
     )
@@ -165,11 +207,15 @@ class AurbachStep(RecordsTimeAndVoltage):
     @model_validator(mode="after")
     def _resolve(self) -> AurbachStep:
         issues: Issues = []
-        given = [f for f in ("current", "current_density") if f in self.model_fields_set and getattr(self, f) is not None]
+        given = [
+            f for f in ("current", "current_density") if f in self.model_fields_set and getattr(self, f) is not None
+        ]
         field = given[0] if given else None
         detail = ""
         if not given:
-            issues.append((None, "aurbach_ce needs a current", "give current_density (0.5 mA/cm2) or current (0.634 mA)"))
+            issues.append(
+                (None, "aurbach_ce needs a current", "give current_density (0.5 mA/cm2) or current (0.634 mA)")
+            )
         elif len(given) > 1:
             issues.append(("current_density", "give either current or current_density, not both", "remove one of them"))
         elif self.current_density is not None and given[0] == "current_density":
@@ -180,12 +226,21 @@ class AurbachStep(RecordsTimeAndVoltage):
             self._check_current(issues, field, self.current, detail)
         if self.cycle_capacity > self.reservoir:
             issues.append(
-                ("cycle_capacity", f"cycle_capacity ({self.cycle_capacity / MAH:.4g} mAh) is larger than the reservoir ({self.reservoir / MAH:.4g} mAh)",
-                 "the reservoir must hold at least one cycle's charge"),
+                (
+                    "cycle_capacity",
+                    f"cycle_capacity ({self.cycle_capacity / MAH:.4g} mAh) is larger than the reservoir ({self.reservoir / MAH:.4g} mAh)",
+                    "the reservoir must hold at least one cycle's charge",
+                ),
             )
         self._check_cutoff(issues, "strip_cutoff", self.strip_cutoff)
         if self.strip_cutoff <= 0:
-            issues.append(("strip_cutoff", f"strip_cutoff {fmt(self.strip_cutoff, 'V')} is not positive", "stripping raises the working electrode potential: use e.g. 1 V"))
+            issues.append(
+                (
+                    "strip_cutoff",
+                    f"strip_cutoff {fmt(self.strip_cutoff, 'V')} is not positive",
+                    "stripping raises the working electrode potential: use e.g. 1 V",
+                )
+            )
         if issues:
             raise issues_error(issues)
         return self

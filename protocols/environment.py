@@ -13,7 +13,7 @@ from .base import Issues, StepBase
 from .fields import Quantity, Text, fmt, qfield
 from .state import current_safety, current_state
 
-__all__ = ["TemperatureStep", "DipCoatStep"]
+__all__ = ["DipCoatStep", "TemperatureStep"]
 
 
 class TemperatureStep(StepBase):
@@ -41,11 +41,20 @@ class TemperatureStep(StepBase):
         sf = current_safety()
         if sf is not None and sf.temperature_max is not None and self.setpoint > sf.temperature_max:
             issues.append(
-                ("setpoint", f"the set point {fmt(self.setpoint, 'degC')} is above the safety limit {fmt(sf.temperature_max, 'degC')}",
-                 "lower the set point or raise safety.temperature"),
+                (
+                    "setpoint",
+                    f"the set point {fmt(self.setpoint, 'degC')} is above the safety limit {fmt(sf.temperature_max, 'degC')}",
+                    "lower the set point or raise safety.temperature",
+                ),
             )
         if self.timeout <= self.hold:
-            issues.append(("timeout", f"timeout {fmt(self.timeout, 's')} is not longer than hold {fmt(self.hold, 's')}", "make the timeout longer than the hold"))
+            issues.append(
+                (
+                    "timeout",
+                    f"timeout {fmt(self.timeout, 's')} is not longer than hold {fmt(self.hold, 's')}",
+                    "make the timeout longer than the hold",
+                )
+            )
         if issues:
             raise issues_error(issues)
         return self
@@ -81,7 +90,8 @@ class DipCoatStep(StepBase):
     __step_kind__: ClassVar[str] = "dip_coat"
     kind: SkipJsonSchema[Literal["dip_coat"]] = "dip_coat"
     cells: Annotated[list[Annotated[str, Text("cells", "[BrMg-S1]")]], BeforeValidator(_cells)] = Field(
-        default_factory=list, description="ids of the samples coated together (default: the cell id of the protocol)",
+        default_factory=list,
+        description="ids of the samples coated together (default: the cell id of the protocol)",
         json_schema_extra={"examples": [["BrMg-S1", "BrMg-S2"]], "default": None},
     )
     solution: Annotated[str, Text("solution", "1-bromopropane in DME")] = Field(
@@ -90,11 +100,19 @@ class DipCoatStep(StepBase):
     concentration: Annotated[str, BeforeValidator(_concentration)] = Field(
         description="concentration, kept as text", json_schema_extra={"examples": ["2 vol%"]}
     )
-    immersion: Annotated[float, Quantity("time", "1 h", positive=True, what="immersion")] = Field(description="immersion time")
-    rinse: Annotated[float, Quantity("time", "1 min", nonnegative=True, what="rinse")] = qfield("1 min", "rinse time", "time")
+    immersion: Annotated[float, Quantity("time", "1 h", positive=True, what="immersion")] = Field(
+        description="immersion time"
+    )
+    rinse: Annotated[float, Quantity("time", "1 min", nonnegative=True, what="rinse")] = qfield(
+        "1 min", "rinse time", "time"
+    )
     rinse_solution: Annotated[str, Text("rinse_solution", "DME")] = Field("DME", description="rinse solvent")
-    mode: Literal["manual", "automated"] = Field("manual", description="manual: an operator confirms each action; automated: a dip coater does them")
-    operator: Annotated[str | None, Text("operator", "A. Person")] = Field(None, description="who does the coating (manual mode)")
+    mode: Literal["manual", "automated"] = Field(
+        "manual", description="manual: an operator confirms each action; automated: a dip coater does them"
+    )
+    operator: Annotated[str | None, Text("operator", "A. Person")] = Field(
+        None, description="who does the coating (manual mode)"
+    )
     tolerance: Annotated[float, Quantity("time", "60 s", positive=True, what="tolerance")] = qfield(
         "60 s", "confirmations further than this from the plan are recorded as deviations", "time"
     )

@@ -123,19 +123,33 @@ class _Expander:
         base = op + ("for_each",)
         ok = True
         if not isinstance(spec, dict):
-            self.issue(base, "for_each needs a mapping with as, values and steps", "write e.g. for_each: {as: T, values: [25 degC, 30 degC], steps: [...]}")
+            self.issue(
+                base,
+                "for_each needs a mapping with as, values and steps",
+                "write e.g. for_each: {as: T, values: [25 degC, 30 degC], steps: [...]}",
+            )
             return None
         for k in spec:
             if k not in _FOR_EACH_KEYS:
                 dym = did_you_mean(str(k), _FOR_EACH_KEYS)
-                self.issue(base + (k,), f"unknown key '{k}'", (dym + " " if dym else "") + "valid keys: " + ", ".join(_FOR_EACH_KEYS), key=True)
+                self.issue(
+                    base + (k,),
+                    f"unknown key '{k}'",
+                    (dym + " " if dym else "") + "valid keys: " + ", ".join(_FOR_EACH_KEYS),
+                    key=True,
+                )
                 ok = False
         values = spec.get("values")
         steps = spec.get("steps")
         name = spec.get("as")
         label_t = spec.get("label")
         if "values" not in spec:
-            self.issue(base, "missing required field 'values'", "the values to loop over, e.g. values: [25 degC, 30 degC]", key=True)
+            self.issue(
+                base,
+                "missing required field 'values'",
+                "the values to loop over, e.g. values: [25 degC, 30 degC]",
+                key=True,
+            )
             ok = False
         elif not isinstance(values, list) or not values:
             self.issue(base + ("values",), "values must be a non-empty list", "write e.g. values: [25 degC, 30 degC]")
@@ -147,27 +161,50 @@ class _Expander:
             self.issue(base + ("steps",), "the step list is empty", "add at least one step, e.g. '- eis: {}'")
             ok = False
         if label_t is not None and not isinstance(label_t, str):
-            self.issue(base + ("label",), "label must be text", "write e.g. label: \"T={T}\"")
+            self.issue(base + ("label",), "label must be text", 'write e.g. label: "T={T}"')
             ok = False
         mappings = isinstance(values, list) and values and all(isinstance(v, dict) for v in values)
         if isinstance(values, list) and values and not mappings:
             if any(isinstance(v, (dict, list)) for v in values):
-                self.issue(base + ("values",), "values must be all plain values or all mappings", "write e.g. [25 degC, 30 degC] or [{j: 1 mA/cm2, q: 1 mAh/cm2}, ...]")
+                self.issue(
+                    base + ("values",),
+                    "values must be all plain values or all mappings",
+                    "write e.g. [25 degC, 30 degC] or [{j: 1 mA/cm2, q: 1 mAh/cm2}, ...]",
+                )
                 ok = False
             elif name is None:
-                self.issue(base, "missing required field 'as'", "the placeholder name, e.g. as: T (then write \"{T}\" in the steps)", key=True)
+                self.issue(
+                    base,
+                    "missing required field 'as'",
+                    'the placeholder name, e.g. as: T (then write "{T}" in the steps)',
+                    key=True,
+                )
                 ok = False
         if name is not None and (not isinstance(name, str) or not _IDENT.match(name)):
-            self.issue(base + ("as",), f"'as' must be a simple name like T or j, got {name!r}", "use letters, digits and _, starting with a letter")
+            self.issue(
+                base + ("as",),
+                f"'as' must be a simple name like T or j, got {name!r}",
+                "use letters, digits and _, starting with a letter",
+            )
             ok = False
         if mappings and isinstance(values, list):
             for k, v in enumerate(values):
                 for key in v:
                     if not isinstance(key, str) or not _IDENT.match(key):
-                        self.issue(base + ("values", k, key), f"placeholder name {key!r} is not a simple name", "use letters, digits and _, starting with a letter", key=True)
+                        self.issue(
+                            base + ("values", k, key),
+                            f"placeholder name {key!r} is not a simple name",
+                            "use letters, digits and _, starting with a letter",
+                            key=True,
+                        )
                         ok = False
             if name is not None:
-                self.issue(base + ("as",), "'as' is not used when the values are mappings", "the mapping keys are the placeholders: remove 'as'", key=True)
+                self.issue(
+                    base + ("as",),
+                    "'as' is not used when the values are mappings",
+                    "the mapping keys are the placeholders: remove 'as'",
+                    key=True,
+                )
                 ok = False
         if not ok or not isinstance(values, list):
             return None
@@ -207,7 +244,7 @@ class _Expander:
     def _check_placeholders(self, node: Any, path: Path, defined: list[str]) -> None:
         if isinstance(node, dict):
             if len(node) == 1:
-                (k, v), = node.items()
+                ((k, v),) = node.items()
                 if v is None and isinstance(k, str) and _IDENT.match(k) and k in defined:
                     return  # {T} unquoted: YAML read a one-key mapping; accepted as the placeholder
             for k, v in node.items():
@@ -254,7 +291,7 @@ class _Expander:
 def _substitute(node: Any, env: dict[str, Any]) -> Any:
     if isinstance(node, dict):
         if len(node) == 1:
-            (k, v), = node.items()
+            ((k, v),) = node.items()
             if v is None and isinstance(k, str) and k in env:
                 return copy.deepcopy(env[k])
         return {k: _substitute(v, env) for k, v in node.items()}
@@ -268,7 +305,9 @@ def _substitute(node: Any, env: dict[str, Any]) -> Any:
     return node
 
 
-def expand_for_each(data: Any, positions: Positions, source: str) -> tuple[Any, Positions, list[PathAlias], list[Issue]]:
+def expand_for_each(
+    data: Any, positions: Positions, source: str
+) -> tuple[Any, Positions, list[PathAlias], list[Issue]]:
     """Expand every ``for_each`` in the protocol's step lists.
 
     Returns the new data, its positions (pointing into the original text), path

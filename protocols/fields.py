@@ -13,7 +13,15 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -23,24 +31,25 @@ from labctl.core.units import UnitError, example, parse_quantity, ureg
 from .state import cell_area
 
 __all__ = [
+    "CHARGE_SCHEMA",
     "MAH",
     "QUANTITY_PATTERN",
-    "CHARGE_SCHEMA",
-    "StrictModel",
-    "Quantity",
-    "Charge",
     "CRate",
-    "SpecificCapacity",
-    "text_check",
-    "Text",
+    "Charge",
     "PositiveInt",
+    "Quantity",
+    "SpecificCapacity",
+    "StrictModel",
+    "Text",
     "fmt",
+    "parse_c_rate",
     "qfield",
     "quantity_schema",
-    "parse_c_rate",
+    "text_check",
 ]
 
-from labctl.core.constants import COULOMBS_PER_MAH as MAH  # noqa: E402
+from labctl.core.constants import COULOMBS_PER_MAH as MAH
+
 """Coulombs per mAh."""
 
 QUANTITY_PATTERN = r"^(\s*[+\-\u2212]?(\d+(_\d+)*\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\S.*|.*\{[A-Za-z_][A-Za-z0-9_]*\}.*)$"
@@ -94,9 +103,11 @@ class Quantity:
     those messages.
     """
 
-    __slots__ = ("dim", "examples", "positive", "nonnegative", "what")
+    __slots__ = ("dim", "examples", "nonnegative", "positive", "what")
 
-    def __init__(self, dim: str, *examples: str, positive: bool = False, nonnegative: bool = False, what: str = "") -> None:
+    def __init__(
+        self, dim: str, *examples: str, positive: bool = False, nonnegative: bool = False, what: str = ""
+    ) -> None:
         self.dim = dim
         self.examples = tuple(examples)
         self.positive = positive
@@ -211,18 +222,24 @@ def parse_c_rate(value: Any) -> float:
             try:
                 out = float(s)
             except ValueError:
-                raise custom_error(f"cannot read {value!r} as a C-rate", "write e.g. 0.1, 0.1C or C/10 (negative to discharge)") from None
+                raise custom_error(
+                    f"cannot read {value!r} as a C-rate", "write e.g. 0.1, 0.1C or C/10 (negative to discharge)"
+                ) from None
     else:
         raise custom_error(f"expected a C-rate like 0.1 or C/10, got {value!r}", "write e.g. c_rate: 0.1")
     if not math.isfinite(out) or out == 0:
-        raise custom_error(f"the C-rate must be a non-zero number, got {value!r}", "write e.g. 0.1 (charge) or -0.1 (discharge)")
+        raise custom_error(
+            f"the C-rate must be a non-zero number, got {value!r}", "write e.g. 0.1 (charge) or -0.1 (discharge)"
+        )
     return out
 
 
 CRate = Annotated[
     float,
     BeforeValidator(parse_c_rate),
-    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "examples": ["C/10", "0.1C"]}], "examples": [0.1, -0.1]}),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number"}, {"type": "string", "examples": ["C/10", "0.1C"]}], "examples": [0.1, -0.1]}
+    ),
 ]
 """A signed C-rate: ``0.1``, ``0.1C`` or ``C/10``."""
 
@@ -268,7 +285,7 @@ def text_check(what: str, example_text: str) -> Callable[[Any], Any]:
 class Text:
     """Annotation metadata: free text for the key ``what``, e.g. ``Annotated[str, Text("id", "BrMg-S1")]``."""
 
-    __slots__ = ("what", "example")
+    __slots__ = ("example", "what")
 
     def __init__(self, what: str, example_text: str) -> None:
         self.what = what

@@ -18,8 +18,16 @@ from .protocol import Protocol
 from .steps import INPUT_STEP_KINDS, STEP_TYPES
 from .structure import GroupStep, RepeatStep
 
-__all__ = ["ENTRY_POINT_GROUP", "json_schema", "library", "library_dirs", "load_protocol", "load_protocol_text",
-           "register_library_dir", "unregister_library_dir"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "json_schema",
+    "library",
+    "library_dirs",
+    "load_protocol",
+    "load_protocol_text",
+    "register_library_dir",
+    "unregister_library_dir",
+]
 
 ENTRY_POINT_GROUP = "labctl.protocol_libraries"
 _FOLDERS = FolderRegistry(ENTRY_POINT_GROUP, "protocol library")
@@ -55,13 +63,20 @@ def load_protocol_text(text: str, source: str = "<string>") -> Protocol:
     data, positions = load_yaml(text, source)
     if data is None:
         raise ProtocolError.single(
-            source, "the file is empty", "a protocol needs at least name, cell and steps (see docs/protocols.md)", line=1, col=1
+            source,
+            "the file is empty",
+            "a protocol needs at least name, cell and steps (see docs/protocols.md)",
+            line=1,
+            col=1,
         )
     if not isinstance(data, dict):
         line, col = positions.get((), (1, 1))
         raise ProtocolError.single(
-            source, f"a protocol is a mapping of keys (name, cell, steps, ...), got {type(data).__name__}",
-            "start the file with 'name: ...'", line=line, col=col,
+            source,
+            f"a protocol is a mapping of keys (name, cell, steps, ...), got {type(data).__name__}",
+            "start the file with 'name: ...'",
+            line=line,
+            col=col,
         )
     expanded, new_positions, aliases, pre_issues = expand_for_each(data, positions, source)
     pre_issues = [*pre_issues, *_circuit_issues(data, positions, text, source)]
@@ -130,18 +145,31 @@ def load_protocol(path: str | Path) -> Protocol:
             hint += f"; library protocols: {_FOLDERS.describe()}"
             raise ProtocolError([Issue(str(path), None, None, "", "no such file", hint)])
     if p.is_dir():
-        raise ProtocolError([Issue(str(path), None, None, "", "is a directory, not a protocol file", "give the path of a .yaml file")])
+        raise ProtocolError(
+            [Issue(str(path), None, None, "", "is a directory, not a protocol file", "give the path of a .yaml file")]
+        )
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ProtocolError([Issue(str(path), None, None, "", f"cannot read the file: {exc.strerror or exc}", "check the permissions")]) from None
+        raise ProtocolError(
+            [Issue(str(path), None, None, "", f"cannot read the file: {exc.strerror or exc}", "check the permissions")]
+        ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise ProtocolError(
-            [Issue(str(path), line, col, "", "the file is not UTF-8 text", "save it as UTF-8 (the text editor's encoding setting)")]
+            [
+                Issue(
+                    str(path),
+                    line,
+                    col,
+                    "",
+                    "the file is not UTF-8 text",
+                    "save it as UTF-8 (the text editor's encoding setting)",
+                )
+            ]
         ) from None
     return load_protocol_text(text, str(path))
 
@@ -153,13 +181,18 @@ _STEP_NAMES = {cls.__name__: kind for kind, cls in STEP_TYPES.items()}
 _FOR_EACH_SCHEMA: dict[str, Any] = {
     "title": "ForEach",
     "description": (
-        "Run the same steps once per value, substituting the placeholder \"{name}\" in the steps' text. "
+        'Run the same steps once per value, substituting the placeholder "{name}" in the steps\' text. '
         "Expanded at load time into one group per value (labelled e.g. 'T=25 degC')."
     ),
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "as": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "description": "placeholder name for plain values (write \"{T}\" in the steps)", "examples": ["T"]},
+        "as": {
+            "type": "string",
+            "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$",
+            "description": 'placeholder name for plain values (write "{T}" in the steps)',
+            "examples": ["T"],
+        },
         "values": {
             "type": "array",
             "minItems": 1,
@@ -167,8 +200,17 @@ _FOR_EACH_SCHEMA: dict[str, Any] = {
             "items": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "object"}]},
             "examples": [["25 degC", "30 degC"], [{"j": "1 mA/cm2", "q": "1 mAh/cm2"}]],
         },
-        "label": {"type": "string", "description": "label of each group, may use placeholders (default 'T=25 degC')", "examples": ["T={T}"]},
-        "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Step"}, "description": "the steps run for each value"},
+        "label": {
+            "type": "string",
+            "description": "label of each group, may use placeholders (default 'T=25 degC')",
+            "examples": ["T={T}"],
+        },
+        "steps": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": "#/$defs/Step"},
+            "description": "the steps run for each value",
+        },
     },
     "required": ["values", "steps"],
 }
@@ -178,7 +220,11 @@ def _replace_step_unions(node: Any) -> Any:
     if isinstance(node, dict):
         for key in ("oneOf", "anyOf"):
             alts = node.get(key)
-            if isinstance(alts, list) and alts and all(isinstance(a, dict) and a.get("$ref", "").rsplit("/", 1)[-1] in _STEP_NAMES for a in alts):
+            if (
+                isinstance(alts, list)
+                and alts
+                and all(isinstance(a, dict) and a.get("$ref", "").rsplit("/", 1)[-1] in _STEP_NAMES for a in alts)
+            ):
                 rest = {k: v for k, v in node.items() if k not in (key, "discriminator")}
                 rest["$ref"] = "#/$defs/Step"
                 return rest

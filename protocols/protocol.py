@@ -31,7 +31,10 @@ class Protocol(StrictModel):
         "", description="what the protocol does, and the assumptions behind its numbers"
     )
     cell: CellSpec = Field(description="the cell under test")
-    safety: Safety = Field(default_factory=lambda: Safety(), description="limits enforced on every sample; the run stops (cell off) when one is crossed")
+    safety: Safety = Field(
+        default_factory=lambda: Safety(),
+        description="limits enforced on every sample; the run stops (cell off) when one is crossed",
+    )
     steps: StepList = Field(description="what the cell experiences, in order")
     text: SkipJsonSchema[str] = Field("", exclude=True, description="the exact text of the file")
     source: SkipJsonSchema[str] = Field("<string>", exclude=True, description="file name (or '<string>')")

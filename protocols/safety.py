@@ -18,7 +18,8 @@ def _voltage_window(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise custom_error(
-                f"the voltage window needs two values [min, max], got {len(value)}", "write e.g. voltage: [-2.5 V, 2.5 V]"
+                f"the voltage window needs two values [min, max], got {len(value)}",
+                "write e.g. voltage: [-2.5 V, 2.5 V]",
             )
         return value
     try:
@@ -26,7 +27,9 @@ def _voltage_window(value: Any) -> Any:
     except UnitError as exc:
         raise custom_error(exc.message, exc.hint + "; or a window like [-2.5 V, 2.5 V]") from None
     if v == 0:
-        raise custom_error("the voltage window is empty (0 V)", "write e.g. voltage: [-2.5 V, 2.5 V] or voltage: 2.5 V for +-2.5 V")
+        raise custom_error(
+            "the voltage window is empty (0 V)", "write e.g. voltage: [-2.5 V, 2.5 V] or voltage: 2.5 V for +-2.5 V"
+        )
     return (f"{-abs(v)!r} V", f"{abs(v)!r} V")
 
 
@@ -36,7 +39,13 @@ VoltageWindow = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "array", "items": {"type": "string", "pattern": QUANTITY_PATTERN}, "minItems": 2, "maxItems": 2, "examples": [["-2.5 V", "2.5 V"]]},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": QUANTITY_PATTERN},
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "examples": [["-2.5 V", "2.5 V"]],
+                },
                 {"type": "string", "pattern": QUANTITY_PATTERN, "examples": ["2.5 V"]},
             ]
         }
@@ -49,7 +58,8 @@ class Safety(StrictModel):
     """Limits the engine enforces on every sample, whatever the step."""
 
     voltage_window: VoltageWindow = Field(
-        default=(-5.0, 5.0), validation_alias="voltage",
+        default=(-5.0, 5.0),
+        validation_alias="voltage",
         description="allowed cell voltage [min, max] (a single value v means [-v, +v]); outside it the run stops, cell off",
         json_schema_extra={"default": ["-5 V", "5 V"]},
     )
@@ -57,7 +67,9 @@ class Safety(StrictModel):
         "100 mA", "largest allowed current magnitude", "current", validation_alias="current"
     )
     temperature_max: Annotated[float, Quantity("temperature", "70 degC")] | None = Field(
-        default=None, validation_alias="temperature", description="highest allowed cell/stage temperature (none: no limit)"
+        default=None,
+        validation_alias="temperature",
+        description="highest allowed cell/stage temperature (none: no limit)",
     )
     max_duration: Annotated[float, Quantity("time", "2000 h", positive=True, what="max_duration")] | None = Field(
         default=None, description="longest allowed run time (none: no limit)"

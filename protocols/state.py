@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .cell import CellSpec
     from .safety import Safety
 
-__all__ = ["ValidationState", "STATE", "current_state", "current_safety", "cell_area"]
+__all__ = ["STATE", "ValidationState", "cell_area", "current_safety", "current_state"]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Discriminator, Tag
 
@@ -15,7 +15,7 @@ from .environment import DipCoatStep, TemperatureStep
 from .structure import GroupStep, RepeatStep, steps_not_empty
 from .sweeps import CvStep, LsvStep, TafelStep
 
-__all__ = ["Step", "StepList", "STEP_TYPES", "INPUT_STEP_KINDS"]
+__all__ = ["INPUT_STEP_KINDS", "STEP_TYPES", "Step", "StepList"]
 
 STEP_TYPES: dict[str, type[StepBase]] = {
     c.__step_kind__: c
@@ -86,20 +86,18 @@ def _check_step(value: Any) -> Any:
 
 
 Step = Annotated[
-    Union[
-        Annotated[RestStep, Tag("rest")],
-        Annotated[GalvanostaticStep, Tag("galvanostatic")],
-        Annotated[RepeatStep, Tag("repeat")],
-        Annotated[GroupStep, Tag("group")],
-        Annotated[TafelStep, Tag("tafel")],
-        Annotated[LsvStep, Tag("lsv")],
-        Annotated[CvStep, Tag("cv")],
-        Annotated[EisStep, Tag("eis")],
-        Annotated[PotentiostaticStep, Tag("potentiostatic")],
-        Annotated[TemperatureStep, Tag("temperature")],
-        Annotated[AurbachStep, Tag("aurbach_ce")],
-        Annotated[DipCoatStep, Tag("dip_coat")],
-    ],
+    Annotated[RestStep, Tag("rest")]
+    | Annotated[GalvanostaticStep, Tag("galvanostatic")]
+    | Annotated[RepeatStep, Tag("repeat")]
+    | Annotated[GroupStep, Tag("group")]
+    | Annotated[TafelStep, Tag("tafel")]
+    | Annotated[LsvStep, Tag("lsv")]
+    | Annotated[CvStep, Tag("cv")]
+    | Annotated[EisStep, Tag("eis")]
+    | Annotated[PotentiostaticStep, Tag("potentiostatic")]
+    | Annotated[TemperatureStep, Tag("temperature")]
+    | Annotated[AurbachStep, Tag("aurbach_ce")]
+    | Annotated[DipCoatStep, Tag("dip_coat")],
     Discriminator(_step_tag),
     BeforeValidator(_check_step),
 ]

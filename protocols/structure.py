@@ -15,7 +15,7 @@ from .fields import PositiveInt, Quantity, StrictModel, qfield
 if TYPE_CHECKING:
     from .steps import Step
 
-__all__ = ["ShortCircuit", "RepeatStep", "GroupStep", "steps_not_empty"]
+__all__ = ["GroupStep", "RepeatStep", "ShortCircuit", "steps_not_empty"]
 
 
 def steps_not_empty(value: Any) -> Any:
@@ -50,7 +50,8 @@ class RepeatStep(StepBase):
     kind: SkipJsonSchema[Literal["repeat"]] = "repeat"
     times: PositiveInt | None = Field(None, description="number of iterations")
     until: Literal["short_circuit"] | None = Field(
-        None, description="repeat until this happens (short_circuit: the cell voltage collapses towards 0 V under current)"
+        None,
+        description="repeat until this happens (short_circuit: the cell voltage collapses towards 0 V under current)",
     )
     max_cycles: PositiveInt | None = Field(
         None, description="upper bound on iterations with until (until needs max_cycles and/or max_duration)"
@@ -79,15 +80,45 @@ class RepeatStep(StepBase):
     def _check(self) -> RepeatStep:
         issues: Issues = []
         if self.times is None and self.until is None:
-            issues.append((None, "a repeat needs 'times' or 'until'", "add e.g. 'times: 10', or 'until: short_circuit' with 'max_cycles: 5000'"))
+            issues.append(
+                (
+                    None,
+                    "a repeat needs 'times' or 'until'",
+                    "add e.g. 'times: 10', or 'until: short_circuit' with 'max_cycles: 5000'",
+                )
+            )
         elif self.times is not None and self.until is not None:
-            issues.append(("until", "give either times or until, not both", "use times for a fixed count, until with max_cycles for an open-ended test"))
+            issues.append(
+                (
+                    "until",
+                    "give either times or until, not both",
+                    "use times for a fixed count, until with max_cycles for an open-ended test",
+                )
+            )
         elif self.until is not None and self.max_cycles is None and self.max_duration is None:
-            issues.append(("until", "a repeat without a bound: 'until' needs max_cycles and/or max_duration", "add e.g. 'max_cycles: 5000' or 'max_duration: 2000 h'"))
+            issues.append(
+                (
+                    "until",
+                    "a repeat without a bound: 'until' needs max_cycles and/or max_duration",
+                    "add e.g. 'max_cycles: 5000' or 'max_duration: 2000 h'",
+                )
+            )
         if self.times is not None and self.max_cycles is not None:
-            issues.append(("max_cycles", "max_cycles only applies with until; with times the count is already fixed", "remove max_cycles"))
+            issues.append(
+                (
+                    "max_cycles",
+                    "max_cycles only applies with until; with times the count is already fixed",
+                    "remove max_cycles",
+                )
+            )
         if "short_circuit" in self.model_fields_set and self.until != "short_circuit":
-            issues.append(("short_circuit", "short_circuit settings only apply with 'until: short_circuit'", "add 'until: short_circuit' or remove short_circuit"))
+            issues.append(
+                (
+                    "short_circuit",
+                    "short_circuit settings only apply with 'until: short_circuit'",
+                    "add 'until: short_circuit' or remove short_circuit",
+                )
+            )
         if issues:
             raise issues_error(issues)
         return self

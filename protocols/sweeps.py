@@ -12,7 +12,7 @@ from labctl.core.errors import custom_error, issues_error
 from .base import Issues, StepBase
 from .fields import PositiveInt, Quantity, qfield
 
-__all__ = ["TafelStep", "LsvStep", "CvStep"]
+__all__ = ["CvStep", "LsvStep", "TafelStep"]
 
 
 class TafelStep(StepBase):
@@ -26,13 +26,19 @@ class TafelStep(StepBase):
     span: Annotated[float, Quantity("voltage", "200 mV", positive=True, what="span")] = qfield(
         "200 mV", "sweep from OCP - span to OCP + span", "voltage"
     )
-    scan_rate: Annotated[float, Quantity("scan_rate", "1 mV/s", positive=True, what="scan_rate")] = qfield("1 mV/s", "sweep rate", "scan_rate")
-    step: Annotated[float, Quantity("voltage", "1 mV", positive=True, what="step")] = qfield("1 mV", "potential step between points", "voltage")
+    scan_rate: Annotated[float, Quantity("scan_rate", "1 mV/s", positive=True, what="scan_rate")] = qfield(
+        "1 mV/s", "sweep rate", "scan_rate"
+    )
+    step: Annotated[float, Quantity("voltage", "1 mV", positive=True, what="step")] = qfield(
+        "1 mV", "potential step between points", "voltage"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TafelStep:
         if self.step > 2 * self.span:
-            raise custom_error("the potential step is larger than the sweep", "use a step smaller than 2 x span", field="step")
+            raise custom_error(
+                "the potential step is larger than the sweep", "use a step smaller than 2 x span", field="step"
+            )
         return self
 
 
@@ -43,15 +49,23 @@ class LsvStep(StepBase):
     kind: SkipJsonSchema[Literal["lsv"]] = "lsv"
     start: Annotated[float, Quantity("voltage", "0 V")] = Field(description="start potential")
     end: Annotated[float, Quantity("voltage", "1 V")] = Field(description="end potential")
-    scan_rate: Annotated[float, Quantity("scan_rate", "1 mV/s", positive=True, what="scan_rate")] = qfield("1 mV/s", "sweep rate", "scan_rate")
-    step: Annotated[float, Quantity("voltage", "1 mV", positive=True, what="step")] = qfield("1 mV", "potential step between points", "voltage")
-    vs_ocp: bool = Field(False, description="start and end are relative to the open-circuit potential measured just before")
+    scan_rate: Annotated[float, Quantity("scan_rate", "1 mV/s", positive=True, what="scan_rate")] = qfield(
+        "1 mV/s", "sweep rate", "scan_rate"
+    )
+    step: Annotated[float, Quantity("voltage", "1 mV", positive=True, what="step")] = qfield(
+        "1 mV", "potential step between points", "voltage"
+    )
+    vs_ocp: bool = Field(
+        False, description="start and end are relative to the open-circuit potential measured just before"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> LsvStep:
         issues: Issues = []
         if self.start == self.end:
-            issues.append(("end", "start and end are the same: nothing to sweep", "choose different start and end potentials"))
+            issues.append(
+                ("end", "start and end are the same: nothing to sweep", "choose different start and end potentials")
+            )
         elif self.step > abs(self.end - self.start):
             issues.append(("step", "the potential step is larger than the sweep", "use a smaller step"))
         if not self.vs_ocp:
@@ -70,10 +84,16 @@ class CvStep(StepBase):
     start: Annotated[float, Quantity("voltage", "0 V")] = Field(description="start (and end) potential")
     vertex1: Annotated[float, Quantity("voltage", "1 V")] = Field(description="first vertex potential")
     vertex2: Annotated[float, Quantity("voltage", "-1 V")] = Field(description="second vertex potential")
-    scan_rate: Annotated[float, Quantity("scan_rate", "10 mV/s", positive=True, what="scan_rate")] = Field(description="sweep rate")
-    step: Annotated[float, Quantity("voltage", "1 mV", positive=True, what="step")] = qfield("1 mV", "potential step between points", "voltage")
+    scan_rate: Annotated[float, Quantity("scan_rate", "10 mV/s", positive=True, what="scan_rate")] = Field(
+        description="sweep rate"
+    )
+    step: Annotated[float, Quantity("voltage", "1 mV", positive=True, what="step")] = qfield(
+        "1 mV", "potential step between points", "voltage"
+    )
     cycles: PositiveInt = Field(1, description="number of CV cycles")
-    vs_ocp: bool = Field(False, description="potentials are relative to the open-circuit potential measured just before")
+    vs_ocp: bool = Field(
+        False, description="potentials are relative to the open-circuit potential measured just before"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CvStep:

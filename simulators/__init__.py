@@ -15,6 +15,11 @@ from labctl.simulators.presets import Preset, load_preset, preset_json_schema
 from labctl.simulators.stage import SimulatedTemperatureStage
 
 __all__ = [
-    "SimulatedPotentiostat", "SimulatedTemperatureStage", "SimulatedDipCoater", "simulate_cell",
-    "Preset", "load_preset", "preset_json_schema",
+    "SimulatedPotentiostat",
+    "SimulatedTemperatureStage",
+    "SimulatedDipCoater",
+    "simulate_cell",
+    "Preset",
+    "load_preset",
+    "preset_json_schema",
 ]

@@ -33,8 +33,14 @@ class SimulatedDipCoater:
     a :class:`DeviceError`.  ``withdraw`` when already out is a no-op (safe to call twice).
     """
 
-    def __init__(self, clock: Any, *, speed_mm_s: float = 1.0, depth_mm: float = 20.0,
-                 baths: list[str] | tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        speed_mm_s: float = 1.0,
+        depth_mm: float = 20.0,
+        baths: list[str] | tuple[str, ...] | None = None,
+    ) -> None:
         if not speed_mm_s > 0:
             raise ValueError(f"speed_mm_s must be positive, got {speed_mm_s!r}")
         if not depth_mm > 0:

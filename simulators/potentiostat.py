@@ -64,13 +64,25 @@ class SimulatedPotentiostat:
     measurement noise off (the physics, including the replicate spread, stays).
     """
 
-    def __init__(self, clock: Any, *, preset: "str | Preset", cell_kind: str = "symmetric",
-                 area_cm2: float = 1.267, cathode_mass_g: float | None = None, seed: int = 0, replicate: int = 0,
-                 stage: Any | None = None, noise: bool = True, room_temperature: float = ROOM_TEMPERATURE) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        preset: "str | Preset",
+        cell_kind: str = "symmetric",
+        area_cm2: float = 1.267,
+        cathode_mass_g: float | None = None,
+        seed: int = 0,
+        replicate: int = 0,
+        stage: Any | None = None,
+        noise: bool = True,
+        room_temperature: float = ROOM_TEMPERATURE,
+    ) -> None:
         self.clock = clock
         self.preset = load_preset(preset)
-        self.cell: CellModel = simulate_cell(cell_kind, self.preset, area_cm2=area_cm2,
-                                             cathode_mass_g=cathode_mass_g, seed=seed, replicate=replicate)
+        self.cell: CellModel = simulate_cell(
+            cell_kind, self.preset, area_cm2=area_cm2, cathode_mass_g=cathode_mass_g, seed=seed, replicate=replicate
+        )
         self.cell_kind = cell_kind
         self.seed = int(seed)
         self.replicate = int(replicate)
@@ -83,8 +95,14 @@ class SimulatedPotentiostat:
         self._rng_i = np.random.default_rng(ss + [101])
         self._rng_z = np.random.default_rng(ss + [102])
         self.capabilities = Capabilities(
-            techniques=_TECHNIQUES, current_range=(-0.1, 0.1), voltage_range=(-10.0, 10.0),
-            frequency_range=(1e-3, 1e6), native_limits=True, channels=1, model="labctl-sim potentiostat")
+            techniques=_TECHNIQUES,
+            current_range=(-0.1, 0.1),
+            voltage_range=(-10.0, 10.0),
+            frequency_range=(1e-3, 1e6),
+            native_limits=True,
+            channels=1,
+            model="labctl-sim potentiostat",
+        )
         self.connected = False
         self.cell_on = False
         self._t_state: float | None = None  # clock time the cell state corresponds to
@@ -97,8 +115,10 @@ class SimulatedPotentiostat:
             self._t_state = self.clock.now()
 
     def identify(self) -> str:
-        return (f"labctl-sim potentiostat: {self.cell_kind} cell, preset {self.preset.name}, "
-                f"seed {self.seed}, replicate {self.replicate}")
+        return (
+            f"labctl-sim potentiostat: {self.cell_kind} cell, preset {self.preset.name}, "
+            f"seed {self.seed}, replicate {self.replicate}"
+        )
 
     def cell_off(self) -> None:
         self.cell_on = False
@@ -111,8 +131,7 @@ class SimulatedPotentiostat:
         self.connected = False
 
     def read_state(self) -> dict[str, str]:
-        return {"cell": "on" if self.cell_on else "off", "cell kind": self.cell_kind,
-                "preset": str(self.preset.name)}
+        return {"cell": "on" if self.cell_on else "off", "cell kind": self.cell_kind, "preset": str(self.preset.name)}
 
     def start(self, technique: Technique) -> GeneratorHandle:
         """Start ``technique`` on the cell; blocks are read from the handle (see the module docstring)."""
@@ -204,20 +223,33 @@ class SimulatedPotentiostat:
             cell = self.cell
             if isinstance(tech, OpenCircuit):
                 cell.begin("ocp")
-                yield from self._series(tech, Limits(duration=tech.duration), tech.record,
-                                        v_fun=cell.v_rest, current=0.0, advance=cell.advance_rest)
+                yield from self._series(
+                    tech,
+                    Limits(duration=tech.duration),
+                    tech.record,
+                    v_fun=cell.v_rest,
+                    current=0.0,
+                    advance=cell.advance_rest,
+                )
             elif isinstance(tech, ConstantCurrent):
                 cell.begin("cp", tech.current)
                 self.cell_on = True
                 i = float(tech.current)
-                yield from self._series(tech, tech.limits, tech.record, v_fun=lambda tau: cell.v_cp(i, tau),
-                                        current=i, advance=lambda dt: cell.advance_cp(i, dt))
+                yield from self._series(
+                    tech,
+                    tech.limits,
+                    tech.record,
+                    v_fun=lambda tau: cell.v_cp(i, tau),
+                    current=i,
+                    advance=lambda dt: cell.advance_cp(i, dt),
+                )
             elif isinstance(tech, ConstantPotential):
                 cell.begin("ca")
                 self.cell_on = True
                 e = float(tech.potential) + (cell.ocv() if tech.vs_ocp else 0.0)
-                yield from self._series(tech, tech.limits, tech.record, v_fun=None, current=None, advance=None,
-                                        potential=e)
+                yield from self._series(
+                    tech, tech.limits, tech.record, v_fun=None, current=None, advance=None, potential=e
+                )
             elif isinstance(tech, (LinearSweep, CyclicSweep)):
                 cell.begin(tech.kind)
                 self.cell_on = True
@@ -238,9 +270,17 @@ class SimulatedPotentiostat:
         m = max(1, math.ceil(base / H_MAX - 1e-9))
         return base / m, m
 
-    def _series(self, tech: Technique, limits: Limits, rec: Recording, *, v_fun: Callable | None,
-                current: float | None, advance: Callable | None, potential: float | None = None
-                ) -> Iterator[SampleBlock]:
+    def _series(
+        self,
+        tech: Technique,
+        limits: Limits,
+        rec: Recording,
+        *,
+        v_fun: Callable | None,
+        current: float | None,
+        advance: Callable | None,
+        potential: float | None = None,
+    ) -> Iterator[SampleBlock]:
         clock = self.clock
         cell = self.cell
         t0 = self._t_state
@@ -257,6 +297,7 @@ class SimulatedPotentiostat:
         i_blk = 0.0
 
         if ca:
+
             def vf(tau: np.ndarray) -> np.ndarray:
                 return np.full(np.shape(tau), potential)
 
@@ -269,7 +310,9 @@ class SimulatedPotentiostat:
                 return np.full(np.shape(tau), current)
 
         def ca_current() -> float:
-            return float(np.clip(cell.kinetic_current(np.array([potential]), temp)[0], *self.capabilities.current_range))
+            return float(
+                np.clip(cell.kinetic_current(np.array([potential]), temp)[0], *self.capabilities.current_range)
+            )
 
         if ca:
             i_blk = ca_current()
@@ -310,7 +353,8 @@ class SimulatedPotentiostat:
                 if last_is_end:
                     on_rec[-1] = True
                 reason, t_end, detail, v_end, short_since = self._find_end(
-                    limits, vf, i_of, s, cs, cv, ci, qc, sg, v, ig, short_since)
+                    limits, vf, i_of, s, cs, cv, ci, qc, sg, v, ig, short_since
+                )
                 if reason is not None:
                     keep = sg < t_end - 1e-9
                     sg = np.append(sg[keep], t_end)
@@ -321,8 +365,13 @@ class SimulatedPotentiostat:
                     sg, v, on_rec = self._refine_dv(vf, s, cs, cv, sg, v, on_rec, dv)
                     ig = i_of(sg - s)
                 parts.append((sg, v, ig, on_rec))
-                qc += float(np.sum(0.5 * (np.abs(ig) + np.abs(np.concatenate(([ci], ig[:-1]))))
-                                   * np.diff(np.concatenate(([cs], sg)))))
+                qc += float(
+                    np.sum(
+                        0.5
+                        * (np.abs(ig) + np.abs(np.concatenate(([ci], ig[:-1]))))
+                        * np.diff(np.concatenate(([cs], sg)))
+                    )
+                )
                 cs, cv, ci = float(sg[-1]), float(v[-1]), float(ig[-1])
                 done += n
             if len(parts) == 1:
@@ -366,8 +415,16 @@ class SimulatedPotentiostat:
                 return
 
     @staticmethod
-    def _refine_dv(vf: Callable, s: float, s_prev: float, v_prev: float, sg: np.ndarray, v: np.ndarray,
-                   on_rec: np.ndarray, dv: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _refine_dv(
+        vf: Callable,
+        s: float,
+        s_prev: float,
+        v_prev: float,
+        sg: np.ndarray,
+        v: np.ndarray,
+        on_rec: np.ndarray,
+        dv: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Insert internal samples where the voltage moves more than ``dv`` between grid points.
 
         ``s`` is the time of the state the model ``vf`` starts from; ``(s_prev, v_prev)``
@@ -391,8 +448,9 @@ class SimulatedPotentiostat:
         return s_all[order], np.concatenate((v, vs))[order], np.concatenate((on_rec, np.zeros(ts.size, bool)))[order]
 
     @staticmethod
-    def _bracket(f: Callable[[np.ndarray], np.ndarray], pred: Callable[[np.ndarray], np.ndarray],
-                 a: float, b: float) -> tuple[float, float]:
+    def _bracket(
+        f: Callable[[np.ndarray], np.ndarray], pred: Callable[[np.ndarray], np.ndarray], a: float, b: float
+    ) -> tuple[float, float]:
         """Narrow [a, b] (pred false at a, true at b) to a tiny bracket on the model."""
         for _ in range(_REFINE_ROUNDS):
             xs = a + (b - a) * np.arange(1, _REFINE_POINTS + 1) / _REFINE_POINTS
@@ -401,8 +459,14 @@ class SimulatedPotentiostat:
             a, b = (xs[idx - 1] if idx > 0 else a), xs[idx]
         return a, b
 
-    def _crossing(self, f: Callable[[np.ndarray], np.ndarray], level: float, above: bool, a: float, b: float,
-                  ) -> float:
+    def _crossing(
+        self,
+        f: Callable[[np.ndarray], np.ndarray],
+        level: float,
+        above: bool,
+        a: float,
+        b: float,
+    ) -> float:
         """Time in [a, b] where f crosses ``level`` (upwards if ``above``), refined then interpolated."""
         pred = (lambda y: y >= level) if above else (lambda y: y <= level)
         a, b = self._bracket(f, pred, a, b)
@@ -412,9 +476,21 @@ class SimulatedPotentiostat:
         x = (level - fa) / (fb - fa)
         return float(a + min(max(x, 0.0), 1.0) * (b - a))
 
-    def _find_end(self, lim: Limits, vf: Callable, i_of: Callable, s: float, s_prev: float, v_prev: float,
-                  i_prev: float, q_done: float, s_all: np.ndarray, v_all: np.ndarray, i_all: np.ndarray,
-                  short_since: float | None) -> tuple[Any, float, str, float, float | None]:
+    def _find_end(
+        self,
+        lim: Limits,
+        vf: Callable,
+        i_of: Callable,
+        s: float,
+        s_prev: float,
+        v_prev: float,
+        i_prev: float,
+        q_done: float,
+        s_all: np.ndarray,
+        v_all: np.ndarray,
+        i_all: np.ndarray,
+        short_since: float | None,
+    ) -> tuple[Any, float, str, float, float | None]:
         """Earliest end condition among these samples: (reason, t, detail, V at t, carried short start).
 
         ``vf`` gives the model voltage at time ``t - s``; ``(s_prev, v_prev, i_prev)`` is the
@@ -426,7 +502,9 @@ class SimulatedPotentiostat:
             return vf(np.asarray(t_rel) - s)
 
         def left_of(i: int) -> tuple[float, float, float]:
-            return (s_prev, v_prev, i_prev) if i == 0 else (float(s_all[i - 1]), float(v_all[i - 1]), float(i_all[i - 1]))
+            return (
+                (s_prev, v_prev, i_prev) if i == 0 else (float(s_all[i - 1]), float(v_all[i - 1]), float(i_all[i - 1]))
+            )
 
         if lim.duration is not None and len(s_all) and s_all[-1] >= lim.duration - 1e-9:
             t = float(lim.duration)
@@ -445,8 +523,10 @@ class SimulatedPotentiostat:
                 x = (lim.charge - q0) / (float(q[i]) - q0) if q[i] > q0 else 1.0
                 t = a + min(max(x, 0.0), 1.0) * (b - a)
                 cands.append((t, 4, EndReason.CHARGE, f"charge reached {lim.charge:g} C", float(vt(np.array([t]))[0])))
-        for level, above, reason in ((lim.voltage_above, True, EndReason.VOLTAGE_ABOVE),
-                                     (lim.voltage_below, False, EndReason.VOLTAGE_BELOW)):
+        for level, above, reason in (
+            (lim.voltage_above, True, EndReason.VOLTAGE_ABOVE),
+            (lim.voltage_below, False, EndReason.VOLTAGE_BELOW),
+        ):
             if level is None or not len(s_all):
                 continue
             hit = v_all >= level if above else v_all <= level
@@ -462,8 +542,10 @@ class SimulatedPotentiostat:
                 word = "reached" if above else "fell to"
                 cands.append((t, 1, reason, f"voltage {word} {level:g} V", float(level)))
         ai = np.abs(i_all)
-        for level, above, reason in ((lim.current_above, True, EndReason.CURRENT_ABOVE),
-                                     (lim.current_below, False, EndReason.CURRENT_BELOW)):
+        for level, above, reason in (
+            (lim.current_above, True, EndReason.CURRENT_ABOVE),
+            (lim.current_below, False, EndReason.CURRENT_BELOW),
+        ):
             if level is None or not len(s_all):
                 continue
             idx = np.flatnonzero(ai >= level if above else ai <= level)
@@ -477,8 +559,15 @@ class SimulatedPotentiostat:
                 else:
                     x = (level - ia) / (ib - ia) if ib != ia else 1.0
                     t = a + min(max(x, 0.0), 1.0) * (b - a)
-                cands.append((t, 2, reason, f"|current| {'reached' if above else 'fell to'} {level:g} A",
-                              float(vt(np.array([t]))[0])))
+                cands.append(
+                    (
+                        t,
+                        2,
+                        reason,
+                        f"|current| {'reached' if above else 'fell to'} {level:g} A",
+                        float(vt(np.array([t]))[0]),
+                    )
+                )
         if lim.short_circuit is not None and len(s_all):
             thr = lim.short_circuit
             low = (np.abs(v_all) < thr) & (ai > 0)
@@ -507,8 +596,15 @@ class SimulatedPotentiostat:
                 if r == len(run_starts) - 1 and low[-1]:
                     new_since = start
             if found is not None:
-                cands.append((found, 3, EndReason.SHORT_CIRCUIT,
-                              f"|V| below {thr:g} V for {lim.short_hold:g} s", float(vt(np.array([found]))[0])))
+                cands.append(
+                    (
+                        found,
+                        3,
+                        EndReason.SHORT_CIRCUIT,
+                        f"|V| below {thr:g} V for {lim.short_hold:g} s",
+                        float(vt(np.array([found]))[0]),
+                    )
+                )
                 short_since = None
             else:
                 short_since = new_since
@@ -551,10 +647,12 @@ class SimulatedPotentiostat:
             idx = np.flatnonzero(q >= lim.charge)
             if idx.size:
                 cands.append((float(t_rel[idx[0]]), int(idx[0]), EndReason.CHARGE, f"charge reached {lim.charge:g} C"))
-        for level, arr, above, why in ((lim.voltage_above, e, True, EndReason.VOLTAGE_ABOVE),
-                                       (lim.voltage_below, e, False, EndReason.VOLTAGE_BELOW),
-                                       (lim.current_above, np.abs(cur), True, EndReason.CURRENT_ABOVE),
-                                       (lim.current_below, np.abs(cur), False, EndReason.CURRENT_BELOW)):
+        for level, arr, above, why in (
+            (lim.voltage_above, e, True, EndReason.VOLTAGE_ABOVE),
+            (lim.voltage_below, e, False, EndReason.VOLTAGE_BELOW),
+            (lim.current_above, np.abs(cur), True, EndReason.CURRENT_ABOVE),
+            (lim.current_below, np.abs(cur), False, EndReason.CURRENT_BELOW),
+        ):
             if level is None:
                 continue
             idx = np.flatnonzero(arr >= level if above else arr <= level)
@@ -568,8 +666,17 @@ class SimulatedPotentiostat:
         i_meas = self._inoise(cur)
         yield from self._emit_points(t0, t_rel, v_meas, i_meas, cur, EndInfo(reason, t0 + t_end, detail), temp)
 
-    def _emit_points(self, t0: float, t_rel: np.ndarray, v: np.ndarray, i: np.ndarray, i_model: np.ndarray,
-                     end: EndInfo, temp: float, extra: dict | None = None) -> Iterator[SampleBlock]:
+    def _emit_points(
+        self,
+        t0: float,
+        t_rel: np.ndarray,
+        v: np.ndarray,
+        i: np.ndarray,
+        i_model: np.ndarray,
+        end: EndInfo,
+        temp: float,
+        extra: dict | None = None,
+    ) -> Iterator[SampleBlock]:
         """Yield precomputed points in horizon-sized blocks, advancing the cell as time passes."""
         s = 0.0
         k = 0

@@ -28,8 +28,19 @@ from labctl.core.folders import FolderRegistry
 from labctl.core.units import UnitError, parse_quantity, ureg
 from labctl.core.yamlio import load_yaml
 
-__all__ = ["ENTRY_POINT_GROUP", "CellInfo", "Preset", "Table", "available_presets", "load_preset", "load_preset_text",
-           "preset_dirs", "preset_json_schema", "register_preset_dir", "unregister_preset_dir"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "CellInfo",
+    "Preset",
+    "Table",
+    "available_presets",
+    "load_preset",
+    "load_preset_text",
+    "preset_dirs",
+    "preset_json_schema",
+    "register_preset_dir",
+    "unregister_preset_dir",
+]
 
 ENTRY_POINT_GROUP = "labctl.presets"
 _FOLDERS = FolderRegistry(ENTRY_POINT_GROUP, "preset folder")
@@ -88,8 +99,9 @@ def _qty(dimension: str, description: str, example: str, sign: str = "positive",
     def parse(v: Any) -> float:
         x = _check_sign(_parse(v, dimension), sign, v)
         if maximum is not None and x > maximum:
-            raise custom_error(f"must be at most {maximum:g}{' (100 %)' if maximum == 1 else ''}, got {v!r}",
-                               f"e.g. {example}")
+            raise custom_error(
+                f"must be at most {maximum:g}{' (100 %)' if maximum == 1 else ''}, got {v!r}", f"e.g. {example}"
+            )
         return x
 
     return Annotated[
@@ -140,20 +152,23 @@ def _special(key: str, description: str):
     ]
 
 
-def _table(xdim: str, ydim: str, description: str, example: str, *, y_sign: str = "positive",
-           y_max: float | None = None):
+def _table(
+    xdim: str, ydim: str, description: str, example: str, *, y_sign: str = "positive", y_max: float | None = None
+):
     """A mapping ``{x quantity: y quantity}`` with at least one entry, e.g. ``{0.5 mA/cm2: 68 mV}``."""
 
     def parse(v: Any) -> Table:
         if not isinstance(v, dict) or not v:
-            raise custom_error(f"expected a mapping of at least one entry like {example}, got {v!r}",
-                               f"write e.g. {example}")
+            raise custom_error(
+                f"expected a mapping of at least one entry like {example}, got {v!r}", f"write e.g. {example}"
+            )
         pts: list[tuple[float, float]] = []
         for k, val in v.items():
             if xdim == "cycles":
                 if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-                    raise custom_error(f"key {k!r} is not a cycle number", "keys are whole cycle numbers, e.g. 0, 10, 200",
-                                       field=k)
+                    raise custom_error(
+                        f"key {k!r} is not a cycle number", "keys are whole cycle numbers, e.g. 0, 10, 200", field=k
+                    )
                 x = float(k)
             else:
                 try:
@@ -182,8 +197,14 @@ def _table(xdim: str, ydim: str, description: str, example: str, *, y_sign: str 
     return Annotated[
         Table,
         BeforeValidator(parse),
-        WithJsonSchema({"type": "object", "additionalProperties": {"type": ["string", "number"]},
-                        "description": description, "examples": [example]}),
+        WithJsonSchema(
+            {
+                "type": "object",
+                "additionalProperties": {"type": ["string", "number"]},
+                "description": description,
+                "examples": [example],
+            }
+        ),
         Field(description=description, json_schema_extra={"examples": [example]}),
     ]
 
@@ -201,8 +222,9 @@ class _M(BaseModel):
 
 class Kinetics(_M):
     j0: _qty("current_density", "exchange current density of one Mg electrode (Tafel observable)", "0.66 uA/cm2")
-    j0_temperature: _qty("temperature", "temperature at which j0 applies (room temperature of the Tafel test)",
-                         "22 degC", sign="any")
+    j0_temperature: _qty(
+        "temperature", "temperature at which j0 applies (room temperature of the Tafel test)", "22 degC", sign="any"
+    )
     alpha: _fraction("anodic transfer coefficient", "0.5", sign="positive")
     electrons: int = Field(2, ge=1, le=4, description="electrons transferred, n (2 for Mg)")
 
@@ -213,17 +235,24 @@ class Cpe(_M):
 
 
 class Film(_M):
-    resistance: _table("cycles", "resistance", "film (SEI) resistance vs completed cycles, piecewise linear",
-                       "{0: 2.12 ohm, 10: 2.16 ohm, 200: 2.96 ohm}", y_sign="nonneg")
+    resistance: _table(
+        "cycles",
+        "resistance",
+        "film (SEI) resistance vs completed cycles, piecewise linear",
+        "{0: 2.12 ohm, 10: 2.16 ohm, 200: 2.96 ohm}",
+        y_sign="nonneg",
+    )
     cpe: Cpe
 
 
 class Impedance(_M):
-    reference_temperature: _qty("temperature", "temperature of rs, rct and the film values (T0 of Arrhenius)",
-                                "25 degC", sign="any")
+    reference_temperature: _qty(
+        "temperature", "temperature of rs, rct and the film values (T0 of Arrhenius)", "25 degC", sign="any"
+    )
     rs: _qty("resistance", "series (electrolyte) resistance", "5.56 ohm")
-    rct: _qty("resistance", "charge-transfer resistance of the symmetric cell at the reference temperature",
-              "3.34e5 ohm")
+    rct: _qty(
+        "resistance", "charge-transfer resistance of the symmetric cell at the reference temperature", "3.34e5 ohm"
+    )
     activation_energy: _special("molar_energy", "activation energy of 1/Rct (Arrhenius)")
     double_layer: Cpe
     film: Film
@@ -235,15 +264,24 @@ class Nucleation(_M):
 
 
 class Symmetric(_M):
-    hysteresis: _table("current_density", "voltage", "plateau |V| vs current density (power law between points)",
-                       "{0.5 mA/cm2: 68 mV, 5 mA/cm2: 170 mV}")
+    hysteresis: _table(
+        "current_density",
+        "voltage",
+        "plateau |V| vs current density (power law between points)",
+        "{0.5 mA/cm2: 68 mV, 5 mA/cm2: 170 mV}",
+    )
     hysteresis_growth: _fraction("relative plateau growth per completed cycle", "0.01 %", maximum=None)
     nucleation: Nucleation
-    life: _table("current_density", "time", "hours under current until the short (power law in j)",
-                 "{0.5 mA/cm2: 1610 h, 5 mA/cm2: 263 h}")
+    life: _table(
+        "current_density",
+        "time",
+        "hours under current until the short (power law in j)",
+        "{0.5 mA/cm2: 1610 h, 5 mA/cm2: 263 h}",
+    )
     life_spread: _fraction("replicate spread of the life (log-normal sigma)", "4 %", maximum=None)
-    rate_step_damage: _fraction("life fraction used per e-fold step-up of current density above the highest "
-                                "current so far", "0.1", maximum=None)
+    rate_step_damage: _fraction(
+        "life fraction used per e-fold step-up of current density above the highest current so far", "0.1", maximum=None
+    )
     rate_step_window: _qty("time", "time over which a step-up's damage accrues", "10 min")
     short_resistance: _qty("resistance", "resistance of the cell once shorted", "1 ohm")
     ocp_spread: _qty("voltage", "replicate spread of the open-circuit offset", "0.3 mV", sign="nonneg")
@@ -265,33 +303,48 @@ class Aurbach(_M):
 
 
 class AsymNucleation(_M):
-    overpotential: _qty("voltage", "extra plating overpotential at the start of plating on a bare substrate",
-                        "150 mV", sign="nonneg")
+    overpotential: _qty(
+        "voltage", "extra plating overpotential at the start of plating on a bare substrate", "150 mV", sign="nonneg"
+    )
     decay: _qty("time", "decay time constant of the nucleation dip", "20 s")
-    capacity: _qty("areal_charge", "plated capacity above which no nucleation dip appears (e-fold scale)",
-                   "0.05 mAh/cm2")
+    capacity: _qty(
+        "areal_charge", "plated capacity above which no nucleation dip appears (e-fold scale)", "0.05 mAh/cm2"
+    )
 
 
 class StripEnd(_M):
-    width: _fraction("fraction of the inventory over which the voltage rises at the end of a strip", "0.5 %",
-                     sign="positive")
+    width: _fraction(
+        "fraction of the inventory over which the voltage rises at the end of a strip", "0.5 %", sign="positive"
+    )
     potential: _qty("voltage", "potential the working electrode reaches when the plated Mg is exhausted", "2.0 V")
 
 
 class Asymmetric(_M):
-    ce: _table("current_density", "dimensionless", "mean per-cycle CE of the long-term test vs current density",
-               "{0.5 mA/cm2: 99.50 %, 3 mA/cm2: 99.20 %}", y_max=1.0)
+    ce: _table(
+        "current_density",
+        "dimensionless",
+        "mean per-cycle CE of the long-term test vs current density",
+        "{0.5 mA/cm2: 99.50 %, 3 mA/cm2: 99.20 %}",
+        y_max=1.0,
+    )
     ce_test: CeTest
     aurbach: Aurbach
     ce_cell_sd: _fraction("between-cell sd of the CE level", "0.088 %")
     ce_cycle_sd: _fraction("cycle-to-cycle sd of the CE", "0.1 %")
-    cycle_life: _table("current_density", "dimensionless",
-                       "cycles (of 1-h platings) until the CE collapses, power law in j",
-                       "{0.5 mA/cm2: 1630, 3 mA/cm2: 234}")
+    cycle_life: _table(
+        "current_density",
+        "dimensionless",
+        "cycles (of 1-h platings) until the CE collapses, power law in j",
+        "{0.5 mA/cm2: 1630, 3 mA/cm2: 234}",
+    )
     cycle_life_spread: _fraction("replicate spread of the cycle life (log-normal sigma)", "14 %", maximum=None)
     ce_after_life: _fraction("CE of a cell past its cycle life", "30 %")
-    overpotential: _table("current_density", "voltage", "overpotential of the Al/C working electrode",
-                          "{0.5 mA/cm2: 60 mV, 5 mA/cm2: 120 mV}")
+    overpotential: _table(
+        "current_density",
+        "voltage",
+        "overpotential of the Al/C working electrode",
+        "{0.5 mA/cm2: 60 mV, 5 mA/cm2: 120 mV}",
+    )
     nucleation: AsymNucleation
     strip_end: StripEnd
     substrate_ocv: _qty("voltage", "open-circuit voltage of Al/C without plated Mg", "1.5 V")
@@ -306,7 +359,8 @@ class Asymmetric(_M):
                 f"aurbach.ce {self.aurbach.ce:.2%} must be below the long-term ce at the same current density "
                 f"({ce_lt:.2%})",
                 "the model attributes the lower Aurbach CE to corrosion of the reservoir; see docs/presets.md",
-                field=("aurbach", "ce"))
+                field=("aurbach", "ce"),
+            )
         return self
 
 
@@ -340,15 +394,21 @@ class FullCell(_M):
     @model_validator(mode="after")
     def _checks(self) -> "FullCell":
         if self.best_capacity < self.first_capacity:
-            raise custom_error("best_capacity must not be below first_capacity",
-                               "the capacity activates from first to best", field="best_capacity")
+            raise custom_error(
+                "best_capacity must not be below first_capacity",
+                "the capacity activates from first to best",
+                field="best_capacity",
+            )
         if self.cathode_polarisation >= self.polarisation.value:
-            raise custom_error("cathode_polarisation must be below polarisation.value",
-                               "the anode's share is polarisation.value - cathode_polarisation",
-                               field="cathode_polarisation")
+            raise custom_error(
+                "cathode_polarisation must be below polarisation.value",
+                "the anode's share is polarisation.value - cathode_polarisation",
+                field="cathode_polarisation",
+            )
         if self.plateaus.lower >= self.plateaus.upper:
-            raise custom_error("plateaus.lower must be below plateaus.upper", "e.g. {upper: 1.15 V, lower: 1.00 V}",
-                               field="plateaus")
+            raise custom_error(
+                "plateaus.lower must be below plateaus.upper", "e.g. {upper: 1.15 V, lower: 1.00 V}", field="plateaus"
+            )
         return self
 
 
@@ -365,13 +425,16 @@ _EIS_MODEL_EXAMPLE = "R0-p(R1,CPE1)-p(R2,CPE2)"
 
 def _circuit_text(value: Any, field: Any = None) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise custom_error(f"an EIS model is a circuit string, got {value!r}", f"e.g. '{_EIS_MODEL_EXAMPLE}'",
-                           field=field)
+        raise custom_error(
+            f"an EIS model is a circuit string, got {value!r}", f"e.g. '{_EIS_MODEL_EXAMPLE}'", field=field
+        )
     text = "".join(value.split())
     if not _CIRCUIT_TEXT.match(text) or text.count("(") != text.count(")"):
-        raise custom_error(f"{value!r} is not a circuit string",
-                           f"elements joined by '-' (series) and p(a,b) (parallel), e.g. '{_EIS_MODEL_EXAMPLE}'",
-                           field=field)
+        raise custom_error(
+            f"{value!r} is not a circuit string",
+            f"elements joined by '-' (series) and p(a,b) (parallel), e.g. '{_EIS_MODEL_EXAMPLE}'",
+            field=field,
+        )
     return text
 
 
@@ -381,12 +444,14 @@ def _parse_eis_model(value: Any) -> str | tuple[tuple[int, str], ...] | None:
     if isinstance(value, dict):
         out: dict[int, str] = {}
         for k, v in value.items():
-            if isinstance(k, bool) or not isinstance(k, int) and not (isinstance(k, str) and k.strip().isdigit()):
+            if isinstance(k, bool) or (not isinstance(k, int) and not (isinstance(k, str) and k.strip().isdigit())):
                 raise custom_error(f"key {k!r} is not a cycle number", "write {0: MODEL, 10: MODEL, ...}", field=k)
             out[int(k)] = _circuit_text(v, field=k)
         if 0 not in out:
-            raise custom_error("the models by cycle must start at cycle 0",
-                               "add the model of the fresh cell, e.g. {0: 'R0-p(R1,CPE1)', 1: ...}")
+            raise custom_error(
+                "the models by cycle must start at cycle 0",
+                "add the model of the fresh cell, e.g. {0: 'R0-p(R1,CPE1)', 1: ...}",
+            )
         return tuple(sorted(out.items()))
     return _circuit_text(value)
 
@@ -394,10 +459,14 @@ def _parse_eis_model(value: Any) -> str | tuple[tuple[int, str], ...] | None:
 EisModel = Annotated[
     str | tuple[tuple[int, str], ...] | None,
     BeforeValidator(_parse_eis_model),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}],
-                    "description": "circuit the cell's spectra are fitted with (impedance.py syntax), or a mapping "
-                                   "completed cycles -> circuit (each applies from that cycle on)",
-                    "examples": [_EIS_MODEL_EXAMPLE, {0: "R0-p(R1,CPE1)", 1: _EIS_MODEL_EXAMPLE}]}),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}],
+            "description": "circuit the cell's spectra are fitted with (impedance.py syntax), or a mapping "
+            "completed cycles -> circuit (each applies from that cycle on)",
+            "examples": [_EIS_MODEL_EXAMPLE, {0: "R0-p(R1,CPE1)", 1: _EIS_MODEL_EXAMPLE}],
+        }
+    ),
 ]
 
 
@@ -406,10 +475,14 @@ class CellInfo(_M):
 
     label: str | None = Field(None, min_length=1, description="short name of the cell in tables and plots")
     anode: str | None = Field(None, min_length=1, description="the anode (material, treatment) the preset simulates")
-    eis_model: EisModel = Field(None, description="circuit the spectra are fitted with (impedance.py "
-                                       "syntax), or {cycle: circuit}; without it the analysis chooses by F-test")
-    sei: bool | None = Field(None, description="whether the cell has an SEI (film) arc; used for the EIS model "
-                             "when eis_model is not given")
+    eis_model: EisModel = Field(
+        None,
+        description="circuit the spectra are fitted with (impedance.py "
+        "syntax), or {cycle: circuit}; without it the analysis chooses by F-test",
+    )
+    sei: bool | None = Field(
+        None, description="whether the cell has an SEI (film) arc; used for the EIS model when eis_model is not given"
+    )
 
     def attributes(self) -> dict[str, Any]:
         """The fields given, as cell attributes (``eis_model`` by cycle as a ``{cycle: circuit}`` dict)."""
@@ -433,8 +506,11 @@ class Preset(_M):
     asymmetric: Asymmetric
     full_cell: FullCell
     noise: Noise
-    cell: CellInfo = Field(default_factory=CellInfo, description="what the simulated cell is (label, anode, EIS "
-                           "model, SEI): merged into the cell attributes of every run on this preset")
+    cell: CellInfo = Field(
+        default_factory=CellInfo,
+        description="what the simulated cell is (label, anode, EIS "
+        "model, SEI): merged into the cell attributes of every run on this preset",
+    )
 
     __input_keys__ = ("base",)
 
@@ -443,8 +519,13 @@ class Preset(_M):
 
 
 _TABLES = {
-    ("symmetric", "hysteresis"), ("symmetric", "life"), ("asymmetric", "ce"), ("asymmetric", "cycle_life"),
-    ("asymmetric", "overpotential"), ("impedance", "film", "resistance"), ("cell", "eis_model"),
+    ("symmetric", "hysteresis"),
+    ("symmetric", "life"),
+    ("asymmetric", "ce"),
+    ("asymmetric", "cycle_life"),
+    ("asymmetric", "overpotential"),
+    ("impedance", "film", "resistance"),
+    ("cell", "eis_model"),
 }
 
 
@@ -466,8 +547,9 @@ def _read(path: Path, source: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ProtocolError.single(source, "preset file not found",
-                                   f"{_available_hint()}; or give the path of a YAML file") from None
+        raise ProtocolError.single(
+            source, "preset file not found", f"{_available_hint()}; or give the path of a YAML file"
+        ) from None
     except OSError as e:
         raise ProtocolError.single(source, f"cannot read the preset file: {e.strerror or e}") from None
 
@@ -476,9 +558,13 @@ def load_preset_text(text: str, source: str = "<preset>", _depth: int = 0) -> Pr
     """Validate preset YAML ``text`` (``source`` names it in errors)."""
     data, positions = load_yaml(text, source)
     if not isinstance(data, dict):
-        raise ProtocolError.single(source, "a preset is a mapping of sections (kinetics:, impedance:, ...)",
-                                   "start from a copy of an available preset (labctl schema --preset documents "
-                                   "every field)", line=1, col=1)
+        raise ProtocolError.single(
+            source,
+            "a preset is a mapping of sections (kinetics:, impedance:, ...)",
+            "start from a copy of an available preset (labctl schema --preset documents every field)",
+            line=1,
+            col=1,
+        )
     if "base" in data:
         base = data.pop("base")
         names = available_presets()
@@ -486,9 +572,14 @@ def load_preset_text(text: str, source: str = "<preset>", _depth: int = 0) -> Pr
         if base_path is None:
             line, col = positions.get(("base",), (None, None))
             hint = did_you_mean(str(base), names)
-            raise ProtocolError.single(source, f"unknown base preset {base!r}",
-                                       (hint + " " if hint else "") + _available_hint(),
-                                       line=line, col=col, field="base")
+            raise ProtocolError.single(
+                source,
+                f"unknown base preset {base!r}",
+                (hint + " " if hint else "") + _available_hint(),
+                line=line,
+                col=col,
+                field="base",
+            )
         base_data, _ = load_yaml(_read(base_path, str(base_path)), f"{base}.yaml")
         if "name" not in data:
             data["name"] = f"{base} (modified)"
@@ -507,9 +598,11 @@ def load_preset(name_or_path: "str | Path | Preset") -> Preset:
     p = Path(s).expanduser()
     if not p.exists() and p.suffix.lower() not in (".yaml", ".yml") and "/" not in s and "\\" not in s:
         hint = did_you_mean(s, available_presets())
-        raise ProtocolError.single(s, f"unknown preset {s!r}",
-                                   (hint + " " if hint else "") + f"{_available_hint()}; "
-                                   "or give the path of a YAML file")
+        raise ProtocolError.single(
+            s,
+            f"unknown preset {s!r}",
+            (hint + " " if hint else "") + f"{_available_hint()}; or give the path of a YAML file",
+        )
     return load_preset_text(_read(p, s), s)
 
 
@@ -527,10 +620,10 @@ def preset_json_schema() -> dict:
     """JSON schema of a preset file (for docs and editors)."""
     schema = copy.deepcopy(Preset.model_json_schema())
     schema.setdefault("properties", {})["base"] = {
-        "type": "string", "examples": sorted(available_presets()),
+        "type": "string",
+        "examples": sorted(available_presets()),
         "description": "start from this preset (a name from a registered preset folder) and override only the "
-                       "fields given"}
+        "fields given",
+    }
     schema["title"] = "labctl simulator preset"
     return schema
-
-

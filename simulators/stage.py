@@ -26,8 +26,17 @@ __all__ = ["SimulatedTemperatureStage"]
 class SimulatedTemperatureStage:
     """Implements :class:`labctl.drivers.contracts.TemperatureStage` in clock time."""
 
-    def __init__(self, clock: Any, *, initial: float = 22.0, tau_s: float = 300.0, overshoot: float = 0.0,
-                 range_c: tuple[float, float] = (-20.0, 120.0), noise: float = 0.02, seed: int = 0) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        initial: float = 22.0,
+        tau_s: float = 300.0,
+        overshoot: float = 0.0,
+        range_c: tuple[float, float] = (-20.0, 120.0),
+        noise: float = 0.02,
+        seed: int = 0,
+    ) -> None:
         if not tau_s > 0:
             raise ValueError(f"tau_s must be positive, got {tau_s!r}")
         if not 0.0 <= overshoot < 1.0:
@@ -52,10 +61,10 @@ class SimulatedTemperatureStage:
         self.log: list[tuple[float, float]] = []  # (clock time, set point) of every change
         if overshoot > 0:
             lo_ = math.log(overshoot)
-            self._zeta = -lo_ / math.sqrt(math.pi ** 2 + lo_ ** 2)
+            self._zeta = -lo_ / math.sqrt(math.pi**2 + lo_**2)
             self._sigma = 1.0 / self.tau_s
             wn = self._sigma / self._zeta
-            self._wd = wn * math.sqrt(1.0 - self._zeta ** 2)
+            self._wd = wn * math.sqrt(1.0 - self._zeta**2)
 
     # ------------------------------------------------------------------ contract
     def connect(self, timeout: float = 10.0) -> None:
@@ -65,7 +74,9 @@ class SimulatedTemperatureStage:
         self.connected = False
 
     def identify(self) -> str:
-        return f"labctl-sim temperature stage (tau {self.tau_s:g} s, range {self.range_c[0]:g}..{self.range_c[1]:g} degC)"
+        return (
+            f"labctl-sim temperature stage (tau {self.tau_s:g} s, range {self.range_c[0]:g}..{self.range_c[1]:g} degC)"
+        )
 
     def set_setpoint(self, celsius: float) -> None:
         c = float(celsius)
@@ -98,7 +109,7 @@ class SimulatedTemperatureStage:
         if self.overshoot == 0:
             return self.tau_s * math.log(abs(step) / band)
         # envelope bound: |x| <= |step| exp(-t/tau) / sqrt(1 - zeta^2)
-        return self.tau_s * math.log(abs(step) / (band * math.sqrt(1.0 - self._zeta ** 2)))
+        return self.tau_s * math.log(abs(step) / (band * math.sqrt(1.0 - self._zeta**2)))
 
     def _eval(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.clip(np.searchsorted(self._seg_t, t, side="right") - 1, 0, len(self._seg_t) - 1)

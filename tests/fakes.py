@@ -18,17 +18,25 @@ class FakePotentiostat:
     ``fail_after_blocks``: raise ``fail_with`` after that many blocks (fault injection).
     """
 
-    def __init__(self, clock, *, voltage_fn: Callable[[np.ndarray, float], np.ndarray] | None = None,
-                 dt: float = 1.0, block: int = 50, fail_after_blocks: int | None = None,
-                 fail_with: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        clock,
+        *,
+        voltage_fn: Callable[[np.ndarray, float], np.ndarray] | None = None,
+        dt: float = 1.0,
+        block: int = 50,
+        fail_after_blocks: int | None = None,
+        fail_with: BaseException | None = None,
+    ) -> None:
         self.clock = clock
         self.voltage_fn = voltage_fn or (lambda t, i: np.full_like(t, 0.1 * np.sign(i) if i else 0.0))
         self.dt = dt
         self.block = block
         self.fail_after_blocks = fail_after_blocks
         self.fail_with = fail_with
-        self.capabilities = Capabilities(techniques=frozenset({"ocp", "cp", "ca", "lsv", "cv", "eis"}),
-                                         native_limits=False, model="fake")
+        self.capabilities = Capabilities(
+            techniques=frozenset({"ocp", "cp", "ca", "lsv", "cv", "eis"}), native_limits=False, model="fake"
+        )
         self.cell_off_calls = 0
         self.blocks_sent = 0
         self.closed_early = 0

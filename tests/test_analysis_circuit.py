@@ -86,6 +86,7 @@ def test_parser_errors_with_position(text, pos, words):
 
 # --- property tests: random circuit trees ---------------------------------------------------
 
+
 def _tree(draw, depth, counter):
     kind = draw(st.sampled_from(["el", "el", "series", "parallel"] if depth < 3 else ["el"]))
     if kind == "el":

@@ -26,7 +26,9 @@ runner = CliRunner()
 
 
 def test_fit_eis_json(app):
-    r = runner.invoke(app, ["fit-eis", str(DATA), "--circuit", "R0-p(R1,CPE1)-p(R2,CPE2)", "--initial", GUESS, "--json"])
+    r = runner.invoke(
+        app, ["fit-eis", str(DATA), "--circuit", "R0-p(R1,CPE1)-p(R2,CPE2)", "--initial", GUESS, "--json"]
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     vals = {p["name"]: p for p in out["results"]}
@@ -113,9 +115,22 @@ def test_fit_eis_on_instrument_exports(app):
     assert any("-Z''" in n for n in out["notes"])
     assert out["initial_guess"].startswith("automatic")
     # impedance.py's documented example with constants, named as impedance.py names them
-    r = runner.invoke(app, ["fit-eis", str(data / "ipy_exampleData.csv"), "-c", "R_0-p(R_1,C_1)-p(R_2,C_2)-Wo_1",
-                            "--constant", "R_0=0.02", "--constant", "Wo_1_1=200", "-i", ".005,.1,.005,.1,.001",
-                            "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "fit-eis",
+            str(data / "ipy_exampleData.csv"),
+            "-c",
+            "R_0-p(R_1,C_1)-p(R_2,C_2)-Wo_1",
+            "--constant",
+            "R_0=0.02",
+            "--constant",
+            "Wo_1_1=200",
+            "-i",
+            ".005,.1,.005,.1,.001",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     vals = {p["name"]: p for p in json.loads(r.stdout)["results"]}
     # as printed by impedance.py's docs (R_1 6.79e-3, R_2 3.91e-3); the two arcs start from the
@@ -123,7 +138,9 @@ def test_fit_eis_on_instrument_exports(app):
     assert vals["R_1"]["value"] == pytest.approx(3.91e-3, abs=1.09e-3)
     assert vals["R_2"]["value"] == pytest.approx(6.79e-3, abs=1.08e-3)
     assert vals["Wo_1_tau"]["value"] == 200 and vals["Wo_1_tau"]["details"]["fixed"] is True
-    r = runner.invoke(app, ["fit-eis", str(data / "ipy_Circuit1_EIS_1.z"), "-c", "R0-p(R1,C1)", "--keep-inductive", "--strict"])
+    r = runner.invoke(
+        app, ["fit-eis", str(data / "ipy_Circuit1_EIS_1.z"), "-c", "R0-p(R1,C1)", "--keep-inductive", "--strict"]
+    )
     assert r.exit_code == 2 and "Lin-KK" in r.stderr
     r = runner.invoke(app, ["fit-eis", str(data / "ipy_Circuit1_EIS_1.z"), "-c", "R0-p(R1,C1)", "--keep-inductive"])
     assert r.exit_code == 0 and "systematic misfit" in r.stdout

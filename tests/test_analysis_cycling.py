@@ -41,8 +41,18 @@ class Run:
         self.cols["charge"].append(current * tau)  # signed, accumulated within the step
         self.cols["cycle"].append(np.full(tt.size, cycle))
         self.cols["step_index"].append(np.full(tt.size, idx))
-        self.steps.append({"step_index": idx, "kind": kind, "cycle": cycle, "label": label, "params": params or {},
-                           "t_start": self.t, "t_end": self.t + duration, "end_reason": end_reason})
+        self.steps.append(
+            {
+                "step_index": idx,
+                "kind": kind,
+                "cycle": cycle,
+                "label": label,
+                "params": params or {},
+                "t_start": self.t,
+                "t_end": self.t + duration,
+                "end_reason": end_reason,
+            }
+        )
         self.t += duration
         return idx
 
@@ -64,6 +74,7 @@ def symmetric_run(n_cycles=20, hyst=0.068, growth=0.0, t_short=None, half=3600.0
             if t_short is not None:
                 out = np.where(t - t0 >= t_short, sign * 0.002 + 0.0005 * rng.standard_normal(tau.size), out)
             return out
+
         return f
 
     for c in range(1, n_cycles + 1):
@@ -77,11 +88,24 @@ def asymmetric_run(ce, seed=0):
     rng = np.random.default_rng(seed)
     run = Run(10.0)
     for c, e in enumerate(ce, start=1):
-        run.step("galvanostatic", -I_05, 3600.0, lambda tau, t: -0.1 + 0.001 * rng.standard_normal(tau.size),
-                 cycle=c, label="plate")
+        run.step(
+            "galvanostatic",
+            -I_05,
+            3600.0,
+            lambda tau, t: -0.1 + 0.001 * rng.standard_normal(tau.size),
+            cycle=c,
+            label="plate",
+        )
         d = 3600.0 * e
-        run.step("galvanostatic", I_05, d, lambda tau, t, d=d: np.where(tau > d - 20, 1.2, 0.05), cycle=c,
-                 label="strip", end_reason="voltage_above")
+        run.step(
+            "galvanostatic",
+            I_05,
+            d,
+            lambda tau, t, d=d: np.where(tau > d - 20, 1.2, 0.05),
+            cycle=c,
+            label="strip",
+            end_reason="voltage_above",
+        )
     return run
 
 
@@ -183,12 +207,22 @@ def full_cell_run(mass_g, caps_dis, caps_ch, seed=0):
     for c, (qd, qc) in enumerate(zip(caps_dis, caps_ch), start=1):
         dd = qd * 3.6 * mass_g / i
         dc = qc * 3.6 * mass_g / i
-        run.step("galvanostatic", -i, dd,
-                 lambda tau, t, d=dd: 1.10 - 0.3 * (tau / d - 0.5) ** 3 * 8 + 0.0005 * rng.standard_normal(tau.size),
-                 cycle=c, label="discharge")
-        run.step("galvanostatic", i, dc,
-                 lambda tau, t, d=dc: 1.25 + 0.3 * (tau / d - 0.5) ** 3 * 8 + 0.0005 * rng.standard_normal(tau.size),
-                 cycle=c, label="charge")
+        run.step(
+            "galvanostatic",
+            -i,
+            dd,
+            lambda tau, t, d=dd: 1.10 - 0.3 * (tau / d - 0.5) ** 3 * 8 + 0.0005 * rng.standard_normal(tau.size),
+            cycle=c,
+            label="discharge",
+        )
+        run.step(
+            "galvanostatic",
+            i,
+            dc,
+            lambda tau, t, d=dc: 1.25 + 0.3 * (tau / d - 0.5) ** 3 * 8 + 0.0005 * rng.standard_normal(tau.size),
+            cycle=c,
+            label="charge",
+        )
     return run
 
 
@@ -198,8 +232,9 @@ def test_full_cell_capacity_ce_and_polarisation():
     ch = [50.0, 79.0, 98.0, 96.5]
     run = full_cell_run(mass, dis, ch)
     s = run.samples
-    table = full_cell_table(s["t"], s["voltage"], s["current"], s["cycle"], s["step_index"], s["charge"],
-                            cathode_mass_g=mass)
+    table = full_cell_table(
+        s["t"], s["voltage"], s["current"], s["cycle"], s["step_index"], s["charge"], cathode_mass_g=mass
+    )
     np.testing.assert_allclose(table.capacity_discharge, dis, rtol=1e-3)
     np.testing.assert_allclose(table.capacity_charge, ch, rtol=1e-3)
     np.testing.assert_allclose(table.ce, np.array(ch) / np.array(dis), rtol=1e-3)  # back out / went in

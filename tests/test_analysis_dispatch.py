@@ -29,8 +29,18 @@ class Run:
             if k not in cols:
                 part[k] = np.zeros(n)
         self.parts.append(part)
-        self.steps.append({"step_index": idx, "kind": kind, "cycle": cycle, "label": label, "params": params or {},
-                           "t_start": self.t, "t_end": self.t + n, "end_reason": end_reason})
+        self.steps.append(
+            {
+                "step_index": idx,
+                "kind": kind,
+                "cycle": cycle,
+                "label": label,
+                "params": params or {},
+                "t_start": self.t,
+                "t_end": self.t + n,
+                "end_reason": end_reason,
+            }
+        )
         self.t += n
         return idx
 
@@ -128,11 +138,14 @@ def _fresh_then_cycled_run():
     return run
 
 
-@pytest.mark.parametrize("model", [
-    {0: "R0-p(R1,CPE1)", 1: "R0-p(R1,CPE1)-p(R2,CPE2)"},
-    {"0": "R0-p(R1,CPE1)", "1": "R0-p(R1, CPE1) - p(R2, CPE2)"},  # as stored in JSON: string keys
-    [[0, "R0-p(R1,CPE1)"], [1, "R0-p(R1,CPE1)-p(R2,CPE2)"]],
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {0: "R0-p(R1,CPE1)", 1: "R0-p(R1,CPE1)-p(R2,CPE2)"},
+        {"0": "R0-p(R1,CPE1)", "1": "R0-p(R1, CPE1) - p(R2, CPE2)"},  # as stored in JSON: string keys
+        [[0, "R0-p(R1,CPE1)"], [1, "R0-p(R1,CPE1)-p(R2,CPE2)"]],
+    ],
+)
 def test_eis_model_by_cycle_from_the_cell(model):
     run = _fresh_then_cycled_run()
     res = analyze_run(run.steps, run.samples, {"eis_model": model})
@@ -151,8 +164,11 @@ def test_eis_model_wins_over_sei_and_names_are_never_read():
     stated = analyze_run(run.steps, run.samples, {"eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)", "sei": False})
     assert len(named(stated, "R_SEI")) == 2
     # what the cell is called does not choose the circuit: without eis_model / sei the F-test does
-    for cell in ({"anode": "bare-mg"}, {"anode": "br-mg", "working": "Br-Mg", "counter": "Br-Mg"},
-                 {"preset": "br-mg", "label": "bare Mg"}):
+    for cell in (
+        {"anode": "bare-mg"},
+        {"anode": "br-mg", "working": "Br-Mg", "counter": "Br-Mg"},
+        {"preset": "br-mg", "label": "bare Mg"},
+    ):
         res = analyze_run(run.steps, run.samples, cell)
         assert all(r.details["circuit_choice"].startswith("F-test") for r in named(res, "Rct")), cell
 
@@ -214,8 +230,15 @@ def test_aurbach_steps():
     def galv(run, label, q, sign, cycle=0):
         n = 50
         tt = np.linspace(q / i / n, q / i, n)
-        run.add("galvanostatic", label=label, cycle=cycle, current=np.full(n, sign * i), charge=sign * i * tt,
-                voltage=np.full(n, 0.05 * sign), end_reason="charge")
+        run.add(
+            "galvanostatic",
+            label=label,
+            cycle=cycle,
+            current=np.full(n, sign * i),
+            charge=sign * i * tt,
+            voltage=np.full(n, 0.05 * sign),
+            end_reason="charge",
+        )
 
     run = Run()
     run.add("rest", voltage=np.full(10, 0.5))

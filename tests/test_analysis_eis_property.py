@@ -21,7 +21,6 @@ It must never return a fit far from the truth without saying so.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -45,7 +44,7 @@ def draw(circuit: str, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     r0 = 10 ** rng.uniform(-1, 2)
     if circuit == "R0-p(R1,CPE1)":
-        (r, t, a), = _arcs(rng, r0, 1)
+        ((r, t, a),) = _arcs(rng, r0, 1)
         return np.array([r0, r, t**a / r, a])
     if circuit == "R0-p(R1,CPE1)-p(R2,CPE2)":
         (r1, t1, a1), (r2, t2, a2) = _arcs(rng, r0, 2)
@@ -63,12 +62,12 @@ def draw(circuit: str, seed: int) -> np.ndarray:
         tw = 10 ** rng.uniform(lt2 + 1.5, np.log10(1 / W_MIN))
         return np.array([r0, r1, 10**lt1 / r1, r2, rw, tw, 10**lt2 / r2])
     if circuit == "R0-p(R1-W1,CPE1)":
-        (r, t, a), = _arcs(rng, r0, 1)
+        ((r, t, a),) = _arcs(rng, r0, 1)
         t = min(t, 1e-2)
         sigma = r * 10 ** rng.uniform(-0.5, 0.3) * np.sqrt(W_MIN)  # |Z_W| ~ R at the lowest frequency
         return np.array([r0, r, sigma, t**a / r, a])
     if circuit == "R0-p(R1,CPE1)-Ws1":
-        (r, t, a), = _arcs(rng, r0, 1)
+        ((r, t, a),) = _arcs(rng, r0, 1)
         t = min(t, 1e-3)
         rs = r * 10 ** rng.uniform(-0.3, 0.7)
         ts = 10 ** rng.uniform(np.log10(t) + 2, np.log10(1 / W_MIN))
@@ -110,8 +109,11 @@ def test_random_parameters_recovered_without_initial_guess(circuit, seed):
     assert fit.rel_rms <= 1.5 * level, (fit.rel_rms, level, fit.initial_source)
     assert not any("misfit" in w for w in fit.warnings), fit.warnings
     # the arcs come back sorted by tau; so are the true ones (drawn in tau order)
-    off = [name for name, p, s, t in zip(c.param_names, fit.values, fit.sigmas, true)
-           if not abs(p - t) <= 4 * s + 0.01 * abs(t)]
+    off = [
+        name
+        for name, p, s, t in zip(c.param_names, fit.values, fit.sigmas, true)
+        if not abs(p - t) <= 4 * s + 0.01 * abs(t)
+    ]
     if off:
         # the data may prefer another parameter set (e.g. the Wo of R0-p(R1,C1)-p(R2-Wo1,C2)
         # in the other block when it acts far below both arcs): then the fit started from

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("hardpotato")  # the optional GPL extra; installed by the dev extra
 
-from labctl.core.clock import VirtualClock  # noqa: E402
-from labctl.drivers.chi import CHIPotentiostat, macro, read_chi_text  # noqa: E402
-from labctl.drivers.contracts import ChannelDevices, DeviceError  # noqa: E402
-from labctl.drivers.techniques import (  # noqa: E402
+from labctl.core.clock import VirtualClock
+from labctl.drivers.chi import CHIPotentiostat, macro, read_chi_text
+from labctl.drivers.contracts import ChannelDevices, DeviceError
+from labctl.drivers.techniques import (
     ConstantPotential,
     CyclicSweep,
     Impedance,
@@ -24,8 +24,8 @@ from labctl.drivers.techniques import (  # noqa: E402
     OpenCircuit,
     Recording,
 )
-from labctl.engine.runner import Engine, PreflightError  # noqa: E402
-from tests.test_engine import ListRecorder, proto  # noqa: E402
+from labctl.engine.runner import Engine, PreflightError
+from tests.test_engine import ListRecorder, proto
 
 
 def lines(text: str) -> list[str]:
@@ -33,18 +33,22 @@ def lines(text: str) -> list[str]:
 
 
 def test_tafel_sweep_macro_is_shifted_by_the_ocp():
-    m = lines(macro("chi760e", LinearSweep(-0.2, 0.2, 0.001, 0.001, vs_ocp=True), folder="C:/d", name="m1",
-                    e_ocp=-0.05))
+    m = lines(
+        macro("chi760e", LinearSweep(-0.2, 0.2, 0.001, 0.001, vs_ocp=True), folder="C:/d", name="m1", e_ocp=-0.05)
+    )
     assert "tech=lsv" in m and "ei=-0.25" in m and "ef=0.15" in m and "v=0.001" in m and "si=0.001" in m
     assert "save:m1" in m and "tsave:m1" in m and m[-1] == "forcequit: yesiamsure"
 
 
-@pytest.mark.parametrize("tech, expect", [
-    (OpenCircuit(3600, Recording(dt=10.0)), ["tech=ocpt", "st=3600", "si=10.0"]),
-    (ConstantPotential(0.1, Limits(duration=600), record=Recording(dt=1.0)), ["tech=i-t", "ei=0.1", "st=600"]),
-    (CyclicSweep(0.0, 0.5, -0.5, 0.05, 0.001, cycles=2), ["tech=cv", "eh=0.5", "el=-0.5", "pn=p", "v=0.05"]),
-    (Impedance(1e5, 0.1, 10, 0.01, vs_ocp=False), ["tech=imp", "fl=0.1", "fh=100000.0", "amp=0.0141421356"]),
-])
+@pytest.mark.parametrize(
+    "tech, expect",
+    [
+        (OpenCircuit(3600, Recording(dt=10.0)), ["tech=ocpt", "st=3600", "si=10.0"]),
+        (ConstantPotential(0.1, Limits(duration=600), record=Recording(dt=1.0)), ["tech=i-t", "ei=0.1", "st=600"]),
+        (CyclicSweep(0.0, 0.5, -0.5, 0.05, 0.001, cycles=2), ["tech=cv", "eh=0.5", "el=-0.5", "pn=p", "v=0.05"]),
+        (Impedance(1e5, 0.1, 10, 0.01, vs_ocp=False), ["tech=imp", "fl=0.1", "fh=100000.0", "amp=0.0141421356"]),
+    ],
+)
 def test_macro_text_for_each_technique(tech, expect):
     m = lines(macro("chi760e", tech, folder="C:/d", name="x"))
     for e in expect:
@@ -63,8 +67,10 @@ def test_cut_offs_are_refused_since_chi_returns_data_only_at_the_end():
     p = proto("  - potentiostatic: {potential: 0.1 V, duration: 1 h, current_below: 1 uA}")
     with pytest.raises(PreflightError, match="cannot stop on a cut-off"):
         Engine(p, ChannelDevices(pstat), VirtualClock()).preflight()
-    ok = proto("  - potentiostatic: {potential: 0.1 V, duration: 1 h}\n  - eis: {f_start: 100 kHz, f_end: 1 Hz, "
-               "points_per_decade: 5, amplitude: 10 mV}")
+    ok = proto(
+        "  - potentiostatic: {potential: 0.1 V, duration: 1 h}\n  - eis: {f_start: 100 kHz, f_end: 1 Hz, "
+        "points_per_decade: 5, amplitude: 10 mV}"
+    )
     Engine(ok, ChannelDevices(pstat), VirtualClock()).preflight()
 
 
@@ -80,7 +86,7 @@ def test_connect_says_it_needs_windows_and_chi_exe():
         CHIPotentiostat(VirtualClock(), chi_exe="C:/CHI/chi760e.exe").connect()
 
 
-FAKE_CHI = r'''#!{python}
+FAKE_CHI = r"""#!{python}
 import sys, re
 macro = open(sys.argv[1].split(":", 1)[1], encoding="latin-1").read()
 name = re.search(r"^save:(\S+)", macro, re.M).group(1)
@@ -98,7 +104,7 @@ elif tech == "lsv":
         e = ei + (ef - ei) * k / 100
         out.append(f"{{e:.4f}}, {{-1e-6 * (e + 1.2):.4e}}")
 open(folder + "/" + name + ".txt", "w").write("\n".join(out) + "\n")
-'''
+"""
 
 
 def test_a_tafel_sweep_runs_through_a_stand_in_chi_exe(tmp_path: Path):

@@ -76,12 +76,15 @@ def test_validate_bad_file_exit_2_with_position(tmp_path: Path):
     assert "Traceback" not in r.stderr + r.stdout
 
 
-@pytest.mark.parametrize("change,needle", [
-    (("duration: 1 h, record_every: 60 s", "duration: 1 mA, record_every: 60 s"), "duration"),
-    (("times: 3", "until: short_circuit"), "bound"),
-    (("duration: 1 h, record_every: 60 s", "duration: -1 h, record_every: 60 s"), "duration"),
-    (("- rest:", "- restt:"), "restt"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        (("duration: 1 h, record_every: 60 s", "duration: 1 mA, record_every: 60 s"), "duration"),
+        (("times: 3", "until: short_circuit"), "bound"),
+        (("duration: 1 h, record_every: 60 s", "duration: -1 h, record_every: 60 s"), "duration"),
+        (("- rest:", "- restt:"), "restt"),
+    ],
+)
 def test_run_bad_protocol_writes_nothing(tmp_path: Path, db_url: str, change, needle):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SHORT.replace(*change))
@@ -106,7 +109,7 @@ def test_run_show_export_roundtrip(tmp_path: Path, db_url: str):
     p.write_text(SHORT)
     r = invoke("run", str(p), "--sim", "--preset", "br-mg", "--seed", "3", "--db", db_url, "--json")
     assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out = json.loads(r.stdout[r.stdout.index("{") :])
     run_id = out["run_id"]
     assert out["status"] == "completed" and out["duration_h"] == pytest.approx(7.0)
 
@@ -127,8 +130,15 @@ def test_run_show_export_roundtrip(tmp_path: Path, db_url: str):
     assert any("current sign" in h and "negative" in h for h in header)
     assert any(h.startswith("# cycle:") for h in header)
     rows = list(csv.DictReader([ln for ln in lines if not ln.startswith("#")]))
-    assert {"Test Time / s", "Unix Time / s", "Voltage / V", "Current / A", "Cycle Count / 1",
-            "Step Count / 1", "Step Index / 1"} <= set(rows[0])
+    assert {
+        "Test Time / s",
+        "Unix Time / s",
+        "Voltage / V",
+        "Current / A",
+        "Cycle Count / 1",
+        "Step Count / 1",
+        "Step Index / 1",
+    } <= set(rows[0])
     assert len(rows) == out["samples"]
     plating = [r for r in rows if float(r["Current / A"]) < -1e-4]
     assert plating and all(float(r["Voltage / V"]) < 0 for r in plating[5:50])
@@ -150,7 +160,7 @@ def test_run_show_export_roundtrip(tmp_path: Path, db_url: str):
     # --from-run: the exact stored protocol text, same seed => identical data
     r = invoke("run", "--from-run", str(run_id), "--sim", "--db", db_url, "--json")
     assert r.exit_code == 0, r.output
-    again = json.loads(r.stdout[r.stdout.index("{"):])
+    again = json.loads(r.stdout[r.stdout.index("{") :])
     assert again["samples"] == out["samples"]
 
 
@@ -182,8 +192,13 @@ def test_ctrl_c_marks_run_aborted_and_keeps_samples(tmp_path: Path, db_url: str)
     """SIGINT to a real `labctl run` process: cell off, committed samples kept, run aborted with why."""
     p = tmp_path / "long.yaml"
     p.write_text(SHORT.replace("times: 3", "times: 500"))
-    proc = subprocess.Popen([*LABCTL, "run", str(p), "--sim", "--preset", "br-mg", "--speed", "20000", "--db", db_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [*LABCTL, "run", str(p), "--sim", "--preset", "br-mg", "--speed", "20000", "--db", db_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     path = db_url.removeprefix("sqlite:///")
     deadline = time.time() + 60
     n = 0
@@ -212,19 +227,25 @@ def test_ctrl_c_marks_run_aborted_and_keeps_samples(tmp_path: Path, db_url: str)
 
 def test_setpoint_outside_stage_range_is_a_user_error(tmp_path: Path, db_url: str):
     p = tmp_path / "hot.yaml"
-    p.write_text(SHORT.replace("safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA}",
-                               "safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA, temperature: 200 degC}")
-                 .replace("  - rest: {duration: 1 h, record_every: 60 s}", "  - temperature: {setpoint: 150 degC}"))
+    p.write_text(
+        SHORT.replace(
+            "safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA}",
+            "safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA, temperature: 200 degC}",
+        ).replace("  - rest: {duration: 1 h, record_every: 60 s}", "  - temperature: {setpoint: 150 degC}")
+    )
     r = invoke("run", str(p), "--sim", "--preset", "br-mg", "--db", db_url)
     assert r.exit_code == 2, r.output
     assert f"{p}:10:" in r.output and "outside the stage's range" in r.output
     assert n_runs(db_url) == 0
 
 
-@pytest.mark.parametrize("body,needle", [
-    ("name: mine\nbase: br-mg\nkinetics: {j0: -0.5 uA/cm2}\n", "j0"),
-    ("name: mine\nbase: br-mg\nimpedance: {rct: 5 mA}\n", "rct"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("name: mine\nbase: br-mg\nkinetics: {j0: -0.5 uA/cm2}\n", "j0"),
+        ("name: mine\nbase: br-mg\nimpedance: {rct: 5 mA}\n", "rct"),
+    ],
+)
 def test_bad_user_preset_is_a_user_error(tmp_path: Path, db_url: str, body: str, needle: str):
     proto = tmp_path / "p.yaml"
     proto.write_text(SHORT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-
 import threading
 import time
 
@@ -33,7 +32,12 @@ def test_simulated_potentiostat_passes_on_a_virtual_clock():
 
 def test_simulated_potentiostat_passes_in_real_time():
     t0 = time.monotonic()
-    check_potentiostat(functools.partial(SimulatedPotentiostat, preset="br-mg"), clock=WallClock(), read_timeout=0.5, only=["read_honours_timeout"])
+    check_potentiostat(
+        functools.partial(SimulatedPotentiostat, preset="br-mg"),
+        clock=WallClock(),
+        read_timeout=0.5,
+        only=["read_honours_timeout"],
+    )
     assert time.monotonic() - t0 < 10
 
 
@@ -44,8 +48,9 @@ def test_simulated_stage_passes():
 
 def test_fake_without_native_limits_passes_its_time_series_techniques():
     # the engine's fake streams until stopped (no native limits) and models no impedance or sweeps
-    check_potentiostat(lambda clock: _Only(FakePotentiostat(clock, dt=0.2, block=5), {"ocp", "cp"}),
-                       clock=VirtualClock())
+    check_potentiostat(
+        lambda clock: _Only(FakePotentiostat(clock, dt=0.2, block=5), {"ocp", "cp"}), clock=VirtualClock()
+    )
 
 
 class _Only:

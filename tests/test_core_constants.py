@@ -14,17 +14,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_values_are_the_si_exact_ones():
     n_a, e, k_b = 6.02214076e23, 1.602176634e-19, 1.380649e-23  # SI defining constants
-    assert c.FARADAY == pytest.approx(n_a * e, rel=1e-10)
-    assert c.GAS_CONSTANT == pytest.approx(n_a * k_b, rel=1e-10)
+    assert pytest.approx(n_a * e, rel=1e-10) == c.FARADAY
+    assert pytest.approx(n_a * k_b, rel=1e-10) == c.GAS_CONSTANT
     assert c.ZERO_CELSIUS_K == 273.15
     assert c.SECONDS_PER_HOUR == 3600.0
-    assert c.COULOMBS_PER_MAH == pytest.approx(1e-3 * c.SECONDS_PER_HOUR)
+    assert pytest.approx(1e-3 * c.SECONDS_PER_HOUR) == c.COULOMBS_PER_MAH
 
 
 def test_mo6s8_capacity_is_four_electrons_per_formula_unit():
     molar_mass = 6 * 95.95 + 8 * 32.06  # g/mol, Mo6S8
-    assert c.MO6S8_THEORETICAL_CAPACITY_MAH_G == pytest.approx(4 * c.FARADAY / molar_mass / c.COULOMBS_PER_MAH,
-                                                               rel=2e-3)
+    assert (
+        pytest.approx(4 * c.FARADAY / molar_mass / c.COULOMBS_PER_MAH, rel=2e-3) == c.MO6S8_THEORETICAL_CAPACITY_MAH_G
+    )
 
 
 def test_the_core_module_imports_nothing_of_labctl():

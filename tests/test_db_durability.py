@@ -27,8 +27,9 @@ def open_run(db: Database, channel: str = "ch1"):
 
 def run_child(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def values(n0: int, n: int) -> np.ndarray:
@@ -91,8 +92,13 @@ def test_committed_samples_survive_sigkill_while_writing(tmp_path):
     path = tmp_path / "kill.sqlite"
     url = f"sqlite:///{path}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CHILD_CRASH), url, "wait"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILD_CRASH), url, "wait"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_id = int(proc.stdout.readline())
     assert proc.stdout.readline().strip() == "writing"
     time.sleep(0.05)  # the writer thread is committing batches now
@@ -105,7 +111,8 @@ def test_committed_samples_survive_sigkill_while_writing(tmp_path):
 
 def test_atexit_flushes_a_recorder_left_open(tmp_path):
     url = f"sqlite:///{tmp_path}/atexit.sqlite"
-    proc = run_child("""
+    proc = run_child(
+        """
         import sys, numpy as np
         from labctl.db import Database
         db = Database(sys.argv[1], commit_interval=3600)
@@ -113,7 +120,9 @@ def test_atexit_flushes_a_recorder_left_open(tmp_path):
         v = np.arange(12345, dtype=float)
         rec.samples(0, 0, v, v, v, v)
         print(rec.run_id)
-    """, url)
+    """,
+        url,
+    )
     assert proc.returncode == 0, proc.stderr
     with Database(url) as db:
         run_id = int(proc.stdout.split()[0])
@@ -183,8 +192,16 @@ def test_two_processes_write_one_sqlite_file(tmp_path):
         print(rec.run_id)
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), url, f"ch{i}"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), url, f"ch{i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     with Database(url) as db:

@@ -28,19 +28,32 @@ def db(db_url):
 
 
 def open_run(db: Database, **kw):
-    args = dict(protocol_name="aurbach-ce", protocol_text="name: aurbach-ce\nsteps: []\n",
-                protocol_source="protocols/library/aurbach.yaml", cell_label="MG-042",
-                cell_kind="asymmetric", cell_attrs={"area_cm2": 1.267}, channel="ch1",
-                simulated=True, seed=7, preset="mg-bhfip", started_unix=1_790_000_000.0,
-                meta={"station": "bench-1"})
+    args = dict(
+        protocol_name="aurbach-ce",
+        protocol_text="name: aurbach-ce\nsteps: []\n",
+        protocol_source="protocols/library/aurbach.yaml",
+        cell_label="MG-042",
+        cell_kind="asymmetric",
+        cell_attrs={"area_cm2": 1.267},
+        channel="ch1",
+        simulated=True,
+        seed=7,
+        preset="mg-bhfip",
+        started_unix=1_790_000_000.0,
+        meta={"station": "bench-1"},
+    )
     args.update(kw)
     return db.open_run(**args)
 
 
 def block(rng, n, t0, *, temperature=True, eis=False):
     t = t0 + np.arange(n) * 0.5
-    cols = dict(t=t, voltage=rng.normal(0.1, 0.05, n), current=rng.normal(1e-3, 1e-5, n),
-                charge=np.cumsum(rng.normal(5e-4, 1e-6, n)))
+    cols = dict(
+        t=t,
+        voltage=rng.normal(0.1, 0.05, n),
+        current=rng.normal(1e-3, 1e-5, n),
+        charge=np.cumsum(rng.normal(5e-4, 1e-6, n)),
+    )
     cols["temperature"] = rng.normal(25, 0.1, n) if temperature else None
     cols["frequency"] = np.logspace(5, -1, n) if eis else None
     cols["z_re"] = rng.uniform(10, 100, n) if eis else None
@@ -75,8 +88,15 @@ def test_a_run_round_trips_exactly(db):
     blocks = []
     t = 0.0
     for step in range(3):
-        rec.step_started(step, path=f"{step}/cycle 1/0", kind="cp", label=f"step {step}", cycle=1,
-                         params={"current": 1e-3, "limits": {"voltage_above": 1.0}}, t=t)
+        rec.step_started(
+            step,
+            path=f"{step}/cycle 1/0",
+            kind="cp",
+            label=f"step {step}",
+            cycle=1,
+            params={"current": 1e-3, "limits": {"voltage_above": 1.0}},
+            t=t,
+        )
         for k in range(4):
             cols = block(rng, 257 + 13 * k, t, temperature=(k % 2 == 0), eis=(step == 2))
             rec.samples(step, 1, **cols)
@@ -102,7 +122,9 @@ def test_a_run_round_trips_exactly(db):
 
     ev = db.events(rec.run_id)
     assert [(e["t"], e["kind"], e["message"]) for e in ev] == [
-        (12.5, "safety", "temperature high"), (13.0, "note", "operator checked the cell")]
+        (12.5, "safety", "temperature high"),
+        (13.0, "note", "operator checked the cell"),
+    ]
     assert ev[0]["data"] == {"T": 61.2, "limit": 60} and ev[1]["data"] is None
 
     run = db.run(rec.run_id)
@@ -118,8 +140,20 @@ def test_a_run_round_trips_exactly(db):
 
     listed = db.runs()
     assert listed[0]["id"] == rec.run_id and listed[0]["n_samples"] == len(want["t"])
-    assert {"id", "status", "protocol", "cell", "channel", "simulated", "seed", "preset", "started",
-            "ended", "end_reason", "n_samples"} <= set(listed[0])
+    assert {
+        "id",
+        "status",
+        "protocol",
+        "cell",
+        "channel",
+        "simulated",
+        "seed",
+        "preset",
+        "started",
+        "ended",
+        "end_reason",
+        "n_samples",
+    } <= set(listed[0])
 
 
 def test_one_step_columns_and_chunks(db):
@@ -209,17 +243,29 @@ def test_results_replace_on_reanalysis(db):
     rec = open_run(db)
     rec.finish("completed", "complete", time.time())
     rid = rec.run_id
-    db.add_results(rid, [
-        {"name": "ce", "value": 0.91, "unit": "", "method": "aurbach", "analysis_version": "1"},
-        {"name": "ce", "value": 0.5, "step_index": 3, "method": "aurbach"},
-        {"name": "r_ct", "value": 12.0, "unit": "ohm", "uncertainty": 0.4, "method": "randles",
-         "data": {"residual": np.array([0.1, -0.1])}},
-    ])
+    db.add_results(
+        rid,
+        [
+            {"name": "ce", "value": 0.91, "unit": "", "method": "aurbach", "analysis_version": "1"},
+            {"name": "ce", "value": 0.5, "step_index": 3, "method": "aurbach"},
+            {
+                "name": "r_ct",
+                "value": 12.0,
+                "unit": "ohm",
+                "uncertainty": 0.4,
+                "method": "randles",
+                "data": {"residual": np.array([0.1, -0.1])},
+            },
+        ],
+    )
     db.add_results(rid, [{"name": "ce", "value": 0.93, "method": "aurbach", "analysis_version": "2"}])
     db.add_results(rid, [{"name": "ce", "value": 0.92, "method": "other"}])
     rows = db.results(rid)
-    ce = sorted((r["method"], r["step_index"] if r["step_index"] is not None else -1, r["value"],
-                 r["analysis_version"]) for r in rows if r["name"] == "ce")
+    ce = sorted(
+        (r["method"], r["step_index"] if r["step_index"] is not None else -1, r["value"], r["analysis_version"])
+        for r in rows
+        if r["name"] == "ce"
+    )
     assert ce == [("aurbach", -1, 0.93, "2"), ("aurbach", 3, 0.5, None), ("other", -1, 0.92, None)]
     rct = next(r for r in rows if r["name"] == "r_ct")
     assert rct["data"] == {"residual": [0.1, -0.1]} and rct["uncertainty"] == 0.4 and rct["created_unix"] > 0
@@ -232,11 +278,23 @@ def test_results_replace_on_reanalysis(db):
 def test_coatings(db):
     rec = open_run(db)
     rec.close()
-    first = db.add_coating(cell_label="MG-042", run_id=rec.run_id, step_index=0, solution="PEO in ACN",
-                           concentration="2 vol%", rinse_solution="DME", immersion_start=100.0,
-                           immersion_end=160.0, rinse_start=170.0, rinse_end=180.0,
-                           operator="ab", planned_immersion_s=60.0, planned_rinse_s=10.0,
-                           deviations=[{"stage": "immersion", "delta_s": 0.4}], mode="automatic")
+    first = db.add_coating(
+        cell_label="MG-042",
+        run_id=rec.run_id,
+        step_index=0,
+        solution="PEO in ACN",
+        concentration="2 vol%",
+        rinse_solution="DME",
+        immersion_start=100.0,
+        immersion_end=160.0,
+        rinse_start=170.0,
+        rinse_end=180.0,
+        operator="ab",
+        planned_immersion_s=60.0,
+        planned_rinse_s=10.0,
+        deviations=[{"stage": "immersion", "delta_s": 0.4}],
+        mode="automatic",
+    )
     second = db.add_coating(cell_label="MG-042", immersion_start=50.0, mode="manual")
     db.add_coating(cell_label="OTHER")
     got = db.coatings("MG-042")
@@ -324,6 +382,7 @@ def test_random_blocks_round_trip(db, data):
     for _ in range(n_blocks):
         step += data.draw(st.integers(0, 1))
         n = data.draw(st.integers(1, 40))
+
         def col(n=n):
             return np.array(data.draw(st.lists(floats, min_size=n, max_size=n)), dtype=np.float64)
 

@@ -16,9 +16,24 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_demo_reproduces_the_paper_table(tmp_path: Path):
     out = tmp_path / "demo"
     js = tmp_path / "table.json"
-    r = subprocess.run([sys.executable, "-m", "labctl.cli", "demo", "--out", str(out),
-                        "--db", f"sqlite:///{tmp_path / 'demo.sqlite'}", "--json", str(js)],
-                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labctl.cli",
+            "demo",
+            "--out",
+            str(out),
+            "--db",
+            f"sqlite:///{tmp_path / 'demo.sqlite'}",
+            "--json",
+            str(js),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert str((out / "index.html").resolve()) in r.stdout.replace("\n", "")
     table = json.loads(js.read_text())

@@ -43,8 +43,13 @@ def test_manual_late_confirmation_is_a_deviation():
     # delays after each planned time: immersion start, removal (+5 min late), rinse start, rinse end (+2 s)
     op = SimulatedOperator(clock, delays=[3.0, 300.0, 4.0, 2.0])
     coatings = []
-    eng = Engine(load_protocol_text(COAT.format(mode="manual"), "coat.yaml"), ChannelDevices(FakePotentiostat(clock)),
-                 clock, operator=op, on_coating=coatings.append)
+    eng = Engine(
+        load_protocol_text(COAT.format(mode="manual"), "coat.yaml"),
+        ChannelDevices(FakePotentiostat(clock)),
+        clock,
+        operator=op,
+        on_coating=coatings.append,
+    )
     out = eng.run()
     assert out.status == "completed"
     (rec,) = coatings
@@ -63,8 +68,12 @@ def test_automated_mode_drives_the_dip_coater():
     coater = SimulatedDipCoater(clock)
     coater.connect()
     coatings = []
-    eng = Engine(load_protocol_text(COAT.format(mode="automated"), "coat.yaml"),
-                 ChannelDevices(FakePotentiostat(clock), dip_coater=coater), clock, on_coating=coatings.append)
+    eng = Engine(
+        load_protocol_text(COAT.format(mode="automated"), "coat.yaml"),
+        ChannelDevices(FakePotentiostat(clock), dip_coater=coater),
+        clock,
+        on_coating=coatings.append,
+    )
     assert eng.run().status == "completed"
     rec = coatings[0]
     assert rec["immersion_end"] - rec["immersion_start"] == pytest.approx(3600, abs=60)

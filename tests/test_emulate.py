@@ -40,8 +40,11 @@ def test_a_driver_without_an_emulator_is_named():
 
     registry.register("potentiostat", "no-emulator-pstat", object)
     st = load_station_text("instruments:\n  p1: {driver: no-emulator-pstat, port: COM3}\n", source="st.yaml")
-    with pytest.raises(StationError, match=r"st.yaml:2:\d+: instruments.p1.driver: instrument p1: driver "
-                                           r"'no-emulator-pstat' has no emulator"):
+    with pytest.raises(
+        StationError,
+        match=r"st.yaml:2:\d+: instruments.p1.driver: instrument p1: driver "
+        r"'no-emulator-pstat' has no emulator",
+    ):
         emulate_station(st, WallClock(), preset="br-mg")
 
 
@@ -50,19 +53,25 @@ def test_a_methodscript_channel_runs_a_protocol_on_its_emulated_station():
     from labctl.protocols import load_protocol_text
     from tests.test_engine import ListRecorder
 
-    st = load_station_text("instruments:\n  ps: {driver: methodscript, port: /dev/ttyACM0, model: es4_lr}\n"
-                           "channels:\n  A: {potentiostat: ps}\n", source="st.yaml")
+    st = load_station_text(
+        "instruments:\n  ps: {driver: methodscript, port: /dev/ttyACM0, model: es4_lr}\n"
+        "channels:\n  A: {potentiostat: ps}\n",
+        source="st.yaml",
+    )
     clock = WallClock()
     em = emulate_station(st, clock, preset="br-mg")
     try:
         emulated = load_station_text(em.to_yaml(), source="emulated.yaml")
         dev = open_channel(emulated, "A", clock, timeout=5)
-        p = load_protocol_text("""name: short
+        p = load_protocol_text(
+            """name: short
 cell: {kind: symmetric, working: Mg, area: 1.267 cm2}
 steps:
   - rest: {duration: 3 s, record_every: 1 s}
   - galvanostatic: {current: 0.5 mA, duration: 3 s, record_every: 1 s}
-""", source="short.yaml")
+""",
+            source="short.yaml",
+        )
         rec = ListRecorder()
         out = Engine(p, dev, clock, rec).run()
         dev.potentiostat.close()

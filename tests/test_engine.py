@@ -31,8 +31,17 @@ class ListRecorder:
         self.steps[idx] = dict(kw)
 
     def samples(self, idx, cycle, t, v, i, q, **kw):  # noqa: F811 - method named like the contract
-        self.samples_list.append((idx, cycle, np.array(t), np.array(v), np.array(i), np.array(q),
-                                  None if kw.get("temperature") is None else np.array(kw["temperature"])))
+        self.samples_list.append(
+            (
+                idx,
+                cycle,
+                np.array(t),
+                np.array(v),
+                np.array(i),
+                np.array(q),
+                None if kw.get("temperature") is None else np.array(kw["temperature"]),
+            )
+        )
 
     def step_ended(self, idx, **kw):
         self.steps[idx].update(kw)
@@ -202,6 +211,8 @@ def test_preflight_rejects_what_the_channel_cannot_do():
     big = proto("  - galvanostatic: {current: 15 mA, duration: 1 h}")
     with pytest.raises(PreflightError, match="outside the instrument's range"):
         Engine(big, ChannelDevices(pstat), clock).preflight()
-    temp = proto("  - temperature: {setpoint: 40 degC}", safety="{voltage: [-2 V, 2 V], current: 20 mA, temperature: 70 degC}")
+    temp = proto(
+        "  - temperature: {setpoint: 40 degC}", safety="{voltage: [-2 V, 2 V], current: 20 mA, temperature: 70 degC}"
+    )
     with pytest.raises(PreflightError, match="no temperature stage"):
         Engine(temp, ChannelDevices(pstat), clock).preflight()

@@ -16,8 +16,16 @@ from labctl.protocols import load_protocol
 from tests.golden.digest import LIB, CapturingRecorder
 
 # 16 channels: 8 protocols x 2 presets, seeds all different
-PROTOCOLS = ["tafel", "eis-rt", "aurbach-ce", "rate-current-capacity", "symmetric-5mA", "eis-temperature",
-             "rate-stepped", "eis-cycling"]
+PROTOCOLS = [
+    "tafel",
+    "eis-rt",
+    "aurbach-ce",
+    "rate-current-capacity",
+    "symmetric-5mA",
+    "eis-temperature",
+    "rate-stepped",
+    "eis-cycling",
+]
 CASES = [(p, preset, 10 * k + j) for k, p in enumerate(PROTOCOLS) for j, preset in enumerate(("bare-mg", "br-mg"))]
 _PROTOS: dict[str, object] = {}
 

@@ -34,8 +34,15 @@ def _sim_run(p, checkpoint=None, clock=None):
 def test_program_is_flat_with_explicit_loops():
     prog = compile_protocol(proto(CYCLING))
     kinds = [type(op).__name__ for op in prog.ops]
-    assert kinds == ["OpTechnique", "OpLoopInit", "OpLoopTest", "OpTechnique", "OpTechnique", "OpLoopNext",
-                     "OpTechnique"]
+    assert kinds == [
+        "OpTechnique",
+        "OpLoopInit",
+        "OpLoopTest",
+        "OpTechnique",
+        "OpTechnique",
+        "OpLoopNext",
+        "OpTechnique",
+    ]
     test = prog.ops[2]
     assert isinstance(test, OpLoopTest) and prog.loop_exits[test.loop] == 6
     assert isinstance(prog.ops[3], OpTechnique) and prog.ops[3].path == "2/cycle {L0}/1"
@@ -73,8 +80,9 @@ def test_a_checkpoint_of_another_protocol_is_refused():
     _, rec = _sim_run(proto(CYCLING))
     other = proto(CYCLING.replace("times: 4", "times: 5"))
     with pytest.raises(ValueError, match="another protocol"):
-        Engine(other, ChannelDevices(FakePotentiostat(VirtualClock())), VirtualClock(),
-               checkpoint=rec.checkpoints[3][1])
+        Engine(
+            other, ChannelDevices(FakePotentiostat(VirtualClock())), VirtualClock(), checkpoint=rec.checkpoints[3][1]
+        )
 
 
 def test_safety_trip_keeps_the_tripping_block_up_to_the_trip():
@@ -96,8 +104,10 @@ def test_safety_trip_keeps_the_tripping_block_up_to_the_trip():
 
 def test_max_duration_trips_when_it_runs_out_not_at_the_end_of_a_block():
     """A 1 min limit on a 1 h rest under --speed max tripped after 60 min in milestone 1."""
-    p2 = proto("  - rest: {duration: 1 h, record_every: 1 s}",
-               safety="{voltage: [-2.5 V, 2.5 V], current: 20 mA, max_duration: 1 min}")
+    p2 = proto(
+        "  - rest: {duration: 1 h, record_every: 1 s}",
+        safety="{voltage: [-2.5 V, 2.5 V], current: 20 mA, max_duration: 1 min}",
+    )
     out, rec = _sim_run(p2)
     assert out.status == "safety" and "maximum duration" in out.end_reason
     t = np.concatenate([s[2] for s in rec.samples_list])

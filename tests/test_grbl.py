@@ -70,22 +70,25 @@ def test_driver_against_emulator(server_cls):
 
 
 def test_an_automated_dip_coat_runs_through_the_engine():
-    from tests.test_engine import ListRecorder
     from labctl.engine.runner import Engine
     from labctl.protocols import load_protocol_text
     from tests.fakes import FakePotentiostat
+    from tests.test_engine import ListRecorder
 
     clock = VirtualClock(start_unix=0)
     server = GrblTcpServer(GrblMachine(clock))
     try:
         coater = GrblDipCoater(clock, port=server.url, bath_z=-20.0, down_speed=600, up_speed=120)
         coater.connect(timeout=5)
-        p = load_protocol_text("""name: coat
+        p = load_protocol_text(
+            """name: coat
 cell: {kind: symmetric, working: Br-Mg, area: 1.267 cm2}
 steps:
   - dip_coat: {cells: [S1], solution: bath, concentration: 2 vol%, immersion: 10 min, rinse: 1 min, rinse_solution: DME,
                mode: automated, tolerance: 60 s}
-""", source="coat.yaml")
+""",
+            source="coat.yaml",
+        )
         rec = ListRecorder()
         out = Engine(p, ChannelDevices(FakePotentiostat(clock), dip_coater=coater), clock, rec).run()
         assert out.status == "completed", out.end_reason

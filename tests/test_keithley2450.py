@@ -31,10 +31,21 @@ IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04512345,1.7.12b"
 
 
 def configuration(level: str, rng: str, vlim: str) -> list[tuple[str, str | None]]:
-    return [("*RST", None), ("*CLS", None), (":OUTP:SMOD HIMP", None), (":SOUR:FUNC CURR", None),
-            (":SOUR:CURR:RANG:AUTO OFF", None), (f":SOUR:CURR:RANG {rng}", None), (f":SOUR:CURR {level}", None),
-            (f":SOUR:CURR:VLIM {vlim}", None), (":SOUR:CURR:READ:BACK ON", None), (':SENS:FUNC "VOLT"', None),
-            (":SENS:VOLT:RANG:AUTO ON", None), (":SENS:VOLT:RSEN OFF", None), (":SENS:VOLT:NPLC 1", None)]
+    return [
+        ("*RST", None),
+        ("*CLS", None),
+        (":OUTP:SMOD HIMP", None),
+        (":SOUR:FUNC CURR", None),
+        (":SOUR:CURR:RANG:AUTO OFF", None),
+        (f":SOUR:CURR:RANG {rng}", None),
+        (f":SOUR:CURR {level}", None),
+        (f":SOUR:CURR:VLIM {vlim}", None),
+        (":SOUR:CURR:READ:BACK ON", None),
+        (':SENS:FUNC "VOLT"', None),
+        (":SENS:VOLT:RANG:AUTO ON", None),
+        (":SENS:VOLT:RSEN OFF", None),
+        (":SENS:VOLT:NPLC 1", None),
+    ]
 
 
 CONNECT = [("*IDN?", IDN), (":OUTP OFF", None), (":OUTP?", "0"), ("*CLS", None)]
@@ -66,10 +77,19 @@ def emulator(vclock: VirtualClock):
 
 # ---------------------------------------------------------------------------- message pairs
 def test_galvanostatic_step_sends_exactly_these_commands(vclock: VirtualClock) -> None:
-    script = CONNECT + configuration("1.000000E-03", "1.000000E-03", "6.500000E-01") + [
-        (":SYST:ERR?", '0,"No error"'), (":OUTP ON", None), (":OUTP?", "1"),
-        (READ_COMMAND, "+5.01E-02,+1.0E-03"), (READ_COMMAND, "+5.02E-02,+1.0E-03"),
-        (READ_COMMAND, "+5.03E-02,+1.0E-03"), *OFF]
+    script = (
+        CONNECT
+        + configuration("1.000000E-03", "1.000000E-03", "6.500000E-01")
+        + [
+            (":SYST:ERR?", '0,"No error"'),
+            (":OUTP ON", None),
+            (":OUTP?", "1"),
+            (READ_COMMAND, "+5.01E-02,+1.0E-03"),
+            (READ_COMMAND, "+5.02E-02,+1.0E-03"),
+            (READ_COMMAND, "+5.03E-02,+1.0E-03"),
+            *OFF,
+        ]
+    )
     link = ScriptedTransport(script)
     k = Keithley2450(vclock, link=link)
     assert isinstance(k, Potentiostat)
@@ -87,9 +107,18 @@ def test_galvanostatic_step_sends_exactly_these_commands(vclock: VirtualClock) -
 
 
 def test_open_circuit_sources_zero_on_the_lowest_range(vclock: VirtualClock) -> None:
-    script = CONNECT + configuration("0.000000E+00", "1.000000E-08", "2.100000E+01") + [
-        (":SYST:ERR?", '0,"No error"'), (":OUTP ON", None), (":OUTP?", "1"), (READ_COMMAND, "+1.0E-03,+1.0E-12"),
-        (READ_COMMAND, "+1.1E-03,-2.0E-12"), *OFF]
+    script = (
+        CONNECT
+        + configuration("0.000000E+00", "1.000000E-08", "2.100000E+01")
+        + [
+            (":SYST:ERR?", '0,"No error"'),
+            (":OUTP ON", None),
+            (":OUTP?", "1"),
+            (READ_COMMAND, "+1.0E-03,+1.0E-12"),
+            (READ_COMMAND, "+1.1E-03,-2.0E-12"),
+            *OFF,
+        ]
+    )
     link = ScriptedTransport(script)
     k = Keithley2450(vclock, link=link)
     k.connect(1.0)
@@ -98,8 +127,11 @@ def test_open_circuit_sources_zero_on_the_lowest_range(vclock: VirtualClock) -> 
 
 
 def test_a_queued_error_after_configuration_fails_the_start_with_its_code_and_output_off(vclock) -> None:
-    script = CONNECT + configuration("1.000000E-03", "1.000000E-03", "2.100000E+01") + [
-        (":SYST:ERR?", '-222,"Parameter data out of range"'), (":SYST:ERR?", '0,"No error"'), *OFF]
+    script = (
+        CONNECT
+        + configuration("1.000000E-03", "1.000000E-03", "2.100000E+01")
+        + [(":SYST:ERR?", '-222,"Parameter data out of range"'), (":SYST:ERR?", '0,"No error"'), *OFF]
+    )
     link = ScriptedTransport(script)
     k = Keithley2450(vclock, link=link)
     k.connect(1.0)
@@ -142,9 +174,13 @@ def test_registry_finds_the_driver_by_entry_point() -> None:
 def test_same_protocol_and_seed_give_the_same_data_as_the_in_process_simulator(emulator) -> None:
     """OCP, +1 mA, -1 mA, OCP on br-mg (seed 3, with noise): simulator vs 2450 emulator over TCP."""
     rec = Recording(dt=5.0)
-    techs = [OpenCircuit(60.0, rec), ConstantCurrent(1e-3, Limits(duration=600.0), rec),
-             ConstantCurrent(-1e-3, Limits(duration=600.0), rec), OpenCircuit(60.0, rec),
-             ConstantCurrent(2e-3, Limits(charge=0.25, voltage_above=5.0), rec)]
+    techs = [
+        OpenCircuit(60.0, rec),
+        ConstantCurrent(1e-3, Limits(duration=600.0), rec),
+        ConstantCurrent(-1e-3, Limits(duration=600.0), rec),
+        OpenCircuit(60.0, rec),
+        ConstantCurrent(2e-3, Limits(charge=0.25, voltage_above=5.0), rec),
+    ]
     sim_clock = VirtualClock(start_unix=0)
     sim = SimulatedPotentiostat(sim_clock, preset="br-mg", seed=3)
     sim.connect()
@@ -216,14 +252,17 @@ def test_stop_mid_run_turns_the_output_off_and_is_idempotent(emulator) -> None:
     k.close()
 
 
-@pytest.mark.parametrize("fault, kwargs, expect", [
-    ("silent", {}, DeviceTimeout),
-    ("garbage", {"payload": b"\x8f\xff#GARBLE\n"}, DeviceError),  # not ASCII
-    ("garbage", {"payload": b"+1.0E-01;;OVER\n"}, DeviceError),  # not two numbers
-    ("garbage", {"payload": b"+9.9E37,+1.0E-03\n"}, DeviceError),  # overflow
-    ("garbage", {"payload": b"+1.0E-01,+1.0"}, DeviceTimeout),  # truncated: no terminator
-    ("disconnect", {}, DeviceError),
-])
+@pytest.mark.parametrize(
+    "fault, kwargs, expect",
+    [
+        ("silent", {}, DeviceTimeout),
+        ("garbage", {"payload": b"\x8f\xff#GARBLE\n"}, DeviceError),  # not ASCII
+        ("garbage", {"payload": b"+1.0E-01;;OVER\n"}, DeviceError),  # not two numbers
+        ("garbage", {"payload": b"+9.9E37,+1.0E-03\n"}, DeviceError),  # overflow
+        ("garbage", {"payload": b"+1.0E-01,+1.0"}, DeviceTimeout),  # truncated: no terminator
+        ("disconnect", {}, DeviceError),
+    ],
+)
 def test_every_link_failure_mid_run_raises_in_time_with_the_output_off(fault, kwargs, expect) -> None:
     clock = ScaledClock(50.0, start_unix=0)
     with Keithley2450Emulator(clock, preset="br-mg") as emu:
@@ -304,8 +343,10 @@ def test_reply_parsers_accept_or_raise_device_error(text: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e30, max_value=1e30),
-       st.floats(allow_nan=False, allow_infinity=False, min_value=-1e30, max_value=1e30))
+@given(
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e30, max_value=1e30),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e30, max_value=1e30),
+)
 def test_reading_parser_round_trips_numbers(v: float, i: float) -> None:
     assert parse_reading(f"{v:+.9E},{i:+.9E}") == (float(f"{v:+.9E}"), float(f"{i:+.9E}"))
 

@@ -20,14 +20,29 @@ from tests.visa_script import ScriptedTransport
 
 SIM_YAML = Path(emulators.__file__).parent / "lakeshore335.yaml"
 IDN = "LSCI,MODEL335,LSA2C4E/#######,2.9"
-CONNECT = [("*IDN?", IDN), ("RAMP 1,0,0.0", None), ("RAMP? 1", "0,+0.0"), ("RANGE? 1", "0"),
-           ("SETP? 1", "+295.150"), ("KRDG? A", "+295.212")]
+CONNECT = [
+    ("*IDN?", IDN),
+    ("RAMP 1,0,0.0", None),
+    ("RAMP? 1", "0,+0.0"),
+    ("RANGE? 1", "0"),
+    ("SETP? 1", "+295.150"),
+    ("KRDG? A", "+295.212"),
+]
 
 
 def test_set_point_and_read_send_exactly_these_commands() -> None:
-    script = CONNECT + [("SETP 1,318.150", None), ("SETP? 1", "+318.150"), ("RANGE 1,3", None), ("RANGE? 1", "3"),
-                        ("KRDG? A", "+300.150"), ("SETP 1,333.150", None), ("SETP? 1", "+333.150"),
-                        ("HTR? 1", "+42.5"), ("RANGE 1,0", None), ("RANGE? 1", "0")]
+    script = CONNECT + [
+        ("SETP 1,318.150", None),
+        ("SETP? 1", "+318.150"),
+        ("RANGE 1,3", None),
+        ("RANGE? 1", "3"),
+        ("KRDG? A", "+300.150"),
+        ("SETP 1,333.150", None),
+        ("SETP? 1", "+333.150"),
+        ("HTR? 1", "+42.5"),
+        ("RANGE 1,0", None),
+        ("RANGE? 1", "0"),
+    ]
     link = ScriptedTransport(script)
     ls = LakeShore335(VirtualClock(), link=link)
     assert isinstance(ls, TemperatureStage)
@@ -42,9 +57,16 @@ def test_set_point_and_read_send_exactly_these_commands() -> None:
 
 
 def test_ramp_rate_is_configured_and_checked_at_connect() -> None:
-    script = [("*IDN?", "LSCI,MODEL336,LSA1,2.5"), ("RAMP 1,1,5.0", None), ("RAMP? 1", "1,+5.0"),
-              ("RANGE? 1", "3"), ("SETP? 1", "+300.000"), ("KRDG? A", "+299.000"), ("RANGE 1,0", None),
-              ("RANGE? 1", "0")]
+    script = [
+        ("*IDN?", "LSCI,MODEL336,LSA1,2.5"),
+        ("RAMP 1,1,5.0", None),
+        ("RAMP? 1", "1,+5.0"),
+        ("RANGE? 1", "3"),
+        ("SETP? 1", "+300.000"),
+        ("KRDG? A", "+299.000"),
+        ("RANGE 1,0", None),
+        ("RANGE? 1", "0"),
+    ]
     link = ScriptedTransport(script)
     ls = LakeShore335(link=link, ramp_rate=5.0)
     ls.connect(1.0)
@@ -172,14 +194,17 @@ def test_hold_on_close_leaves_the_loop_regulating(vclock) -> None:
         assert emu.heater_range == 3 and emu.setpoint == pytest.approx(303.15)
 
 
-@pytest.mark.parametrize("fault, kwargs, expect", [
-    ("silent", {}, DeviceTimeout),
-    ("garbage", {"payload": b"\xff\xfe\x00\r\n"}, DeviceError),
-    ("garbage", {"payload": b"+2X5.1\r\n"}, DeviceError),
-    ("garbage", {"payload": b"+0.000\r\n"}, DeviceError),  # a sensor fault reads 0 K
-    ("garbage", {"payload": b"+295."}, DeviceTimeout),  # truncated
-    ("disconnect", {}, DeviceError),
-])
+@pytest.mark.parametrize(
+    "fault, kwargs, expect",
+    [
+        ("silent", {}, DeviceTimeout),
+        ("garbage", {"payload": b"\xff\xfe\x00\r\n"}, DeviceError),
+        ("garbage", {"payload": b"+2X5.1\r\n"}, DeviceError),
+        ("garbage", {"payload": b"+0.000\r\n"}, DeviceError),  # a sensor fault reads 0 K
+        ("garbage", {"payload": b"+295."}, DeviceTimeout),  # truncated
+        ("disconnect", {}, DeviceError),
+    ],
+)
 def test_faults_raise_device_error_within_the_timeout(fault, kwargs, expect, vclock) -> None:
     with LakeShoreEmulator(vclock) as emu:
         ls = _stage(emu, io_timeout=0.4)

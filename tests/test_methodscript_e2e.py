@@ -46,8 +46,11 @@ def run(handle, limit: float = 20.0) -> SampleBlock:  # type: ignore[no-untyped-
     if not blocks:
         return SampleBlock.empty()
     cat = {n: np.concatenate([getattr(b, n) for b in blocks]) for n in ("t", "voltage", "current")}
-    opt = {n: np.concatenate([getattr(b, n) for b in blocks]) for n in ("frequency", "z_re", "z_im")
-           if blocks[0].frequency is not None}
+    opt = {
+        n: np.concatenate([getattr(b, n) for b in blocks])
+        for n in ("frequency", "z_re", "z_im")
+        if blocks[0].frequency is not None
+    }
     out = SampleBlock(cat["t"], cat["voltage"], cat["current"], **opt)
     out.end = blocks[-1].end
     return out
@@ -133,12 +136,15 @@ def _start(faults: Faults, **kw):  # type: ignore[no-untyped-def]
     return dev, emu, dev.start(OpenCircuit(600, Recording(dt=1)))
 
 
-@pytest.mark.parametrize("faults, exc", [
-    (Faults(silent_after=5), DeviceTimeout),
-    (Faults(garbage_after=5), MethodScriptProtocolError),
-    (Faults(error_after=5, error_code="4205"), MethodScriptError),
-    (Faults(disconnect_after=5), DeviceError),
-])
+@pytest.mark.parametrize(
+    "faults, exc",
+    [
+        (Faults(silent_after=5), DeviceTimeout),
+        (Faults(garbage_after=5), MethodScriptProtocolError),
+        (Faults(error_after=5, error_code="4205"), MethodScriptError),
+        (Faults(disconnect_after=5), DeviceError),
+    ],
+)
 def test_faults_fail_within_the_timeout_and_abort(faults: Faults, exc: type) -> None:
     dev, emu, h = _start(faults)
     t0 = time.monotonic()
@@ -151,7 +157,7 @@ def test_faults_fail_within_the_timeout_and_abort(faults: Faults, exc: type) -> 
         assert info.value.code == "4205" and "out of bounds" in str(info.value)
     if faults.disconnect_after is None:
         # the driver sent the abort and a cell_off script after the failure
-        tail = emu.received[emu.received.index("e") + 1:]
+        tail = emu.received[emu.received.index("e") + 1 :]
         assert "Z" in tail and "cell_off" in tail
     if faults.silent_after is None and faults.disconnect_after is None:
         assert emu.cell_on is False and dev.safe_state_confirmed

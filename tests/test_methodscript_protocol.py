@@ -48,8 +48,16 @@ def test_worked_examples() -> None:
 
 
 def test_official_lsv_reply_decodes() -> None:
-    lines = ["e", "M0000", "Pda7F85F3Fu;ba48D503Dp,10,288", "Pda7F9234Bu;ba4E2C324p,10,288",
-             "Pda806EC24u;baAE16C6Dp,10,288", "Pda807B031u;baB360495p,10,288", "*", ""]
+    lines = [
+        "e",
+        "M0000",
+        "Pda7F85F3Fu;ba48D503Dp,10,288",
+        "Pda7F9234Bu;ba4E2C324p,10,288",
+        "Pda806EC24u;baAE16C6Dp,10,288",
+        "Pda807B031u;baB360495p,10,288",
+        "*",
+        "",
+    ]
     kinds = [parse_reply(ln + "\n").kind for ln in lines]
     assert kinds == ["ack", "loop_start", "package", "package", "package", "package", "loop_end", "end"]
     pk = [decode_package(ln) for ln in lines[2:6]]
@@ -91,7 +99,14 @@ def test_literals_are_integers_with_prefix(x: float) -> None:
 
 def test_literal_examples() -> None:
     assert [format_literal(v) for v in (0.1, 200e3, -0.5, 1.2, 0.0, 1e-9, 3600)] == [
-        "100m", "200k", "-500m", "1200m", "0", "1n", "3600"]
+        "100m",
+        "200k",
+        "-500m",
+        "1200m",
+        "0",
+        "1n",
+        "3600",
+    ]
     assert format_literal(11, integer=True) == "11i"
 
 
@@ -168,8 +183,9 @@ class FeedTransport:
 @given(st.binary(max_size=60))
 def test_handle_on_garbage_fails_within_timeout(junk: bytes) -> None:
     link = FeedTransport(b"e\nM0000\n" + junk + b"\x00garbage\n")
-    dev = MethodScriptPotentiostat(VirtualClock(), transport=link, model="es4_lr", command_timeout=0.05,
-                                   silence_timeout=0.2)
+    dev = MethodScriptPotentiostat(
+        VirtualClock(), transport=link, model="es4_lr", command_timeout=0.05, silence_timeout=0.2
+    )
     dev.connected = True
     h = dev.start(OpenCircuit(10, Recording(dt=1)))
     t0 = time.monotonic()
@@ -193,8 +209,20 @@ def test_handle_on_garbage_fails_within_timeout(junk: bytes) -> None:
 
 
 # --------------------------------------------------------------------------- message pairs: exact script text
-HEAD = ["var p", "var c", "var t", "var q", "var a", "var s", "var o", "var h", "var k", "var w",
-        "store_var a 0 ja", "store_var s 0 ja"]
+HEAD = [
+    "var p",
+    "var c",
+    "var t",
+    "var q",
+    "var a",
+    "var s",
+    "var o",
+    "var h",
+    "var k",
+    "var w",
+    "store_var a 0 ja",
+    "store_var s 0 ja",
+]
 PCK = ["  timer_get t", "  pck_start", "  pck_add t", "  pck_add p", "  pck_add c", "  pck_end"]
 FIN = ["endloop", "on_finished:", "  cell_off"]
 PROBE = ["cell_off", "meas_loop_ocp o 100m 100m", "  pck_start", "  pck_add o", "  pck_end", "endloop"]
@@ -210,53 +238,157 @@ def _c(tech, **kw):  # type: ignore[no-untyped-def]
 
 def test_script_ocp() -> None:
     assert _c(OpenCircuit(60, Recording(dt=1))) == _text(
-        HEAD + ["set_pgstat_mode 2", "set_range ab 4", "cell_off", "timer_start", "meas_loop_ocp p 1 60",
-                "  timer_get t", "  pck_start", "  pck_add t", "  pck_add p", "  pck_end"] + FIN)
+        HEAD
+        + [
+            "set_pgstat_mode 2",
+            "set_range ab 4",
+            "cell_off",
+            "timer_start",
+            "meas_loop_ocp p 1 60",
+            "  timer_get t",
+            "  pck_start",
+            "  pck_add t",
+            "  pck_add p",
+            "  pck_end",
+        ]
+        + FIN
+    )
 
 
 def test_script_cp_with_cutoffs_and_capacity() -> None:
-    tech = ConstantCurrent(-2e-3, Limits(duration=3600, voltage_below=-1.2, voltage_above=0.5, charge=3.6),
-                           Recording(dt=0.5))
-    assert _c(tech) == _text(HEAD + [
-        "set_pgstat_mode 6", "set_range ab 4", "set_autoranging ab 4 4", "set_range db 10m",
-        "set_autoranging db 10m 10m", "set_i 0", "cell_on", "timer_start", "meas_loop_cp p c -2m 500m 3600",
-        *PCK, "  copy_var c q", "  if q < 0", "    mul_var q -1", "  endif", "  mul_var q 500m", "  add_var a q",
-        "  if a > 3600m", '    send_string "end charge"', "    breakloop", "  endif",
-        "  if p > 500m", '    send_string "end voltage_above"', "    breakloop", "  endif",
-        "  if p < -1200m", '    send_string "end voltage_below"', "    breakloop", "  endif"] + FIN)
+    tech = ConstantCurrent(
+        -2e-3, Limits(duration=3600, voltage_below=-1.2, voltage_above=0.5, charge=3.6), Recording(dt=0.5)
+    )
+    assert _c(tech) == _text(
+        HEAD
+        + [
+            "set_pgstat_mode 6",
+            "set_range ab 4",
+            "set_autoranging ab 4 4",
+            "set_range db 10m",
+            "set_autoranging db 10m 10m",
+            "set_i 0",
+            "cell_on",
+            "timer_start",
+            "meas_loop_cp p c -2m 500m 3600",
+            *PCK,
+            "  copy_var c q",
+            "  if q < 0",
+            "    mul_var q -1",
+            "  endif",
+            "  mul_var q 500m",
+            "  add_var a q",
+            "  if a > 3600m",
+            '    send_string "end charge"',
+            "    breakloop",
+            "  endif",
+            "  if p > 500m",
+            '    send_string "end voltage_above"',
+            "    breakloop",
+            "  endif",
+            "  if p < -1200m",
+            '    send_string "end voltage_below"',
+            "    breakloop",
+            "  endif",
+        ]
+        + FIN
+    )
 
 
 def test_script_ca_vs_ocp_with_current_limit() -> None:
     tech = ConstantPotential(0.05, Limits(duration=100, current_below=1e-6), vs_ocp=True, record=Recording(dt=1))
-    assert _c(tech) == _text(HEAD + PROBE + [
-        "copy_var o h", "add_var h 50m", "set_pgstat_mode 2", "set_range ba 30m", "set_autoranging ba 1n 30m",
-        "set_e h", "cell_on", "timer_start", "meas_loop_ca p c h 1 100", *PCK,
-        "  if c < 1u", "    if c > -1u", '      send_string "end current_below"', "      breakloop", "    endif",
-        "  endif"] + FIN)
+    assert _c(tech) == _text(
+        HEAD
+        + PROBE
+        + [
+            "copy_var o h",
+            "add_var h 50m",
+            "set_pgstat_mode 2",
+            "set_range ba 30m",
+            "set_autoranging ba 1n 30m",
+            "set_e h",
+            "cell_on",
+            "timer_start",
+            "meas_loop_ca p c h 1 100",
+            *PCK,
+            "  if c < 1u",
+            "    if c > -1u",
+            '      send_string "end current_below"',
+            "      breakloop",
+            "    endif",
+            "  endif",
+        ]
+        + FIN
+    )
 
 
 def test_script_lsv_and_cv() -> None:
-    assert _c(LinearSweep(-0.5, 0.5, 0.1, step=0.01)) == _text(HEAD + [
-        "set_pgstat_mode 2", "set_range ba 30m", "set_autoranging ba 1n 30m", "set_e -500m", "cell_on",
-        "timer_start", "meas_loop_lsv p c -500m 500m 10m 100m", *PCK] + FIN)
-    assert _c(CyclicSweep(0.0, 0.5, -0.5, 0.05, step=0.005, cycles=3)) == _text(HEAD + [
-        "set_pgstat_mode 2", "set_range ba 30m", "set_autoranging ba 1n 30m", "set_e 0", "cell_on",
-        "timer_start", "meas_loop_cv p c 0 500m -500m 5m 50m nscans(3)", *PCK] + FIN)
+    assert _c(LinearSweep(-0.5, 0.5, 0.1, step=0.01)) == _text(
+        HEAD
+        + [
+            "set_pgstat_mode 2",
+            "set_range ba 30m",
+            "set_autoranging ba 1n 30m",
+            "set_e -500m",
+            "cell_on",
+            "timer_start",
+            "meas_loop_lsv p c -500m 500m 10m 100m",
+            *PCK,
+        ]
+        + FIN
+    )
+    assert _c(CyclicSweep(0.0, 0.5, -0.5, 0.05, step=0.005, cycles=3)) == _text(
+        HEAD
+        + [
+            "set_pgstat_mode 2",
+            "set_range ba 30m",
+            "set_autoranging ba 1n 30m",
+            "set_e 0",
+            "cell_on",
+            "timer_start",
+            "meas_loop_cv p c 0 500m -500m 5m 50m nscans(3)",
+            *PCK,
+        ]
+        + FIN
+    )
 
 
 def test_script_eis() -> None:
     head = HEAD[:3] + ["var f", "var r", "var j"] + HEAD[3:]
-    assert _c(Impedance(1e5, 0.1, 10, 0.01, e_dc=0.2, vs_ocp=False)) == _text(head + [
-        "set_pgstat_mode 3", "set_max_bandwidth 1M", "set_range ba 30m", "set_autoranging ba 1n 30m",
-        "set_range ab 4", "set_autoranging ab 4 4", "set_e 200m", "cell_on", "timer_start",
-        "meas_loop_eis f r j 10m 100k 100m 61i 200m", "  timer_get t", "  pck_start", "  pck_add t", "  pck_add f",
-        "  pck_add r", "  pck_add j", "  pck_end"] + FIN)
+    assert _c(Impedance(1e5, 0.1, 10, 0.01, e_dc=0.2, vs_ocp=False)) == _text(
+        head
+        + [
+            "set_pgstat_mode 3",
+            "set_max_bandwidth 1M",
+            "set_range ba 30m",
+            "set_autoranging ba 1n 30m",
+            "set_range ab 4",
+            "set_autoranging ab 4 4",
+            "set_e 200m",
+            "cell_on",
+            "timer_start",
+            "meas_loop_eis f r j 10m 100k 100m 61i 200m",
+            "  timer_get t",
+            "  pck_start",
+            "  pck_add t",
+            "  pck_add f",
+            "  pck_add r",
+            "  pck_add j",
+            "  pck_end",
+        ]
+        + FIN
+    )
 
 
 def test_scripts_respect_the_line_rules() -> None:
-    techs = [OpenCircuit(60), ConstantCurrent(1e-3, Limits(duration=10, charge=1, short_circuit=0.01)),
-             ConstantPotential(0.1, Limits(duration=5, current_above=1e-3)), LinearSweep(0, 1, 0.1, vs_ocp=True),
-             CyclicSweep(0, 1, -1, 0.1, vs_ocp=True, limits=Limits(duration=50)), Impedance(1e5, 1, 10, 0.01)]
+    techs = [
+        OpenCircuit(60),
+        ConstantCurrent(1e-3, Limits(duration=10, charge=1, short_circuit=0.01)),
+        ConstantPotential(0.1, Limits(duration=5, current_above=1e-3)),
+        LinearSweep(0, 1, 0.1, vs_ocp=True),
+        CyclicSweep(0, 1, -1, 0.1, vs_ocp=True, limits=Limits(duration=50)),
+        Impedance(1e5, 1, 10, 0.01),
+    ]
     for t in techs:
         text = _c(t)
         assert "\r" not in text and text.endswith("\n\n")

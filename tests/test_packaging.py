@@ -9,15 +9,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE_ROOTS = {"labctl": "labctl", "drivers": "labctl/drivers", "protocols": "labctl/protocols",
-                "db": "labctl/db", "simulators": "labctl/simulators"}
+SOURCE_ROOTS = {
+    "labctl": "labctl",
+    "drivers": "labctl/drivers",
+    "protocols": "labctl/protocols",
+    "db": "labctl/db",
+    "simulators": "labctl/simulators",
+}
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                        "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return target
 
@@ -47,9 +56,17 @@ def test_package_data_is_installed(installed: Path):
 
 
 def test_installed_copy_imports_and_runs(installed: Path, tmp_path: Path):
-    code = ("import labctl, labctl.drivers.contracts, labctl.protocols, labctl.db, labctl.simulators, "
-            "labctl.engine.runner; print(labctl.__version__, labctl.__file__)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                       env={"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin"}, timeout=120)
+    code = (
+        "import labctl, labctl.drivers.contracts, labctl.protocols, labctl.db, labctl.simulators, "
+        "labctl.engine.runner; print(labctl.__version__, labctl.__file__)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert str(installed) in r.stdout

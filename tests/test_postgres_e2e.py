@@ -18,9 +18,11 @@ LIB = LIBRARY_DIR
 @pytest.mark.postgres
 def test_run_export_analyze_on_postgres(pg_url: str, tmp_path: Path):
     runner = CliRunner()
-    r = runner.invoke(app, ["run", str(LIB / "symmetric-5mA.yaml"), "--sim", "--preset", "bare-mg", "--db", pg_url, "--json"])
+    r = runner.invoke(
+        app, ["run", str(LIB / "symmetric-5mA.yaml"), "--sim", "--preset", "bare-mg", "--db", pg_url, "--json"]
+    )
     assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out = json.loads(r.stdout[r.stdout.index("{") :])
     assert out["status"] == "completed" and "short" in out["end_reason"]
     rows = json.loads(runner.invoke(app, ["runs", "--db", pg_url, "--json"]).stdout)
     assert rows[0]["id"] == out["run_id"] and rows[0]["n_samples"] == out["samples"]

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from labctl.protocols import EIS_ELEMENTS, CellSpec, ProtocolError, circuit_syntax_error, json_schema, load_protocol_text
+from labctl.protocols import (
+    EIS_ELEMENTS,
+    CellSpec,
+    ProtocolError,
+    circuit_syntax_error,
+    json_schema,
+    load_protocol_text,
+)
 
 CELL = "cell:\n  kind: symmetric\n  working: Br-Mg\n  diameter: 12.7 mm\n"
 STEPS = "steps:\n  - eis: {}\n"
@@ -24,7 +31,14 @@ def error_of(text: str) -> ProtocolError:
 
 
 @pytest.mark.parametrize(
-    "circuit", ["R0-p(R1,CPE1)", "R0-p(R1,CPE1)-p(R2,CPE2)", "R0-p(R1-Wo1,CPE1)", " R_s - p( R_ct , CPE_dl ) ", "R0-p(R1,C1,L1)-Zarc1"]
+    "circuit",
+    [
+        "R0-p(R1,CPE1)",
+        "R0-p(R1,CPE1)-p(R2,CPE2)",
+        "R0-p(R1-Wo1,CPE1)",
+        " R_s - p( R_ct , CPE_dl ) ",
+        "R0-p(R1,C1,L1)-Zarc1",
+    ],
 )
 def test_valid_circuits_are_accepted_and_round_trip(circuit: str) -> None:
     p = load_protocol_text(proto(f"  eis_model: '{circuit}'\n  sei: true\n"), "c.yaml")
@@ -33,7 +47,9 @@ def test_valid_circuits_are_accepted_and_round_trip(circuit: str) -> None:
     dumped = p.cell.model_dump()
     assert dumped["eis_model"] == circuit.strip() and dumped["sei"] is True
     # the dump feeds CellSpec back (as the app stores cell attributes)
-    rebuilt = CellSpec(kind="symmetric", working="Br-Mg", area="1.267 cm2", eis_model=dumped["eis_model"], sei=dumped["sei"])
+    rebuilt = CellSpec(
+        kind="symmetric", working="Br-Mg", area="1.267 cm2", eis_model=dumped["eis_model"], sei=dumped["sei"]
+    )
     assert (rebuilt.eis_model, rebuilt.sei) == (circuit.strip(), True)
 
 

@@ -85,7 +85,10 @@ def test_zero_or_negative_duration(value: str) -> None:
 
 
 def test_zero_capacity_and_scan_rate() -> None:
-    lines = errors(HEAD + "  - galvanostatic: {current: 1 mA, capacity: 0 mAh}\n  - lsv: {start: 0 V, end: 1 V, scan_rate: -1 mV/s}\n")
+    lines = errors(
+        HEAD
+        + "  - galvanostatic: {current: 1 mA, capacity: 0 mAh}\n  - lsv: {start: 0 V, end: 1 V, scan_rate: -1 mV/s}\n"
+    )
     assert lines[0].startswith("p.yaml:5:46: steps[0].galvanostatic.capacity: capacity must be greater than zero")
     assert lines[1].startswith("p.yaml:6:44: steps[1].lsv.scan_rate: scan_rate must be greater than zero")
 
@@ -103,7 +106,10 @@ def test_aurbach_cutoff_outside_the_window() -> None:
         HEAD + "  - aurbach_ce: {current_density: 0.5 mA/cm2, reservoir: 5 mAh/cm2, cycles: 20, "
         "cycle_capacity: 0.5 mAh/cm2, strip_cutoff: 3 V}\n"
     )
-    assert "steps[0].aurbach_ce.strip_cutoff: strip_cutoff 3 V is outside the safety voltage window [-2.5 V, 2.5 V]" in line
+    assert (
+        "steps[0].aurbach_ce.strip_cutoff: strip_cutoff 3 V is outside the safety voltage window [-2.5 V, 2.5 V]"
+        in line
+    )
 
 
 def test_current_above_the_safety_limit() -> None:
@@ -144,7 +150,9 @@ def test_eis_frequency_range_upside_down() -> None:
 
 def test_c_rate_without_cathode_mass() -> None:
     line = one(HEAD + "  - galvanostatic: {c_rate: 0.1, duration: 1 h}\n")
-    assert line.startswith("p.yaml:5:29: steps[0].galvanostatic.c_rate: c_rate needs the cathode mass, and the cell section has none")
+    assert line.startswith(
+        "p.yaml:5:29: steps[0].galvanostatic.c_rate: c_rate needs the cathode mass, and the cell section has none"
+    )
     assert "cathode_mass: 2.534 mg" in line
 
 
@@ -154,7 +162,9 @@ def test_dip_coat_without_a_cell_id() -> None:
         "p.yaml:4:15: steps[0].dip_coat: a dip-coat step needs the id of the cell(s) it coats "
         "(hint: add 'cells: [BrMg-S1]' to the step, or 'id: BrMg-S1' to the cell section)"
     )
-    assert one(text.replace("solution", "cells: [], solution")).startswith("p.yaml:4:23: steps[0].dip_coat.cells: a dip-coat step needs")
+    assert one(text.replace("solution", "cells: [], solution")).startswith(
+        "p.yaml:4:23: steps[0].dip_coat.cells: a dip-coat step needs"
+    )
 
 
 def test_temperature_above_the_safety_limit() -> None:
@@ -176,7 +186,7 @@ def test_for_each_template_error_names_the_value() -> None:
         "      as: T\n"
         "      values: [25 degC, 30 C]\n"
         "      steps:\n"
-        "        - temperature: {setpoint: \"{T}\"}\n"
+        '        - temperature: {setpoint: "{T}"}\n'
     )
     assert one(text) == (
         "p.yaml:9:35: steps[0].for_each.steps[0].temperature.setpoint: '30 C' reads as coulombs, not a temperature "
@@ -191,7 +201,7 @@ def test_for_each_error_common_to_all_values_is_reported_once() -> None:
         "      as: T\n"
         "      values: [25 degC, 30 degC]\n"
         "      steps:\n"
-        "        - temperature: {setpont: \"{T}\"}\n"
+        '        - temperature: {setpont: "{T}"}\n'
         "  - rest: {duraton: 1 h}\n"
     )
     lines = errors(text)
@@ -203,7 +213,10 @@ def test_for_each_error_common_to_all_values_is_reported_once() -> None:
 
 
 def test_for_each_unknown_placeholder() -> None:
-    text = HEAD + "  - for_each:\n      as: T\n      values: [25 degC]\n      steps:\n        - temperature: {setpoint: \"{t}\"}\n"
+    text = (
+        HEAD
+        + '  - for_each:\n      as: T\n      values: [25 degC]\n      steps:\n        - temperature: {setpoint: "{t}"}\n'
+    )
     assert one(text) == (
         "p.yaml:9:35: steps[0].for_each.steps[0].temperature.setpoint: unknown placeholder '{t}' "
         "(hint: did you mean 'T'? defined here: {T})"
@@ -269,9 +282,9 @@ def test_invalid_cell_does_not_cascade() -> None:
 
 
 def test_cell_problems() -> None:
-    assert one("name: t\ncell: {kind: asymmetric, working: Al/C, area: 1 cm2}\nsteps: [{rest: {duration: 1 h}}]\n").startswith(
-        "p.yaml:2:7: cell: an asymmetric cell needs its counter electrode"
-    )
+    assert one(
+        "name: t\ncell: {kind: asymmetric, working: Al/C, area: 1 cm2}\nsteps: [{rest: {duration: 1 h}}]\n"
+    ).startswith("p.yaml:2:7: cell: an asymmetric cell needs its counter electrode")
     assert one("name: t\ncell: {kind: symmetric, working: Mg}\nsteps: [{rest: {duration: 1 h}}]\n").startswith(
         "p.yaml:2:7: cell: the cell needs its electrode area (hint: add 'area: 1.267 cm2' or 'diameter: 12.7 mm')"
     )
@@ -284,14 +297,19 @@ def test_missing_file_and_library_hint(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError) as exc:
         load_protocol(tmp_path / "nope.yaml")
     names = ", ".join(sorted(library()))
-    assert str(exc.value) == f"{tmp_path / 'nope.yaml'}: no such file (hint: check the path; library protocols: {names})"
+    assert (
+        str(exc.value) == f"{tmp_path / 'nope.yaml'}: no such file (hint: check the path; library protocols: {names})"
+    )
     with pytest.raises(ProtocolError) as exc:
         load_protocol("symmetric-0.5mAA")
     assert "the library has 'symmetric-0.5mA'" in str(exc.value)
 
 
 def test_empty_and_non_mapping_files() -> None:
-    assert one("# nothing\n") == "p.yaml:1:1: the file is empty (hint: a protocol needs at least name, cell and steps (see docs/protocols.md))"
+    assert (
+        one("# nothing\n")
+        == "p.yaml:1:1: the file is empty (hint: a protocol needs at least name, cell and steps (see docs/protocols.md))"
+    )
     assert one("- rest: {duration: 1 h}\n").startswith("p.yaml:1:1: a protocol is a mapping of keys")
 
 
@@ -309,5 +327,8 @@ def test_internal_keys_are_not_input() -> None:
 
 
 def test_empty_step_settings() -> None:
-    assert one(HEAD + "  - rest:\n") == "p.yaml:5:5: steps[0].rest.duration: missing required field 'duration' (hint: how long to rest, e.g. duration: 6 h)"
+    assert (
+        one(HEAD + "  - rest:\n")
+        == "p.yaml:5:5: steps[0].rest.duration: missing required field 'duration' (hint: how long to rest, e.g. duration: 6 h)"
+    )
     assert load_protocol_text(HEAD + "  - eis:\n", "p.yaml").steps[0].f_start == 1e6

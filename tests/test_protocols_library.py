@@ -26,9 +26,21 @@ AREA = 1.267
 MAH = 3.6
 
 EXPECTED = {
-    "dip-coat", "tafel", "eis-rt", "eis-temperature", "eis-cycling", "symmetric-0.5mA", "symmetric-5mA",
-    "rate-stepped", "rate-high-current", "rate-current-capacity", "aurbach-ce", "ce-longterm-0.5mA",
-    "ce-longterm-3mA", "ce-multi-current", "full-cell-0.1C",
+    "dip-coat",
+    "tafel",
+    "eis-rt",
+    "eis-temperature",
+    "eis-cycling",
+    "symmetric-0.5mA",
+    "symmetric-5mA",
+    "rate-stepped",
+    "rate-high-current",
+    "rate-current-capacity",
+    "aurbach-ce",
+    "ce-longterm-0.5mA",
+    "ce-longterm-3mA",
+    "ce-multi-current",
+    "full-cell-0.1C",
 }
 
 
@@ -96,7 +108,14 @@ def test_eis_temperature_expands_for_each() -> None:
         assert isinstance(temp, TemperatureStep) and temp.setpoint == t
         assert (temp.band, temp.hold) == (0.2, 600)
         assert isinstance(eis, EisStep)
-        assert (eis.f_start, eis.f_end, eis.points_per_decade, eis.amplitude, eis.e_dc, eis.vs_ocp) == (1e6, 0.1, 10, 0.01, None, True)
+        assert (eis.f_start, eis.f_end, eis.points_per_decade, eis.amplitude, eis.e_dc, eis.vs_ocp) == (
+            1e6,
+            0.1,
+            10,
+            0.01,
+            None,
+            True,
+        )
         assert temp.line == 25 and g.line == 21  # all point at the template
     assert p.safety.temperature_max == 70
 
@@ -179,7 +198,13 @@ def test_dip_coat() -> None:
     assert isinstance(d, DipCoatStep)
     assert d.cells == ["BrMg-S1", "BrMg-S2", "BrMg-S3"]
     assert (d.solution, d.concentration, d.immersion, d.rinse, d.rinse_solution, d.mode, d.tolerance) == (
-        "1-bromopropane in DME", "2 vol%", 3600, 60, "DME", "manual", 60
+        "1-bromopropane in DME",
+        "2 vol%",
+        3600,
+        60,
+        "DME",
+        "manual",
+        60,
     )
 
 
@@ -193,7 +218,9 @@ def test_schema_documents_every_field() -> None:
             props = node.get("properties")
             if isinstance(props, dict):
                 for k, v in props.items():
-                    if "description" not in v and not ("$ref" in v or "anyOf" in v and any("$ref" in a for a in v["anyOf"])):
+                    if "description" not in v and not (
+                        "$ref" in v or "anyOf" in v and any("$ref" in a for a in v["anyOf"])
+                    ):
                         missing.append(path + (k,))
             for k, v in node.items():
                 walk(v, path + (k,))
@@ -205,8 +232,21 @@ def test_schema_documents_every_field() -> None:
     assert not missing
     defs = schema["$defs"]
     kinds = {alt["title"] for alt in defs["Step"]["oneOf"]}
-    assert kinds == {"rest", "galvanostatic", "repeat", "group", "tafel", "lsv", "cv", "eis", "potentiostatic",
-                     "temperature", "aurbach_ce", "dip_coat", "for_each"}
+    assert kinds == {
+        "rest",
+        "galvanostatic",
+        "repeat",
+        "group",
+        "tafel",
+        "lsv",
+        "cv",
+        "eis",
+        "potentiostatic",
+        "temperature",
+        "aurbach_ce",
+        "dip_coat",
+        "for_each",
+    }
     g = defs["GalvanostaticStep"]["properties"]
     assert "line" not in g and "col" not in g and "kind" not in g
     assert set(defs["CellSpec"]["properties"]) >= {"area", "diameter", "cathode_mass", "theoretical_capacity"}

@@ -32,12 +32,23 @@ def proto(steps: str, *, cell: str = CELL, safety: str = "") -> Protocol:
 
 def test_defaults() -> None:
     p = proto("  - rest: {duration: 1 h}\n  - eis: {}\n  - tafel: {}\n  - temperature: {setpoint: 30 degC}\n")
-    assert (p.safety.voltage_min, p.safety.voltage_max, p.safety.current_max, p.safety.temperature_max, p.safety.max_duration) == (
-        -5.0, 5.0, 0.1, None, None
-    )
+    assert (
+        p.safety.voltage_min,
+        p.safety.voltage_max,
+        p.safety.current_max,
+        p.safety.temperature_max,
+        p.safety.max_duration,
+    ) == (-5.0, 5.0, 0.1, None, None)
     rest, eis, tafel, temp = p.steps
     assert rest.record_every == 10.0 and rest.label is None
-    assert (eis.f_start, eis.f_end, eis.points_per_decade, eis.amplitude, eis.e_dc, eis.vs_ocp) == (1e6, 0.1, 10, 0.01, None, True)
+    assert (eis.f_start, eis.f_end, eis.points_per_decade, eis.amplitude, eis.e_dc, eis.vs_ocp) == (
+        1e6,
+        0.1,
+        10,
+        0.01,
+        None,
+        True,
+    )
     assert (tafel.rest, tafel.span, tafel.scan_rate, tafel.step) == (600, 0.2, 1e-3, 1e-3)
     assert (temp.band, temp.hold, temp.timeout, temp.record_every) == (0.2, 600, 7200, 10)
     assert p.description == ""
@@ -45,24 +56,36 @@ def test_defaults() -> None:
 
 
 def test_cell_geometry_and_cathode() -> None:
-    p = proto("  - rest: {duration: 1 h}\n", cell="cell: {kind: full, working: Mo6S8, counter: Mg, diameter: 12.7 mm, cathode_loading: 2 mg/cm2}\n")
+    p = proto(
+        "  - rest: {duration: 1 h}\n",
+        cell="cell: {kind: full, working: Mo6S8, counter: Mg, diameter: 12.7 mm, cathode_loading: 2 mg/cm2}\n",
+    )
     assert p.cell.area_cm2 == pytest.approx(1.2668, abs=1e-4)
     assert p.cell.cathode_mass_g == pytest.approx(2e-3 * p.cell.area_cm2)
     assert p.cell.specific_capacity_mAh_g == 128.8
-    p = proto("  - rest: {duration: 1 h}\n", cell="cell: {kind: full, working: X, counter: Mg, area: 1 cm2, cathode_mass: 3 mg, theoretical_capacity: 100 mAh/g}\n")
+    p = proto(
+        "  - rest: {duration: 1 h}\n",
+        cell="cell: {kind: full, working: X, counter: Mg, area: 1 cm2, cathode_mass: 3 mg, theoretical_capacity: 100 mAh/g}\n",
+    )
     assert p.cell.cathode_mass_g == pytest.approx(3e-3) and p.cell.specific_capacity_mAh_g == pytest.approx(100)
 
 
-@pytest.mark.parametrize("text, expected", [("0.1", 0.1), ("-0.1", -0.1), ("C/10", 0.1), ("-C/5", -0.2), ("0.5C", 0.5), ("\"-0.1 C\"", -0.1)])
+@pytest.mark.parametrize(
+    "text, expected", [("0.1", 0.1), ("-0.1", -0.1), ("C/10", 0.1), ("-C/5", -0.2), ("0.5C", 0.5), ('"-0.1 C"', -0.1)]
+)
 def test_c_rate_spellings(text: str, expected: float) -> None:
-    p = proto(f"  - galvanostatic: {{c_rate: {text}, duration: 1 h}}\n",
-              cell="cell: {kind: full, working: X, counter: Mg, area: 1 cm2, cathode_mass: 1 mg}\n")
+    p = proto(
+        f"  - galvanostatic: {{c_rate: {text}, duration: 1 h}}\n",
+        cell="cell: {kind: full, working: X, counter: Mg, area: 1 cm2, cathode_mass: 1 mg}\n",
+    )
     assert p.steps[0].c_rate == pytest.approx(expected)
     assert p.steps[0].current == pytest.approx(expected * 1e-3 * 128.8 / 1000)
 
 
 def test_capacity_absolute_or_areal() -> None:
-    p = proto("  - galvanostatic: {current: 1 mA, capacity: 0.5 mAh}\n  - galvanostatic: {current: 1 mA, capacity: 0.5 mAh/cm2}\n")
+    p = proto(
+        "  - galvanostatic: {current: 1 mA, capacity: 0.5 mAh}\n  - galvanostatic: {current: 1 mA, capacity: 0.5 mAh/cm2}\n"
+    )
     assert p.steps[0].capacity == pytest.approx(1.8)
     assert p.steps[1].capacity == pytest.approx(1.8 * 1.267)
 
@@ -74,14 +97,26 @@ def test_record_every_forms() -> None:
         "  - galvanostatic: {current: 1 mA, duration: 1 h, record_every: 5 mV}\n"
         "  - galvanostatic: {current: 1 mA, duration: 1 h, record_every: {time: 10 s, voltage: 5 mV}}\n"
     )
-    assert [(s.record_every_s, s.record_dv) for s in p.steps] == [(10.0, None), (30.0, None), (None, 0.005), (10.0, 0.005)]
+    assert [(s.record_every_s, s.record_dv) for s in p.steps] == [
+        (10.0, None),
+        (30.0, None),
+        (None, 0.005),
+        (10.0, 0.005),
+    ]
 
 
 def test_safety_forms() -> None:
-    p = proto("  - rest: {duration: 1 h}\n", safety="safety: {voltage: 2 V, current: 5 mA, temperature: 60 degC, max_duration: 10 h}\n")
-    assert (p.safety.voltage_min, p.safety.voltage_max, p.safety.current_max, p.safety.temperature_max, p.safety.max_duration) == (
-        -2.0, 2.0, 0.005, 60.0, 36000.0
+    p = proto(
+        "  - rest: {duration: 1 h}\n",
+        safety="safety: {voltage: 2 V, current: 5 mA, temperature: 60 degC, max_duration: 10 h}\n",
     )
+    assert (
+        p.safety.voltage_min,
+        p.safety.voltage_max,
+        p.safety.current_max,
+        p.safety.temperature_max,
+        p.safety.max_duration,
+    ) == (-2.0, 2.0, 0.005, 60.0, 36000.0)
     with pytest.raises(ProtocolError) as exc:
         proto("  - rest: {duration: 1 h}\n", safety="safety: {voltage: [2 V, -2 V]}\n")
     assert "upside down" in str(exc.value) and exc.value.issues[0].field == "safety.voltage"
@@ -94,7 +129,13 @@ def test_sweeps_and_holds() -> None:
         "  - potentiostatic: {potential: 100 mV, vs_ocp: true, duration: 10 min, current_below: 1 uA}\n"
     )
     lsv, cv, pot = p.steps
-    assert isinstance(lsv, LsvStep) and (lsv.start, lsv.end, lsv.scan_rate, lsv.step, lsv.vs_ocp) == (0, 1, 1e-3, 1e-3, False)
+    assert isinstance(lsv, LsvStep) and (lsv.start, lsv.end, lsv.scan_rate, lsv.step, lsv.vs_ocp) == (
+        0,
+        1,
+        1e-3,
+        1e-3,
+        False,
+    )
     assert isinstance(cv, CvStep) and (cv.vertex1, cv.vertex2, cv.cycles) == (1, -1, 3)
     assert isinstance(pot, PotentiostaticStep) and (pot.potential, pot.vs_ocp, pot.duration) == (0.1, True, 600)
     assert pot.current_below == pytest.approx(1e-6)
@@ -124,16 +165,16 @@ def test_for_each_with_mapping_values_nesting_and_types() -> None:
     p = proto(
         "  - for_each:\n"
         "      values: [{n: 2, j: 1 mA/cm2}, {n: 3, j: 2 mA/cm2}]\n"
-        "      label: \"{n} x {j}\"\n"
+        '      label: "{n} x {j}"\n'
         "      steps:\n"
         "        - repeat:\n"
-        "            times: \"{n}\"\n"
+        '            times: "{n}"\n'
         "            steps:\n"
         "              - for_each:\n"
         "                  as: d\n"
         "                  values: [1 h, 2 h]\n"
         "                  steps:\n"
-        "                    - galvanostatic: {current_density: \"-{j}\", duration: {d}}\n"
+        '                    - galvanostatic: {current_density: "-{j}", duration: {d}}\n'
     )
     g1, g2 = p.steps
     assert (g1.label, g2.label) == ("2 x 1 mA/cm2", "3 x 2 mA/cm2")
@@ -156,7 +197,7 @@ def test_nested_for_each_error_names_both_values() -> None:
             "            as: d\n"
             "            values: [1 h, 2 V]\n"
             "            steps:\n"
-            "              - galvanostatic: {current_density: \"{j}\", duration: \"{d}\"}\n"
+            '              - galvanostatic: {current_density: "{j}", duration: "{d}"}\n'
         )
     (issue,) = exc.value.issues
     assert (issue.line, issue.col) == (12, 67)
@@ -166,7 +207,9 @@ def test_nested_for_each_error_names_both_values() -> None:
 
 def test_index_shift_after_for_each_keeps_positions() -> None:
     with pytest.raises(ProtocolError) as exc:
-        proto("  - for_each: {as: x, values: [1 h, 2 h, 3 h], steps: [{rest: {duration: \"{x}\"}}]}\n  - rest: {duration: 0 s}\n")
+        proto(
+            '  - for_each: {as: x, values: [1 h, 2 h, 3 h], steps: [{rest: {duration: "{x}"}}]}\n  - rest: {duration: 0 s}\n'
+        )
     (issue,) = exc.value.issues
     assert (issue.line, issue.col, issue.field) == (5, 22, "steps[1].rest.duration")
 
@@ -209,12 +252,23 @@ def test_temperature_timeout_must_exceed_hold() -> None:
 
 
 def test_eis_with_dc_bias() -> None:
-    e = proto("  - eis: {e_dc: 100 mV, vs_ocp: false, f_start: 100 kHz, f_end: 10 mHz, points_per_decade: 5}\n").steps[0]
-    assert isinstance(e, EisStep) and (e.e_dc, e.vs_ocp, e.f_start, e.f_end, e.points_per_decade) == (0.1, False, 1e5, 0.01, 5)
+    e = proto("  - eis: {e_dc: 100 mV, vs_ocp: false, f_start: 100 kHz, f_end: 10 mHz, points_per_decade: 5}\n").steps[
+        0
+    ]
+    assert isinstance(e, EisStep) and (e.e_dc, e.vs_ocp, e.f_start, e.f_end, e.points_per_decade) == (
+        0.1,
+        False,
+        1e5,
+        0.01,
+        5,
+    )
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(j=st.floats(min_value=0.01, max_value=15, allow_nan=False), area=st.floats(min_value=0.1, max_value=2, allow_nan=False))
+@given(
+    j=st.floats(min_value=0.01, max_value=15, allow_nan=False),
+    area=st.floats(min_value=0.1, max_value=2, allow_nan=False),
+)
 def test_current_density_resolution(j: float, area: float) -> None:
     p = load_protocol_text(
         f"name: t\ncell: {{kind: symmetric, working: Mg, area: {area!r} cm2}}\nsteps:\n"

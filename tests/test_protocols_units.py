@@ -12,7 +12,9 @@ from labctl.core.units import DIMENSIONS, UnitError, dimension_of, example, pars
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
-finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False).filter(lambda x: abs(x) > 1e-9 or x == 0)
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False).filter(
+    lambda x: abs(x) > 1e-9 or x == 0
+)
 positive = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 # (text unit, dimension, factor to the returned unit)
@@ -87,7 +89,10 @@ def test_per_area_spellings_agree(value: float, spelling: str) -> None:
 
 
 @SETTINGS
-@given(value=st.floats(min_value=-100, max_value=400, allow_nan=False), spelling=st.sampled_from(["degC", "°C", "℃", "deg C", "ºC"]))
+@given(
+    value=st.floats(min_value=-100, max_value=400, allow_nan=False),
+    spelling=st.sampled_from(["degC", "°C", "℃", "deg C", "ºC"]),
+)
 def test_temperature_spellings(value: float, spelling: str) -> None:
     assert parse_quantity(f"{value!r} {spelling}", "temperature") == pytest.approx(value, abs=1e-9)
 
@@ -99,7 +104,10 @@ def test_kelvin_to_celsius(value: float) -> None:
 
 
 @SETTINGS
-@given(value=st.floats(min_value=0.001, max_value=100, allow_nan=False), spelling=st.sampled_from(["degC", "°C", "K", "delta_degC"]))
+@given(
+    value=st.floats(min_value=0.001, max_value=100, allow_nan=False),
+    spelling=st.sampled_from(["degC", "°C", "K", "delta_degC"]),
+)
 def test_temperature_difference(value: float, spelling: str) -> None:
     assert parse_quantity(f"{value!r} {spelling}", "temperature_difference") == pytest.approx(value, rel=1e-9)
 
@@ -114,8 +122,19 @@ def test_bare_C_is_not_a_temperature(value: int) -> None:
 
 
 DISTINCT = [
-    "time", "voltage", "current", "current_density", "charge", "areal_charge", "area",
-    "length", "frequency", "resistance", "scan_rate", "mass", "specific_capacity",
+    "time",
+    "voltage",
+    "current",
+    "current_density",
+    "charge",
+    "areal_charge",
+    "area",
+    "length",
+    "frequency",
+    "resistance",
+    "scan_rate",
+    "mass",
+    "specific_capacity",
 ]
 
 
@@ -140,7 +159,10 @@ def test_the_briefs_example_hint() -> None:
 
 
 @SETTINGS
-@given(value=st.one_of(st.integers(min_value=1, max_value=10**6), st.floats(min_value=1e-3, max_value=1e6)), dim=st.sampled_from(DISTINCT))
+@given(
+    value=st.one_of(st.integers(min_value=1, max_value=10**6), st.floats(min_value=1e-3, max_value=1e6)),
+    dim=st.sampled_from(DISTINCT),
+)
 def test_numbers_without_units_are_refused(value: float, dim: str) -> None:
     for v in (value, str(value)):
         with pytest.raises(UnitError) as exc:
@@ -191,7 +213,15 @@ def test_unknown_unit_hint() -> None:
 
 
 def test_lab_spellings_of_time() -> None:
-    for text, seconds in [("6 h", 21600), ("6 hr", 21600), ("6 hours", 21600), ("10 min", 600), ("60 s", 60), ("60 sec", 60), ("2 d", 172800)]:
+    for text, seconds in [
+        ("6 h", 21600),
+        ("6 hr", 21600),
+        ("6 hours", 21600),
+        ("10 min", 600),
+        ("60 s", 60),
+        ("60 sec", 60),
+        ("2 d", 172800),
+    ]:
         assert parse_quantity(text, "time") == pytest.approx(seconds)
 
 

@@ -28,7 +28,10 @@ def test_plain_data_and_positions() -> None:
     assert data == {
         "name": "x",
         "cell": {"kind": "symmetric", "area": "1.267 cm2"},
-        "steps": [{"rest": {"duration": "6 h"}}, {"repeat": {"times": 3, "steps": [{"galvanostatic": {"current": "5 mA"}}]}}],
+        "steps": [
+            {"rest": {"duration": "6 h"}},
+            {"repeat": {"times": 3, "steps": [{"galvanostatic": {"current": "5 mA"}}]}},
+        ],
     }
     assert type(data) is dict and type(data["steps"]) is list and type(data["steps"][1]["repeat"]["times"]) is int
     # values
@@ -66,7 +69,10 @@ def test_syntax_errors(text: str, line: int, col: int, needle: str, hint: str) -
     assert str(exc.value).startswith(f"s.yaml:{line}:{col}: YAML syntax error")
 
 
-@pytest.mark.parametrize("text", ["x: !!python/object/apply:os.system [ls]\n", "x: !foo bar\n", "x: !m {a: 1}\n", "x: !!python/name:os.system ''\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["x: !!python/object/apply:os.system [ls]\n", "x: !foo bar\n", "x: !m {a: 1}\n", "x: !!python/name:os.system ''\n"],
+)
 def test_tags_are_refused_never_constructed(text: str) -> None:
     with pytest.raises(ProtocolError) as exc:
         load_yaml(text, "t.yaml")
@@ -88,7 +94,7 @@ def test_anchors_are_copies() -> None:
 def test_alias_bomb_is_refused() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     for i in range(1, 7):
-        prev = f"*a{i-1}"
+        prev = f"*a{i - 1}"
         lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
     with pytest.raises(ProtocolError) as exc:
         load_yaml("\n".join(lines) + "\n", "bomb.yaml")
@@ -137,7 +143,9 @@ def test_validate_with_positions_on_a_plain_model() -> None:
     with pytest.raises(ProtocolError) as exc:
         validate_with_positions(Outer, data, pos, "p.yaml")
     lines = str(exc.value).splitlines()
-    assert lines[0].startswith("p.yaml:3:6: cells[1].resistence: unknown key 'resistence' (hint: did you mean 'resistance'? valid keys: resistance, capacitance)")
+    assert lines[0].startswith(
+        "p.yaml:3:6: cells[1].resistence: unknown key 'resistence' (hint: did you mean 'resistance'? valid keys: resistance, capacitance)"
+    )
     assert lines[1] == "p.yaml:3:34: cells[1].capacitance: expected a number, got 'x' (hint: write e.g. 1.5)"
     assert len(lines) == 2  # the typo'd 'resistance' is not also reported missing
     ok = validate_with_positions(Outer, {"cells": [{"resistance": 1}]}, {}, "p.yaml")

@@ -35,15 +35,15 @@ def random_preset(rng: np.random.Generator) -> dict:
 def preset_text(p: dict) -> str:
     return f"""name: user-random
 base: br-mg
-kinetics: {{j0: {p['j0_uA']:.6g} uA/cm2}}
-impedance: {{rs: {p['rs']:.6g} ohm, rct: {p['rct']:.6g} ohm, activation_energy: {p['ea']:.6g} kJ/mol}}
+kinetics: {{j0: {p["j0_uA"]:.6g} uA/cm2}}
+impedance: {{rs: {p["rs"]:.6g} ohm, rct: {p["rct"]:.6g} ohm, activation_energy: {p["ea"]:.6g} kJ/mol}}
 symmetric:
-  hysteresis: {{0.5 mA/cm2: {p['h05']:.6g} mV, 5 mA/cm2: {p['h05'] * p['h5_factor']:.6g} mV}}
+  hysteresis: {{0.5 mA/cm2: {p["h05"]:.6g} mV, 5 mA/cm2: {p["h05"] * p["h5_factor"]:.6g} mV}}
   life: {{0.5 mA/cm2: 300 h, 5 mA/cm2: 40 h}}
 asymmetric:
-  aurbach: {{ce: {p['aurbach']:.6g} %, reservoir: 5 mAh/cm2, cycles: 20, cycle_capacity: 0.5 mAh/cm2,
+  aurbach: {{ce: {p["aurbach"]:.6g} %, reservoir: 5 mAh/cm2, cycles: 20, cycle_capacity: 0.5 mAh/cm2,
             current_density: 0.5 mA/cm2, cutoff: 1.0 V}}
-  ce: {{0.5 mA/cm2: {p['ce_lt']:.6g} %, 3 mA/cm2: {p['ce_lt']:.6g} %}}
+  ce: {{0.5 mA/cm2: {p["ce_lt"]:.6g} %, 3 mA/cm2: {p["ce_lt"]:.6g} %}}
 """
 
 

@@ -46,10 +46,11 @@ steps:
   - galvanostatic: {current: 1 mA, duration: 1 s, record_every: 0.1 s}
 """)
     url = f"sqlite:///{tmp_path / 'l.sqlite'}"
-    r = CliRunner().invoke(app, ["run", str(p), "--driver", "thirdparty-fake", "--driver-opt", "dt=0.1",
-                                 "--db", url, "--json"])
+    r = CliRunner().invoke(
+        app, ["run", str(p), "--driver", "thirdparty-fake", "--driver-opt", "dt=0.1", "--db", url, "--json"]
+    )
     assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out = json.loads(r.stdout[r.stdout.index("{") :])
     assert out["status"] == "completed" and out["samples"] >= 20
     assert 1.5 < out["duration_s"] < 10  # wall clock, not virtual time
     rows = json.loads(CliRunner().invoke(app, ["runs", "--db", url, "--json"]).stdout)
@@ -61,6 +62,8 @@ def test_third_party_driver_keeps_the_handle_contract():
         return FakePotentiostat(clock, dt=float(dt), block=int(block))
 
     registry.register("potentiostat", "thirdparty-fake", factory)
-    check_potentiostat(registry.load("potentiostat", "thirdparty-fake"), clock=VirtualClock(),
-                       only=["contract", "connect", "start_returns_handle", "read_honours_timeout", "stop",
-                             "cell_off", "close"])
+    check_potentiostat(
+        registry.load("potentiostat", "thirdparty-fake"),
+        clock=VirtualClock(),
+        only=["contract", "connect", "start_returns_handle", "read_honours_timeout", "stop", "cell_off", "close"],
+    )

@@ -53,10 +53,21 @@ class MemoryDB:
         full["cycle"] = full["cycle"].astype(np.int64)
         for s in steps:
             s["n_samples"] = int(np.sum(full["step_index"] == s["step_index"]))
-        self._runs[rid] = {"id": rid, "status": "completed", "protocol": "synthetic", "protocol_text": None,
-                           "channel": "mem", "simulated": True, "seed": 0, "started": 1.0e9,
-                           "ended": 1.0e9 + float(full["t"].max() if n else 0), "end_reason": "protocol completed",
-                           "meta": {}, "n_samples": n, **run}
+        self._runs[rid] = {
+            "id": rid,
+            "status": "completed",
+            "protocol": "synthetic",
+            "protocol_text": None,
+            "channel": "mem",
+            "simulated": True,
+            "seed": 0,
+            "started": 1.0e9,
+            "ended": 1.0e9 + float(full["t"].max() if n else 0),
+            "end_reason": "protocol completed",
+            "meta": {},
+            "n_samples": n,
+            **run,
+        }
         self._steps[rid] = steps
         self._samples[rid] = full
         self._results[rid] = [dict(r) for r in results]
@@ -91,17 +102,29 @@ class MemoryDB:
         d = self._samples[run_id]
         n = len(d["t"])
         for lo in range(0, n, chunk_rows):
-            yield {c: d[c][lo:lo + chunk_rows] for c in cols}
+            yield {c: d[c][lo : lo + chunk_rows] for c in cols}
 
 
 # --------------------------------------------------------------------------- synthetic runs
 def _step(idx, kind, cycle, t0, t1, label=None, end_reason="duration", **params):
-    return {"step_index": idx, "path": str(idx), "kind": kind, "label": label, "cycle": cycle, "params": params,
-            "t_start": t0, "t_end": t1, "end_reason": end_reason, "end_detail": "", "charge": 0.0}
+    return {
+        "step_index": idx,
+        "path": str(idx),
+        "kind": kind,
+        "label": label,
+        "cycle": cycle,
+        "params": params,
+        "t_start": t0,
+        "t_end": t1,
+        "end_reason": end_reason,
+        "end_detail": "",
+        "charge": 0.0,
+    }
 
 
-def symmetric_run(n_cycles: int = 12, dt: float = 10.0, half: float = 3600.0, short: bool = True,
-                  hyst: float = 0.07, seed: int = 0):
+def symmetric_run(
+    n_cycles: int = 12, dt: float = 10.0, half: float = 3600.0, short: bool = True, hyst: float = 0.07, seed: int = 0
+):
     """Rest, then plate/strip at 0.5 mA/cm2; the last strip collapses to ~0 V (short circuit)."""
     rng = np.random.default_rng(seed)
     i0 = 0.5e-3 * AREA
@@ -110,9 +133,17 @@ def symmetric_run(n_cycles: int = 12, dt: float = 10.0, half: float = 3600.0, sh
     idx = 1
     tt = np.arange(dt, 600 + dt / 2, dt)
     steps.append(_step(idx, "rest", 0, 0.0, 600.0))
-    for k, v in zip(("step_index", "cycle", "t", "voltage", "current", "charge"),
-                    (np.full(tt.size, idx), np.zeros(tt.size), tt, 1e-4 * rng.standard_normal(tt.size),
-                     np.zeros(tt.size), np.zeros(tt.size))):
+    for k, v in zip(
+        ("step_index", "cycle", "t", "voltage", "current", "charge"),
+        (
+            np.full(tt.size, idx),
+            np.zeros(tt.size),
+            tt,
+            1e-4 * rng.standard_normal(tt.size),
+            np.zeros(tt.size),
+            np.zeros(tt.size),
+        ),
+    ):
         cols[k].append(v)
     t = 600.0
     for c in range(1, n_cycles + 1):
@@ -125,16 +156,29 @@ def symmetric_run(n_cycles: int = 12, dt: float = 10.0, half: float = 3600.0, sh
             if short and c == n_cycles and sign > 0:
                 v[rel > half / 2] = 1e-3 * rng.standard_normal(int(np.sum(rel > half / 2)))
                 reason = "short_circuit"
-            steps.append(_step(idx, "galvanostatic", c, t, t + rel[-1], label=label, end_reason=reason,
-                               current=sign * i0))
-            for k, a in zip(("step_index", "cycle", "t", "voltage", "current", "charge"),
-                            (np.full(rel.size, idx), np.full(rel.size, c), t + rel, v, np.full(rel.size, sign * i0),
-                             sign * i0 * rel)):
+            steps.append(
+                _step(idx, "galvanostatic", c, t, t + rel[-1], label=label, end_reason=reason, current=sign * i0)
+            )
+            for k, a in zip(
+                ("step_index", "cycle", "t", "voltage", "current", "charge"),
+                (
+                    np.full(rel.size, idx),
+                    np.full(rel.size, c),
+                    t + rel,
+                    v,
+                    np.full(rel.size, sign * i0),
+                    sign * i0 * rel,
+                ),
+            ):
                 cols[k].append(a)
             t += rel[-1]
     samples = {k: np.concatenate(v) for k, v in cols.items()}
-    run = {"cell": "S1", "cell_kind": "symmetric", "preset": "br-mg",
-           "cell_attrs": {"kind": "symmetric", "id": "S1", "working": "Br-Mg", "counter": "Br-Mg", "area_cm2": AREA}}
+    run = {
+        "cell": "S1",
+        "cell_kind": "symmetric",
+        "preset": "br-mg",
+        "cell_attrs": {"kind": "symmetric", "id": "S1", "working": "Br-Mg", "counter": "Br-Mg", "area_cm2": AREA},
+    }
     return run, steps, samples
 
 
@@ -149,27 +193,56 @@ def eis_temperature_run(temps=(25.0, 40.0, 60.0), ea=36.65e3):
         idx += 1
         tt = t + np.arange(1, 61) * 10.0
         steps.append(_step(idx, "temperature", 0, t, tt[-1], setpoint=T, band=0.2, hold=600))
-        parts.append({"step_index": np.full(tt.size, idx), "t": tt, "temperature": T + 0.05 * np.sin(tt),
-                      "voltage": np.full(tt.size, np.nan)})
+        parts.append(
+            {
+                "step_index": np.full(tt.size, idx),
+                "t": tt,
+                "temperature": T + 0.05 * np.sin(tt),
+                "voltage": np.full(tt.size, np.nan),
+            }
+        )
         t = tt[-1]
         idx += 1
         rct = 3.34e5 * math.exp(ea / 8.314462618 * (1 / (T + 273.15) - 1 / 298.15))
         z = circ.impedance([5.56, 2.2, 2e-5, 0.8, rct, 5e-7, 0.9], f)
         tt = t + np.arange(1, f.size + 1) * 1.0
         steps.append(_step(idx, "eis", 0, t, tt[-1], end_reason="complete"))
-        parts.append({"step_index": np.full(f.size, idx), "t": tt, "temperature": np.full(f.size, T),
-                      "frequency": f, "z_re": z.real, "z_im": z.imag, "voltage": np.zeros(f.size)})
+        parts.append(
+            {
+                "step_index": np.full(f.size, idx),
+                "t": tt,
+                "temperature": np.full(f.size, T),
+                "frequency": f,
+                "z_re": z.real,
+                "z_im": z.imag,
+                "voltage": np.zeros(f.size),
+            }
+        )
         t = tt[-1]
     n = sum(len(p["t"]) for p in parts)
-    samples = {c: np.concatenate([p.get(c, np.full(len(p["t"]), np.nan)) for p in parts]) for c in COLUMNS
-               if c not in ("cycle", "current", "charge")}
+    samples = {
+        c: np.concatenate([p.get(c, np.full(len(p["t"]), np.nan)) for p in parts])
+        for c in COLUMNS
+        if c not in ("cycle", "current", "charge")
+    }
     samples["cycle"] = np.zeros(n)
     samples["current"] = np.zeros(n)
     samples["charge"] = np.zeros(n)
     # the circuit to fit is stored with the cell (the report guesses nothing from the preset or electrode names)
-    run = {"cell": "T1", "cell_kind": "symmetric", "preset": "br-mg",
-           "cell_attrs": {"kind": "symmetric", "id": "T1", "working": "Br-Mg", "counter": "Br-Mg", "area_cm2": AREA,
-                          "eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)", "sei": True}}
+    run = {
+        "cell": "T1",
+        "cell_kind": "symmetric",
+        "preset": "br-mg",
+        "cell_attrs": {
+            "kind": "symmetric",
+            "id": "T1",
+            "working": "Br-Mg",
+            "counter": "Br-Mg",
+            "area_cm2": AREA,
+            "eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)",
+            "sei": True,
+        },
+    }
     return run, steps, samples
 
 
@@ -217,9 +290,18 @@ def test_symmetric_run_report_computes_results_and_plots(tmp_path):
 def test_stored_results_are_used_not_recomputed(tmp_path):
     db = MemoryDB()
     run, steps, samples = symmetric_run(n_cycles=4, short=False)
-    stored = [{"name": "hysteresis", "value": 0.1234, "unit": "V", "uncertainty": None, "method": "stored",
-               "step_index": None, "data": {"per_cycle": {"cycle": [1, 2, 3, 4], "hysteresis_V": [0.12, 0.12, 0.13, 0.13]}},
-               "analysis_version": "x"}]
+    stored = [
+        {
+            "name": "hysteresis",
+            "value": 0.1234,
+            "unit": "V",
+            "uncertainty": None,
+            "method": "stored",
+            "step_index": None,
+            "data": {"per_cycle": {"cycle": [1, 2, 3, 4], "hysteresis_V": [0.12, 0.12, 0.13, 0.13]}},
+            "analysis_version": "x",
+        }
+    ]
     rid = db.add_run(run, steps, samples, results=stored)
     r = build_report(db, rid, tmp_path)
     html = r.index.read_text()
@@ -267,14 +349,24 @@ def test_compare_runs_overlays(tmp_path):
     db = MemoryDB()
     a = db.add_run(*symmetric_run(n_cycles=6, hyst=0.07, seed=1))
     run, steps, samples = symmetric_run(n_cycles=5, hyst=0.145, seed=2)
-    run = {**run, "preset": "bare-mg", "cell": "S2", "cell_attrs": {**run["cell_attrs"], "id": "S2", "working": "Mg",
-                                                                    "counter": "Mg"}}
+    run = {
+        **run,
+        "preset": "bare-mg",
+        "cell": "S2",
+        "cell_attrs": {**run["cell_attrs"], "id": "S2", "working": "Mg", "counter": "Mg"},
+    }
     b = db.add_run(run, steps, samples)
     e = db.add_run(*eis_temperature_run(temps=(25.0, 50.0)))
     index = compare_runs(db, [a, b, e], tmp_path)
     pngs = _check_report(index)
-    assert {"voltage_time.png", "voltage_profiles.png", "hysteresis.png", "nyquist.png", "bode.png",
-            "arrhenius.png"} <= pngs
+    assert {
+        "voltage_time.png",
+        "voltage_profiles.png",
+        "hysteresis.png",
+        "nyquist.png",
+        "bode.png",
+        "arrhenius.png",
+    } <= pngs
     html = index.read_text()
     # default labels: preset / cell, made unique with the run id
     assert "br-mg / S1" in html and "bare-mg / S2" in html and "br-mg / T1" in html
@@ -287,8 +379,17 @@ def test_compare_runs_overlays(tmp_path):
 def test_envelope_downsamples_huge_run_without_loading_it_whole(tmp_path):
     """2.4 M samples: drawn as a per-pixel envelope from streamed chunks of two columns, in seconds."""
     db = MemoryDB()
-    stored = [{"name": "cycles_completed", "value": 339, "unit": "cycles", "uncertainty": None, "method": "count",
-               "step_index": None, "data": {}}]  # stored results: the analysis is not re-run here
+    stored = [
+        {
+            "name": "cycles_completed",
+            "value": 339,
+            "unit": "cycles",
+            "uncertainty": None,
+            "method": "count",
+            "step_index": None,
+            "data": {},
+        }
+    ]  # stored results: the analysis is not re-run here
     rid = db.add_run(*symmetric_run(n_cycles=340, dt=1.0, short=True), results=stored)
     assert db.run(rid)["n_samples"] > 2_400_000
     view = RunView(db, rid)
@@ -320,8 +421,7 @@ def test_envelope_matches_brute_force():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(-10, 110), st.floats(-5, 5)), min_size=1, max_size=200),
-       st.integers(1, 50))
+@given(st.lists(st.tuples(st.floats(-10, 110), st.floats(-5, 5)), min_size=1, max_size=200), st.integers(1, 50))
 def test_envelope_property(points, bins):
     x = np.array([p[0] for p in points])
     y = np.array([p[1] for p in points])
@@ -344,10 +444,17 @@ def test_envelope_ignores_nan():
 
 
 def test_display_units():
-    assert display_value({"name": "j0", "value": 6.6e-7, "unit": "A/cm2", "uncertainty": 1e-8}) == ("0.66", "0.01", "µA/cm2")
+    assert display_value({"name": "j0", "value": 6.6e-7, "unit": "A/cm2", "uncertainty": 1e-8}) == (
+        "0.66",
+        "0.01",
+        "µA/cm2",
+    )
     assert display_value({"name": "ce_mean", "value": 0.995, "unit": "", "uncertainty": None})[0::2] == ("99.5", "%")
     assert display_value({"name": "hysteresis", "value": 0.068, "unit": "V", "uncertainty": None})[0::2] == ("68", "mV")
-    assert display_value({"name": "t_short", "value": 1610 * 3600.0, "unit": "s", "uncertainty": None})[0::2] == ("1610", "h")
+    assert display_value({"name": "t_short", "value": 1610 * 3600.0, "unit": "s", "uncertainty": None})[0::2] == (
+        "1610",
+        "h",
+    )
     assert display_value({"name": "Rs", "value": float("nan"), "unit": "ohm", "uncertainty": None})[0] == "-"
 
 
@@ -409,8 +516,10 @@ def test_import_does_not_load_matplotlib():
     import subprocess
     import sys
 
-    code = ("import labctl.reports, sys; assert 'matplotlib' not in sys.modules, 'matplotlib imported'; "
-            "labctl.reports.plot_voltage_time; assert 'matplotlib' in sys.modules")
+    code = (
+        "import labctl.reports, sys; assert 'matplotlib' not in sys.modules, 'matplotlib imported'; "
+        "labctl.reports.plot_voltage_time; assert 'matplotlib' in sys.modules"
+    )
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 
@@ -429,10 +538,16 @@ def test_analysis_gets_the_stored_cell_unchanged(monkeypatch):
     assert RunView(db, rid).results == []
     assert seen[-1] == attrs  # no 'anode', no 'sei', no model invented from "br-mg" / "Br-Mg"
     one_arc = "R0-p(R1,CPE1)"
-    rid = db.add_run({**run, "preset": "bare-mg",
-                      "cell_attrs": {**attrs, "eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)", "sei": True},
-                      "meta": {"cell": {**attrs, "working": "Mg", "counter": "Mg", "eis_model": one_arc, "sei": False}}},
-                     steps, samples)
+    rid = db.add_run(
+        {
+            **run,
+            "preset": "bare-mg",
+            "cell_attrs": {**attrs, "eis_model": "R0-p(R1,CPE1)-p(R2,CPE2)", "sei": True},
+            "meta": {"cell": {**attrs, "working": "Mg", "counter": "Mg", "eis_model": one_arc, "sei": False}},
+        },
+        steps,
+        samples,
+    )
     assert RunView(db, rid).results == []
     assert seen[-1] == {**attrs, "working": "Mg", "counter": "Mg", "eis_model": one_arc, "sei": False}
 

@@ -105,8 +105,9 @@ def test_compare_bare_vs_br(lab, tmp_path):
 def test_cli_report_and_compare(lab, tmp_path):
     _, url, ids, _ = lab
     runner = CliRunner()
-    r = runner.invoke(app, ["report", str(ids["br"]), "--out", str(tmp_path / "a"), "--cycles", "1,2,7-8"],
-                      env={"LABCTL_DB": url})
+    r = runner.invoke(
+        app, ["report", str(ids["br"]), "--out", str(tmp_path / "a"), "--cycles", "1,2,7-8"], env={"LABCTL_DB": url}
+    )
     assert r.exit_code == 0, r.stderr
     assert r.stdout.strip() == str(tmp_path / "a" / "index.html")
     r = runner.invoke(app, ["report", str(ids["br"]), "--out", str(tmp_path / "b"), "--db", url, "--json"])
@@ -114,8 +115,9 @@ def test_cli_report_and_compare(lab, tmp_path):
     files = json.loads(r.stdout)
     assert str(tmp_path / "b" / "index.html") in files
     assert all(Path(f).exists() for f in files) and any(f.endswith("nyquist.png") for f in files)
-    r = runner.invoke(app, ["compare", str(ids["br"]), str(ids["bare"]), "--out", str(tmp_path / "c"), "--db", url,
-                            "--json"])
+    r = runner.invoke(
+        app, ["compare", str(ids["br"]), str(ids["bare"]), "--out", str(tmp_path / "c"), "--db", url, "--json"]
+    )
     assert r.exit_code == 0, r.stderr
     assert any(f.endswith("voltage_profiles.png") for f in json.loads(r.stdout))
 
@@ -130,7 +132,9 @@ def test_cli_user_errors(lab, tmp_path):
     assert r.exit_code == 2 and "no run 9999" in r.stderr
     r = runner.invoke(app, ["report", str(ids["br"]), "--out", str(tmp_path / "z"), "--db", url, "--cycles", "1,x"])
     assert r.exit_code == 2 and "--cycles" in r.stderr
-    r = runner.invoke(app, ["compare", str(ids["br"]), str(ids["bare"]), "--out", str(tmp_path / "w"), "--db", url,
-                            "--label", "only one"])
+    r = runner.invoke(
+        app,
+        ["compare", str(ids["br"]), str(ids["bare"]), "--out", str(tmp_path / "w"), "--db", url, "--label", "only one"],
+    )
     assert r.exit_code == 2 and "label" in r.stderr
     assert not (tmp_path / "x").exists()

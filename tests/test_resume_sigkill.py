@@ -28,9 +28,28 @@ PROTOCOL = SHORT.replace("times: 3", f"times: {CYCLES}")
 
 
 def _start(url: str, proto: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "labctl.cli", "run", str(proto), "--sim", "--preset", "br-mg",
-                             "--seed", "5", "--speed", "40000", "--db", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labctl.cli",
+            "run",
+            str(proto),
+            "--sim",
+            "--preset",
+            "br-mg",
+            "--seed",
+            "5",
+            "--speed",
+            "40000",
+            "--db",
+            url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def _committed(db: Database) -> int:
@@ -70,7 +89,7 @@ def _check_resumed(url: str) -> None:
         base = rid << SAMPLE_ID_BITS
         # by id: one contiguous range, nothing lost (the committed ones are still there) or doubled
         assert np.array_equal(ids, base + np.arange(n))
-        assert np.array_equal(ids[:len(ids_before)], ids_before) and n > before
+        assert np.array_equal(ids[: len(ids_before)], ids_before) and n > before
         data = db.samples(rid, columns=["t", "step_index", "cycle"])
         t = data["t"]
         # by time: test time never goes back, across the gap too

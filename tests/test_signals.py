@@ -39,9 +39,26 @@ def test_termination_signal_ends_the_run_cleanly_and_resumably(tmp_path: Path, s
     p = tmp_path / "long.yaml"
     p.write_text(SHORT.replace("times: 3", "times: 500"))
     db = tmp_path / "lab.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "labctl.cli", "run", str(p), "--sim", "--preset", "br-mg",
-                             "--speed", "20000", "--db", f"sqlite:///{db}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labctl.cli",
+            "run",
+            str(p),
+            "--sim",
+            "--preset",
+            "br-mg",
+            "--speed",
+            "20000",
+            "--db",
+            f"sqlite:///{db}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     n = _wait_for_samples(str(db), proc)
     assert n > 100, "the run never committed samples"
     proc.send_signal(sig)
@@ -51,8 +68,9 @@ def test_termination_signal_ends_the_run_cleanly_and_resumably(tmp_path: Path, s
     with sqlite3.connect(db) as c:
         status, reason = c.execute("select status, end_reason from runs").fetchone()
         kept = c.execute("select count(*) from samples").fetchone()[0]
-        last_step = c.execute("select end_reason, n_samples, step_index from steps "
-                              "order by step_index desc limit 1").fetchone()
+        last_step = c.execute(
+            "select end_reason, n_samples, step_index from steps order by step_index desc limit 1"
+        ).fetchone()
         in_last = c.execute("select count(*) from samples where step_index = ?", (last_step[2],)).fetchone()[0]
         n_checkpoints = c.execute("select count(*) from checkpoints").fetchone()[0]
         events = [r[0] for r in c.execute("select kind from events")]

@@ -22,19 +22,33 @@ from labctl.simulators.presets import load_preset
 
 
 def test_the_names_used_elsewhere_are_exported():
-    for name in ("CellModel", "simulate_cell", "interp_table", "interp_scalar", "linear_table", "cpe_rc",
-                 "calibrate_asymmetric", "KINDS", "SymmetricCell", "AsymmetricCell", "FullCell"):
+    for name in (
+        "CellModel",
+        "simulate_cell",
+        "interp_table",
+        "interp_scalar",
+        "linear_table",
+        "cpe_rc",
+        "calibrate_asymmetric",
+        "KINDS",
+        "SymmetricCell",
+        "AsymmetricCell",
+        "FullCell",
+    ):
         assert hasattr(cells, name), name
-    assert KINDS == {"symmetric": SymmetricCell, "asymmetric": AsymmetricCell, "full": FullCell}
+    assert {"symmetric": SymmetricCell, "asymmetric": AsymmetricCell, "full": FullCell} == KINDS
 
 
-@pytest.mark.parametrize("build", [
-    lambda: SimulatedPotentiostat(VirtualClock(0.0)),
-    lambda: simulate_cell("symmetric"),
-    lambda: SymmetricCell(),
-    lambda: AsymmetricCell(),
-    lambda: FullCell(),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: SimulatedPotentiostat(VirtualClock(0.0)),
+        lambda: simulate_cell("symmetric"),
+        lambda: SymmetricCell(),
+        lambda: AsymmetricCell(),
+        lambda: FullCell(),
+    ],
+)
 def test_there_is_no_default_preset(build):
     with pytest.raises(TypeError, match="preset"):
         build()
@@ -78,12 +92,15 @@ def test_every_kind_shares_the_temperature_dependence(kind):
     ea = p.impedance.activation_energy
     for t in (0.0, 40.0, 60.0):
         ratio = float(cell.rct(t) / cell.rct(p.impedance.reference_temperature))
-        assert ratio == pytest.approx(math.exp(ea / GAS_CONSTANT * (1 / (t + 273.15) - 1 / (
-            p.impedance.reference_temperature + 273.15))), rel=1e-12)
+        assert ratio == pytest.approx(
+            math.exp(ea / GAS_CONSTANT * (1 / (t + 273.15) - 1 / (p.impedance.reference_temperature + 273.15))),
+            rel=1e-12,
+        )
         # j0 has the same activation energy as 1/Rct
         j_ratio = float(cell.j0(t) / cell.j0(p.kinetics.j0_temperature))
-        assert j_ratio == pytest.approx(math.exp(-ea / GAS_CONSTANT * (1 / (t + 273.15) - 1 / (
-            p.kinetics.j0_temperature + 273.15))), rel=1e-12)
+        assert j_ratio == pytest.approx(
+            math.exp(-ea / GAS_CONSTANT * (1 / (t + 273.15) - 1 / (p.kinetics.j0_temperature + 273.15))), rel=1e-12
+        )
 
 
 def test_the_asymmetric_plateau_carries_half_the_symmetric_hysteresis():
@@ -97,8 +114,9 @@ def test_the_asymmetric_plateau_carries_half_the_symmetric_hysteresis():
 
 
 @settings(max_examples=60, deadline=None)
-@given(q0=st.floats(0.0, 10.0), src=st.floats(1e-6, 1e-2), k=st.just(0.0) | st.floats(1e-8, 1e-3),
-       t=st.floats(0.0, 1e5))
+@given(
+    q0=st.floats(0.0, 10.0), src=st.floats(1e-6, 1e-2), k=st.just(0.0) | st.floats(1e-8, 1e-3), t=st.floats(0.0, 1e5)
+)
 def test_inventory_equations_are_the_same_for_scalars_and_arrays(q0, src, k, t):
     """The calibration (math.exp on floats) and the cell (np.exp on arrays) integrate one ODE.
 

@@ -43,8 +43,9 @@ def cp(p, current, limits, rec=Recording(dt=60.0)):
 # --------------------------------------------------------------------------- symmetric
 
 
-@pytest.mark.parametrize("preset,j,paper", [("bare-mg", 0.5, 0.145), ("bare-mg", 5.0, 0.225),
-                                             ("br-mg", 0.5, 0.068), ("br-mg", 5.0, 0.170)])
+@pytest.mark.parametrize(
+    "preset,j,paper", [("bare-mg", 0.5, 0.145), ("bare-mg", 5.0, 0.225), ("br-mg", 0.5, 0.068), ("br-mg", 5.0, 0.170)]
+)
 def test_hysteresis_mid_half_cycle(preset, j, paper):
     p = pstat(preset=preset, seed=1)
     i = j * 1e-3 * A
@@ -53,7 +54,7 @@ def test_hysteresis_mid_half_cycle(preset, j, paper):
         _, _, t, v_pos = cp(p, i, Limits(duration=3600.0))
         _, _, t, v_neg = cp(p, -i, Limits(duration=3600.0))
         mid = len(t) // 2
-        hyst.append(0.5 * (np.median(v_pos[mid - 2:mid + 3]) - np.median(v_neg[mid - 2:mid + 3])))
+        hyst.append(0.5 * (np.median(v_pos[mid - 2 : mid + 3]) - np.median(v_neg[mid - 2 : mid + 3])))
     assert np.mean(hyst) == pytest.approx(paper, rel=0.05)
 
 
@@ -79,8 +80,9 @@ def time_to_short(preset, j, seed=0, replicate=0, rec=Recording(dt=60.0)):
         sign = -sign
 
 
-@pytest.mark.parametrize("preset,j,paper", [("bare-mg", 0.5, 796.0), ("br-mg", 0.5, 1610.0),
-                                             ("bare-mg", 5.0, 194.0), ("br-mg", 5.0, 263.0)])
+@pytest.mark.parametrize(
+    "preset,j,paper", [("bare-mg", 0.5, 796.0), ("br-mg", 0.5, 1610.0), ("bare-mg", 5.0, 194.0), ("br-mg", 5.0, 263.0)]
+)
 def test_time_to_short(preset, j, paper):
     hours, p = time_to_short(preset, j)
     assert hours == pytest.approx(paper, rel=0.10)
@@ -233,10 +235,10 @@ def fit_circuit(f, z, film):
 
     def model(x):
         rs, rct, lq1, a1 = x[:4]
-        out = rs + rct / (1 + rct * 10 ** lq1 * (1j * w) ** a1)
+        out = rs + rct / (1 + rct * 10**lq1 * (1j * w) ** a1)
         if film:
             r2, lq2, a2 = x[4:]
-            out = out + r2 / (1 + r2 * 10 ** lq2 * (1j * w) ** a2)
+            out = out + r2 / (1 + r2 * 10**lq2 * (1j * w) ** a2)
         return out
 
     def res(x):

@@ -49,8 +49,9 @@ def pstat(clock=None, **kw) -> SimulatedPotentiostat:
 
 def run_all(p, tech):
     blocks = list(p.run(tech))
-    cat = {name: np.concatenate([getattr(b, name) for b in blocks])
-           for name in ("t", "voltage", "current", "temperature")}
+    cat = {
+        name: np.concatenate([getattr(b, name) for b in blocks]) for name in ("t", "voltage", "current", "temperature")
+    }
     return blocks, cat
 
 
@@ -111,11 +112,13 @@ def test_bad_techniques_are_refused():
 
 def _sequence(p):
     out = []
-    for tech in (OpenCircuit(600.0, Recording(dt=10.0)),
-                 ConstantCurrent(I05, Limits(duration=3600.0), Recording(dt=10.0, dv=0.005)),
-                 ConstantCurrent(-I05, Limits(duration=3600.0), Recording(dt=10.0, dv=0.005)),
-                 LinearSweep(-0.05, 0.05, 0.001, vs_ocp=True),
-                 Impedance(1e5, 1.0, 5, 0.01)):
+    for tech in (
+        OpenCircuit(600.0, Recording(dt=10.0)),
+        ConstantCurrent(I05, Limits(duration=3600.0), Recording(dt=10.0, dv=0.005)),
+        ConstantCurrent(-I05, Limits(duration=3600.0), Recording(dt=10.0, dv=0.005)),
+        LinearSweep(-0.05, 0.05, 0.001, vs_ocp=True),
+        Impedance(1e5, 1.0, 5, 0.01),
+    ):
         _, cat = run_all(p, tech)
         out.append(cat)
     return out
@@ -231,8 +234,9 @@ def test_short_circuit_limit_fires_hold_seconds_after_the_short():
     cell.damage = cell.life_multiplier - 0.5 / 1610.0  # half an hour of life left at 0.5 mA/cm2
     t_short = cell.time_to_short(I05)
     assert t_short == pytest.approx(1800.0, rel=1e-6)
-    blocks, cat = run_all(p, ConstantCurrent(I05, Limits(duration=3600.0, short_circuit=0.01, short_hold=60.0),
-                                             Recording(dt=60.0)))
+    blocks, cat = run_all(
+        p, ConstantCurrent(I05, Limits(duration=3600.0, short_circuit=0.01, short_hold=60.0), Recording(dt=60.0))
+    )
     end = blocks[-1].end
     assert end.reason == EndReason.SHORT_CIRCUIT
     assert end.t == pytest.approx(t_short + 60.0, abs=0.01)

@@ -122,8 +122,13 @@ def _short_hours(preset: Preset) -> float:
     p.connect()
     sign, i = 1, 0.5e-3 * A
     while True:
-        blocks = list(p.run(ConstantCurrent(sign * i, Limits(duration=12 * 3600.0, short_circuit=0.01, short_hold=60.0),
-                                            Recording(dt=600.0))))
+        blocks = list(
+            p.run(
+                ConstantCurrent(
+                    sign * i, Limits(duration=12 * 3600.0, short_circuit=0.01, short_hold=60.0), Recording(dt=600.0)
+                )
+            )
+        )
         if blocks[-1].end.reason == EndReason.SHORT_CIRCUIT:
             return p.cell.short_age / 3600.0
         sign = -sign
@@ -137,13 +142,19 @@ def _plateau(preset: Preset, j: float) -> float:
 
 
 @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(life=st.floats(200.0, 3000.0), life_hi=st.floats(50.0, 400.0), h1=st.floats(20.0, 300.0),
-       h_ratio=st.floats(1.1, 3.0))
+@given(
+    life=st.floats(200.0, 3000.0),
+    life_hi=st.floats(50.0, 400.0),
+    h1=st.floats(20.0, 300.0),
+    h_ratio=st.floats(1.1, 3.0),
+)
 def test_user_preset_numbers_move_the_observables(life, life_hi, h1, h_ratio):
     life_hi = min(life_hi, life)
-    text = (f"base: bare-mg\nname: user\nsymmetric:\n"
-            f"  life: {{0.5 mA/cm2: {life} h, 5 mA/cm2: {life_hi} h}}\n"
-            f"  hysteresis: {{0.5 mA/cm2: {h1} mV, 5 mA/cm2: {h1 * h_ratio} mV}}\n")
+    text = (
+        f"base: bare-mg\nname: user\nsymmetric:\n"
+        f"  life: {{0.5 mA/cm2: {life} h, 5 mA/cm2: {life_hi} h}}\n"
+        f"  hysteresis: {{0.5 mA/cm2: {h1} mV, 5 mA/cm2: {h1 * h_ratio} mV}}\n"
+    )
     user = load_preset_text(text, "user.yaml")
     doubled = load_preset_text(text.replace(f"0.5 mA/cm2: {life} h", f"0.5 mA/cm2: {2 * life} h"), "user2.yaml")
     t1, t2 = _short_hours(user), _short_hours(doubled)
@@ -157,8 +168,10 @@ def test_user_preset_numbers_move_the_observables(life, life_hi, h1, h_ratio):
 @settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(ce=st.floats(0.90, 0.995), gap=st.floats(0.005, 0.04))
 def test_user_ce_numbers_are_reproduced_by_the_calibration(ce, gap):
-    text = (f"base: bare-mg\nasymmetric:\n  ce: {{0.5 mA/cm2: {ce * 100} %, 3 mA/cm2: {ce * 100} %}}\n"
-            f"  aurbach: {{ce: {(ce - gap) * 100} %}}\n  ce_cell_sd: 0 %\n  ce_cycle_sd: 0 %\n")
+    text = (
+        f"base: bare-mg\nasymmetric:\n  ce: {{0.5 mA/cm2: {ce * 100} %, 3 mA/cm2: {ce * 100} %}}\n"
+        f"  aurbach: {{ce: {(ce - gap) * 100} %}}\n  ce_cell_sd: 0 %\n  ce_cycle_sd: 0 %\n"
+    )
     preset = load_preset_text(text, "ce.yaml")
     k, losses = calibrate_asymmetric(preset)
     assert k > 0 and all(0 <= f < 1 for _, f in losses)

@@ -98,8 +98,12 @@ def test_dip_coater_takes_clock_time_and_logs_every_move():
         dc.immerse("water")
     dc.immerse("DME")
     dc.close()  # withdraws
-    assert [(a.action, a.bath) for a in dc.log] == [("immerse", "bromopropane"), ("withdraw", "bromopropane"),
-                                                    ("immerse", "DME"), ("withdraw", "DME")]
+    assert [(a.action, a.bath) for a in dc.log] == [
+        ("immerse", "bromopropane"),
+        ("withdraw", "bromopropane"),
+        ("immerse", "DME"),
+        ("withdraw", "DME"),
+    ]
     assert dc.log[1].t_start - dc.log[0].t_end == pytest.approx(3600.0)
     assert dc.log[1].t_end == pytest.approx(3620.0)
     assert dc.positions[-1][1] == 0.0 and dc.position_mm == 0.0

@@ -49,16 +49,19 @@ def test_survey_identifies_every_instrument_without_changing_it():
     assert rows[3]["channel"] is None
 
 
-@pytest.mark.parametrize("change, where, needle", [
-    (("driver: sim-stage", "driver: sim-stag"), "5:", "unknown driver 'sim-stag'"),
-    (("B: {potentiostat: pstat2}", "B: {potentiostat: pstat1}"), "9:", "already used by channel A"),
-    (("B: {potentiostat: pstat2}", "B: {potentiostat: pstat9}"), "9:", "no instrument named 'pstat9'"),
-    (("A: {potentiostat: pstat1, stage: tc1}", "A: {potentiostat: tc1}"), "8:", "not a potentiostat"),
-    (("B: {potentiostat: pstat2}", "B: {potentiostat: pstat2}\n  A: {potentiostat: spare}"), "", "duplicate"),
-    (("current: 5 mA", "current: 5 V"), "3:", "current"),
-    (("voltage: [-2 V, 2 V]", "voltage: [2 V, -2 V]"), "3:", "not below"),
-    (("channels:", "chanels:"), "7:", "did you mean 'channels'"),
-])
+@pytest.mark.parametrize(
+    "change, where, needle",
+    [
+        (("driver: sim-stage", "driver: sim-stag"), "5:", "unknown driver 'sim-stag'"),
+        (("B: {potentiostat: pstat2}", "B: {potentiostat: pstat1}"), "9:", "already used by channel A"),
+        (("B: {potentiostat: pstat2}", "B: {potentiostat: pstat9}"), "9:", "no instrument named 'pstat9'"),
+        (("A: {potentiostat: pstat1, stage: tc1}", "A: {potentiostat: tc1}"), "8:", "not a potentiostat"),
+        (("B: {potentiostat: pstat2}", "B: {potentiostat: pstat2}\n  A: {potentiostat: spare}"), "", "duplicate"),
+        (("current: 5 mA", "current: 5 V"), "3:", "current"),
+        (("voltage: [-2 V, 2 V]", "voltage: [2 V, -2 V]"), "3:", "not below"),
+        (("channels:", "chanels:"), "7:", "did you mean 'channels'"),
+    ],
+)
 def test_bad_station_names_file_line_and_field(change, where, needle):
     with pytest.raises(StationError) as e:
         load_station_text(GOOD.replace(*change), source="bench.yaml")
@@ -89,7 +92,8 @@ def test_an_instrument_that_does_not_open_is_named(tmp_path: Path):
             pass
 
     registry.register("potentiostat", "dead", Dead)
-    st = load_station_text("instruments:\n  p1: {driver: dead, port: /dev/ttyUSB9}\nchannels:\n  A: {potentiostat: p1}\n",
-                           source="st.yaml")
+    st = load_station_text(
+        "instruments:\n  p1: {driver: dead, port: /dev/ttyUSB9}\nchannels:\n  A: {potentiostat: p1}\n", source="st.yaml"
+    )
     with pytest.raises(StationError, match=r"st.yaml:2:.*instrument p1 \(dead at /dev/ttyUSB9\) did not open"):
         open_channel(st, "A", VirtualClock())

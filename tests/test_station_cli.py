@@ -42,15 +42,28 @@ def test_rehearsal_on_an_emulated_station_with_transcript_and_replay(tmp_path: P
         proto = tmp_path / "p.yaml"
         proto.write_text(PROTOCOL)
         db = f"sqlite:///{tmp_path / 'lab.sqlite'}"
-        r = labctl("run", str(proto), "--station", str(station), "--channel", "A", "--transcript",
-                   str(tmp_path / "tr"), "--db", db, "--json")
+        r = labctl(
+            "run",
+            str(proto),
+            "--station",
+            str(station),
+            "--channel",
+            "A",
+            "--transcript",
+            str(tmp_path / "tr"),
+            "--db",
+            db,
+            "--json",
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         run_id = json.loads(r.stdout)["run_id"]
         shown = json.loads(labctl("show", str(run_id), "--db", db, "--json").stdout)
         meta = shown["run"]["meta"]
         assert meta["channel"] == "A" and meta["instruments"]["potentiostat"]["driver"] == "methodscript"
-        assert "es4_lr" in meta["instruments"]["potentiostat"]["identity"].lower() or \
-            "emstat" in meta["instruments"]["potentiostat"]["identity"].lower()
+        assert (
+            "es4_lr" in meta["instruments"]["potentiostat"]["identity"].lower()
+            or "emstat" in meta["instruments"]["potentiostat"]["identity"].lower()
+        )
         assert "ps1 (methodscript)" in labctl("show", str(run_id), "--db", db).stdout
         survey = labctl("instruments", "--station", str(station), "--json")
         assert survey.returncode == 0, survey.stderr[-2000:]
@@ -75,7 +88,9 @@ def test_station_mistakes_are_user_errors(tmp_path: Path):
     proto.write_text(PROTOCOL)
     good = tmp_path / "good.yaml"
     good.write_text(STATION.replace("/dev/ttyACM0", "socket://127.0.0.1:9"))
-    r = labctl("run", str(proto), "--station", str(good), "--channel", "A", "--db", f"sqlite:///{tmp_path / 'x.sqlite'}")
+    r = labctl(
+        "run", str(proto), "--station", str(good), "--channel", "A", "--db", f"sqlite:///{tmp_path / 'x.sqlite'}"
+    )
     assert r.returncode == 2 and "instrument ps1 (methodscript at socket://127.0.0.1:9) did not open" in r.stderr
     assert not (tmp_path / "x.sqlite").exists() or "runs" not in r.stdout
     r = labctl("run", str(proto), "--station", str(good), "--channel", "Z")

@@ -17,7 +17,9 @@ LIB = LIBRARY_DIR
 AREA = 1.267
 
 
-def exported(tmp_path: Path, protocol: str, preset: str, seed: int = 0) -> tuple[dict[str, np.ndarray], list[str], object]:
+def exported(
+    tmp_path: Path, protocol: str, preset: str, seed: int = 0
+) -> tuple[dict[str, np.ndarray], list[str], object]:
     db = Database(f"sqlite:///{tmp_path / 'lab.sqlite'}")
     out = run_protocol(LIB / f"{protocol}.yaml", db=db, sim=SimSettings(preset, seed, 0))
     assert out.status == "completed", out.end_reason
@@ -26,7 +28,7 @@ def exported(tmp_path: Path, protocol: str, preset: str, seed: int = 0) -> tuple
     lines = csv.read_text().splitlines()
     header = [ln for ln in lines if ln.startswith("#")]
     names = lines[len(header)].split(",")
-    data = np.genfromtxt(lines[len(header) + 1:], delimiter=",")
+    data = np.genfromtxt(lines[len(header) + 1 :], delimiter=",")
     cols = {name: data[:, k] for k, name in enumerate(names)}
     db.close()
     return cols, header, out
@@ -48,8 +50,12 @@ def half_cycle_plateaus(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarra
     return np.array(plate), np.array(strip)
 
 
-PAPER_SYM = {("symmetric-0.5mA", "bare-mg"): (796, 145), ("symmetric-0.5mA", "br-mg"): (1610, 68),
-             ("symmetric-5mA", "bare-mg"): (194, 225), ("symmetric-5mA", "br-mg"): (263, 170)}
+PAPER_SYM = {
+    ("symmetric-0.5mA", "bare-mg"): (796, 145),
+    ("symmetric-0.5mA", "br-mg"): (1610, 68),
+    ("symmetric-5mA", "bare-mg"): (194, 225),
+    ("symmetric-5mA", "br-mg"): (263, 170),
+}
 
 
 @pytest.mark.parametrize("protocol,preset", list(PAPER_SYM))

@@ -7,6 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from labctl.app.controller import SimSettings, UserError, cell_attributes, run_protocol
+from labctl.cli import app
+from labctl.core.errors import ProtocolError
+from labctl.core.folders import FolderRegistry
 from labctl.db import Database
 from labctl.protocols import (
     library,
@@ -22,12 +28,6 @@ from labctl.simulators.presets import (
     register_preset_dir,
     unregister_preset_dir,
 )
-from typer.testing import CliRunner
-
-from labctl.app.controller import SimSettings, UserError, cell_attributes, run_protocol
-from labctl.cli import app
-from labctl.core.errors import ProtocolError
-from labctl.core.folders import FolderRegistry
 from labctl.studies.mg_anode import LIBRARY_DIR, PRESET_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +44,10 @@ steps:
 
 
 def test_the_study_registers_its_presets_and_library_through_entry_points():
-    groups = {g: {ep.name: ep.value for ep in importlib.metadata.entry_points(group=g)}
-              for g in ("labctl.presets", "labctl.protocol_libraries")}
+    groups = {
+        g: {ep.name: ep.value for ep in importlib.metadata.entry_points(group=g)}
+        for g in ("labctl.presets", "labctl.protocol_libraries")
+    }
     assert groups["labctl.presets"]["mg_anode"] == "labctl.studies.mg_anode:PRESET_DIR"
     assert groups["labctl.protocol_libraries"]["mg_anode"] == "labctl.studies.mg_anode:LIBRARY_DIR"
     assert PRESET_DIR in preset_dirs() and LIBRARY_DIR in library_dirs()
@@ -75,8 +77,9 @@ def test_core_code_names_no_study():
 
 
 def test_register_preset_dir_makes_a_preset_loadable_by_name(tmp_path: Path):
-    (tmp_path / "zn-foil.yaml").write_text("base: br-mg\nname: zn-foil\ncell: {label: Zn foil, sei: false}\n"
-                                           "kinetics: {j0: 1 uA/cm2}\n")
+    (tmp_path / "zn-foil.yaml").write_text(
+        "base: br-mg\nname: zn-foil\ncell: {label: Zn foil, sei: false}\nkinetics: {j0: 1 uA/cm2}\n"
+    )
     with pytest.raises(ProtocolError, match=r"unknown preset 'zn-foil' \(hint: available presets: bare-mg, br-mg;"):
         load_preset("zn-foil")
     register_preset_dir(tmp_path)
@@ -116,11 +119,13 @@ def _folder() -> Path:
 
 def test_entry_points_may_name_a_path_or_a_callable_and_broken_ones_warn(monkeypatch, tmp_path: Path):
     (tmp_path / "a.yaml").write_text("x: 1\n")
-    eps = importlib.metadata.EntryPoints([
-        importlib.metadata.EntryPoint("by_call", f"{__name__}:_folder", "g"),
-        importlib.metadata.EntryPoint("by_path", "labctl.studies.mg_anode:PRESET_DIR", "g"),
-        importlib.metadata.EntryPoint("broken", "no_such_module_xyz:X", "g"),
-    ])
+    eps = importlib.metadata.EntryPoints(
+        [
+            importlib.metadata.EntryPoint("by_call", f"{__name__}:_folder", "g"),
+            importlib.metadata.EntryPoint("by_path", "labctl.studies.mg_anode:PRESET_DIR", "g"),
+            importlib.metadata.EntryPoint("broken", "no_such_module_xyz:X", "g"),
+        ]
+    )
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps if group == "g" else ())
     reg = FolderRegistry("g", "test folder")
     with pytest.warns(UserWarning, match="'broken'"):
@@ -137,8 +142,11 @@ def test_entry_points_may_name_a_path_or_a_callable_and_broken_ones_warn(monkeyp
 
 
 def test_simulating_without_a_preset_is_a_user_error_listing_the_presets():
-    with pytest.raises(UserError, match=r"needs a preset: --preset NAME or --preset FILE.yaml "
-                                        r"\(available presets: bare-mg, br-mg\)"):
+    with pytest.raises(
+        UserError,
+        match=r"needs a preset: --preset NAME or --preset FILE.yaml "
+        r"\(available presets: bare-mg, br-mg\)",
+    ):
         run_protocol(load_protocol(LIBRARY_DIR / "eis-rt.yaml"), sim=SimSettings(None))
     with pytest.raises(TypeError):
         SimSettings()  # type: ignore[call-arg]

@@ -83,11 +83,13 @@ def test_serial_pty_partial_line_times_out_and_is_kept(pty):
     exc, dt = timed(lambda: t.read_line(0.3))
     assert isinstance(exc, TransportTimeout) and "partial line" in str(exc) and "b'12.5'" in str(exc)
     assert dt < 0.3 + SLACK
+
     # the instrument keeps dribbling bytes: the deadline still holds
     def dribble():
         for _ in range(8):
             os.write(master, b"0")
             time.sleep(0.05)
+
     th = threading.Thread(target=dribble)
     th.start()
     exc, dt = timed(lambda: t.read_line(0.2))
@@ -320,18 +322,21 @@ def test_open_transport_builds_from_station_entries(tmp_path: Path):
     r.close()
 
 
-@pytest.mark.parametrize("spec, field, words", [
-    ({}, None, "add port:"),
-    ({"port": "loop://", "resource": "ASRL1::INSTR"}, "resource", "only one of"),
-    ({"port": "loop://", "baud": 9600}, "baud", "allowed: baudrate"),
-    ({"port": "loop://", "baudrate": "fast"}, "baudrate", "whole number"),
-    ({"port": "loop://", "baudrate": True}, "baudrate", "whole number"),
-    ({"port": 3}, "port", "device path"),
-    ({"port": "loop://", "stopbits": 3}, "stopbits", "1, 1.5 or 2"),
-    ({"resource": "ASRL1::INSTR", "visa_library": 1}, "visa_library", "'@py'"),
-    ({"resource": "ASRL1::INSTR", "read_termination": 10}, "read_termination", "text"),
-    ({"replay": "/nonexistent/x.jsonl"}, "replay", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "spec, field, words",
+    [
+        ({}, None, "add port:"),
+        ({"port": "loop://", "resource": "ASRL1::INSTR"}, "resource", "only one of"),
+        ({"port": "loop://", "baud": 9600}, "baud", "allowed: baudrate"),
+        ({"port": "loop://", "baudrate": "fast"}, "baudrate", "whole number"),
+        ({"port": "loop://", "baudrate": True}, "baudrate", "whole number"),
+        ({"port": 3}, "port", "device path"),
+        ({"port": "loop://", "stopbits": 3}, "stopbits", "1, 1.5 or 2"),
+        ({"resource": "ASRL1::INSTR", "visa_library": 1}, "visa_library", "'@py'"),
+        ({"resource": "ASRL1::INSTR", "read_termination": 10}, "read_termination", "text"),
+        ({"replay": "/nonexistent/x.jsonl"}, "replay", "cannot read"),
+    ],
+)
 def test_open_transport_errors_name_the_field_and_the_fix(spec, field, words):
     with pytest.raises(TransportConfigError) as ei:
         open_transport(spec)
@@ -364,7 +369,9 @@ def test_framing_does_not_depend_on_chunking(bodies, term, cuts):
         t.read_line(0.0, terminator=term)
 
 
-@given(st.binary(max_size=200), st.lists(st.integers(0, 10_000), max_size=30), st.lists(st.integers(0, 50), max_size=10))
+@given(
+    st.binary(max_size=200), st.lists(st.integers(0, 10_000), max_size=30), st.lists(st.integers(0, 50), max_size=10)
+)
 def test_read_bytes_does_not_depend_on_chunking(data, cuts, sizes):
     t = ScriptedTransport([(None, chunk) for chunk in _split(data, cuts)])
     out = bytearray()

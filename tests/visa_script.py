@@ -15,8 +15,9 @@ class ScriptedTransport:
 
     address = "scripted"
 
-    def __init__(self, script: list[tuple[str, str | None]] | None = None,
-                 replies: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self, script: list[tuple[str, str | None]] | None = None, replies: Callable[[str], str | None] | None = None
+    ) -> None:
         self.script = list(script or [])
         self.replies = replies
         self.sent: list[str] = []

@@ -11,7 +11,15 @@ from labctl.drivers.methodscript.protocol import (
 )
 
 __all__ = [
-    "MethodScriptPotentiostat", "MethodScriptHandle", "DeviceEvent", "MODELS", "CompiledScript",
-    "compile_technique", "ERROR_CODES", "MethodScriptError", "MethodScriptProtocolError", "decode_package",
+    "ERROR_CODES",
+    "MODELS",
+    "CompiledScript",
+    "DeviceEvent",
+    "MethodScriptError",
+    "MethodScriptHandle",
+    "MethodScriptPotentiostat",
+    "MethodScriptProtocolError",
+    "compile_technique",
+    "decode_package",
     "parse_reply",
 ]

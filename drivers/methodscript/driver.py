@@ -26,7 +26,6 @@ import numpy as np
 
 from labctl.drivers.contracts import Capabilities, DeviceError, DeviceTimeout, TechniqueState
 from labctl.drivers.methodscript.compiler import END_TAG, CompiledScript, compile_technique
-from labctl.drivers.transports import SerialTransport
 from labctl.drivers.methodscript.protocol import (
     MethodScriptProtocolError,
     Package,
@@ -45,8 +44,9 @@ from labctl.drivers.techniques import (
     Technique,
 )
 from labctl.drivers.transport import Transport, TransportTimeout
+from labctl.drivers.transports import SerialTransport
 
-__all__ = ["MethodScriptPotentiostat", "MethodScriptHandle", "DeviceEvent", "MODELS", "ModelInfo"]
+__all__ = ["MODELS", "DeviceEvent", "MethodScriptHandle", "MethodScriptPotentiostat", "ModelInfo"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,15 @@ _ERROR_PAUSE = 0.06  # s wall the device wants after any `!` reply
 def _capabilities(info: ModelInfo, max_current: float | None) -> Capabilities:
     kinds = {"ocp", "ca", "lsv", "cv", "eis"} | ({"cp"} if info.galvanostat else set())
     imax = min(info.max_current, max_current) if max_current else info.max_current
-    return Capabilities(techniques=frozenset(kinds), current_range=(-imax, imax), voltage_range=info.voltage_range,
-                        frequency_range=info.frequency_range, native_limits=True, channels=1, model=info.name)
+    return Capabilities(
+        techniques=frozenset(kinds),
+        current_range=(-imax, imax),
+        voltage_range=info.voltage_range,
+        frequency_range=info.frequency_range,
+        native_limits=True,
+        channels=1,
+        model=info.name,
+    )
 
 
 class MethodScriptPotentiostat:
@@ -99,12 +106,22 @@ class MethodScriptPotentiostat:
     technique's longest gap between packages, at least 5 s).
     """
 
-    def __init__(self, clock: Any, *, port: str | None = None, transport: Transport | None = None,
-                 baudrate: int | None = None, model: str | None = None, max_current: float | None = None,
-                 command_timeout: float = _COMMAND_TIMEOUT, silence_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        port: str | None = None,
+        transport: Transport | None = None,
+        baudrate: int | None = None,
+        model: str | None = None,
+        max_current: float | None = None,
+        command_timeout: float = _COMMAND_TIMEOUT,
+        silence_timeout: float | None = None,
+    ) -> None:
         if transport is None and port is None:
-            raise DeviceError("MethodSCRIPT driver needs a port (e.g. /dev/ttyACM0 or socket://host:port) "
-                              "or a transport")
+            raise DeviceError(
+                "MethodSCRIPT driver needs a port (e.g. /dev/ttyACM0 or socket://host:port) or a transport"
+            )
         if model is not None and model not in MODELS:
             raise DeviceError(f"unknown MethodSCRIPT device id {model!r}; supported: {', '.join(MODELS)}")
         self.clock = clock
@@ -115,8 +132,11 @@ class MethodScriptPotentiostat:
         self.max_current = max_current
         self.command_timeout = float(command_timeout)
         self.silence_timeout = silence_timeout
-        self.capabilities = (_capabilities(MODELS[model], max_current) if model
-                             else Capabilities(techniques=frozenset(), model="MethodSCRIPT (not connected)"))
+        self.capabilities = (
+            _capabilities(MODELS[model], max_current)
+            if model
+            else Capabilities(techniques=frozenset(), model="MethodSCRIPT (not connected)")
+        )
         self.device_id: str | None = None
         self.firmware = ""
         self.serial_number = ""
@@ -134,7 +154,9 @@ class MethodScriptPotentiostat:
     def connect(self, timeout: float = 10.0) -> None:
         if self.transport is None:
             info = MODELS.get(self.model or "")
-            self.transport = SerialTransport(str(self.port), baudrate=self.baudrate or (info.baudrate if info else 921600))
+            self.transport = SerialTransport(
+                str(self.port), baudrate=self.baudrate or (info.baudrate if info else 921600)
+            )
         deadline = time.monotonic() + timeout
         self.transport.open(timeout)
         self.connected = True
@@ -183,8 +205,10 @@ class MethodScriptPotentiostat:
     def identify(self) -> str:
         if self.device_id is None:
             return "PalmSens MethodSCRIPT device (not connected)"
-        return (f"PalmSens {MODELS[self.device_id].name} ({self.device_id}), serial {self.serial_number}, "
-                f"firmware {self.firmware}, MethodSCRIPT {self.version}")
+        return (
+            f"PalmSens {MODELS[self.device_id].name} ({self.device_id}), serial {self.serial_number}, "
+            f"firmware {self.firmware}, MethodSCRIPT {self.version}"
+        )
 
     # ------------------------------------------------------------------ safety
     def _abort(self, timeout: float) -> bool:
@@ -293,7 +317,7 @@ class MethodScriptPotentiostat:
         imax = self.capabilities.current_range[1]
         return compile_technique(technique, max_current=imax, galvanostat="cp" in self.capabilities.techniques)
 
-    def start(self, technique: Technique) -> "MethodScriptHandle":
+    def start(self, technique: Technique) -> MethodScriptHandle:
         link = self._link()
         if self._handle is not None and self._handle.state is TechniqueState.RUNNING:
             raise DeviceError("a technique is already running on this channel")
@@ -370,8 +394,10 @@ class MethodScriptHandle:
                     if rows:
                         break
                     if time.monotonic() - self._last > self.silence:
-                        raise DeviceTimeout(f"MethodSCRIPT device on {link.address} sent nothing for "
-                                            f"{self.silence:g} s while running {self.script.kind}") from None
+                        raise DeviceTimeout(
+                            f"MethodSCRIPT device on {link.address} sent nothing for "
+                            f"{self.silence:g} s while running {self.script.kind}"
+                        ) from None
                     continue
                 self._last = time.monotonic()
                 if self._handle_line(raw, rows, temps):
@@ -401,7 +427,7 @@ class MethodScriptHandle:
                     self._sample(item.package, rows, temps)
             elif kind == "text":
                 if item.text.startswith(END_TAG + " "):
-                    self._reason = EndReason(item.text[len(END_TAG) + 1:])
+                    self._reason = EndReason(item.text[len(END_TAG) + 1 :])
                 else:
                     self.texts.append(item.text)
             elif kind == "error" and item.error is not None:
@@ -422,8 +448,11 @@ class MethodScriptHandle:
             f, zr, zi = pkg.get("dc"), pkg.get("cc"), pkg.get("cd")
             if f is None or zr is None or zi is None:
                 raise MethodScriptProtocolError(f"EIS package without dc/cc/cd: {pkg}")
-            e_dc = self.script.e_dc if self.script.e_dc is not None else (
-                (self.ocp if self.ocp is not None else nan) + self.script.e_dc_offset)
+            e_dc = (
+                self.script.e_dc
+                if self.script.e_dc is not None
+                else ((self.ocp if self.ocp is not None else nan) + self.script.e_dc_offset)
+            )
             rows.append((t, e_dc, nan, f.value, zr.value, zi.value))
         else:
             v = pkg.get("ab") or pkg.get("da")
@@ -471,5 +500,3 @@ class MethodScriptHandle:
         if self._state is TechniqueState.RUNNING:
             self._state = TechniqueState.STOPPED
             self._dev._make_safe()
-
-

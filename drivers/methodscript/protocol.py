@@ -13,16 +13,42 @@ from dataclasses import dataclass, field
 from labctl.drivers.contracts import DeviceError
 
 __all__ = [
-    "PREFIXES", "ERROR_CODES", "MAX_LINE", "STATUS_BITS", "VAR_TYPES",
-    "MethodScriptError", "MethodScriptProtocolError", "Variable", "Package", "Reply",
-    "decode_value", "encode_value", "decode_variable", "decode_package", "parse_reply",
-    "format_literal", "parse_literal", "error_from_reply",
+    "ERROR_CODES",
+    "MAX_LINE",
+    "PREFIXES",
+    "STATUS_BITS",
+    "VAR_TYPES",
+    "MethodScriptError",
+    "MethodScriptProtocolError",
+    "Package",
+    "Reply",
+    "Variable",
+    "decode_package",
+    "decode_value",
+    "decode_variable",
+    "encode_value",
+    "error_from_reply",
+    "format_literal",
+    "parse_literal",
+    "parse_reply",
 ]
 
 #: SI prefix character -> factor.  ``" "`` is no prefix, ``i`` an integer count.
 PREFIXES: dict[str, float] = {
-    "a": 1e-18, "f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "m": 1e-3, " ": 1.0,
-    "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "i": 1.0,
+    "a": 1e-18,
+    "f": 1e-15,
+    "p": 1e-12,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    " ": 1.0,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "i": 1.0,
 }
 _ENCODE_ORDER = ("f", "p", "n", "u", "m", " ", "k", "M", "G", "T", "P", "E")
 _OFFSET = 0x8000000
@@ -36,9 +62,17 @@ STATUS_BITS: dict[int, str] = {1: "timing_error", 2: "overload", 4: "underload",
 
 #: Variable types (2 letters) of the data packages this driver understands.
 VAR_TYPES: dict[str, str] = {
-    "da": "applied potential (V)", "db": "applied current (A)", "dc": "frequency (Hz)",
-    "ba": "WE current (A)", "ab": "WE vs RE potential (V)", "cc": "Z' (ohm)", "cd": "Z'' (ohm)",
-    "eb": "time (s)", "ed": "temperature (degC)", "ja": "generic", "aa": "unspecified",
+    "da": "applied potential (V)",
+    "db": "applied current (A)",
+    "dc": "frequency (Hz)",
+    "ba": "WE current (A)",
+    "ab": "WE vs RE potential (V)",
+    "cc": "Z' (ohm)",
+    "cd": "Z'' (ohm)",
+    "eb": "time (s)",
+    "ed": "temperature (degC)",
+    "ja": "generic",
+    "aa": "unspecified",
 }
 
 #: Error codes (4 hex digits) and their meaning.
@@ -155,9 +189,7 @@ def decode_variable(text: str) -> Variable:
                 status = int(m[1:], 16)
             elif m[0] == "2" and len(m) == 3:  # 2XX: range index
                 rng = int(m[1:], 16)
-            elif m[0] in "12":
-                raise MethodScriptProtocolError(f"bad metadata {m!r} in {text!r}")
-            elif not m[0].isdigit():
+            elif m[0] in "12" or not m[0].isdigit():
                 raise MethodScriptProtocolError(f"bad metadata {m!r} in {text!r}")
     return Variable(vtype, value, status, rng, meta)
 
@@ -183,7 +215,7 @@ class Reply:
     text: str = ""
     package: Package | None = None
     error: MethodScriptError | None = None
-    extra: tuple["Reply", ...] = field(default=())
+    extra: tuple[Reply, ...] = field(default=())
 
 
 _ERR_RE = re.compile(r"^([A-Za-z])?!([0-9A-Fa-f]{4})(?:: ?Line (\d+), ?Col (\d+))?$")
@@ -194,8 +226,9 @@ def error_from_reply(line: str) -> MethodScriptError | None:
     m = _ERR_RE.match(line)
     if not m:
         return None
-    return MethodScriptError(m.group(2), int(m.group(3)) if m.group(3) else None,
-                             int(m.group(4)) if m.group(4) else None, raw=line)
+    return MethodScriptError(
+        m.group(2), int(m.group(3)) if m.group(3) else None, int(m.group(4)) if m.group(4) else None, raw=line
+    )
 
 
 def _hex4(s: str) -> bool:

@@ -85,7 +85,9 @@ class Element:
     def n_params(self) -> int:
         return len(ELEMENTS[self.type][0])
 
-    def impedance_jacobian(self, p: np.ndarray, w: np.ndarray, jw_log: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    def impedance_jacobian(
+        self, p: np.ndarray, w: np.ndarray, jw_log: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Z(omega) and [dZ/dp_k] for this element's own parameters."""
         t = self.type
         if t == "R":
@@ -258,7 +260,11 @@ class Circuit:
         top = self.root.children if isinstance(self.root, Series) else [self.root]
         out = []
         for node in top:
-            if isinstance(node, Parallel) and len(node.children) == 2 and all(isinstance(c, Element) for c in node.children):
+            if (
+                isinstance(node, Parallel)
+                and len(node.children) == 2
+                and all(isinstance(c, Element) for c in node.children)
+            ):
                 types = {c.type: c for c in node.children}
                 if "R" in types and ("CPE" in types or "C" in types) and len(types) == 2:
                     cap = types.get("CPE") or types.get("C")
@@ -277,9 +283,7 @@ def arc_tau(r: Element, cap: Element, p: np.ndarray) -> float:
 
 def _err(text: str, pos: int, what: str) -> AnalysisError:
     caret = " " * pos + "^"
-    return AnalysisError(
-        f"circuit {text!r}: {what} at position {pos + 1}\n  {text}\n  {caret}", position=pos
-    )
+    return AnalysisError(f"circuit {text!r}: {what} at position {pos + 1}\n  {text}\n  {caret}", position=pos)
 
 
 def parse_circuit(text: str) -> Circuit:

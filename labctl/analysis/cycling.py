@@ -98,8 +98,17 @@ def _arrays(t, voltage, current, cycle, step_index, charge=None):
     return t, v, i, c.astype(int), s.astype(int), q
 
 
-def half_cycles(t, voltage, current, cycle, step_index, charge=None, *, min_current: float | None = None,
-                central: tuple[float, float] = (0.25, 0.75)) -> list[HalfCycle]:
+def half_cycles(
+    t,
+    voltage,
+    current,
+    cycle,
+    step_index,
+    charge=None,
+    *,
+    min_current: float | None = None,
+    central: tuple[float, float] = (0.25, 0.75),
+) -> list[HalfCycle]:
     """The half-cycles of a run, in time order."""
     t, v, i, c, s, q = _arrays(t, voltage, current, cycle, step_index, charge)
     if min_current is None:
@@ -142,8 +151,9 @@ def cycle_table(t, voltage, current, cycle, step_index, charge=None, **kw) -> Cy
         vp = max(pl, key=lambda h: h.charge).v_mid if pl else math.nan
         vs = max(st, key=lambda h: h.charge).v_mid if st else math.nan
         ce = qs / qp if pl and st and qp > 0 else math.nan
-        rows.append((cy, qp, qs, ce, vp, vs, 0.5 * (vs - vp), min(h.t0 for h in hs), max(h.t1 for h in hs),
-                     bool(pl and st)))
+        rows.append(
+            (cy, qp, qs, ce, vp, vs, 0.5 * (vs - vp), min(h.t0 for h in hs), max(h.t1 for h in hs), bool(pl and st))
+        )
     a = list(zip(*rows))
     return CycleTable(*(np.array(x) for x in a))
 
@@ -164,18 +174,42 @@ def ce_results(table: CycleTable, *, ce_threshold: float = 0.8, skip_first: int 
         life_method = "cycles-completed"
         fail_cycle = None
     use = ce[skip_first : life if bad.size else None]
-    per_cycle = {"cycle": cyc.tolist(), "ce": ce.tolist(), "q_plate_C": table.q_plate[ok].tolist(),
-                 "q_strip_C": table.q_strip[ok].tolist()}
+    per_cycle = {
+        "cycle": cyc.tolist(),
+        "ce": ce.tolist(),
+        "q_plate_C": table.q_plate[ok].tolist(),
+        "q_strip_C": table.q_strip[ok].tolist(),
+    }
     out = []
     if use.size:
         sd = float(np.std(use, ddof=1)) if use.size > 1 else math.nan
         se = sd / math.sqrt(use.size) if use.size > 1 else None
-        out.append(Result("ce_mean", float(np.mean(use)), "", se, "q_strip/q_plate",
-                          {"n_cycles": int(use.size), "sd": sd, "skip_first": skip_first,
-                           "ce_threshold": ce_threshold, "per_cycle": per_cycle}))
-    out.append(Result("cycle_life", float(life), "cycles", None, life_method,
-                      {"ce_threshold": ce_threshold, "failed_cycle": fail_cycle,
-                       "n_complete_cycles": int(cyc.size)}))
+        out.append(
+            Result(
+                "ce_mean",
+                float(np.mean(use)),
+                "",
+                se,
+                "q_strip/q_plate",
+                {
+                    "n_cycles": int(use.size),
+                    "sd": sd,
+                    "skip_first": skip_first,
+                    "ce_threshold": ce_threshold,
+                    "per_cycle": per_cycle,
+                },
+            )
+        )
+    out.append(
+        Result(
+            "cycle_life",
+            float(life),
+            "cycles",
+            None,
+            life_method,
+            {"ce_threshold": ce_threshold, "failed_cycle": fail_cycle, "n_complete_cycles": int(cyc.size)},
+        )
+    )
     return out
 
 
@@ -187,14 +221,34 @@ def hysteresis_results(table: CycleTable, *, until_t: float | None = None) -> li
     if not np.any(ok):
         raise AnalysisError("no complete cycle with both half-cycles to compute a voltage hysteresis")
     h = table.hysteresis[ok]
-    return [Result("hysteresis", float(np.median(h)), "V", None, "median-central-50%",
-                   {"first": float(h[0]), "last": float(h[-1]), "n_cycles": int(h.size),
-                    "per_cycle": {"cycle": table.cycle[ok].tolist(), "hysteresis_V": h.tolist()}})]
+    return [
+        Result(
+            "hysteresis",
+            float(np.median(h)),
+            "V",
+            None,
+            "median-central-50%",
+            {
+                "first": float(h[0]),
+                "last": float(h[-1]),
+                "n_cycles": int(h.size),
+                "per_cycle": {"cycle": table.cycle[ok].tolist(), "hysteresis_V": h.tolist()},
+            },
+        )
+    ]
 
 
-def short_circuit_time(t, voltage, current, *, v_threshold: float | None = None, fraction: float = 0.2,
-                       hold: float = 60.0, min_current: float | None = None,
-                       cycle=None) -> Result | None:
+def short_circuit_time(
+    t,
+    voltage,
+    current,
+    *,
+    v_threshold: float | None = None,
+    fraction: float = 0.2,
+    hold: float = 60.0,
+    min_current: float | None = None,
+    cycle=None,
+) -> Result | None:
     """Onset of a sustained voltage collapse under current (see module docstring), or None."""
     t = as_1d("t", t)
     v = as_1d("voltage", voltage)
@@ -227,8 +281,13 @@ def short_circuit_time(t, voltage, current, *, v_threshold: float | None = None,
         while m + 1 < n and low[m + 1]:
             m += 1
         if tt[m] - tt[k] >= hold or m == n - 1:
-            d = {"threshold_V": thr, "threshold_from": how, "hold_s": hold, "t_onset": float(tt[k]),
-                 "hours": (float(tt[k]) - t_ref) / 3600.0}
+            d = {
+                "threshold_V": thr,
+                "threshold_from": how,
+                "hold_s": hold,
+                "t_onset": float(tt[k]),
+                "hours": (float(tt[k]) - t_ref) / 3600.0,
+            }
             if cycle is not None:
                 d["cycle"] = int(np.asarray(cycle).ravel()[on][k])
             return Result("t_short", float(tt[k]) - t_ref, "s", None, "voltage-collapse", d)
@@ -236,8 +295,9 @@ def short_circuit_time(t, voltage, current, *, v_threshold: float | None = None,
     return None
 
 
-def aurbach_ce(q_reservoir: float, q_cycle: float, n_cycles: int, q_final_strip: float,
-               details: dict | None = None) -> Result:
+def aurbach_ce(
+    q_reservoir: float, q_cycle: float, n_cycles: int, q_final_strip: float, details: dict | None = None
+) -> Result:
     """CE_avg = (n Q_C + Q_S) / (n Q_C + Q_T) (charges in C)."""
     for name, val in (("reservoir charge Q_T", q_reservoir), ("cycle charge Q_C", q_cycle)):
         if not (val > 0):
@@ -247,8 +307,13 @@ def aurbach_ce(q_reservoir: float, q_cycle: float, n_cycles: int, q_final_strip:
     if not q_final_strip >= 0:
         raise AnalysisError(f"Aurbach CE: final strip charge Q_S must be >= 0, got {q_final_strip}")
     ce = (n_cycles * q_cycle + q_final_strip) / (n_cycles * q_cycle + q_reservoir)
-    d = {"q_reservoir_C": q_reservoir, "q_cycle_C": q_cycle, "n_cycles": int(n_cycles),
-         "q_final_strip_C": q_final_strip, "formula": "(n Q_C + Q_S) / (n Q_C + Q_T)"}
+    d = {
+        "q_reservoir_C": q_reservoir,
+        "q_cycle_C": q_cycle,
+        "n_cycles": int(n_cycles),
+        "q_final_strip_C": q_final_strip,
+        "formula": "(n Q_C + Q_S) / (n Q_C + Q_T)",
+    }
     if details:
         d.update(details)
     return Result("ce_aurbach", float(ce), "", None, "aurbach", d)
@@ -270,8 +335,9 @@ class FullCellTable:
     de_50: np.ndarray  # V
 
 
-def full_cell_table(t, voltage, current, cycle, step_index, charge=None, *, cathode_mass_g: float,
-                    **kw) -> FullCellTable:
+def full_cell_table(
+    t, voltage, current, cycle, step_index, charge=None, *, cathode_mass_g: float, **kw
+) -> FullCellTable:
     """Per-cycle specific capacities, CE and polarisation at 50 % (see module docstring)."""
     if not (cathode_mass_g and cathode_mass_g > 0):
         raise AnalysisError(f"cathode mass must be positive (g), got {cathode_mass_g}")
@@ -303,9 +369,13 @@ def full_cell_table(t, voltage, current, cycle, step_index, charge=None, *, cath
 
 
 def full_cell_results(table: FullCellTable) -> list[Result]:
-    per = {"cycle": table.cycle.tolist(), "capacity_charge_mAh_g": table.capacity_charge.tolist(),
-           "capacity_discharge_mAh_g": table.capacity_discharge.tolist(), "ce": table.ce.tolist(),
-           "dE_50_V": table.de_50.tolist()}
+    per = {
+        "cycle": table.cycle.tolist(),
+        "capacity_charge_mAh_g": table.capacity_charge.tolist(),
+        "capacity_discharge_mAh_g": table.capacity_discharge.tolist(),
+        "ce": table.ce.tolist(),
+        "dE_50_V": table.de_50.tolist(),
+    }
     out = []
     for key, arr in (("capacity_charge", table.capacity_charge), ("capacity_discharge", table.capacity_discharge)):
         pos = arr > 0
@@ -313,10 +383,17 @@ def full_cell_results(table: FullCellTable) -> list[Result]:
             continue
         k = int(np.argmax(arr))
         first = int(np.nonzero(pos)[0][0])
-        out.append(Result(f"{key}_first", float(arr[first]), "mAh/g", None, "galvanostatic",
-                          {"cycle": int(table.cycle[first]), "per_cycle": per}))
-        out.append(Result(f"{key}_best", float(arr[k]), "mAh/g", None, "galvanostatic",
-                          {"cycle": int(table.cycle[k])}))
+        out.append(
+            Result(
+                f"{key}_first",
+                float(arr[first]),
+                "mAh/g",
+                None,
+                "galvanostatic",
+                {"cycle": int(table.cycle[first]), "per_cycle": per},
+            )
+        )
+        out.append(Result(f"{key}_best", float(arr[k]), "mAh/g", None, "galvanostatic", {"cycle": int(table.cycle[k])}))
     ce = table.ce[np.isfinite(table.ce)]
     if ce.size:
         se = float(np.std(ce, ddof=1) / math.sqrt(ce.size)) if ce.size > 1 else None
@@ -324,14 +401,25 @@ def full_cell_results(table: FullCellTable) -> list[Result]:
     de = np.isfinite(table.de_50)
     if np.any(de):
         k = int(np.nonzero(de)[0][-1])
-        out.append(Result("dE_50", float(table.de_50[k]), "V", None, "V_charge(Q/2) - V_discharge(Q/2)",
-                          {"cycle": int(table.cycle[k]),
-                           "per_cycle": {"cycle": table.cycle[de].tolist(), "dE_50_V": table.de_50[de].tolist()}}))
+        out.append(
+            Result(
+                "dE_50",
+                float(table.de_50[k]),
+                "V",
+                None,
+                "V_charge(Q/2) - V_discharge(Q/2)",
+                {
+                    "cycle": int(table.cycle[k]),
+                    "per_cycle": {"cycle": table.cycle[de].tolist(), "dE_50_V": table.de_50[de].tolist()},
+                },
+            )
+        )
     return out
 
 
-def dqdv(voltage, current=None, t=None, *, charge=None, bin_width: float = 0.005,
-         smooth: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def dqdv(
+    voltage, current=None, t=None, *, charge=None, bin_width: float = 0.005, smooth: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """dQ/dV (C/V) of one half-cycle against bin-centre voltage (V).
 
     Give either ``charge`` (cumulative C within the half-cycle) or ``current`` and

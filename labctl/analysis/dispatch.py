@@ -76,8 +76,15 @@ from .tafel import analyze_tafel
 ONE_ARC = "R0-p(R1,CPE1)"
 TWO_ARCS = "R0-p(R1,CPE1)-p(R2,CPE2)"
 _NAMES_1 = {"R0": "Rs", "R1": "Rct", "CPE1_Q": "Q_ct", "CPE1_alpha": "alpha_ct"}
-_NAMES_2 = {"R0": "Rs", "R1": "R_SEI", "CPE1_Q": "Q_SEI", "CPE1_alpha": "alpha_SEI",
-            "R2": "Rct", "CPE2_Q": "Q_ct", "CPE2_alpha": "alpha_ct"}
+_NAMES_2 = {
+    "R0": "Rs",
+    "R1": "R_SEI",
+    "CPE1_Q": "Q_SEI",
+    "CPE1_alpha": "alpha_SEI",
+    "R2": "Rct",
+    "CPE2_Q": "Q_ct",
+    "CPE2_alpha": "alpha_ct",
+}
 AURBACH_LABELS = ("aurbach:reservoir", "aurbach:cycle-plate", "aurbach:cycle-strip", "aurbach:final-strip")
 
 
@@ -183,8 +190,13 @@ def _eis(step, steps, samples, cell) -> tuple[list[Result], float | None, float 
             else:
                 choice = f"F-test: second arc not significant (p = {p:.2g})"
     temp = _temperature_of(step, steps, samples, m)
-    det = {"step_index": step["step_index"], "cycle": step.get("cycle"), "label": step.get("label"),
-           "temperature_C": temp, "circuit_choice": choice}
+    det = {
+        "step_index": step["step_index"],
+        "cycle": step.get("cycle"),
+        "label": step.get("label"),
+        "temperature_C": temp,
+        "circuit_choice": choice,
+    }
     shape = _canonical(fit.circuit.text)
     names = {ONE_ARC: _NAMES_1, TWO_ARCS: _NAMES_2}.get(shape, {})
     out = fit.results(rename=names, details=det)
@@ -241,8 +253,7 @@ def _aurbach(group: list[dict], samples: dict) -> Result:
     strips = hcs.get("aurbach:cycle-strip", [])
     qc = float(np.mean(plates))
     early = [k + 1 for k, (p, s) in enumerate(zip(plates, strips)) if s < 0.95 * p]
-    det = {"step_indices": [s["step_index"] for s in group],
-           "q_cycle_plate_C": plates, "q_cycle_strip_C": strips}
+    det = {"step_indices": [s["step_index"] for s in group], "q_cycle_plate_C": plates, "q_cycle_strip_C": strips}
     if early:
         det["warning"] = f"cycle strips {early} ended early (below 95 % of the plated charge)"
     return aurbach_ce(hcs["aurbach:reservoir"][0], qc, len(plates), hcs["aurbach:final-strip"][-1], det)
@@ -276,14 +287,28 @@ def _cycling(gsteps: list[dict], steps: list[dict], samples: dict, cell: dict) -
         if sc is None:
             for st in gsteps:
                 if str(st.get("end_reason")) in ("short_circuit", "EndReason.SHORT_CIRCUIT"):
-                    sc = Result("t_short", float(st["t_end"]) - float(t[0]), "s", None, "end-reason",
-                                {"step_index": st["step_index"], "cycle": st.get("cycle")})
+                    sc = Result(
+                        "t_short",
+                        float(st["t_end"]) - float(t[0]),
+                        "s",
+                        None,
+                        "end-reason",
+                        {"step_index": st["step_index"], "cycle": st.get("cycle")},
+                    )
                     break
         if sc is not None:
             out.append(sc)
         else:
-            out.append(Result("cycling_time", float(t[-1] - t[0]), "s", None, "no-short",
-                              {"short_circuit": False, "hours": float(t[-1] - t[0]) / 3600.0}))
+            out.append(
+                Result(
+                    "cycling_time",
+                    float(t[-1] - t[0]),
+                    "s",
+                    None,
+                    "no-short",
+                    {"short_circuit": False, "hours": float(t[-1] - t[0]) / 3600.0},
+                )
+            )
         out += hysteresis_results(table, until_t=sc.details.get("t_onset") if sc is not None else None)
         out.append(Result("cycles_completed", float(np.sum(table.complete)), "cycles", None, "count", {}))
         return out
@@ -305,8 +330,16 @@ def analyze_run(steps: list[dict], samples: dict[str, np.ndarray], cell: dict, *
         except AnalysisError as exc:
             if strict:
                 raise
-            out.append(Result("analysis_error", float("nan"), "", None, "error",
-                              {"analysis": what, "step_index": step_index, "error": str(exc)}))
+            out.append(
+                Result(
+                    "analysis_error",
+                    float("nan"),
+                    "",
+                    None,
+                    "error",
+                    {"analysis": what, "step_index": step_index, "error": str(exc)},
+                )
+            )
             return None
 
     # EIS
@@ -321,11 +354,13 @@ def analyze_run(steps: list[dict], samples: dict[str, np.ndarray], cell: dict, *
                 rcts.append(rct)
                 idxs.append(st["step_index"])
     if temps and (max(temps) - min(temps)) >= 0.5:
+
         def arr():
             res = fit_arrhenius(temps, rcts)
             for x in res:
                 x.details["step_indices"] = idxs
             return res
+
         out += guard("arrhenius", None, arr) or []
 
     # Tafel

@@ -159,10 +159,15 @@ class EISFit:
         if noise is None:
             return f"relative RMS residual {100 * rel:.3g} % (no Lin-KK reference: too few points)"
         ratio = self.stats["misfit_ratio"]
-        verdict = ("within the scatter of the data" if ratio <= MISFIT_RATIO or rel <= MISFIT_FLOOR
-                   else "a systematic misfit: the circuit misses a feature of the spectrum, or the fit is in a local minimum")
-        return (f"relative RMS residual {100 * rel:.3g} % = {ratio:.3g} x the Lin-KK residual "
-                f"{100 * noise:.3g} % of the spectrum: {verdict}")
+        verdict = (
+            "within the scatter of the data"
+            if ratio <= MISFIT_RATIO or rel <= MISFIT_FLOOR
+            else "a systematic misfit: the circuit misses a feature of the spectrum, or the fit is in a local minimum"
+        )
+        return (
+            f"relative RMS residual {100 * rel:.3g} % = {ratio:.3g} x the Lin-KK residual "
+            f"{100 * noise:.3g} % of the spectrum: {verdict}"
+        )
 
     def predict(self, frequency) -> np.ndarray:
         return self.circuit.impedance(self.values, np.asarray(frequency, float))
@@ -224,8 +229,9 @@ class _Problem:
     ``fixed`` maps parameter indices to values held constant; u holds the free ones.
     """
 
-    def __init__(self, circuit: Circuit, f: np.ndarray, z: np.ndarray, weighting: str,
-                 fixed: dict[int, float] | None = None):
+    def __init__(
+        self, circuit: Circuit, f: np.ndarray, z: np.ndarray, weighting: str, fixed: dict[int, float] | None = None
+    ):
         self.c = circuit
         self.f = f
         self.z = z
@@ -339,8 +345,16 @@ def _solve(prob: _Problem, p0: np.ndarray, max_nfev: int | None, tol: float, *, 
     u0 = np.where(prob.log, u0, np.clip(u0, 1e-9, 1.0 - 1e-9))
     with np.errstate(all="ignore"):
         sol = least_squares(
-            prob.fun, u0, jac=prob.jac, bounds=(lb, ub), method="trf", x_scale="jac",
-            ftol=tol, xtol=tol, gtol=tol, max_nfev=max_nfev,
+            prob.fun,
+            u0,
+            jac=prob.jac,
+            bounds=(lb, ub),
+            method="trf",
+            x_scale="jac",
+            ftol=tol,
+            xtol=tol,
+            gtol=tol,
+            max_nfev=max_nfev,
         )
     sol.lb, sol.ub = lb, ub
     return sol
@@ -356,8 +370,17 @@ def _at_limit(prob: _Problem, sol) -> np.ndarray:
     return prob.log & ((sol.x - sol.lb < near) | (sol.ub - sol.x < near))
 
 
-def _search(prob: _Problem, cands: list[np.ndarray], max_nfev, tol, *, screen_nfev: int = 30,
-            keep: int = 3, perturb: int = 0, seed: int = 0):
+def _search(
+    prob: _Problem,
+    cands: list[np.ndarray],
+    max_nfev,
+    tol,
+    *,
+    screen_nfev: int = 30,
+    keep: int = 3,
+    perturb: int = 0,
+    seed: int = 0,
+):
     """Multi-start: a short fit from every candidate, full fits from the best ``keep``.
 
     With ``perturb`` > 0, that many random restarts around the best (log parameters
@@ -404,7 +427,9 @@ def _search(prob: _Problem, cands: list[np.ndarray], max_nfev, tol, *, screen_nf
     return best
 
 
-def _sort_arcs(circuit: Circuit, p: np.ndarray, cov: np.ndarray, fixed=()) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def _sort_arcs(
+    circuit: Circuit, p: np.ndarray, cov: np.ndarray, fixed=()
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Permute parameters so that arcs of the same structure are in order of tau."""
     arcs = circuit.arcs()
     groups: dict[str, list] = {}
@@ -513,12 +538,17 @@ def fit_circuit(
         sol = _solve(prob, p0, max_nfev, tol, user=True)
         source = "user"
         if sol.status <= 0 or not _good(sol) or np.any(_at_limit(prob, sol)):
-            why = ("did not converge" if sol.status <= 0 or not _good(sol) else
-                   "ran " + ", ".join(np.array(c.param_names)[prob.free][_at_limit(prob, sol)]) + " to the limit")
+            why = (
+                "did not converge"
+                if sol.status <= 0 or not _good(sol)
+                else "ran " + ", ".join(np.array(c.param_names)[prob.free][_at_limit(prob, sol)]) + " to the limit"
+            )
             alt = _search(prob, candidates(), max_nfev, tol)
             if alt is not None and (not (sol.status > 0 and _good(sol)) or alt[1].cost < sol.cost * (1 - 1e-6)):
                 p0, sol, k = alt
-                source = f"automatic (candidate {k}): the fit from the user's guess {why}, this one has a lower residual"
+                source = (
+                    f"automatic (candidate {k}): the fit from the user's guess {why}, this one has a lower residual"
+                )
             else:
                 source = f"user (the fit {why}; no automatic start did better)"
     else:
@@ -581,12 +611,13 @@ def fit_circuit(
             f"time constants {TAU_WINDOW:g} decades beyond the measured 1/omega): the data do not determine "
             "this element (remove it or give a better initial guess)"
         )
-    undetermined = [nm for nm, v, s, fr in zip(names, p, sig, prob.free)
-                    if fr and nm not in ran and not (math.isfinite(s) and s <= abs(v))]
+    undetermined = [
+        nm
+        for nm, v, s, fr in zip(names, p, sig, prob.free)
+        if fr and nm not in ran and not (math.isfinite(s) and s <= abs(v))
+    ]
     if undetermined:
-        warnings.append(
-            f"{', '.join(undetermined)}: 1-sigma larger than the value, not determined by these data"
-        )
+        warnings.append(f"{', '.join(undetermined)}: 1-sigma larger than the value, not determined by these data")
     if on_misfit == "raise" and bad_fit:
         extra = ""
         if ran:
@@ -601,10 +632,24 @@ def fit_circuit(
             "try another circuit or initial guess"
         )
     return EISFit(
-        circuit=c, names=names, units=c.param_units, values=p, sigmas=sig, cov=cov,
-        frequency=f, z=zz, z_fit=zf, weighting=weighting, initial=np.asarray(p0, float),
-        initial_source=source, nfev=int(sol.nfev), message=str(sol.message), stats=stats,
-        arc_taus=taus, warnings=warnings, fixed=[names[i] for i in sorted(fixed)],
+        circuit=c,
+        names=names,
+        units=c.param_units,
+        values=p,
+        sigmas=sig,
+        cov=cov,
+        frequency=f,
+        z=zz,
+        z_fit=zf,
+        weighting=weighting,
+        initial=np.asarray(p0, float),
+        initial_source=source,
+        nfev=int(sol.nfev),
+        message=str(sol.message),
+        stats=stats,
+        arc_taus=taus,
+        warnings=warnings,
+        fixed=[names[i] for i in sorted(fixed)],
     )
 
 
@@ -630,15 +675,32 @@ class LinKK:
 
     def result(self) -> Result:
         return Result(
-            "linkk_residual_rms", self.rms, "", None, "lin-kk",
-            {"passed": self.passed, "statement": self.statement, "M": self.M, "mu": self.mu,
-             "c": self.c, "threshold": self.threshold, "max_abs_residual": self.max_abs},
+            "linkk_residual_rms",
+            self.rms,
+            "",
+            None,
+            "lin-kk",
+            {
+                "passed": self.passed,
+                "statement": self.statement,
+                "M": self.M,
+                "mu": self.mu,
+                "c": self.c,
+                "threshold": self.threshold,
+                "max_abs_residual": self.max_abs,
+            },
         )
 
 
 def linkk(
-    frequency, z, *, c: float = 0.85, max_M: int = 80, threshold: float = 0.01,
-    add_inductance: bool = True, add_capacitance: bool = False,
+    frequency,
+    z,
+    *,
+    c: float = 0.85,
+    max_M: int = 80,
+    threshold: float = 0.01,
+    add_inductance: bool = True,
+    add_capacitance: bool = False,
 ) -> LinKK:
     """Lin-KK test of a spectrum (complex ``z`` at ``frequency``); see the module docstring."""
     f, zz = prepare_spectrum(frequency, z)
@@ -697,8 +759,7 @@ def linkk(
     rms = float(np.sqrt(np.mean(both**2)))
     mx = float(np.abs(both).max())
     passed = rms <= threshold
-    mu_txt = (f"mu = {mu:.3f} <= c = {c}" if mu_met
-              else f"mu = {mu:.3f}, no converged M with mu <= c = {c}")
+    mu_txt = f"mu = {mu:.3f} <= c = {c}" if mu_met else f"mu = {mu:.3f}, no converged M with mu <= c = {c}"
     verdict = (
         "consistent with Kramers-Kronig (linear, causal, stable): fit it"
         if passed

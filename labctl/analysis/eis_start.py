@@ -69,8 +69,15 @@ class Structure:
         for cap, branch in (node.children, node.children[::-1]):
             if not (isinstance(cap, Element) and cap.type in ("C", "CPE")):
                 continue
-            leaves = [branch] if isinstance(branch, Element) else (
-                branch.children if isinstance(branch, Series) and all(isinstance(c, Element) for c in branch.children) else None)
+            leaves = (
+                [branch]
+                if isinstance(branch, Element)
+                else (
+                    branch.children
+                    if isinstance(branch, Series) and all(isinstance(c, Element) for c in branch.children)
+                    else None
+                )
+            )
             if not leaves:
                 continue
             rs = [e for e in leaves if e.type == "R"]
@@ -89,7 +96,9 @@ def _leaves(node) -> list[Element]:
     return [e for c in node.children for e in _leaves(c)]
 
 
-def zarc_decompositions(f: np.ndarray, z: np.ndarray, k_max: int) -> list[tuple[float, list[tuple[float, float, float]]]]:
+def zarc_decompositions(
+    f: np.ndarray, z: np.ndarray, k_max: int
+) -> list[tuple[float, list[tuple[float, float, float]]]]:
     """Greedy R_inf + k ZARC fits for k = 1 .. k_max: [(R_inf, [(R, tau, alpha), ...] by tau), ...]."""
     # the fit machinery, imported here: eis imports this module
     from .eis import _Problem, _solve
@@ -197,10 +206,12 @@ def auto_initial_guesses(circuit: Circuit, f: np.ndarray, z: np.ndarray) -> list
     a_lf = min(max(slope, 0.3), 1.0)
     zi0 = max(float(-zs.imag[0]), 1e-3 * float(zmag.max()))
     lf = {
-        "w_min": w_min, "r_lf": r_lf / 2.0,
+        "w_min": w_min,
+        "r_lf": r_lf / 2.0,
         "sigma": zi0 * math.sqrt(w_min) / 2.0,
         "c": 1.0 / (w_min * zi0),
-        "alpha": a_lf, "q": 1.0 / (zi0 * w_min**a_lf * math.sin(a_lf * math.pi / 2)),
+        "alpha": a_lf,
+        "q": 1.0 / (zi0 * w_min**a_lf * math.sin(a_lf * math.pi / 2)),
     }
     zi_hf = float(zs.imag[-1])
     l_hf = zi_hf / w_max if zi_hf > 0 else 1e-3 * float(zmag[-1]) / w_max
@@ -217,8 +228,16 @@ def auto_initial_guesses(circuit: Circuit, f: np.ndarray, z: np.ndarray) -> list
                 p[e.index] = (l_hf * w_max) ** (1 / 0.95) / w_max
         t_mid = 1.0 / math.sqrt(w_min * w_max)
         for e in st.other:  # elements in nested blocks: scale-based values
-            kinds = {"R": [r_lf / 2], "C": [t_mid / r_lf], "L": [l_hf], "CPE": [t_mid**0.8 / r_lf, 0.8],
-                     "W": [lf["sigma"]], "La": [l_hf, 0.95], "Zarc": [r_lf / 2, t_mid, 0.8], "K": [r_lf / 2, t_mid]}
+            kinds = {
+                "R": [r_lf / 2],
+                "C": [t_mid / r_lf],
+                "L": [l_hf],
+                "CPE": [t_mid**0.8 / r_lf, 0.8],
+                "W": [lf["sigma"]],
+                "La": [l_hf, 0.95],
+                "Zarc": [r_lf / 2, t_mid, 0.8],
+                "K": [r_lf / 2, t_mid],
+            }
             vals = kinds.get(e.type, [r_lf / 2, 1.0 / w_min])
             p[e.index : e.index + len(vals)] = vals
         return p
@@ -260,7 +279,9 @@ def auto_initial_guesses(circuit: Circuit, f: np.ndarray, z: np.ndarray) -> list
         r0, arcs = decs[min(n_rc - 2, len(decs) - 1)]
         big = max(range(len(arcs)), key=lambda i: arcs[i][0])
         R, tau, alpha = arcs[big]
-        split = sorted(arcs[:big] + arcs[big + 1 :] + [(R / 2, tau / 3, alpha), (R / 2, tau * 3, alpha)], key=lambda a: a[1])
+        split = sorted(
+            arcs[:big] + arcs[big + 1 :] + [(R / 2, tau / 3, alpha), (R / 2, tau * 3, alpha)], key=lambda a: a[1]
+        )
         for perm in perms:
             add(r0, [split[i] for i in perm][:n_rc], [])
     spread = np.logspace(math.log10(1 / w_max), math.log10(1 / w_min), n_rc + 2)[1:-1]

@@ -140,7 +140,9 @@ def _blocks(path: Path, text: str, want) -> list[_Block]:
     start = 0
     if path.suffix.lower() == ".mpt" or (lines and lines[0].strip().startswith("EC-Lab ASCII FILE")):
         if not lines or not lines[0].strip().startswith("EC-Lab ASCII FILE"):
-            raise AnalysisError(f"{path}:1: not a readable BioLogic file (.mpt text must start with 'EC-Lab ASCII FILE')")
+            raise AnalysisError(
+                f"{path}:1: not a readable BioLogic file (.mpt text must start with 'EC-Lab ASCII FILE')"
+            )
         m = re.search(r"Nb header lines\s*:\s*(\d+)", "\n".join(lines[:3]))
         if m:
             n_head = int(m.group(1))
@@ -325,8 +327,9 @@ def read_eis_file(path, *, imag_sign: str = "auto", min_points: int = 1) -> EISD
         _need(path, int(ok.sum()), min_points, [], "the analysis")
         zi = -mzi if imag_sign != "as-measured" else mzi
         return EISData(f[ok], zr[ok] + 1j * zi[ok], str(path), ["BioLogic -Im(Z) column negated"])
-    blk = _choose(path, _blocks(path, _read_text(path), _want_eis), _want_eis,
-                  "the analysis needs frequency, Z' and Z'' columns")
+    blk = _choose(
+        path, _blocks(path, _read_text(path), _want_eis), _want_eis, "the analysis needs frequency, Z' and Z'' columns"
+    )
     header, hl = blk.header, blk.header_line
     if blk.fixed and not _want_eis(header):
         raise AnalysisError(
@@ -339,7 +342,10 @@ def read_eis_file(path, *, imag_sign: str = "auto", min_points: int = 1) -> EISD
     scales = [1.0, 1.0, 1.0]
     if header is not None and _want_eis(header):
         kf, kr, ki = _find(header, _FREQ), _find(header, _ZRE), _find(header, _ZIM)
-        for k, what in ((kr, "Z' (real part: Z', Zre, Re(Z), Z Real)"), (ki, "Z'' (imaginary part: Z'', Zim, Im(Z), -Im(Z), Zimag)")):
+        for k, what in (
+            (kr, "Z' (real part: Z', Zre, Re(Z), Z Real)"),
+            (ki, "Z'' (imaginary part: Z'', Zim, Im(Z), -Im(Z), Zimag)"),
+        ):
             if k is None:
                 raise AnalysisError(f"{path}:{hl}: no column for {what} among: {', '.join(header)}")
         cols = [kf, kr, ki]
@@ -348,8 +354,11 @@ def read_eis_file(path, *, imag_sign: str = "auto", min_points: int = 1) -> EISD
         scales = [_freq_scale(header[kf]), _ohm_scale(header[kr]), _ohm_scale(header[ki])]
         if cols != [0, 1, 2]:
             notes.append(f"columns {', '.join(repr(n) for n in names)} (line {hl})")
-    elif header is not None and any(_ZMOD.match(_key(h)) for h in header[:3]) and not any(
-            _ZRE.match(_key(h)) or _ZIM.match(_key(h)) for h in header):
+    elif (
+        header is not None
+        and any(_ZMOD.match(_key(h)) for h in header[:3])
+        and not any(_ZRE.match(_key(h)) or _ZIM.match(_key(h)) for h in header)
+    ):
         raise AnalysisError(
             f"{path}:{hl}: the columns are {', '.join(header)}: |Z| and phase without Z' and Z''; "
             "export the real and imaginary parts"
@@ -383,8 +392,10 @@ def read_eis_file(path, *, imag_sign: str = "auto", min_points: int = 1) -> EISD
         if negated:
             notes.append(f"column {names[2]!r} is -Z'': negated")
         elif np.mean(zi > 0) > 0.8:
-            notes.append(f"column {names[2]!r} is positive at {100 * np.mean(zi > 0):.0f} % of the points: "
-                         "if it holds -Z'', read with imag_sign='negated'")
+            notes.append(
+                f"column {names[2]!r} is positive at {100 * np.mean(zi > 0):.0f} % of the points: "
+                "if it holds -Z'', read with imag_sign='negated'"
+            )
     else:
         negated = bool(np.mean(zi > 0) > 0.8)
         if negated:
@@ -415,7 +426,9 @@ def read_tafel_file(path, *, min_points: int = 1) -> SweepData:
             f"{path}:{hl}: no column for the potential (Ewe/V, Ecell/V) and current (I/mA, <I>/mA) "
             f"among: {', '.join(header)}"
         )
-    names = [header[c] for c in cols] if header is not None and max(cols) < len(header) else ["potential V", "current A"]
+    names = (
+        [header[c] for c in cols] if header is not None and max(cols) < len(header) else ["potential V", "current A"]
+    )
     arr = _columns(path, blk, cols, names)
     _need(path, arr.shape[0], min_points, blk.lines, "the analysis")
     e, i = arr[:, 0].copy(), arr[:, 1].copy()

@@ -114,19 +114,39 @@ class TafelFit:
     e_eq_source: str
     details: dict = field(default_factory=dict)
 
-    _UNITS = {"j0": "A/cm2", "b_a": "mV/dec", "b_c": "mV/dec", "alpha_a": "", "alpha_c": "",
-              "b_cell": "mV/dec", "alpha": ""}
+    _UNITS = {
+        "j0": "A/cm2",
+        "b_a": "mV/dec",
+        "b_c": "mV/dec",
+        "alpha_a": "",
+        "alpha_c": "",
+        "b_cell": "mV/dec",
+        "alpha": "",
+    }
 
     def results(self, details: dict | None = None) -> list[Result]:
-        d = {"window_V": list(self.window), "symmetric": self.symmetric, "e_eq_V": self.e_eq,
-             "e_eq_source": self.e_eq_source, **self.details}
+        d = {
+            "window_V": list(self.window),
+            "symmetric": self.symmetric,
+            "e_eq_V": self.e_eq,
+            "e_eq_source": self.e_eq_source,
+            **self.details,
+        }
         if details:
             d.update(details)
         out = []
         for name, v in self.values.items():
             rname = name if self.method == "tafel-extrapolation" else f"{name}_micro"
-            out.append(Result(rname, float(v), self._UNITS[name], sigma_or_none(self.sigmas.get(name, float("nan"))),
-                              self.method, dict(d)))
+            out.append(
+                Result(
+                    rname,
+                    float(v),
+                    self._UNITS[name],
+                    sigma_or_none(self.sigmas.get(name, float("nan"))),
+                    self.method,
+                    dict(d),
+                )
+            )
         if self.method == "tafel-extrapolation":
             out.append(Result("E_eq", self.e_eq, "V", None, self.e_eq_source, dict(d)))
         return out
@@ -231,8 +251,17 @@ def fit_tafel(
         lb, ub = [-np.inf, 1e-6, 1e-6], [np.inf, np.inf, np.inf]
 
     with np.errstate(all="ignore"):
-        sol = least_squares(lambda u: model(u) - y, u0, jac=jac, bounds=(lb, ub), method="trf",
-                            x_scale="jac", ftol=1e-12, xtol=1e-12, gtol=1e-12)
+        sol = least_squares(
+            lambda u: model(u) - y,
+            u0,
+            jac=jac,
+            bounds=(lb, ub),
+            method="trf",
+            x_scale="jac",
+            ftol=1e-12,
+            xtol=1e-12,
+            gtol=1e-12,
+        )
     if not (sol.status > 0 and np.all(np.isfinite(sol.fun))):
         raise AnalysisError(f"the Butler-Volmer fit in the Tafel window did not converge ({sol.message})")
     cov, s2 = covariance_from_jacobian(sol.jac, sol.fun)
@@ -265,8 +294,11 @@ def fit_tafel(
         "n_points_cathodic": int(branches["cathodic"][0].size),
         "r2_anodic": la["r2"],
         "r2_cathodic": lc["r2"],
-        "residual": {"rms_log10": float(np.sqrt(np.mean(sol.fun**2))), "dof": int(x.size - u.size),
-                     "n_points": int(x.size)},
+        "residual": {
+            "rms_log10": float(np.sqrt(np.mean(sol.fun**2))),
+            "dof": int(x.size - u.size),
+            "n_points": int(x.size),
+        },
         "model": "2 j0 sinh(alpha n F eta / 2RT)" if symmetric else "Butler-Volmer",
     }
     return TafelFit("tafel-extrapolation", symmetric, values, sigmas, (lo, hi), float(e_eq), src, details)
@@ -318,12 +350,23 @@ def fit_micropolarisation(
     factor = (2.0 if symmetric else 1.0) / (alpha_sum * n * f)
     j0 = factor * slope
     details = {
-        "n": n, "temperature_C": float(temperature_c), "alpha_sum": alpha_sum, "polynomial_degree": deg,
+        "n": n,
+        "temperature_C": float(temperature_c),
+        "alpha_sum": alpha_sum,
+        "polynomial_degree": deg,
         "slope_A_per_cm2_V": slope,
         "residual": {"rms_A_per_cm2": float(np.sqrt(np.mean(res**2))), "dof": int(dof), "n_points": int(x.size)},
     }
-    return TafelFit("micro-polarisation", symmetric, {"j0": j0}, {"j0": factor * s_slope}, (0.0, float(window)),
-                    float(e_eq), src, details)
+    return TafelFit(
+        "micro-polarisation",
+        symmetric,
+        {"j0": j0},
+        {"j0": factor * s_slope},
+        (0.0, float(window)),
+        float(e_eq),
+        src,
+        details,
+    )
 
 
 def analyze_tafel(potential, current, *, area_cm2: float, method: str = "both", **kw) -> list[Result]:

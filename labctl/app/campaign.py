@@ -45,8 +45,13 @@ def _run_one(spec: RunSpec, db_url: str, analyze: bool = False) -> RunResult:
     t0 = time.perf_counter()
     db = Database(db_url)
     try:
-        out = run_protocol(spec.protocol, db=db, sim=SimSettings(spec.preset, spec.seed, spec.replicate),
-                           channel=spec.channel, meta={"campaign": dict(spec.tags)})
+        out = run_protocol(
+            spec.protocol,
+            db=db,
+            sim=SimSettings(spec.preset, spec.seed, spec.replicate),
+            channel=spec.channel,
+            meta={"campaign": dict(spec.tags)},
+        )
         results = []
         if analyze and out.run_id is not None:
             from labctl.app.results import analyze_and_store
@@ -54,12 +59,19 @@ def _run_one(spec: RunSpec, db_url: str, analyze: bool = False) -> RunResult:
             results = analyze_and_store(db, out.run_id)
     finally:
         db.close()
-    return RunResult(spec, out.run_id, out.status, out.end_reason, out.duration, out.n_samples,
-                     time.perf_counter() - t0, results)
+    return RunResult(
+        spec, out.run_id, out.status, out.end_reason, out.duration, out.n_samples, time.perf_counter() - t0, results
+    )
 
 
-def run_campaign(specs: list[RunSpec], db_url: str, *, workers: int | None = None, analyze: bool = False,
-                 on_done: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+def run_campaign(
+    specs: list[RunSpec],
+    db_url: str,
+    *,
+    workers: int | None = None,
+    analyze: bool = False,
+    on_done: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
     """Run every spec (in parallel processes when ``workers`` > 1); results in the order of ``specs``.
 
     With ``analyze`` each run is analysed in its worker right after it ends and the results stored.

@@ -41,8 +41,11 @@ class SimSettings:
 def protocol_needs(protocol: Any) -> dict[str, bool]:
     kinds = {s.kind for s in walk(protocol.steps)}
     automated = any(s.kind == "dip_coat" and s.mode == "automated" for s in walk(protocol.steps))
-    return {"stage": "temperature" in kinds, "dip_coater": automated,
-            "manual": any(s.kind == "dip_coat" and s.mode == "manual" for s in walk(protocol.steps))}
+    return {
+        "stage": "temperature" in kinds,
+        "dip_coater": automated,
+        "manual": any(s.kind == "dip_coat" and s.mode == "manual" for s in walk(protocol.steps)),
+    }
 
 
 def cell_attributes(protocol: Any, preset: Any | None = None) -> dict:
@@ -60,8 +63,9 @@ def _no_preset_error() -> UserError:
 
     names = sorted(available_presets())
     listed = ", ".join(names) if names else "none registered (install a study, or give a file)"
-    return UserError(f"a simulated run needs a preset: --preset NAME or --preset FILE.yaml "
-                     f"(available presets: {listed})")
+    return UserError(
+        f"a simulated run needs a preset: --preset NAME or --preset FILE.yaml (available presets: {listed})"
+    )
 
 
 def load_sim_preset(sim: SimSettings) -> Any:
@@ -75,12 +79,16 @@ def load_sim_preset(sim: SimSettings) -> Any:
         raise _no_preset_error()
     preset = load_preset(sim.preset)
     model = preset.cell.eis_model
-    for text in ([model] if isinstance(model, str) else [m for _, m in (model or ())]):
+    for text in [model] if isinstance(model, str) else [m for _, m in (model or ())]:
         try:
             parse_circuit(text)
         except AnalysisError as e:
-            raise ProtocolError.single(str(sim.preset), f"the EIS model is not a valid circuit: {e}",
-                                       "write e.g. 'R0-p(R1,CPE1)-p(R2,CPE2)'", field="cell.eis_model") from None
+            raise ProtocolError.single(
+                str(sim.preset),
+                f"the EIS model is not a valid circuit: {e}",
+                "write e.g. 'R0-p(R1,CPE1)-p(R2,CPE2)'",
+                field="cell.eis_model",
+            ) from None
     return preset
 
 
@@ -94,16 +102,31 @@ def build_sim_channel(protocol: Any, clock: Clock, sim: SimSettings) -> ChannelD
     coater = registry.create("dip_coater", "sim", clock=clock) if needs["dip_coater"] else None
     cell = protocol.cell
     pstat = registry.create(
-        "potentiostat", "sim", clock=clock, preset=preset, cell_kind=cell.kind, area_cm2=cell.area_cm2,
-        cathode_mass_g=cell.cathode_mass_g, seed=sim.seed, replicate=sim.replicate, stage=stage)
+        "potentiostat",
+        "sim",
+        clock=clock,
+        preset=preset,
+        cell_kind=cell.kind,
+        area_cm2=cell.area_cm2,
+        cathode_mass_g=cell.cathode_mass_g,
+        seed=sim.seed,
+        replicate=sim.replicate,
+        stage=stage,
+    )
     for dev in (pstat, stage, coater):
         if dev is not None:
             dev.connect()
     return ChannelDevices(pstat, stage, coater)
 
 
-def build_driver_channel(protocol: Any, clock: Clock, driver: str, options: dict[str, str],
-                         stage: str | None = None, stage_options: dict[str, str] | None = None) -> ChannelDevices:
+def build_driver_channel(
+    protocol: Any,
+    clock: Clock,
+    driver: str,
+    options: dict[str, str],
+    stage: str | None = None,
+    stage_options: dict[str, str] | None = None,
+) -> ChannelDevices:
     """Devices from the driver registry (entry points), e.g. a third-party potentiostat."""
     try:
         pstat = registry.create("potentiostat", driver, clock=clock, **options)
@@ -157,8 +180,7 @@ def run_protocol(
         from labctl.app.operator import SimulatedOperator
 
         operator = SimulatedOperator(clock, seed=sim.seed)
-    engine = Engine(protocol, devices, clock, None, operator=operator, on_progress=on_progress,
-                    on_coating=None)
+    engine = Engine(protocol, devices, clock, None, operator=operator, on_progress=on_progress, on_coating=None)
     try:
         engine.preflight()
     except PreflightError as e:
@@ -173,11 +195,19 @@ def run_protocol(
         preset_name = None if sim is None else str(sim.preset)
         attrs = cell_attributes(protocol, None if sim is None else load_sim_preset(sim))
         recorder = db.open_run(
-            protocol_name=protocol.name, protocol_text=protocol.text, protocol_source=protocol.source,
-            cell_label=cell.id, cell_kind=cell.kind, cell_attrs=attrs,
-            channel=channel, simulated=sim is not None, seed=None if sim is None else sim.seed,
-            preset=preset_name, started_unix=clock.unix(clock.now()),
-            meta={**(meta or {}), "cell": attrs, **({"replicate": sim.replicate} if sim is not None else {})})
+            protocol_name=protocol.name,
+            protocol_text=protocol.text,
+            protocol_source=protocol.source,
+            cell_label=cell.id,
+            cell_kind=cell.kind,
+            cell_attrs=attrs,
+            channel=channel,
+            simulated=sim is not None,
+            seed=None if sim is None else sim.seed,
+            preset=preset_name,
+            started_unix=clock.unix(clock.now()),
+            meta={**(meta or {}), "cell": attrs, **({"replicate": sim.replicate} if sim is not None else {})},
+        )
     if on_start is not None:
         on_start(None if recorder is None else recorder.run_id)
     if recorder is not None:

@@ -44,8 +44,10 @@ class EmulatedStation:
 
         doc: dict[str, Any] = {"name": f"{self.station.name or 'station'} (emulated)"}
         doc["instruments"] = self.instruments
-        doc["channels"] = {name: {k: v for k, v in spec.model_dump().items() if v is not None}
-                           for name, spec in self.station.channels.items()}
+        doc["channels"] = {
+            name: {k: v for k, v in spec.model_dump().items() if v is not None}
+            for name, spec in self.station.channels.items()
+        }
         out = StringIO()
         y = YAML()
         y.default_flow_style = None
@@ -70,9 +72,14 @@ def emulate_station(station: Station, clock: Any, *, preset: str, seed: int = 0)
                 factory = emulator_factory(inst.driver)
                 if factory is None:
                     line, col = station.where("instruments", name, "driver")
-                    raise StationError.single(station.source, f"instrument {name}: driver {inst.driver!r} has no emulator",
-                                              "emulators exist for the drivers listed by `labctl emulate --list`",
-                                              line=line, col=col, field=f"instruments.{name}.driver")
+                    raise StationError.single(
+                        station.source,
+                        f"instrument {name}: driver {inst.driver!r} has no emulator",
+                        "emulators exist for the drivers listed by `labctl emulate --list`",
+                        line=line,
+                        col=col,
+                        field=f"instruments.{name}.driver",
+                    )
                 server = factory(opts, clock=clock, preset=preset, seed=seed)
                 em.servers[name] = server
                 for key in ("port", "resource", "visa_library", "host"):
@@ -120,8 +127,9 @@ class MethodScriptEmulatorFactory:
     def __init__(self, options: dict[str, Any], *, clock: Any, preset: str, seed: int = 0) -> None:
         from labctl.simulators.emulators.methodscript import MethodScriptEmulator
 
-        self._em = MethodScriptEmulator(str(options.get("model") or "es4_lr"), preset=preset, seed=seed,
-                                        clock=clock, noise=True)
+        self._em = MethodScriptEmulator(
+            str(options.get("model") or "es4_lr"), preset=preset, seed=seed, clock=clock, noise=True
+        )
         port = self._em.serve_tcp()
         self.entry = {"port": f"socket://127.0.0.1:{port}"}
 

@@ -115,10 +115,19 @@ def export_run(db: Any, run_id: int, path: Path, fmt: str = "csv") -> int:
 
 
 _FMT = {
-    "Test Time / s": "%.3f", "Unix Time / s": "%.3f", "Voltage / V": "%.6g", "Current / A": "%.6g",
-    "Cycle Count / 1": "%d", "Step Count / 1": "%d", "Step Index / 1": "%d",
-    "Charging Capacity / Ah": "%.6g", "Discharging Capacity / Ah": "%.6g", "Step Charge / Ah": "%.6g",
-    "Temperature T1 / degC": "%.4g", "Frequency / Hz": "%.6g", "Impedance Real / Ohm": "%.6g",
+    "Test Time / s": "%.3f",
+    "Unix Time / s": "%.3f",
+    "Voltage / V": "%.6g",
+    "Current / A": "%.6g",
+    "Cycle Count / 1": "%d",
+    "Step Count / 1": "%d",
+    "Step Index / 1": "%d",
+    "Charging Capacity / Ah": "%.6g",
+    "Discharging Capacity / Ah": "%.6g",
+    "Step Charge / Ah": "%.6g",
+    "Temperature T1 / degC": "%.4g",
+    "Frequency / Hz": "%.6g",
+    "Impedance Real / Ohm": "%.6g",
     "Impedance Imaginary / Ohm": "%.6g",
 }
 

@@ -20,8 +20,16 @@ from labctl.core.clock import Clock
 
 
 class SimulatedOperator:
-    def __init__(self, clock: Clock, *, name: str = "simulated operator", seed: int = 0,
-                 delay_s: float = 5.0, jitter_s: float = 10.0, delays: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        name: str = "simulated operator",
+        seed: int = 0,
+        delay_s: float = 5.0,
+        jitter_s: float = 10.0,
+        delays: list[float] | None = None,
+    ) -> None:
         self.clock = clock
         self.name = name
         self._rng = np.random.default_rng(seed)

@@ -21,9 +21,17 @@ def analyze_and_store(database: Any, run_id: int) -> list[dict]:
     rows = []
     for res in results:
         d = res.to_dict()
-        rows.append({"name": d["name"], "value": d["value"], "unit": d.get("unit"),
-                     "uncertainty": d.get("uncertainty"), "method": d.get("method"),
-                     "step_index": d.get("details", {}).get("step_index"), "data": d.get("details", {}),
-                     "analysis_version": ANALYSIS_VERSION})
+        rows.append(
+            {
+                "name": d["name"],
+                "value": d["value"],
+                "unit": d.get("unit"),
+                "uncertainty": d.get("uncertainty"),
+                "method": d.get("method"),
+                "step_index": d.get("details", {}).get("step_index"),
+                "data": d.get("details", {}),
+                "analysis_version": ANALYSIS_VERSION,
+            }
+        )
     database.add_results(run_id, rows)
     return rows

@@ -27,16 +27,24 @@ from labctl.core.clock import Clock, clock_for_speed
 from labctl.core.interrupts import termination_as_interrupt
 from labctl.drivers.contracts import ChannelDevices, TechniqueState
 from labctl.drivers.techniques import OpenCircuit, Recording
-from labctl.engine.runner import Engine, Progress, RunOutcome
+from labctl.engine.runner import Engine, RunOutcome
 
 #: What to do with an interrupted run; a protocol may say ``on_interrupt: end``.
 ON_INTERRUPT = ("resume", "end")
 OCV_SECONDS = 10.0
 
 
-def resume_run(db: Any, run_id: int, *, sim: SimSettings | None = None, devices: ChannelDevices | None = None,
-               clock: Clock | None = None, speed: str | float | None = "max",
-               on_progress: Any | None = None, ocv_seconds: float = OCV_SECONDS) -> RunOutcome:
+def resume_run(
+    db: Any,
+    run_id: int,
+    *,
+    sim: SimSettings | None = None,
+    devices: ChannelDevices | None = None,
+    clock: Clock | None = None,
+    speed: str | float | None = "max",
+    on_progress: Any | None = None,
+    ocv_seconds: float = OCV_SECONDS,
+) -> RunOutcome:
     """Resume interrupted run ``run_id`` in ``db`` (a :class:`labctl.db.Database`)."""
     from labctl.protocols import load_protocol_text
 
@@ -45,14 +53,20 @@ def resume_run(db: Any, run_id: int, *, sim: SimSettings | None = None, devices:
     except KeyError:
         raise UserError(f"there is no run {run_id} in {db.url}") from None
     if run["status"] != "interrupted":
-        raise UserError(f"run {run_id} is {run['status']}, not interrupted: nothing to resume "
-                        f"(hint: `labctl runs` lists each run's status)")
-    protocol = load_protocol_text(run["protocol_text"], source=f"run-{run_id}:{run.get('protocol_source') or 'protocol'}")
+        raise UserError(
+            f"run {run_id} is {run['status']}, not interrupted: nothing to resume "
+            f"(hint: `labctl runs` lists each run's status)"
+        )
+    protocol = load_protocol_text(
+        run["protocol_text"], source=f"run-{run_id}:{run.get('protocol_source') or 'protocol'}"
+    )
     policy = getattr(protocol, "on_interrupt", None) or "resume"
     if sim is None and devices is None:
         if not run["simulated"]:
-            raise UserError(f"run {run_id} ran on hardware: resume it on its station channel "
-                            f"(this labctl resumes simulated runs with --sim)")
+            raise UserError(
+                f"run {run_id} ran on hardware: resume it on its station channel "
+                f"(this labctl resumes simulated runs with --sim)"
+            )
         meta = run.get("meta") or {}
         sim = SimSettings(run["preset"], seed=int(run["seed"] or 0), replicate=int(meta.get("replicate", 0)))
     clock = clock or clock_for_speed(speed)
@@ -65,13 +79,16 @@ def resume_run(db: Any, run_id: int, *, sim: SimSettings | None = None, devices:
         gap = max(0.0, time.time() - float(info["heartbeat_unix"] or time.time()))
         t_resume = info["t_last"] + gap
         t0 = clock.now() - t_resume
-        rec.event(t_resume, "gap", f"resumed after a gap of {gap:.0f} s (interrupted: {run['end_reason']})",
-                  {"gap_s": gap, "t_last": info["t_last"], "checkpoint": None if checkpoint is None else checkpoint})
+        rec.event(
+            t_resume,
+            "gap",
+            f"resumed after a gap of {gap:.0f} s (interrupted: {run['end_reason']})",
+            {"gap_s": gap, "t_last": info["t_last"], "checkpoint": None if checkpoint is None else checkpoint},
+        )
         step_index = info["max_step"] + 1
         cycle = 0 if checkpoint is None else int(checkpoint["cycle"])
         ocv, ocv_n = _measure_ocv(devices, clock, rec, step_index, cycle, t0, ocv_seconds)
-        rec.event(clock.now() - t0, "resume", f"open-circuit voltage before resuming: {ocv:.4f} V",
-                  {"ocv_v": ocv})
+        rec.event(clock.now() - t0, "resume", f"open-circuit voltage before resuming: {ocv:.4f} V", {"ocv_v": ocv})
         if policy == "end":
             reason = "interrupted; ended on resume (on_interrupt: end)"
             rec.finish("aborted", reason, clock.unix(clock.now()))
@@ -94,14 +111,22 @@ def _start_state(protocol: Any) -> dict[str, Any]:
     return ProgramState().to_checkpoint(compile_protocol(protocol), 0.0)
 
 
-def _measure_ocv(devices: ChannelDevices, clock: Clock, rec: Any, step_index: int, cycle: int, t0: float,
-                 seconds: float) -> tuple[float, int]:
+def _measure_ocv(
+    devices: ChannelDevices, clock: Clock, rec: Any, step_index: int, cycle: int, t0: float, seconds: float
+) -> tuple[float, int]:
     """A short open-circuit step recorded in the run (kind ``rest``, label ``resume:ocv``)."""
     import numpy as np
 
     t_start = clock.now() - t0
-    rec.step_started(step_index, path="resume", kind="rest", label="resume:ocv", cycle=cycle,
-                     params={"technique": "ocp", "duration": seconds}, t=t_start)
+    rec.step_started(
+        step_index,
+        path="resume",
+        kind="rest",
+        label="resume:ocv",
+        cycle=cycle,
+        params={"technique": "ocp", "duration": seconds},
+        t=t_start,
+    )
     handle = devices.potentiostat.start(OpenCircuit(seconds, Recording(dt=1.0)))
     n, v_last = 0, float("nan")
     try:
@@ -115,6 +140,7 @@ def _measure_ocv(devices: ChannelDevices, clock: Clock, rec: Any, step_index: in
         if handle.state is TechniqueState.RUNNING:
             handle.stop()
     clock.sleep_until(t0 + t_start + seconds)
-    rec.step_ended(step_index, t=clock.now() - t0, end_reason="duration", detail="open-circuit voltage",
-                   n_samples=n, charge=0.0)
+    rec.step_ended(
+        step_index, t=clock.now() - t0, end_reason="duration", detail="open-circuit voltage", n_samples=n, charge=0.0
+    )
     return v_last, n

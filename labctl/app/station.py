@@ -83,7 +83,10 @@ def _pair(v: Any, dim: str) -> tuple[float, float]:
     from labctl.core.errors import custom_error
 
     if not isinstance(v, (list, tuple)) or len(v) != 2:
-        raise custom_error(f"expected [low, high], got {v!r}", f"write e.g. {'[-2 V, 2 V]' if dim == 'voltage' else '[10 degC, 70 degC]'}")
+        raise custom_error(
+            f"expected [low, high], got {v!r}",
+            f"write e.g. {'[-2 V, 2 V]' if dim == 'voltage' else '[10 degC, 70 degC]'}",
+        )
     lo, hi = (_quantity(x, dim) for x in v)
     if not lo < hi:
         raise custom_error(f"the low end {lo:g} is not below the high end {hi:g}", "write [low, high]")
@@ -137,9 +140,14 @@ class Station(BaseModel):
     def channel(self, name: str) -> ChannelSpec:
         if name not in self.channels:
             dym = did_you_mean(name, list(self.channels))
-            raise StationError.single(self.source, f"the station has no channel {name!r}",
-                                      dym or f"its channels: {', '.join(self.channels) or 'none'}", line=1, col=1,
-                                      field="channels")
+            raise StationError.single(
+                self.source,
+                f"the station has no channel {name!r}",
+                dym or f"its channels: {', '.join(self.channels) or 'none'}",
+                line=1,
+                col=1,
+                field="channels",
+            )
         return self.channels[name]
 
     def driver_options(self, name: str) -> dict[str, Any]:
@@ -163,30 +171,53 @@ def _check(station: Station) -> None:
         if not _kind_of(inst.driver):
             names = sorted({n for k in registry.GROUPS for n in registry.available(k)})
             dym = did_you_mean(inst.driver, names)
-            issues.append(station.issue(("instruments", name, "driver"), f"unknown driver {inst.driver!r}",
-                                        (dym + " " if dym else "") + f"installed drivers: {', '.join(names)}"))
+            issues.append(
+                station.issue(
+                    ("instruments", name, "driver"),
+                    f"unknown driver {inst.driver!r}",
+                    (dym + " " if dym else "") + f"installed drivers: {', '.join(names)}",
+                )
+            )
     used: dict[str, str] = {}
     for ch, spec in station.channels.items():
         roles = {r: getattr(spec, r) for r in ROLES if getattr(spec, r) is not None}
         if not roles:
-            issues.append(station.issue(("channels", ch), "a channel needs at least a potentiostat",
-                                        "write e.g. {potentiostat: pstat1}"))
+            issues.append(
+                station.issue(
+                    ("channels", ch), "a channel needs at least a potentiostat", "write e.g. {potentiostat: pstat1}"
+                )
+            )
         for role, inst_name in roles.items():
             path = ("channels", ch, role)
             if inst_name not in station.instruments:
                 dym = did_you_mean(inst_name, list(station.instruments))
-                issues.append(station.issue(path, f"no instrument named {inst_name!r}",
-                                            dym or f"instruments: {', '.join(station.instruments)}"))
+                issues.append(
+                    station.issue(
+                        path,
+                        f"no instrument named {inst_name!r}",
+                        dym or f"instruments: {', '.join(station.instruments)}",
+                    )
+                )
                 continue
             if inst_name in used:
-                issues.append(station.issue(path, f"instrument {inst_name!r} is already used by channel {used[inst_name]}",
-                                            "give each channel its own instrument (one instrument, one channel)"))
+                issues.append(
+                    station.issue(
+                        path,
+                        f"instrument {inst_name!r} is already used by channel {used[inst_name]}",
+                        "give each channel its own instrument (one instrument, one channel)",
+                    )
+                )
             used[inst_name] = ch
             kinds = _kind_of(station.instruments[inst_name].driver)
             if kinds and ROLES[role] not in kinds:
-                issues.append(station.issue(path, f"{inst_name!r} ({station.instruments[inst_name].driver}) is a "
-                                                  f"{kinds[0].replace('_', ' ')} driver, not a {role.replace('_', ' ')}",
-                                            f"use it as {_role_for(kinds[0])}, or pick a {role.replace('_', ' ')} here"))
+                issues.append(
+                    station.issue(
+                        path,
+                        f"{inst_name!r} ({station.instruments[inst_name].driver}) is a "
+                        f"{kinds[0].replace('_', ' ')} driver, not a {role.replace('_', ' ')}",
+                        f"use it as {_role_for(kinds[0])}, or pick a {role.replace('_', ' ')} here",
+                    )
+                )
     if issues:
         raise StationError(issues)
 
@@ -201,8 +232,13 @@ def load_station_text(text: str, source: str = "<station>", folder: str | Path =
     except ProtocolError as e:
         raise StationError(e.issues) from None
     if not isinstance(data, dict):
-        raise StationError.single(source, "a station file is a mapping with 'instruments' and 'channels'",
-                                  "start with 'instruments:'", line=1, col=1)
+        raise StationError.single(
+            source,
+            "a station file is a mapping with 'instruments' and 'channels'",
+            "start with 'instruments:'",
+            line=1,
+            col=1,
+        )
     try:
         station = validate_with_positions(Station, data, positions, source)
     except ProtocolError as e:
@@ -217,7 +253,9 @@ def load_station_text(text: str, source: str = "<station>", folder: str | Path =
 def load_station(path: str | Path) -> Station:
     p = Path(path)
     if not p.is_file():
-        raise StationError.single(str(p), "no such station file", "check the path (a YAML file with instruments: and channels:)")
+        raise StationError.single(
+            str(p), "no such station file", "check the path (a YAML file with instruments: and channels:)"
+        )
     return load_station_text(p.read_text(encoding="utf-8"), source=str(p), folder=p.resolve().parent)
 
 
@@ -228,8 +266,9 @@ def station_json_schema() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- opening instruments
-def open_instrument(station: Station, name: str, clock: Any, *, timeout: float = CONNECT_TIMEOUT,
-                    transcript: str | Path | None = None) -> Any:
+def open_instrument(
+    station: Station, name: str, clock: Any, *, timeout: float = CONNECT_TIMEOUT, transcript: str | Path | None = None
+) -> Any:
     """Create and connect instrument ``name``; a :class:`StationError` naming it if it does not answer."""
     inst = station.instruments[name]
     kind = _kind_of(inst.driver)[0]
@@ -240,17 +279,27 @@ def open_instrument(station: Station, name: str, clock: Any, *, timeout: float =
     try:
         dev = registry.create(kind, inst.driver, clock=clock, **opts)
     except TypeError as e:
-        raise StationError.single(station.source, f"instrument {name} ({inst.driver}): {e}",
-                                  "check the instrument's options against its driver's documentation",
-                                  line=line, col=col, field=f"instruments.{name}") from None
+        raise StationError.single(
+            station.source,
+            f"instrument {name} ({inst.driver}): {e}",
+            "check the instrument's options against its driver's documentation",
+            line=line,
+            col=col,
+            field=f"instruments.{name}",
+        ) from None
     try:
         dev.connect(timeout=timeout)
     except (DeviceError, OSError) as e:
         _close_quietly(dev)
         address = opts.get("port") or opts.get("resource") or opts.get("host") or "its address"
-        raise StationError.single(station.source, f"instrument {name} ({inst.driver} at {address}) did not open: {e}",
-                                  "check the cable, the address and that the instrument is on",
-                                  line=line, col=col, field=f"instruments.{name}") from None
+        raise StationError.single(
+            station.source,
+            f"instrument {name} ({inst.driver} at {address}) did not open: {e}",
+            "check the cable, the address and that the instrument is on",
+            line=line,
+            col=col,
+            field=f"instruments.{name}",
+        ) from None
     if inst.limits is not None:
         _apply_limits(dev, inst.limits)
     return dev
@@ -270,16 +319,20 @@ def link_parameter(factory: Any) -> str | None:
     return next((k for k in ("transport", "link") if k in params), None)
 
 
-def _recording(station: Station, name: str, kind: str, driver: str, opts: dict[str, Any],
-               transcript: str | Path) -> dict[str, Any]:
+def _recording(
+    station: Station, name: str, kind: str, driver: str, opts: dict[str, Any], transcript: str | Path
+) -> dict[str, Any]:
     """Options that give the driver its link wrapped in a transcript recorder (``--transcript``)."""
     from labctl.drivers.transports import RecordingTransport, open_transport
 
     key = link_parameter(registry.load(kind, driver))
     if key is None:
-        raise StationError.single(station.source, f"instrument {name} ({driver}): its driver takes no transport, "
-                                  "so its traffic cannot be recorded", "run without --transcript for this channel",
-                                  field=f"instruments.{name}")
+        raise StationError.single(
+            station.source,
+            f"instrument {name} ({driver}): its driver takes no transport, so its traffic cannot be recorded",
+            "run without --transcript for this channel",
+            field=f"instruments.{name}",
+        )
     spec = {k: v for k, v in opts.items() if k in ("port", "baudrate", "resource", "visa_library")}
     rest = {k: v for k, v in opts.items() if k not in ADDRESS_KEYS}
     Path(transcript).parent.mkdir(parents=True, exist_ok=True)
@@ -304,12 +357,18 @@ def _apply_limits(dev: Any, limits: Limits) -> None:
 def _close_quietly(dev: Any) -> None:
     try:
         dev.close()
-    except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
+    except Exception:
         pass
 
 
-def open_channel(station: Station, channel: str, clock: Any, *, timeout: float = CONNECT_TIMEOUT,
-                 transcript_dir: str | Path | None = None) -> ChannelDevices:
+def open_channel(
+    station: Station,
+    channel: str,
+    clock: Any,
+    *,
+    timeout: float = CONNECT_TIMEOUT,
+    transcript_dir: str | Path | None = None,
+) -> ChannelDevices:
     """The devices of ``channel``, connected; anything opened is closed again if one fails."""
     spec = station.channel(channel)
     opened: dict[str, Any] = {}
@@ -325,11 +384,22 @@ def open_channel(station: Station, channel: str, clock: Any, *, timeout: float =
             _close_quietly(dev)
         raise
     if "potentiostat" not in opened:
-        raise StationError.single(station.source, f"channel {channel} has no potentiostat",
-                                  "add 'potentiostat: NAME' to the channel", field=f"channels.{channel}")
-    return ChannelDevices(opened["potentiostat"], opened.get("stage"), opened.get("dip_coater"),
-                          extras={"station": station.name or station.source, "channel": channel,
-                                  "instruments": {r: getattr(spec, r) for r in ROLES if getattr(spec, r)}})
+        raise StationError.single(
+            station.source,
+            f"channel {channel} has no potentiostat",
+            "add 'potentiostat: NAME' to the channel",
+            field=f"channels.{channel}",
+        )
+    return ChannelDevices(
+        opened["potentiostat"],
+        opened.get("stage"),
+        opened.get("dip_coater"),
+        extras={
+            "station": station.name or station.source,
+            "channel": channel,
+            "instruments": {r: getattr(spec, r) for r in ROLES if getattr(spec, r)},
+        },
+    )
 
 
 def identify(dev: Any) -> str:
@@ -356,10 +426,23 @@ def survey(station: Station, clock: Any, *, timeout: float = CONNECT_TIMEOUT) ->
     for name, inst in station.instruments.items():
         dev = open_instrument(station, name, clock, timeout=timeout)
         try:
-            rows.append({"instrument": name, "driver": inst.driver, "kind": _kind_of(inst.driver)[0],
-                         "identity": identify(dev), "state": read_state(dev),
-                         "channel": next((ch for ch, spec in station.channels.items()
-                                          if name in (spec.potentiostat, spec.stage, spec.dip_coater)), None)})
+            rows.append(
+                {
+                    "instrument": name,
+                    "driver": inst.driver,
+                    "kind": _kind_of(inst.driver)[0],
+                    "identity": identify(dev),
+                    "state": read_state(dev),
+                    "channel": next(
+                        (
+                            ch
+                            for ch, spec in station.channels.items()
+                            if name in (spec.potentiostat, spec.stage, spec.dip_coater)
+                        ),
+                        None,
+                    ),
+                }
+            )
         finally:
             _release(dev)
     return rows
@@ -374,5 +457,5 @@ def _release(dev: Any) -> None:
             release()
         elif not hasattr(dev, "cell_off"):
             dev.close()
-    except Exception:  # noqa: BLE001 - best effort; nothing was changed
+    except Exception:
         pass

@@ -46,8 +46,13 @@ def instruments(
         return
     t = Table("instrument", "driver", "channel", "identity", "state")
     for r in rows:
-        t.add_row(r["instrument"], r["driver"], r["channel"] or "-", r["identity"],
-                  ", ".join(f"{k} {v}" for k, v in r["state"].items()))
+        t.add_row(
+            r["instrument"],
+            r["driver"],
+            r["channel"] or "-",
+            r["identity"],
+            ", ".join(f"{k} {v}" for k, v in r["state"].items()),
+        )
     out.print(t)
 
 
@@ -109,11 +114,20 @@ def resume(
     database = open_db(db)
     outcome = resume_run(database, run_id, clock=clock)
     if as_json:
-        print_json({"run_id": outcome.run_id, "status": outcome.status, "end_reason": outcome.end_reason,
-                    "samples": outcome.n_samples, "duration_s": outcome.duration})
+        print_json(
+            {
+                "run_id": outcome.run_id,
+                "status": outcome.status,
+                "end_reason": outcome.end_reason,
+                "samples": outcome.n_samples,
+                "duration_s": outcome.duration,
+            }
+        )
     else:
-        out.print(f"run {run_id}: {outcome.status} - {outcome.end_reason}; {fmt_duration(outcome.duration)} of "
-                  f"test time, {outcome.n_samples:,} samples")
+        out.print(
+            f"run {run_id}: {outcome.status} - {outcome.end_reason}; {fmt_duration(outcome.duration)} of "
+            f"test time, {outcome.n_samples:,} samples"
+        )
     _exit_for(outcome.status)
 
 
@@ -149,8 +163,11 @@ def replay_transcript(
     key = link_parameter(factory)
     if key is None:
         fail(f"driver {driver!r} takes no transport: its traffic cannot be replayed")
-    options = {k: v for k, v in (pstat_info.get("options") or {}).items()
-               if k not in ("port", "resource", "visa_library", "baudrate")}
+    options = {
+        k: v
+        for k, v in (pstat_info.get("options") or {}).items()
+        if k not in ("port", "resource", "visa_library", "baudrate")
+    }
     clock = VirtualClock()
     pstat = factory(clock=clock, **options, **{key: TranscriptTransport(transcript)})
     proto = load_protocol_text(run["protocol_text"], source=f"run-{run_id}")
@@ -159,8 +176,10 @@ def replay_transcript(
         outcome = Engine(proto, ChannelDevices(pstat), clock, NullRecorder()).run()
     except DeviceError as e:
         fail(f"the replay diverged from the transcript: {e}")
-    out.print(f"replayed run {run_id} through {driver}: {outcome.status} - {outcome.end_reason}; "
-              f"{outcome.n_samples:,} samples (the run recorded {run['n_samples']:,})")
+    out.print(
+        f"replayed run {run_id} through {driver}: {outcome.status} - {outcome.end_reason}; "
+        f"{outcome.n_samples:,} samples (the run recorded {run['n_samples']:,})"
+    )
     _exit_for(outcome.status)
 
 

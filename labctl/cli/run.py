@@ -105,8 +105,11 @@ def run(
     driver_opt: list[str] = typer.Option([], "--driver-opt", help="Driver option KEY=VALUE (repeatable)."),
     operator: str | None = typer.Option(None, help="Who runs the manual steps (recorded with dip-coat logs)."),
     station: Path | None = typer.Option(None, "--station", help="Station file: run on one of its channels."),
-    transcript: Path | None = typer.Option(None, "--transcript", help="Folder for raw instrument traffic "
-                                           "(one timestamped transcript per instrument; see replay-transcript)."),
+    transcript: Path | None = typer.Option(
+        None,
+        "--transcript",
+        help="Folder for raw instrument traffic (one timestamped transcript per instrument; see replay-transcript).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Run a protocol; prints the run id, shows progress, records every sample."""
@@ -117,8 +120,10 @@ def run(
     from labctl.protocols import load_protocol, load_protocol_text
 
     if sum((sim, bool(driver), station is not None)) != 1:
-        fail("choose where to run: --sim for simulated instruments, --station FILE --channel NAME for a station's "
-             "channel, or --driver NAME for one instrument")
+        fail(
+            "choose where to run: --sim for simulated instruments, --station FILE --channel NAME for a station's "
+            "channel, or --driver NAME for one instrument"
+        )
     if station is not None and not channel:
         fail("--station needs --channel NAME (one of the station's channels)")
     if transcript is not None and station is None:
@@ -162,11 +167,20 @@ def run(
         st.channel(channel)  # an unknown channel is a user error before anything opens
         devices = open_channel(st, channel, clock, transcript_dir=transcript)
         roles = {"potentiostat": devices.potentiostat, "stage": devices.stage, "dip_coater": devices.dip_coater}
+        used: dict[str, str] = devices.extras["instruments"]  # type: ignore[assignment]
         station_meta = {
-            "station": st.name or str(station), "station_file": str(station), "channel": channel,
-            "instruments": {role: {"name": name, "driver": st.instruments[name].driver, "identity": identify(roles[role]),
-                                   "options": st.driver_options(name)}
-                            for role, name in dict(devices.extras["instruments"]).items()},  # type: ignore[call-overload]
+            "station": st.name or str(station),
+            "station_file": str(station),
+            "channel": channel,
+            "instruments": {
+                role: {
+                    "name": name,
+                    "driver": st.instruments[name].driver,
+                    "identity": identify(roles[role]),
+                    "options": st.driver_options(name),
+                }
+                for role, name in used.items()
+            },
         }
     else:
         assert driver is not None  # not --sim, so --driver was given (checked above)

@@ -143,7 +143,7 @@ def clock_for_speed(speed: str | float | None) -> Clock:
 class _Participant:
     """One thread's seat at a :class:`SharedVirtualClock` (see :meth:`SharedVirtualClock.participant`)."""
 
-    __slots__ = ("name", "waiting_until", "active")
+    __slots__ = ("active", "name", "waiting_until")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -219,8 +219,10 @@ class SharedVirtualClock:
     def _seat(self) -> _Participant:
         seat: _Participant | None = getattr(self._local, "seat", None)
         if seat is None or not seat.active:
-            raise RuntimeError("this thread has no seat at the shared virtual clock: "
-                               "register one with participant() and bind() it in the thread")
+            raise RuntimeError(
+                "this thread has no seat at the shared virtual clock: "
+                "register one with participant() and bind() it in the thread"
+            )
         return seat
 
     def _advance_locked(self) -> None:

@@ -10,8 +10,12 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    "FARADAY", "GAS_CONSTANT", "ZERO_CELSIUS_K", "SECONDS_PER_HOUR", "COULOMBS_PER_MAH",
+    "COULOMBS_PER_MAH",
+    "FARADAY",
+    "GAS_CONSTANT",
     "MO6S8_THEORETICAL_CAPACITY_MAH_G",
+    "SECONDS_PER_HOUR",
+    "ZERO_CELSIUS_K",
 ]
 
 FARADAY: Final = 96485.33212

@@ -24,14 +24,24 @@ class Recorder(Protocol):
 
     run_id: int | None
 
-    def step_started(self, index: int, *, path: str, kind: str, label: str | None, cycle: int,
-                     params: dict[str, Any], t: float) -> None: ...
+    def step_started(
+        self, index: int, *, path: str, kind: str, label: str | None, cycle: int, params: dict[str, Any], t: float
+    ) -> None: ...
 
-    def samples(self, step_index: int, cycle: int, t: np.ndarray, voltage: np.ndarray, current: np.ndarray,
-                charge: np.ndarray, **optional: np.ndarray | None) -> None: ...
+    def samples(
+        self,
+        step_index: int,
+        cycle: int,
+        t: np.ndarray,
+        voltage: np.ndarray,
+        current: np.ndarray,
+        charge: np.ndarray,
+        **optional: np.ndarray | None,
+    ) -> None: ...
 
-    def step_ended(self, index: int, *, t: float, end_reason: str, detail: str, n_samples: int,
-                   charge: float) -> None: ...
+    def step_ended(
+        self, index: int, *, t: float, end_reason: str, detail: str, n_samples: int, charge: float
+    ) -> None: ...
 
     def event(self, t: float, kind: str, message: str, data: dict[str, Any] | None = None) -> None: ...
 

@@ -83,7 +83,14 @@ class ProtocolError(Exception):
 
     @classmethod
     def single(
-        cls, source: str, message: str, hint: str = "", *, line: int | None = None, col: int | None = None, field: str = ""
+        cls,
+        source: str,
+        message: str,
+        hint: str = "",
+        *,
+        line: int | None = None,
+        col: int | None = None,
+        field: str = "",
     ) -> "ProtocolError":
         return cls([Issue(source, line, col, field, message, hint)])
 
@@ -237,7 +244,11 @@ def _unwrap(tp: Any) -> list[Any]:
 def _input_keys(model: type[BaseModel]) -> list[str]:
     keys: list[str] = []
     for name, f in model.model_fields.items():
-        if f.exclude or (f.json_schema_extra is not None and isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("internal")):
+        if f.exclude or (
+            f.json_schema_extra is not None
+            and isinstance(f.json_schema_extra, dict)
+            and f.json_schema_extra.get("internal")
+        ):
             continue
         alias = f.validation_alias if isinstance(f.validation_alias, str) else (f.alias or name)
         keys.append(alias)
@@ -279,7 +290,11 @@ def _model_at(model: type[BaseModel], path: Sequence[Any]) -> type[BaseModel] | 
                 elif typing.get_origin(t) in (list, tuple, Sequence) and isinstance(seg, int):
                     args = typing.get_args(t)
                     if args:
-                        nxt.append(args[0] if typing.get_origin(t) is not tuple or len(args) == 2 and args[1] is Ellipsis else args[min(seg, len(args) - 1)])
+                        nxt.append(
+                            args[0]
+                            if typing.get_origin(t) is not tuple or len(args) == 2 and args[1] is Ellipsis
+                            else args[min(seg, len(args) - 1)]
+                        )
         if not nxt:
             return None
         # a step: the key selects the union member
@@ -310,7 +325,7 @@ def _pydantic_message(err: Mapping[str, Any]) -> tuple[str, str]:
             return str(getattr(exc, "message", exc)), str(exc.hint or "")
         for prefix in ("Value error, ", "Assertion failed, "):
             if msg.startswith(prefix):
-                msg = msg[len(prefix):]
+                msg = msg[len(prefix) :]
         return msg, ""
     if typ == "literal_error":
         expected = ctx.get("expected", "")
@@ -328,9 +343,12 @@ def _pydantic_message(err: Mapping[str, Any]) -> tuple[str, str]:
     if typ in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {inp!r}", "write true or false"
     if typ in ("string_type",):
-        return f"expected text, got {inp!r}", "quote it if YAML reads it as something else, e.g. \"1.0\""
+        return f"expected text, got {inp!r}", 'quote it if YAML reads it as something else, e.g. "1.0"'
     if typ in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping (key: value pairs), got {inp!r}", "write e.g. {key: value} or indented key: value lines"
+        return (
+            f"expected a mapping (key: value pairs), got {inp!r}",
+            "write e.g. {key: value} or indented key: value lines",
+        )
     if typ in ("list_type", "tuple_type"):
         return f"expected a list, got {inp!r}", "write e.g. [a, b] or one '- item' per line"
     if typ in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -369,10 +387,24 @@ def issues_from_validation_error(
         if typ == "labctl":
             if ctx.get("suppress"):
                 continue  # a consequence of an error reported elsewhere
-            items = ctx.get("issues") or [(ctx.get("field"), ctx.get("message", err.get("msg", "")), ctx.get("hint", ""))]
+            items = ctx.get("issues") or [
+                (ctx.get("field"), ctx.get("message", err.get("msg", "")), ctx.get("hint", ""))
+            ]
             for fld, message, hint in items:
                 full = loc + (tuple(fld) if fld else ())
-                out.append(_issue_at(full, message, hint, data, positions, keypos, source, aliases, prefer_key=bool(ctx.get("at_key"))))
+                out.append(
+                    _issue_at(
+                        full,
+                        message,
+                        hint,
+                        data,
+                        positions,
+                        keypos,
+                        source,
+                        aliases,
+                        prefer_key=bool(ctx.get("at_key")),
+                    )
+                )
             continue
         if typ == "extra_forbidden":
             path, _ = _walk_data(data, loc)
@@ -383,7 +415,9 @@ def issues_from_validation_error(
                 valid = _input_keys(parent_model)
                 dym = did_you_mean(str(bad), valid)
                 hint = (dym + " " if dym else "") + "valid keys: " + ", ".join(valid)
-            out.append(_issue_at(loc, f"unknown key '{bad}'", hint, data, positions, keypos, source, aliases, prefer_key=True))
+            out.append(
+                _issue_at(loc, f"unknown key '{bad}'", hint, data, positions, keypos, source, aliases, prefer_key=True)
+            )
             continue
         message, hint = _pydantic_message(err)
         if typ == "missing":
@@ -400,7 +434,9 @@ def issues_from_validation_error(
                     ex = _examples(f)
                     if ex:
                         hint += f", e.g. {field_name}: {ex[0]}"
-            out.append(_issue_at(loc, message, hint, data, positions, keypos, source, aliases, prefer_key=True, missing=True))
+            out.append(
+                _issue_at(loc, message, hint, data, positions, keypos, source, aliases, prefer_key=True, missing=True)
+            )
             continue
         out.append(_issue_at(loc, message, hint, data, positions, keypos, source, aliases, prefer_key=False))
     return out
@@ -484,7 +520,14 @@ def merge_issues(issues: Iterable[Issue]) -> list[Issue]:
     for k, iss in enumerate(out):
         if notes[k]:
             label = "value" if len(notes[k]) == 1 else "values"
-            iss = Issue(iss.source, iss.line, iss.col, iss.field, f"{iss.message} [in for_each {label} {'; '.join(notes[k])}]", iss.hint)
+            iss = Issue(
+                iss.source,
+                iss.line,
+                iss.col,
+                iss.field,
+                f"{iss.message} [in for_each {label} {'; '.join(notes[k])}]",
+                iss.hint,
+            )
         final.append(iss)
     return final
 

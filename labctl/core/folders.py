@@ -58,13 +58,15 @@ class FolderRegistry:
                     if callable(value):
                         value = value()
                     folder = Path(value).expanduser().resolve()
-                except Exception as e:  # noqa: BLE001 - a broken plug-in must not hide the others
-                    warnings.warn(f"entry point {ep.name!r} of {self.group} ({ep.value}) failed to load: {e}",
-                                  stacklevel=2)
+                except Exception as e:
+                    warnings.warn(
+                        f"entry point {ep.name!r} of {self.group} ({ep.value}) failed to load: {e}", stacklevel=2
+                    )
                     continue
                 if not folder.is_dir():
-                    warnings.warn(f"entry point {ep.name!r} of {self.group} names {folder}, which is not a folder",
-                                  stacklevel=2)
+                    warnings.warn(
+                        f"entry point {ep.name!r} of {self.group} names {folder}, which is not a folder", stacklevel=2
+                    )
                     continue
                 if folder not in found:
                     found.append(folder)
@@ -90,6 +92,8 @@ class FolderRegistry:
         """``'a, b (in /x/presets)'`` for error messages, or a sentence when nothing is registered."""
         names = self.files()
         if not names:
-            return (f"no {self.what}s are registered (install a study package, or register a folder; "
-                    f"entry-point group {self.group!r})")
+            return (
+                f"no {self.what}s are registered (install a study package, or register a folder; "
+                f"entry-point group {self.group!r})"
+            )
         return ", ".join(sorted(names))

@@ -93,9 +93,22 @@ DIMENSIONS: dict[str, _Dim] = {
 
 # Dimensions used to name what the user actually wrote, in order of preference.
 _NAMED = [
-    "time", "voltage", "current", "current_density", "charge", "areal_charge", "area",
-    "length", "temperature", "frequency", "resistance", "scan_rate", "mass", "areal_mass",
-    "specific_capacity", "dimensionless",
+    "time",
+    "voltage",
+    "current",
+    "current_density",
+    "charge",
+    "areal_charge",
+    "area",
+    "length",
+    "temperature",
+    "frequency",
+    "resistance",
+    "scan_rate",
+    "mass",
+    "areal_mass",
+    "specific_capacity",
+    "dimensionless",
 ]
 _DIMENSIONALITY = {k: ureg.parse_units(DIMENSIONS[k].unit or "dimensionless").dimensionality for k in _NAMED}
 _EXTRA_NAMES = {
@@ -188,7 +201,9 @@ def parse_quantity(value: object, dimension: str, *, field: str = "") -> float:
     elif isinstance(value, Real):
         num = float(value)
         if not math.isfinite(num):
-            raise UnitError(f"expected {expected}, got {num}", f"write a finite number with a unit, e.g. '{dim.example}'")
+            raise UnitError(
+                f"expected {expected}, got {num}", f"write a finite number with a unit, e.g. '{dim.example}'"
+            )
         if dimension == "dimensionless":
             return num
         if num == 0 and dimension not in ("temperature",):
@@ -228,7 +243,14 @@ def parse_quantity(value: object, dimension: str, *, field: str = "") -> float:
             unit_n = re.sub(r"\bdeg([CF])\b", r"delta_deg\1", unit_n)
         try:
             units = ureg.parse_units(unit_n)
-        except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, ValueError, AttributeError, TypeError, AssertionError) as exc:
+        except (
+            pint.errors.UndefinedUnitError,
+            pint.errors.DefinitionSyntaxError,
+            ValueError,
+            AttributeError,
+            TypeError,
+            AssertionError,
+        ) as exc:
             raise UnitError(
                 f"unknown unit {unit!r} in {value.strip()!r}",
                 f"expected {expected}",

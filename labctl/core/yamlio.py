@@ -52,10 +52,16 @@ class Positions(dict):
 
 
 _HINTS = [
-    ("but got '['", "inside { } or [ ], text containing [ ] { } or ',' must be quoted, e.g. \"0.5 M Mg[B(hfip)4]2 in DME\""),
+    (
+        "but got '['",
+        "inside { } or [ ], text containing [ ] { } or ',' must be quoted, e.g. \"0.5 M Mg[B(hfip)4]2 in DME\"",
+    ),
     ("but got '{'", "inside { } or [ ], text containing [ ] { } or ',' must be quoted"),
     ("found character '\\t'", "indent with spaces, not tabs"),
-    ("mapping values are not allowed here", "a value containing ': ' must be quoted, or the indentation is off (check this line and the one above)"),
+    (
+        "mapping values are not allowed here",
+        "a value containing ': ' must be quoted, or the indentation is off (check this line and the one above)",
+    ),
     ("found duplicate key", "each key may appear once per mapping: remove or rename one"),
     ("expected ',' or ']'", "a '[' list is not closed: add the missing ']' (or a ',' between items)"),
     ("expected ',' or '}'", "a '{' mapping is not closed: add the missing '}' (or a ',' between entries)"),
@@ -109,12 +115,13 @@ class _Builder:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise ProtocolError.single(
-                self.source, f"document too large (more than {MAX_NODES} values after expanding aliases)",
+                self.source,
+                f"document too large (more than {MAX_NODES} values after expanding aliases)",
                 "write the values out, or use fewer nested '*alias' references",
             )
         if isinstance(node, TaggedScalar):
             tag = str(getattr(node.tag, "value", node.tag) or "")
-            std = tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else None
+            std = tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else None
             text = str(node.value)
             try:
                 if std == "str":
@@ -128,7 +135,12 @@ class _Builder:
                 if std == "null":
                     return None
             except ValueError:
-                self.fail(self.positions.get(path), path, f"{text!r} is not a valid !!{std}", "remove the tag or fix the value")
+                self.fail(
+                    self.positions.get(path),
+                    path,
+                    f"{text!r} is not a valid !!{std}",
+                    "remove the tag or fix the value",
+                )
                 return None
         if isinstance(node, TaggedScalar) or (
             isinstance(node, (CommentedMap, CommentedSeq))
@@ -136,11 +148,21 @@ class _Builder:
             and str(node.tag.value) not in ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
         ):
             tag = node.tag.value if hasattr(node.tag, "value") else node.tag
-            self.fail(self.positions.get(path), path, f"YAML tag '{tag}' is not allowed", "remove the '!' tag; labctl files hold plain values only")
+            self.fail(
+                self.positions.get(path),
+                path,
+                f"YAML tag '{tag}' is not allowed",
+                "remove the '!' tag; labctl files hold plain values only",
+            )
             return None
         if isinstance(node, CommentedMap):
             if id(node) in self.stack:
-                self.fail(self.positions.get(path), path, "a recursive alias refers to itself", "remove the '*alias' that points back to its own '&anchor'")
+                self.fail(
+                    self.positions.get(path),
+                    path,
+                    "a recursive alias refers to itself",
+                    "remove the '*alias' that points back to its own '&anchor'",
+                )
                 return None
             self.stack.add(id(node))
             out: dict[Any, Any] = {}
@@ -166,7 +188,12 @@ class _Builder:
             return out
         if isinstance(node, CommentedSeq):
             if id(node) in self.stack:
-                self.fail(self.positions.get(path), path, "a recursive alias refers to itself", "remove the '*alias' that points back to its own '&anchor'")
+                self.fail(
+                    self.positions.get(path),
+                    path,
+                    "a recursive alias refers to itself",
+                    "remove the '*alias' that points back to its own '&anchor'",
+                )
                 return None
             self.stack.add(id(node))
             items = []

@@ -76,11 +76,11 @@ class ChannelGroup:
 
     def start(self) -> None:
         clock = self.clock
-        seats: list[Any] = [clock.participant(c.name) if isinstance(clock, SharedVirtualClock) else None
-                            for c in self.channels]
+        seats: list[Any] = [
+            clock.participant(c.name) if isinstance(clock, SharedVirtualClock) else None for c in self.channels
+        ]
         for c, seat in zip(self.channels, seats, strict=True):
-            c._thread = threading.Thread(target=self._run, args=(c, seat), name=f"labctl-channel-{c.name}",
-                                         daemon=True)
+            c._thread = threading.Thread(target=self._run, args=(c, seat), name=f"labctl-channel-{c.name}", daemon=True)
         for c in self.channels:
             assert c._thread is not None
             c._thread.start()
@@ -92,7 +92,7 @@ class ChannelGroup:
             clock.bind(seat)
         try:
             channel.outcome = channel.engine.run()
-        except BaseException as e:  # noqa: BLE001 - the engine already made the cell safe and recorded it
+        except BaseException as e:
             channel.error = e
         finally:
             if seat is not None:

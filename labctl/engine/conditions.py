@@ -76,14 +76,26 @@ class EndConditions:
             idx = np.flatnonzero(v >= lim.voltage_above)
             if idx.size:
                 k = int(idx[0])
-                hits.append(Hit(EndReason.VOLTAGE_ABOVE, k, _interp_t(t, v, k, lim.voltage_above, self._t_prev, self._v_prev),
-                                f"voltage reached {lim.voltage_above:g} V"))
+                hits.append(
+                    Hit(
+                        EndReason.VOLTAGE_ABOVE,
+                        k,
+                        _interp_t(t, v, k, lim.voltage_above, self._t_prev, self._v_prev),
+                        f"voltage reached {lim.voltage_above:g} V",
+                    )
+                )
         if lim.voltage_below is not None:
             idx = np.flatnonzero(v <= lim.voltage_below)
             if idx.size:
                 k = int(idx[0])
-                hits.append(Hit(EndReason.VOLTAGE_BELOW, k, _interp_t(t, v, k, lim.voltage_below, self._t_prev, self._v_prev),
-                                f"voltage fell to {lim.voltage_below:g} V"))
+                hits.append(
+                    Hit(
+                        EndReason.VOLTAGE_BELOW,
+                        k,
+                        _interp_t(t, v, k, lim.voltage_below, self._t_prev, self._v_prev),
+                        f"voltage fell to {lim.voltage_below:g} V",
+                    )
+                )
         ai = np.abs(i)
         if lim.current_below is not None:
             idx = np.flatnonzero(ai <= lim.current_below)
@@ -117,16 +129,19 @@ class EndConditions:
         if carried is not None:
             begin[0] = False  # the run began in an earlier block
         last_begin = np.maximum.accumulate(np.where(begin, np.arange(n), -1))
-        start_t = np.where(last_begin >= 0, t[np.maximum(last_begin, 0)],
-                           np.nan if carried is None else carried)
+        start_t = np.where(last_begin >= 0, t[np.maximum(last_begin, 0)], np.nan if carried is None else carried)
         with np.errstate(invalid="ignore"):
             held = low & (t - start_t >= lim.short_hold)
         idx = np.flatnonzero(held)
         if idx.size:
             k = int(idx[0])
             self._short_since = None
-            return Hit(EndReason.SHORT_CIRCUIT, k, float(start_t[k] + lim.short_hold),
-                       f"|V| below {lim.short_circuit * 1e3:g} mV under current for {lim.short_hold:g} s")
+            return Hit(
+                EndReason.SHORT_CIRCUIT,
+                k,
+                float(start_t[k] + lim.short_hold),
+                f"|V| below {lim.short_circuit * 1e3:g} mV under current for {lim.short_hold:g} s",
+            )
         self._short_since = float(start_t[-1]) if low[-1] else None
         return None
 
@@ -173,29 +188,48 @@ def safety_violation(s: SafetyLimits, block: SampleBlock, t_run0: float) -> Viol
         bad_i = np.abs(i) > s.current_max * (1 + 1e-9)
     if bad_v.any():
         k = int(np.flatnonzero(bad_v)[0])
-        found.append(Violation(k, float(t[k]),
-                               f"voltage {v[k]:.4g} V outside the safety window [{s.voltage_min:g}, {s.voltage_max:g}] V "
-                               f"at t = {t[k] - t_run0:.1f} s", k + 1))
+        found.append(
+            Violation(
+                k,
+                float(t[k]),
+                f"voltage {v[k]:.4g} V outside the safety window [{s.voltage_min:g}, {s.voltage_max:g}] V "
+                f"at t = {t[k] - t_run0:.1f} s",
+                k + 1,
+            )
+        )
     if bad_i.any():
         k = int(np.flatnonzero(bad_i)[0])
-        found.append(Violation(k, float(t[k]),
-                               f"current {i[k] * 1e3:.4g} mA above the safety limit {s.current_max * 1e3:g} mA "
-                               f"at t = {t[k] - t_run0:.1f} s", k + 1))
+        found.append(
+            Violation(
+                k,
+                float(t[k]),
+                f"current {i[k] * 1e3:.4g} mA above the safety limit {s.current_max * 1e3:g} mA "
+                f"at t = {t[k] - t_run0:.1f} s",
+                k + 1,
+            )
+        )
     if s.temperature_max is not None and block.temperature is not None:
         with np.errstate(invalid="ignore"):
             bad_t = block.temperature > s.temperature_max
         if bad_t.any():
             k = int(np.flatnonzero(bad_t)[0])
-            found.append(Violation(k, float(t[k]),
-                                   f"temperature {block.temperature[k]:.2f} degC above the safety limit "
-                                   f"{s.temperature_max:g} degC at t = {t[k] - t_run0:.1f} s", k + 1))
+            found.append(
+                Violation(
+                    k,
+                    float(t[k]),
+                    f"temperature {block.temperature[k]:.2f} degC above the safety limit "
+                    f"{s.temperature_max:g} degC at t = {t[k] - t_run0:.1f} s",
+                    k + 1,
+                )
+            )
     if s.max_duration is not None:
         deadline = t_run0 + s.max_duration
         past = np.flatnonzero(t > deadline + 1e-6)
         if past.size:
             k = int(past[0])
-            found.append(Violation(k, float(deadline),
-                                   f"run exceeded its maximum duration of {s.max_duration / 3600:g} h", k))
+            found.append(
+                Violation(k, float(deadline), f"run exceeded its maximum duration of {s.max_duration / 3600:g} h", k)
+            )
     if not found:
         return None
     return min(found, key=lambda x: (x.index, x.t))

@@ -12,18 +12,27 @@ from typing import Any, Callable
 from labctl.core.clock import Clock
 
 
-def run_dip_coat(step: Any, clock: Clock, operator: Any, coater: Any,
-                 event: Callable[..., None]) -> dict:
+def run_dip_coat(step: Any, clock: Clock, operator: Any, coater: Any, event: Callable[..., None]) -> dict:
     cells = ", ".join(step.cells)
     deviations: list[dict] = []
 
     def check(stage: str, planned: float, actual: float) -> None:
         delta = actual - planned
         if abs(delta) > step.tolerance:
-            deviations.append({"stage": stage, "planned_s": planned, "actual_s": actual, "delta_s": delta,
-                               "note": f"{stage} {'late' if delta > 0 else 'early'} by {abs(delta):.0f} s"})
-            event("deviation", f"dip-coat {stage}: {'late' if delta > 0 else 'early'} by {abs(delta):.0f} s "
-                               f"(tolerance {step.tolerance:g} s)")
+            deviations.append(
+                {
+                    "stage": stage,
+                    "planned_s": planned,
+                    "actual_s": actual,
+                    "delta_s": delta,
+                    "note": f"{stage} {'late' if delta > 0 else 'early'} by {abs(delta):.0f} s",
+                }
+            )
+            event(
+                "deviation",
+                f"dip-coat {stage}: {'late' if delta > 0 else 'early'} by {abs(delta):.0f} s "
+                f"(tolerance {step.tolerance:g} s)",
+            )
 
     if step.mode == "automated":
         coater.immerse(step.solution)
@@ -43,8 +52,9 @@ def run_dip_coat(step: Any, clock: Clock, operator: Any, coater: Any,
             raise RuntimeError("a manual dip_coat step needs an operator (run interactively or pass --operator)")
         t_in = operator.confirm(f"Immerse {cells} in {step.concentration} {step.solution}, then confirm", None)
         event("dip_coat", f"{cells} immersed in {step.concentration} {step.solution}")
-        t_out = operator.confirm(f"Take {cells} out of the solution ({step.immersion / 60:g} min)",
-                                 t_in + step.immersion)
+        t_out = operator.confirm(
+            f"Take {cells} out of the solution ({step.immersion / 60:g} min)", t_in + step.immersion
+        )
         check("immersion", step.immersion, t_out - t_in)
         r_in = operator.confirm(f"Put {cells} into {step.rinse_solution} to rinse, then confirm", None)
         r_out = operator.confirm(f"Take {cells} out of the rinse ({step.rinse:g} s)", r_in + step.rinse)

@@ -244,36 +244,100 @@ class _Compiler:
             if shorts:
                 short_loop, below, hold = shorts[-1]
                 short = (below, hold)
-            limits = Limits(duration=step.duration, charge=step.capacity, voltage_above=step.voltage_above,
-                            voltage_below=step.voltage_below,
-                            short_circuit=short[0] if short else None, short_hold=short[1] if short else 60.0)
+            limits = Limits(
+                duration=step.duration,
+                charge=step.capacity,
+                voltage_above=step.voltage_above,
+                voltage_below=step.voltage_below,
+                short_circuit=short[0] if short else None,
+                short_hold=short[1] if short else 60.0,
+            )
             rec = Recording(dt=step.record_every_s, dv=step.record_dv)
-            add(OpTechnique(step, path, kind, label, ConstantCurrent(step.current, limits, rec),
-                            ends_on_short=True, short_loop=short_loop))
+            add(
+                OpTechnique(
+                    step,
+                    path,
+                    kind,
+                    label,
+                    ConstantCurrent(step.current, limits, rec),
+                    ends_on_short=True,
+                    short_loop=short_loop,
+                )
+            )
         elif kind == "potentiostatic":
             limits = Limits(duration=step.duration, current_below=step.current_below)
-            add(OpTechnique(step, path, kind, label,
-                            ConstantPotential(step.potential, limits, vs_ocp=step.vs_ocp,
-                                              record=Recording(dt=step.record_every))))
+            add(
+                OpTechnique(
+                    step,
+                    path,
+                    kind,
+                    label,
+                    ConstantPotential(
+                        step.potential, limits, vs_ocp=step.vs_ocp, record=Recording(dt=step.record_every)
+                    ),
+                )
+            )
         elif kind == "tafel":
             if step.rest > 0:
-                add(OpTechnique(step, path + ".rest", "rest", "tafel:rest",
-                                OpenCircuit(step.rest, Recording(dt=max(step.rest / 600, 1.0)))))
-            add(OpTechnique(step, path, "tafel", label,
-                            LinearSweep(-step.span, step.span, step.scan_rate, step.step, vs_ocp=True),
-                            params_extra={"span": step.span}))
+                add(
+                    OpTechnique(
+                        step,
+                        path + ".rest",
+                        "rest",
+                        "tafel:rest",
+                        OpenCircuit(step.rest, Recording(dt=max(step.rest / 600, 1.0))),
+                    )
+                )
+            add(
+                OpTechnique(
+                    step,
+                    path,
+                    "tafel",
+                    label,
+                    LinearSweep(-step.span, step.span, step.scan_rate, step.step, vs_ocp=True),
+                    params_extra={"span": step.span},
+                )
+            )
         elif kind == "lsv":
-            add(OpTechnique(step, path, kind, label,
-                            LinearSweep(step.start, step.end, step.scan_rate, step.step, vs_ocp=step.vs_ocp)))
+            add(
+                OpTechnique(
+                    step,
+                    path,
+                    kind,
+                    label,
+                    LinearSweep(step.start, step.end, step.scan_rate, step.step, vs_ocp=step.vs_ocp),
+                )
+            )
         elif kind == "cv":
-            add(OpTechnique(step, path, kind, label,
-                            CyclicSweep(step.start, step.vertex1, step.vertex2, step.scan_rate, step.step,
-                                        cycles=step.cycles, vs_ocp=step.vs_ocp)))
+            add(
+                OpTechnique(
+                    step,
+                    path,
+                    kind,
+                    label,
+                    CyclicSweep(
+                        step.start,
+                        step.vertex1,
+                        step.vertex2,
+                        step.scan_rate,
+                        step.step,
+                        cycles=step.cycles,
+                        vs_ocp=step.vs_ocp,
+                    ),
+                )
+            )
         elif kind == "eis":
             e_dc = 0.0 if step.e_dc is None else step.e_dc
             vs_ocp = True if step.e_dc is None else step.vs_ocp
-            add(OpTechnique(step, path, kind, label,
-                            Impedance(step.f_start, step.f_end, step.points_per_decade, step.amplitude, e_dc, vs_ocp)))
+            add(
+                OpTechnique(
+                    step,
+                    path,
+                    kind,
+                    label,
+                    Impedance(step.f_start, step.f_end, step.points_per_decade, step.amplitude, e_dc, vs_ocp),
+                )
+            )
         elif kind == "temperature":
             add(OpTemperature(step, path))
         elif kind == "aurbach_ce":
@@ -289,20 +353,56 @@ class _Compiler:
         cutoff = step.strip_cutoff
         v_floor = self.voltage_min + 1e-3
         add = self.ops.append
-        add(OpEvent("aurbach", f"{path}: reservoir Q_T={step.reservoir / 3.6:.4g} mAh, {step.cycles} cycles of "
-                               f"Q_C={step.cycle_capacity / 3.6:.4g} mAh, strip to {cutoff:g} V"))
-        add(OpTechnique(step, path + ".reservoir", "galvanostatic", "aurbach:reservoir",
-                        ConstantCurrent(-i, Limits(charge=step.reservoir, voltage_below=v_floor), rec)))
+        add(
+            OpEvent(
+                "aurbach",
+                f"{path}: reservoir Q_T={step.reservoir / 3.6:.4g} mAh, {step.cycles} cycles of "
+                f"Q_C={step.cycle_capacity / 3.6:.4g} mAh, strip to {cutoff:g} V",
+            )
+        )
+        add(
+            OpTechnique(
+                step,
+                path + ".reservoir",
+                "galvanostatic",
+                "aurbach:reservoir",
+                ConstantCurrent(-i, Limits(charge=step.reservoir, voltage_below=v_floor), rec),
+            )
+        )
         for c in range(1, step.cycles + 1):
             add(OpCycle())
-            add(OpTechnique(step, f"{path}/cycle {c}.strip", "galvanostatic", "aurbach:cycle-strip",
-                            ConstantCurrent(i, Limits(charge=step.cycle_capacity, voltage_above=cutoff,
-                                                      duration=step.max_strip_duration), rec),
-                            aurbach_cycle=c))
-            add(OpTechnique(step, f"{path}/cycle {c}.plate", "galvanostatic", "aurbach:cycle-plate",
-                            ConstantCurrent(-i, Limits(charge=step.cycle_capacity, voltage_below=v_floor), rec)))
-        add(OpTechnique(step, path + ".final", "galvanostatic", "aurbach:final-strip",
-                        ConstantCurrent(i, Limits(duration=step.max_strip_duration, voltage_above=cutoff), rec)))
+            add(
+                OpTechnique(
+                    step,
+                    f"{path}/cycle {c}.strip",
+                    "galvanostatic",
+                    "aurbach:cycle-strip",
+                    ConstantCurrent(
+                        i,
+                        Limits(charge=step.cycle_capacity, voltage_above=cutoff, duration=step.max_strip_duration),
+                        rec,
+                    ),
+                    aurbach_cycle=c,
+                )
+            )
+            add(
+                OpTechnique(
+                    step,
+                    f"{path}/cycle {c}.plate",
+                    "galvanostatic",
+                    "aurbach:cycle-plate",
+                    ConstantCurrent(-i, Limits(charge=step.cycle_capacity, voltage_below=v_floor), rec),
+                )
+            )
+        add(
+            OpTechnique(
+                step,
+                path + ".final",
+                "galvanostatic",
+                "aurbach:final-strip",
+                ConstantCurrent(i, Limits(duration=step.max_strip_duration, voltage_above=cutoff), rec),
+            )
+        )
 
 
 def compile_protocol(protocol: Any) -> Program:

@@ -65,8 +65,16 @@ from labctl.engine.program import (
 )
 
 __all__ = [
-    "CURRENT_SIGN", "CYCLE_DEFINITION", "Engine", "EngineState", "NullRecorder", "PreflightError", "Progress",
-    "ProtocolRuntimeError", "RunOutcome", "StepOutcome",
+    "CURRENT_SIGN",
+    "CYCLE_DEFINITION",
+    "Engine",
+    "EngineState",
+    "NullRecorder",
+    "PreflightError",
+    "Progress",
+    "ProtocolRuntimeError",
+    "RunOutcome",
+    "StepOutcome",
 ]
 
 log = logging.getLogger("labctl.engine")
@@ -224,28 +232,38 @@ class Engine:
             if missing:
                 raise PreflightError(
                     f"{where(step)}: {step.kind}: the potentiostat ({model}) does not run {', '.join(sorted(missing))} "
-                    f"(hint: it runs {', '.join(sorted(caps.techniques))}; choose another channel)")
+                    f"(hint: it runs {', '.join(sorted(caps.techniques))}; choose another channel)"
+                )
             if step.kind == "temperature":
                 stage = self.devices.stage
                 if stage is None:
-                    raise PreflightError(f"{where(step)}: temperature: the channel has no temperature stage "
-                                         f"(hint: add one to the channel or remove the step)")
+                    raise PreflightError(
+                        f"{where(step)}: temperature: the channel has no temperature stage "
+                        f"(hint: add one to the channel or remove the step)"
+                    )
                 tlo, thi = stage.range_c
                 if not (tlo <= step.setpoint <= thi):
                     raise PreflightError(
                         f"{where(step)}: temperature.setpoint: {step.setpoint:g} degC is outside the stage's range "
-                        f"{tlo:g}..{thi:g} degC (hint: choose a set point within the stage's range)")
+                        f"{tlo:g}..{thi:g} degC (hint: choose a set point within the stage's range)"
+                    )
             if step.kind == "dip_coat" and step.mode == "automated" and self.devices.dip_coater is None:
-                raise PreflightError(f"{where(step)}: dip_coat.mode: automated, but the channel has no dip coater "
-                                     f"(hint: use mode: manual, or add a dip coater)")
+                raise PreflightError(
+                    f"{where(step)}: dip_coat.mode: automated, but the channel has no dip coater "
+                    f"(hint: use mode: manual, or add a dip coater)"
+                )
             if not caps.streams and not caps.native_limits:
-                cut = [name for name in ("voltage_above", "voltage_below", "current_below", "capacity", "until")
-                       if getattr(step, name, None) not in (None, False)]
+                cut = [
+                    name
+                    for name in ("voltage_above", "voltage_below", "current_below", "capacity", "until")
+                    if getattr(step, name, None) not in (None, False)
+                ]
                 if cut:
                     raise PreflightError(
                         f"{where(step)}: {step.kind}.{cut[0]}: the potentiostat ({model}) runs each technique to its "
                         f"end before returning data, so it cannot stop on a cut-off "
-                        f"(hint: use a duration only, or run this step on a channel that enforces cut-offs)")
+                        f"(hint: use a duration only, or run this step on a channel that enforces cut-offs)"
+                    )
             current = getattr(step, "current", None)
             if isinstance(current, float):
                 lo, hi = caps.current_range
@@ -253,7 +271,8 @@ class Engine:
                 if any(not (lo - 1e-12 <= c <= hi + 1e-12) for c in applied):
                     raise PreflightError(
                         f"{where(step)}: {step.kind}.current: {current * 1e3:g} mA is outside the instrument's range "
-                        f"{lo * 1e3:g}..{hi * 1e3:g} mA (hint: lower the current or use another instrument)")
+                        f"{lo * 1e3:g}..{hi * 1e3:g} mA (hint: lower the current or use another instrument)"
+                    )
 
     # ----------------------------------------------------------------- run
     def run(self) -> RunOutcome:
@@ -268,8 +287,10 @@ class Engine:
                 reason = f"protocol completed; short circuit at {self.st.short_t / 3600:.2f} h"
         except _RunShorted as e:
             o = e.outcome
-            reason = (f"cell short-circuited at {(o.t_end - self._t0) / 3600:.2f} h (cycle {self.st.cycle}); "
-                      f"remaining steps skipped")
+            reason = (
+                f"cell short-circuited at {(o.t_end - self._t0) / 3600:.2f} h (cycle {self.st.cycle}); "
+                f"remaining steps skipped"
+            )
             self._event("short_circuit", reason, {"cycle": self.st.cycle, "t_test": o.t_end - self._t0})
             self._cell_off()
         except Terminated as e:
@@ -298,8 +319,9 @@ class Engine:
             self._cell_off()
         self._finish(status, reason, t_end)
         end = self.clock.now() if t_end is None else t_end
-        return RunOutcome(self.rec.run_id, status.value, reason, end - self._t0, self.st.n_samples,
-                          self._outcomes, self._events)
+        return RunOutcome(
+            self.rec.run_id, status.value, reason, end - self._t0, self.st.n_samples, self._outcomes, self._events
+        )
 
     def _finish(self, status: RunStatus, reason: str, t_end: float | None) -> None:
         self._state = EngineState.FINISHED
@@ -437,16 +459,19 @@ class Engine:
         o = self._technique(op.step, path, op.kind, op.label, op.technique, op.params_extra)
         st.pc += 1
         if op.aurbach_cycle is not None and o.end_reason != EndReason.CHARGE.value:
-            self._event("aurbach", f"cycle {op.aurbach_cycle}: strip ended early ({o.end_reason}); "
-                                   f"the reservoir is exhausted")
+            self._event(
+                "aurbach", f"cycle {op.aurbach_cycle}: strip ended early ({o.end_reason}); the reservoir is exhausted"
+            )
         if op.ends_on_short and o.end_reason == EndReason.SHORT_CIRCUIT.value:
             st.shorted = True
             st.short_t = o.t_end - self._t0
             if op.short_loop is None:
                 raise _RunShorted(o)
-            self._event("short_circuit",
-                        f"short circuit detected in cycle {st.cycle} at {(o.t_end - self._t0) / 3600:.2f} h",
-                        {"cycle": st.cycle, "t_test": o.t_end - self._t0})
+            self._event(
+                "short_circuit",
+                f"short circuit detected in cycle {st.cycle} at {(o.t_end - self._t0) / 3600:.2f} h",
+                {"cycle": st.cycle, "t_test": o.t_end - self._t0},
+            )
             self._exit_loop(op.short_loop, self.program.loop_exits[op.short_loop])
 
     def _dip_coat(self, op: OpDipCoat) -> None:
@@ -461,8 +486,15 @@ class Engine:
         record["step_index"] = idx
         if self.on_coating is not None:
             self.on_coating(record)
-        self._end_step(idx, "dip_coat", t0, EndReason.COMPLETE.value,
-                       f"coated {', '.join(step.cells)}; {len(record['deviations'])} deviation(s)", 0, 0.0)
+        self._end_step(
+            idx,
+            "dip_coat",
+            t0,
+            EndReason.COMPLETE.value,
+            f"coated {', '.join(step.cells)}; {len(record['deviations'])} deviation(s)",
+            0,
+            0.0,
+        )
         self.st.pc += 1
 
     def _temperature(self, op: OpTemperature) -> None:
@@ -470,8 +502,13 @@ class Engine:
         stage = self.devices.stage
         if stage is None:  # preflight refuses this; a resumed run on another channel must too
             raise ProtocolRuntimeError(f"temperature step (line {step.line}): the channel has no temperature stage")
-        idx = self._begin_step(step, self.st.render(op.path), "temperature", getattr(step, "label", None),
-                               {"setpoint": step.setpoint, "band": step.band, "hold": step.hold})
+        idx = self._begin_step(
+            step,
+            self.st.render(op.path),
+            "temperature",
+            getattr(step, "label", None),
+            {"setpoint": step.setpoint, "band": step.band, "hold": step.hold},
+        )
         t0 = self.clock.now()
         if self.st.stage_start is None:
             self.st.stage_start = round(float(stage.read_temperature()), 1)
@@ -494,15 +531,22 @@ class Engine:
                     inside_since = None
                 if self.safety.temperature_max is not None and temp > self.safety.temperature_max:
                     self._flush_temps(idx, ts, temps)
-                    raise SafetyTrip(f"temperature {temp:.2f} degC above the safety limit "
-                                     f"{self.safety.temperature_max:g} degC", now)
+                    raise SafetyTrip(
+                        f"temperature {temp:.2f} degC above the safety limit {self.safety.temperature_max:g} degC", now
+                    )
                 if len(ts) >= 256:
                     self._flush_temps(idx, ts, temps)
                 if inside_since is not None and now - inside_since >= step.hold:
                     self._flush_temps(idx, ts, temps)
-                    self._end_step(idx, "temperature", t0, EndReason.COMPLETE.value,
-                                   f"held {step.setpoint:g} +- {step.band:g} degC for {step.hold:g} s",
-                                   self._open_n(), 0.0)
+                    self._end_step(
+                        idx,
+                        "temperature",
+                        t0,
+                        EndReason.COMPLETE.value,
+                        f"held {step.setpoint:g} +- {step.band:g} degC for {step.hold:g} s",
+                        self._open_n(),
+                        0.0,
+                    )
                     self.st.pc += 1
                     return
                 if now - t0 >= step.timeout:
@@ -510,7 +554,8 @@ class Engine:
                     self._end_step(idx, "temperature", t0, EndReason.ERROR.value, "timeout", self._open_n(), 0.0)
                     raise ProtocolRuntimeError(
                         f"temperature step (line {step.line}): the stage did not settle at {step.setpoint:g} "
-                        f"+- {step.band:g} degC within {step.timeout / 60:g} min (last reading {temp:.2f} degC)")
+                        f"+- {step.band:g} degC within {step.timeout / 60:g} min (last reading {temp:.2f} degC)"
+                    )
                 if self._abort_reason is not None:
                     self._flush_temps(idx, ts, temps)
                     raise RunAborted(self._abort_reason)
@@ -528,8 +573,9 @@ class Engine:
             return
         t = np.asarray(ts) - self._t0
         n = len(ts)
-        self.rec.samples(idx, self.st.cycle, t, np.full(n, np.nan), np.zeros(n), np.zeros(n),
-                         temperature=np.asarray(temps))
+        self.rec.samples(
+            idx, self.st.cycle, t, np.full(n, np.nan), np.zeros(n), np.zeros(n), temperature=np.asarray(temps)
+        )
         self.st.n_samples += n
         if self._open is not None:
             self._open.n += n
@@ -542,13 +588,24 @@ class Engine:
         idx = self.st.step_counter
         params = {**params, "line": getattr(step, "line", None)}
         t = self.clock.now()
-        self.rec.step_started(idx, path=path, kind=kind, label=label, cycle=self.st.cycle, params=params,
-                              t=t - self._t0)
+        self.rec.step_started(
+            idx, path=path, kind=kind, label=label, cycle=self.st.cycle, params=params, t=t - self._t0
+        )
         self._open = _OpenStep(idx, kind, t)
         return idx
 
-    def _end_step(self, idx: int, kind: str, t_start: float, reason: str, detail: str, n: int, q: float,
-                  v_last: float = float("nan"), t_end: float | None = None) -> StepOutcome:
+    def _end_step(
+        self,
+        idx: int,
+        kind: str,
+        t_start: float,
+        reason: str,
+        detail: str,
+        n: int,
+        q: float,
+        v_last: float = float("nan"),
+        t_end: float | None = None,
+    ) -> StepOutcome:
         """``t_end``: when the end condition was met (interpolated); default now."""
         t_end = self.clock.now() if t_end is None else t_end
         self.rec.step_ended(idx, t=t_end - self._t0, end_reason=reason, detail=detail, n_samples=n, charge=q)
@@ -557,8 +614,15 @@ class Engine:
         self._open = None
         return o
 
-    def _technique(self, step: Any, path: str, kind: str, label: str | None, tech: Technique,
-                   params_extra: dict[str, Any] | None = None) -> StepOutcome:
+    def _technique(
+        self,
+        step: Any,
+        path: str,
+        kind: str,
+        label: str | None,
+        tech: Technique,
+        params_extra: dict[str, Any] | None = None,
+    ) -> StepOutcome:
         params = technique_params(tech)
         if params_extra:
             params.update(params_extra)
@@ -596,15 +660,16 @@ class Engine:
                     trip = safety_violation(self.safety, block, self._t0)
                     if trip is not None:
                         # store what was measured up to the trip, then stop
-                        self._store(idx, block.head(trip.keep), charge[:trip.keep], open_step)
+                        self._store(idx, block.head(trip.keep), charge[: trip.keep], open_step)
                         raise SafetyTrip(trip.message, trip.t)
                     self._store(idx, block, charge, open_step)
                     t_prev, i_prev = float(block.t[-1]), float(block.current[-1])
                     q = open_step.q
                     v_last = float(block.voltage[-1])
                 if self.on_progress is not None:
-                    self.on_progress(Progress(idx, path, kind, label, self.st.cycle, self.clock.now() - self._t0,
-                                              self.st.n_samples))
+                    self.on_progress(
+                        Progress(idx, path, kind, label, self.st.cycle, self.clock.now() - self._t0, self.st.n_samples)
+                    )
                 if end is not None:
                     break
                 if self._abort_reason is not None:
@@ -613,16 +678,30 @@ class Engine:
             if handle.state is TechniqueState.RUNNING:
                 handle.stop()
         if end is None:
-            end = EndInfo(EndReason.COMPLETE if not isinstance(tech, (OpenCircuit, ConstantCurrent, ConstantPotential))
-                          else EndReason.DURATION, self.clock.now())
+            end = EndInfo(
+                EndReason.COMPLETE
+                if not isinstance(tech, (OpenCircuit, ConstantCurrent, ConstantPotential))
+                else EndReason.DURATION,
+                self.clock.now(),
+            )
         self.clock.sleep_until(end.t)
         return self._end_step(idx, kind, t_start, end.reason.value, end.detail, open_step.n, q, v_last, t_end=end.t)
 
     def _store(self, idx: int, block: SampleBlock, charge: np.ndarray, open_step: _OpenStep) -> None:
         if not len(block):
             return
-        self.rec.samples(idx, self.st.cycle, block.t - self._t0, block.voltage, block.current, charge,
-                         temperature=block.temperature, frequency=block.frequency, z_re=block.z_re, z_im=block.z_im)
+        self.rec.samples(
+            idx,
+            self.st.cycle,
+            block.t - self._t0,
+            block.voltage,
+            block.current,
+            charge,
+            temperature=block.temperature,
+            frequency=block.frequency,
+            z_re=block.z_re,
+            z_im=block.z_im,
+        )
         open_step.n += len(block)
         open_step.q = float(charge[-1])
         self.st.n_samples += len(block)
@@ -646,9 +725,15 @@ def _truncate(block: SampleBlock, charge: np.ndarray, hit: Hit) -> tuple[SampleB
                 return a[:1].copy()
             return np.concatenate((a[:k], [a[k - 1] + f * (a[k] - a[k - 1])]))
 
-        out = SampleBlock(np.concatenate((block.t[:k], [hit.t])), _req(lerp(block.voltage)), _req(lerp(block.current)),
-                          temperature=lerp(block.temperature), frequency=lerp(block.frequency),
-                          z_re=lerp(block.z_re), z_im=lerp(block.z_im))
+        out = SampleBlock(
+            np.concatenate((block.t[:k], [hit.t])),
+            _req(lerp(block.voltage)),
+            _req(lerp(block.current)),
+            temperature=lerp(block.temperature),
+            frequency=lerp(block.frequency),
+            z_re=lerp(block.z_re),
+            z_im=lerp(block.z_im),
+        )
         return out, _req(lerp(charge))
     return head, charge[:k]
 

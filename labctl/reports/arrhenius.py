@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from labctl.core.constants import ZERO_CELSIUS_K
-
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from labctl.core.constants import ZERO_CELSIUS_K
 from labctl.reports.runview import RunView
 from labctl.reports.series import ArrheniusData, arrhenius_data
 from labctl.reports.style import new_figure, save
@@ -21,8 +20,16 @@ def draw_arrhenius(ax: Any, a: ArrheniusData, colour: Any, label: str) -> None:
     x = 1000.0 / (a.temperature_c + ZERO_CELSIUS_K)
     y = np.log(1.0 / a.rct)
     yerr = np.where(np.isfinite(a.rct_sigma), a.rct_sigma / a.rct, 0.0)
-    ax.errorbar(x, y, yerr=yerr if np.any(yerr > 0) else None, fmt="o", color=colour, ms=6, capsize=3,
-                label=f"{label}1/R$_{{ct}}$ from EIS fits")
+    ax.errorbar(
+        x,
+        y,
+        yerr=yerr if np.any(yerr > 0) else None,
+        fmt="o",
+        color=colour,
+        ms=6,
+        capsize=3,
+        label=f"{label}1/R$_{{ct}}$ from EIS fits",
+    )
     if a.ea is not None and a.ln_a is not None:
         xx = np.linspace(x.min() - 0.03 * np.ptp(x), x.max() + 0.03 * np.ptp(x), 50)
         yy = a.ln_a - a.ea * 1e3 / R_GAS * (xx / 1000.0)
@@ -37,8 +44,13 @@ def arrhenius_axes(ax: Any) -> None:
     ax.set_ylabel("ln(1/R$_{ct}$ / Ω$^{-1}$)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    sec = ax.secondary_xaxis("top", functions=(lambda x: 1000.0 / np.maximum(x, 1e-9) - ZERO_CELSIUS_K,
-                                               lambda t: 1000.0 / np.maximum(t + ZERO_CELSIUS_K, 1e-9)))
+    sec = ax.secondary_xaxis(
+        "top",
+        functions=(
+            lambda x: 1000.0 / np.maximum(x, 1e-9) - ZERO_CELSIUS_K,
+            lambda t: 1000.0 / np.maximum(t + ZERO_CELSIUS_K, 1e-9),
+        ),
+    )
     sec.set_xlabel("Temperature / °C")
 
 

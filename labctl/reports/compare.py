@@ -69,8 +69,9 @@ def run_labels(views: Sequence[RunView], labels: Sequence[str] | None) -> list[s
     return [f"{b} (run {v.run_id})" if base.count(b) > 1 else b for b, v in zip(base, views)]
 
 
-def _rows(views: Sequence[RunView], labels: Sequence[str], keep: Callable[[RunView], bool] = lambda v: True
-          ) -> list[Row]:
+def _rows(
+    views: Sequence[RunView], labels: Sequence[str], keep: Callable[[RunView], bool] = lambda v: True
+) -> list[Row]:
     return [(v, lab, k) for k, (v, lab) in enumerate(zip(views, labels)) if keep(v)]
 
 
@@ -102,12 +103,12 @@ def _voltage_time(views: Sequence[RunView], labels: Sequence[str], path: Path) -
     return save(fig, path)
 
 
-def _profiles(views: Sequence[RunView], labels: Sequence[str], path: Path, cycles: Sequence[int] | None
-              ) -> Path | None:
+def _profiles(views: Sequence[RunView], labels: Sequence[str], path: Path, cycles: Sequence[int] | None) -> Path | None:
     """Voltage of the same cycles of every run, against time since the first of them."""
     want = list(cycles) if cycles else [1, 2, 3]
-    sel = [(v, lab, k, steps) for v, lab, k in _rows(views, labels, RunView.is_cycling)
-           if (steps := _cycle_steps(v, want))]
+    sel = [
+        (v, lab, k, steps) for v, lab, k in _rows(views, labels, RunView.is_cycling) if (steps := _cycle_steps(v, want))
+    ]
     if not sel:
         return None
     spans = [time_span(steps) for _, _, _, steps in sel]
@@ -153,8 +154,14 @@ def _bode(views: Sequence[RunView], labels: Sequence[str], path: Path) -> Path |
     return bode_figure(styles, mode, path, "Bode plots") if styles else None
 
 
-def _series(views: Sequence[RunView], labels: Sequence[str], get: Callable[[RunView], CycleSeries | None], path: Path,
-            ylabel: str, title: str) -> Path | None:
+def _series(
+    views: Sequence[RunView],
+    labels: Sequence[str],
+    get: Callable[[RunView], CycleSeries | None],
+    path: Path,
+    ylabel: str,
+    title: str,
+) -> Path | None:
     rows = [(get(v), lab, k) for v, lab, k in _rows(views, labels)]
     drawn = [(s, lab, k) for s, lab, k in rows if s is not None and np.any(np.isfinite(s.values))]
     if not drawn:
@@ -208,10 +215,25 @@ def _capacity(views: Sequence[RunView], labels: Sequence[str], path: Path) -> Pa
     for (ch, dis), lab, k in drawn:
         col = run_colour(k)
         n = ch.cycles.size
-        ax.plot(dis.cycles, dis.values, series_style(n, "s"), ms=marker_size(n), lw=0.6, color=col,
-                label=f"{lab}: {dis.label}")
-        ax.plot(ch.cycles, ch.values, series_style(n, "o", "--"), ms=marker_size(n), mfc="none", lw=0.6, color=col,
-                label=f"{lab}: {ch.label}")
+        ax.plot(
+            dis.cycles,
+            dis.values,
+            series_style(n, "s"),
+            ms=marker_size(n),
+            lw=0.6,
+            color=col,
+            label=f"{lab}: {dis.label}",
+        )
+        ax.plot(
+            ch.cycles,
+            ch.values,
+            series_style(n, "o", "--"),
+            ms=marker_size(n),
+            mfc="none",
+            lw=0.6,
+            color=col,
+            label=f"{lab}: {ch.label}",
+        )
     ax.set_xlabel("Cycle")
     ax.set_ylabel("Capacity / " + " or ".join(unit_tex(u) for u in sorted(units)))
     ax.grid(alpha=0.3)
@@ -229,8 +251,9 @@ def _tafel(views: Sequence[RunView], labels: Sequence[str], path: Path) -> Path 
     ax = fig.add_subplot()
     for curves, lab, k in drawn:
         for c in curves:
-            draw_tafel(ax, c, run_colour(k), lab + ("" if len(curves) == 1 else f" step {c.step_index}"),
-                       mark_fit=False)
+            draw_tafel(
+                ax, c, run_colour(k), lab + ("" if len(curves) == 1 else f" step {c.step_index}"), mark_fit=False
+            )
     tafel_axes(ax, shaded=False)
     ax.set_title("Tafel plots", fontsize=11)
     return save(fig, path)
@@ -272,30 +295,52 @@ def _voltage_capacity(views: Sequence[RunView], labels: Sequence[str], path: Pat
     return save(fig, path)
 
 
-def _plots(views: Sequence[RunView], labs: Sequence[str], cycles: Sequence[int] | None
-           ) -> list[tuple[str, str, Callable[[Path], Path | None]]]:
+def _plots(
+    views: Sequence[RunView], labs: Sequence[str], cycles: Sequence[int] | None
+) -> list[tuple[str, str, Callable[[Path], Path | None]]]:
     def on_runs(fn: Callable[[Sequence[RunView], Sequence[str], Path], Path | None]) -> Callable[[Path], Path | None]:
         return lambda p: fn(views, labs, p)
 
     return [
-        ("voltage_time.png", "Voltage against time of each run (one panel per run, same axes).", on_runs(_voltage_time)),
-        ("voltage_profiles.png", "Voltage profiles of the same cycles of each run, overlaid.",
-         lambda p: _profiles(views, labs, p, cycles)),
-        ("nyquist.png", "Nyquist plots of the runs' spectra (points) with their fitted circuits (lines).",
-         on_runs(_nyquist)),
+        (
+            "voltage_time.png",
+            "Voltage against time of each run (one panel per run, same axes).",
+            on_runs(_voltage_time),
+        ),
+        (
+            "voltage_profiles.png",
+            "Voltage profiles of the same cycles of each run, overlaid.",
+            lambda p: _profiles(views, labs, p, cycles),
+        ),
+        (
+            "nyquist.png",
+            "Nyquist plots of the runs' spectra (points) with their fitted circuits (lines).",
+            on_runs(_nyquist),
+        ),
         ("bode.png", "Bode plots of the runs' spectra with their fits.", on_runs(_bode)),
         ("tafel.png", "Tafel plots with Butler-Volmer fits and j0 (stars).", on_runs(_tafel)),
         ("arrhenius.png", "Arrhenius plots of 1/Rct with the activation energies.", on_runs(_arrhenius)),
         ("ce.png", "Coulombic efficiency per cycle (failed cycles below the axis as triangles).", on_runs(_ce)),
         ("capacity.png", "Capacity per cycle (filled: discharge/plated, open: charge/stripped).", on_runs(_capacity)),
-        ("hysteresis.png", "Voltage hysteresis (plateau) per cycle.",
-         lambda p: _series(views, labs, hysteresis_series, p, "Voltage hysteresis / mV", "Voltage hysteresis per cycle")),
+        (
+            "hysteresis.png",
+            "Voltage hysteresis (plateau) per cycle.",
+            lambda p: _series(
+                views, labs, hysteresis_series, p, "Voltage hysteresis / mV", "Voltage hysteresis per cycle"
+            ),
+        ),
         ("voltage_capacity.png", "Voltage against specific capacity at the same cycle.", on_runs(_voltage_capacity)),
     ]
 
 
-def build_comparison(db: Any, run_ids: Sequence[int], out_dir: str | Path, *, labels: Sequence[str] | None = None,
-                     cycles: Sequence[int] | None = None) -> Report:
+def build_comparison(
+    db: Any,
+    run_ids: Sequence[int],
+    out_dir: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    cycles: Sequence[int] | None = None,
+) -> Report:
     """Overlay plots and index.html comparing ``run_ids``; KeyError when a run does not exist."""
     if not run_ids:
         raise ValueError("compare needs at least one run")
@@ -307,16 +352,25 @@ def build_comparison(db: Any, run_ids: Sequence[int], out_dir: str | Path, *, la
     figures = draw_figures(out, _plots(views, labs, cycles), notes)
     for v in views:
         notes += [f"run {v.run_id}: {n}" for n in v.notes]
-    body = [f"<h1>Comparison of runs {', '.join(str(v.run_id) for v in views)}</h1>", "<h2>Runs</h2>",
-            ("<table><tr><th>label</th><th>run</th><th>protocol</th><th>cell</th><th>status</th><th>end reason</th>"
-             "<th>duration</th><th>samples</th></tr>")]
+    body = [
+        f"<h1>Comparison of runs {', '.join(str(v.run_id) for v in views)}</h1>",
+        "<h2>Runs</h2>",
+        (
+            "<table><tr><th>label</th><th>run</th><th>protocol</th><th>cell</th><th>status</th><th>end reason</th>"
+            "<th>duration</th><th>samples</th></tr>"
+        ),
+    ]
     for v, lab in zip(views, labs):
-        body.append(f"<tr><td>{esc(lab)}</td><td>{v.run_id}</td><td>{esc(v.run.get('protocol'))}</td>"
-                    f"<td>{esc(v.cell_title())}</td><td>{esc(v.run.get('status'))}</td><td>{esc(v.run.get('end_reason'))}</td>"
-                    f"<td>{esc(fmt_duration(v.duration))}</td><td class=\"num\">{v.n_samples:,}</td></tr>")
+        body.append(
+            f"<tr><td>{esc(lab)}</td><td>{v.run_id}</td><td>{esc(v.run.get('protocol'))}</td>"
+            f"<td>{esc(v.cell_title())}</td><td>{esc(v.run.get('status'))}</td><td>{esc(v.run.get('end_reason'))}</td>"
+            f'<td>{esc(fmt_duration(v.duration))}</td><td class="num">{v.n_samples:,}</td></tr>'
+        )
     body.append("</table>")
-    body.append("<h2>Results</h2><p class=\"small\">First value of each result per run (per-step results: the first "
-                "step); the run reports list all.</p>")
+    body.append(
+        '<h2>Results</h2><p class="small">First value of each result per run (per-step results: the first '
+        "step); the run reports list all.</p>"
+    )
     body.append(comparison_table(views, labs))
     body += figures_html(figures, "Nothing to overlay: the runs have no plottable data in common.")
     body += notes_html(notes)
@@ -324,8 +378,14 @@ def build_comparison(db: Any, run_ids: Sequence[int], out_dir: str | Path, *, la
     return Report(index, [index] + [p for p, _ in figures], notes)
 
 
-def compare_runs(db: Any, run_ids: Sequence[int], out_dir: str | Path, *, labels: Sequence[str] | None = None,
-                 cycles: Sequence[int] | None = None) -> Path:
+def compare_runs(
+    db: Any,
+    run_ids: Sequence[int],
+    out_dir: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    cycles: Sequence[int] | None = None,
+) -> Path:
     """Overlay several runs (voltage vs time, profiles of the same cycles, Nyquist/Bode, Tafel, Arrhenius,
     CE, capacity and hysteresis per cycle) and write ``index.html``; returns its path.
 

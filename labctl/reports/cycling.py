@@ -43,13 +43,19 @@ def draw_ce(ax: Any, s: CycleSeries, colour: Any, label: str, window: tuple[floa
     ok = np.isfinite(s.values)
     n = int(ok.sum())
     inside = ok & (s.values >= window[0])
-    ax.plot(s.cycles[inside], s.values[inside], series_style(n), ms=marker_size(n), lw=0.6, color=colour,
-            label=label)
+    ax.plot(s.cycles[inside], s.values[inside], series_style(n), ms=marker_size(n), lw=0.6, color=colour, label=label)
     below = ok & (s.values < window[0])
     if below.any():
         y = window[0] + 0.015 * (window[1] - window[0])
-        ax.plot(s.cycles[below], np.full(int(below.sum()), y), "v", ms=3.5, color=colour, alpha=0.7,
-                label=f"{label}: {int(below.sum())} cycles below the axis (min {np.min(s.values[below]):.1f} %)")
+        ax.plot(
+            s.cycles[below],
+            np.full(int(below.sum()), y),
+            "v",
+            ms=3.5,
+            color=colour,
+            alpha=0.7,
+            label=f"{label}: {int(below.sum())} cycles below the axis (min {np.min(s.values[below]):.1f} %)",
+        )
 
 
 def plot_ce(view: RunView, path: Path) -> Path | None:
@@ -63,8 +69,15 @@ def plot_ce(view: RunView, path: Path) -> Path | None:
     a1, a2 = fig.subplots(2, 1, sharex=True)
     if cap is not None:
         for s, style in zip(cap, ({"marker": "o", "mfc": "none"}, {"marker": "s"})):
-            a1.plot(s.cycles, s.values, ls="-" if s.cycles.size < 400 else "none", lw=0.6,
-                    ms=marker_size(s.cycles.size), label=s.label, **style)
+            a1.plot(
+                s.cycles,
+                s.values,
+                ls="-" if s.cycles.size < 400 else "none",
+                lw=0.6,
+                ms=marker_size(s.cycles.size),
+                label=s.label,
+                **style,
+            )
         a1.set_ylabel(f"{'Specific capacity' if full else 'Capacity'} / {unit_tex(cap[0].unit)}")
         a1.legend(fontsize=8)
     a1.grid(alpha=0.3)
@@ -79,12 +92,23 @@ def plot_ce(view: RunView, path: Path) -> Path | None:
             mean = 100 * float(r["value"])
             se = r.get("uncertainty")
             n = (r.get("data") or {}).get("n_cycles")
-            a2.axhline(mean, color="black", ls="--", lw=0.9,
-                       label=f"mean CE {mean:.2f} %" + (f" ± {fmt(100 * se, 2)} % (s.e.)" if se else "")
-                       + (f", {n} cycles" if n else ""))
+            a2.axhline(
+                mean,
+                color="black",
+                ls="--",
+                lw=0.9,
+                label=f"mean CE {mean:.2f} %"
+                + (f" ± {fmt(100 * se, 2)} % (s.e.)" if se else "")
+                + (f", {n} cycles" if n else ""),
+            )
         if fail:
-            a2.axvline(fail, color="red", ls=":", lw=1.2,
-                       label=f"failure (CE < {100 * life.get('ce_threshold', 0.8):.0f} %) at cycle {fail}")
+            a2.axvline(
+                fail,
+                color="red",
+                ls=":",
+                lw=1.2,
+                label=f"failure (CE < {100 * life.get('ce_threshold', 0.8):.0f} %) at cycle {fail}",
+            )
         a2.set_ylim(*window)
         a2.legend(fontsize=8, loc="lower left")
     a2.set_ylabel("Coulombic efficiency / %")
@@ -99,8 +123,15 @@ def plot_hysteresis(view: RunView, path: Path) -> Path | None:
         return None
     fig = new_figure(8.5, 5.0)
     ax = fig.add_subplot()
-    ax.plot(h.cycles, h.values, series_style(h.cycles.size), ms=marker_size(h.cycles.size), lw=0.6,
-            color="#8c2d04", label="± hysteresis per cycle (plateau, 25-75 % of each half-cycle)")
+    ax.plot(
+        h.cycles,
+        h.values,
+        series_style(h.cycles.size),
+        ms=marker_size(h.cycles.size),
+        lw=0.6,
+        color="#8c2d04",
+        label="± hysteresis per cycle (plateau, 25-75 % of each half-cycle)",
+    )
     r = view.result_value("hysteresis")
     if r is not None and r.get("value") is not None:
         ax.axhline(1e3 * r["value"], color="black", ls="--", lw=0.9, label=f"median ±{1e3 * r['value']:.1f} mV")
@@ -122,8 +153,15 @@ def plot_polarisation(view: RunView, path: Path) -> Path | None:
         return None
     fig = new_figure(8.0, 4.5)
     ax = fig.add_subplot()
-    ax.plot(de.cycles, 1e3 * de.values, "o-", ms=marker_size(de.cycles.size), lw=0.6, color="#6a3d9a",
-            label="ΔE at 50 % capacity (charge − discharge)")
+    ax.plot(
+        de.cycles,
+        1e3 * de.values,
+        "o-",
+        ms=marker_size(de.cycles.size),
+        lw=0.6,
+        color="#6a3d9a",
+        label="ΔE at 50 % capacity (charge − discharge)",
+    )
     ax.set_xlabel("Cycle")
     ax.set_ylabel("Polarisation ΔE / mV")
     ax.grid(alpha=0.3)

@@ -71,8 +71,9 @@ class Envelope:
         return x, y
 
 
-def voltage_trace(view: RunView, steps: Sequence[dict], div: float, x0: float, x1: float,
-                  bins: int = ENVELOPE_BINS) -> tuple[np.ndarray, np.ndarray, bool]:
+def voltage_trace(
+    view: RunView, steps: Sequence[dict], div: float, x0: float, x1: float, bins: int = ENVELOPE_BINS
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Voltage against time/div of ``steps``: every point when there are few, else the min/max
     envelope on a grid of ``bins`` columns between x0 and x1 (streamed in chunks).
     Returns x, y and whether it is an envelope."""

@@ -156,8 +156,9 @@ def _fit_legend(ax: Any, styles: Sequence[SpecStyle], fontsize: int = 8, below: 
     handles, labels = [], []
     for st in styles:
         fitted = st.spectrum.circuit is not None
-        handles.append(Line2D([], [], color=st.colour, marker=st.marker, mfc="none", ms=4,
-                              ls="-" if fitted else "none", lw=1.3))
+        handles.append(
+            Line2D([], [], color=st.colour, marker=st.marker, mfc="none", ms=4, ls="-" if fitted else "none", lw=1.3)
+        )
         summary = _fit_summary(st.spectrum) if len(styles) <= 6 else ""
         labels.append(st.label + (f" ({summary})" if summary else ""))
     if len(handles) > 4:  # below the axes, not over the data
@@ -184,8 +185,9 @@ def _colourbar_if_many(fig: Figure, ax: Any, styles: Sequence[SpecStyle], mode: 
 def _draw_nyquist(ax: Any, styles: Sequence[SpecStyle], scale: float, unit: str, legend: bool = True) -> None:
     for st in styles:
         z = st.spectrum.z
-        ax.plot(z.real / scale, -z.imag / scale, ls="none", marker=st.marker, ms=4, mfc="none", mew=0.9,
-                color=st.colour)
+        ax.plot(
+            z.real / scale, -z.imag / scale, ls="none", marker=st.marker, ms=4, mfc="none", mew=0.9, color=st.colour
+        )
         fc = st.spectrum.fit_curve(600)
         if fc is not None:
             zf = fc[1]
@@ -231,10 +233,27 @@ def bode_figure(styles: Sequence[SpecStyle], mode: str, path: Path, title: str) 
     am, ap = fig.subplots(2, 1, sharex=True)
     for st in styles:
         sp = st.spectrum
-        am.loglog(sp.frequency, np.abs(sp.z), ls="none", marker=st.marker, ms=3.5, mfc="none", mew=0.8,
-                  color=st.colour, label=st.label)
-        ap.semilogx(sp.frequency, -np.degrees(np.angle(sp.z)), ls="none", marker=st.marker, ms=3.5, mfc="none",
-                    mew=0.8, color=st.colour)
+        am.loglog(
+            sp.frequency,
+            np.abs(sp.z),
+            ls="none",
+            marker=st.marker,
+            ms=3.5,
+            mfc="none",
+            mew=0.8,
+            color=st.colour,
+            label=st.label,
+        )
+        ap.semilogx(
+            sp.frequency,
+            -np.degrees(np.angle(sp.z)),
+            ls="none",
+            marker=st.marker,
+            ms=3.5,
+            mfc="none",
+            mew=0.8,
+            color=st.colour,
+        )
         fc = sp.fit_curve()
         if fc is not None:
             am.loglog(fc[0], np.abs(fc[1]), "-", lw=1.2, color=st.colour)

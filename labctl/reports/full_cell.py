@@ -39,8 +39,14 @@ def draw_voltage_capacity(ax: Any, view: RunView, steps: Sequence[dict], colour:
     for k, s in enumerate(steps):
         sel = d["step_index"] == s["step_index"]
         cur = float((s.get("params") or {}).get("current") or 0.0)
-        ax.plot(np.abs(d["charge"][sel]) / 3.6 / mass, d["voltage"][sel], "-" if cur < 0 else "--", color=colour,
-                lw=1.3, label=label if k == 0 else None)
+        ax.plot(
+            np.abs(d["charge"][sel]) / 3.6 / mass,
+            d["voltage"][sel],
+            "-" if cur < 0 else "--",
+            color=colour,
+            lw=1.3,
+            label=label if k == 0 else None,
+        )
 
 
 def plot_voltage_capacity(view: RunView, path: Path) -> Path | None:
@@ -90,7 +96,7 @@ def plot_dqdv(view: RunView, path: Path) -> Path | None:
                 continue
             try:
                 vc, h = dqdv(v, charge=q, bin_width=0.01, smooth=1.5)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 view.notes.append(f"dQ/dV of step {s['step_index']}: {e}")
                 continue
             sign = 1.0 if np.nanmean(i) > 0 else -1.0

@@ -67,8 +67,9 @@ def esc(x: Any) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def draw_figures(out: Path, plots: Sequence[tuple[str, str, Callable[[Path], Path | None]]],
-                 notes: list[str]) -> Figures:
+def draw_figures(
+    out: Path, plots: Sequence[tuple[str, str, Callable[[Path], Path | None]]], notes: list[str]
+) -> Figures:
     """Draw each (file name, caption, draw(path) -> path or None) into ``out``; a plot that fails adds a note
     and does not lose the others.  Returns the figures drawn; removes our own files of an earlier report in
     ``out`` that this one did not draw."""
@@ -76,7 +77,7 @@ def draw_figures(out: Path, plots: Sequence[tuple[str, str, Callable[[Path], Pat
     for name, caption, draw in plots:
         try:
             p = draw(out / name)
-        except Exception as e:  # noqa: BLE001 - one plot failing must not lose the others
+        except Exception as e:
             notes.append(f"{name} could not be drawn: {type(e).__name__}: {e}")
             continue
         if p is not None:
@@ -94,11 +95,14 @@ def remove_stale(out: Path, names: Sequence[str], figures: Sequence[tuple[Path, 
 
 
 def html_page(title: str, body: list[str]) -> str:
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body)
-            + f"\n<p class=\"small\">Written by labctl.reports on {time.strftime('%Y-%m-%d %H:%M:%S')}. "
-              "Current sign: positive = anodic at the working electrode (stripping from the WE), negative = "
-              "cathodic (plating onto the WE). Voltage = WE minus counter.</p>\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + f'\n<p class="small">Written by labctl.reports on {time.strftime("%Y-%m-%d %H:%M:%S")}. '
+        "Current sign: positive = anodic at the working electrode (stripping from the WE), negative = "
+        "cathodic (plating onto the WE). Voltage = WE minus counter.</p>\n</body></html>\n"
+    )
 
 
 def write_index(out: Path, title: str, body: list[str]) -> Path:
@@ -113,28 +117,36 @@ def figures_html(figures: Figures, empty: str) -> list[str]:
     if not figures:
         body.append(f"<p>{esc(empty)}</p>")
     for p, cap in figures:
-        body.append(f"<figure><img src=\"{esc(p.name)}\" alt=\"{esc(p.stem)}\"><figcaption>{esc(cap)}</figcaption></figure>")
+        body.append(
+            f'<figure><img src="{esc(p.name)}" alt="{esc(p.stem)}"><figcaption>{esc(cap)}</figcaption></figure>'
+        )
     return body
 
 
 def notes_html(notes: Sequence[str]) -> list[str]:
     if not notes:
         return []
-    return ["<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\">{esc(n)}</li>" for n in notes) + "</ul>"]
+    return ["<h2>Notes</h2><ul>" + "".join(f'<li class="note">{esc(n)}</li>' for n in notes) + "</ul>"]
 
 
 def results_table(results: Sequence[dict]) -> str:
     rows = [r for r in results if r.get("name") != "analysis_error"]
     if not rows:
         return "<p>No results.</p>"
-    out = [("<table><tr><th>result</th><th>value</th><th>± (1σ)</th><th>unit</th><th>method</th><th>step</th>"
-            "<th>notes</th></tr>")]
+    out = [
+        (
+            "<table><tr><th>result</th><th>value</th><th>± (1σ)</th><th>unit</th><th>method</th><th>step</th>"
+            "<th>notes</th></tr>"
+        )
+    ]
     for r in rows:
         v, u, unit = display_value(r)
         si = r.get("step_index")
-        out.append(f"<tr><td>{esc(r.get('name'))}</td><td class=\"num\" title=\"{esc(r.get('value'))} {esc(r.get('unit'))}\">"
-                   f"{esc(v)}</td><td class=\"num\">{esc(u)}</td><td>{esc(unit)}</td><td>{esc(r.get('method'))}</td>"
-                   f"<td class=\"num\">{'' if si is None else esc(si)}</td><td class=\"small\">{esc(result_note(r))}</td></tr>")
+        out.append(
+            f'<tr><td>{esc(r.get("name"))}</td><td class="num" title="{esc(r.get("value"))} {esc(r.get("unit"))}">'
+            f'{esc(v)}</td><td class="num">{esc(u)}</td><td>{esc(unit)}</td><td>{esc(r.get("method"))}</td>'
+            f'<td class="num">{"" if si is None else esc(si)}</td><td class="small">{esc(result_note(r))}</td></tr>'
+        )
     out.append("</table>")
     return "\n".join(out)
 
@@ -180,7 +192,10 @@ def summary_rows(view: RunView) -> list[tuple[str, str]]:
         ("steps", f"{len(view.steps)} (" + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")"),
         ("cycles", f"{cycles[0]}-{cycles[-1]}" if cycles else "-"),
         ("channel", str(r.get("channel") or "-")),
-        ("instrument", f"simulated (preset {r.get('preset')}, seed {r.get('seed')})" if r.get("simulated") else "hardware"),
+        (
+            "instrument",
+            f"simulated (preset {r.get('preset')}, seed {r.get('seed')})" if r.get("simulated") else "hardware",
+        ),
     ]
 
 
@@ -209,7 +224,7 @@ def comparison_table(views: Sequence[RunView], labels: Sequence[str]) -> str:
                 cells.append("<td></td>")
                 continue
             val, u, unit = display_value(m[n])
-            cells.append(f"<td class=\"num\">{esc(val)}{' ± ' + esc(u) if u else ''}</td>")
+            cells.append(f'<td class="num">{esc(val)}{" ± " + esc(u) if u else ""}</td>')
         out.append(f"<tr><td>{esc(n)}{' / ' + esc(unit) if unit else ''}</td>{''.join(cells)}</tr>")
     out.append("</table>")
     return "\n".join(out)

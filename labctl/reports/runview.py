@@ -55,15 +55,14 @@ def cell_info(run: dict) -> dict:
             for k, v in p.cell.model_dump().items():
                 if v is not None:
                     info.setdefault(k, v)
-        except Exception:  # noqa: BLE001, S110 - an old protocol text that no longer validates: plot without it
+        except Exception:
             pass
     return info
 
 
 def time_span(steps: Sequence[dict]) -> tuple[float, float]:
     """(start of the first, end of the last) of ``steps``; a step still running ends at its start."""
-    return (min(float(s["t_start"]) for s in steps),
-            max(float(s.get("t_end") or s["t_start"]) for s in steps))
+    return (min(float(s["t_start"]) for s in steps), max(float(s.get("t_end") or s["t_start"]) for s in steps))
 
 
 @dataclass
@@ -185,8 +184,9 @@ class RunView:
             return parts[0]
         return {c: np.concatenate([p[c] for p in parts]) for c in cols}
 
-    def iter_step_chunks(self, steps: Sequence[dict], columns: Sequence[str], target: int = 500_000
-                         ) -> Iterator[dict[str, np.ndarray]]:
+    def iter_step_chunks(
+        self, steps: Sequence[dict], columns: Sequence[str], target: int = 500_000
+    ) -> Iterator[dict[str, np.ndarray]]:
         """Samples of ``steps`` in bounded chunks.  When the steps hold most of the run (a long cycling
         run), the run is streamed once and filtered; otherwise the steps are read one by one."""
         want = {int(s["step_index"]) for s in steps}
@@ -194,8 +194,9 @@ class RunView:
         n_all = max(sum(int(s.get("n_samples") or 0) for s in self.steps), 1)
         cols = list(columns)
         if hasattr(self.db, "iter_samples") and (len(want) > 64 and n_want > 0.5 * n_all):
-            everything = all(int(s["step_index"]) in want for s in self.steps
-                             if s.get("n_samples") is None or s["n_samples"] > 0)
+            everything = all(
+                int(s["step_index"]) in want for s in self.steps if s.get("n_samples") is None or s["n_samples"] > 0
+            )
             if everything:  # no filter needed: read only the columns asked for
                 yield from self.db.iter_samples(self.run_id, chunk_rows=target, columns=cols)
                 return
@@ -234,7 +235,7 @@ class RunView:
         self.results_source = "computed for this report (not stored)"
         try:
             res = self._analyze_arrays(analyze_run)
-        except Exception as e:  # noqa: BLE001 - a report shows the data even when an analysis fails
+        except Exception as e:
             self.notes.append(f"analysis failed: {type(e).__name__}: {e}")
             return []
         out = []
@@ -329,15 +330,23 @@ class RunView:
             sel = data["step_index"] == s["step_index"]
             f, zr, zi = data["frequency"][sel], data["z_re"][sel], data["z_im"][sel]
             ok = np.isfinite(f) & np.isfinite(zr) & np.isfinite(zi) & (f > 0)
-            sp = Spectrum(int(s["step_index"]), int(s.get("cycle") or 0),
-                          self.step_temperature(s, data["temperature"][sel]), f[ok], zr[ok] + 1j * zi[ok])
+            sp = Spectrum(
+                int(s["step_index"]),
+                int(s.get("cycle") or 0),
+                self.step_temperature(s, data["temperature"][sel]),
+                f[ok],
+                zr[ok] + 1j * zi[ok],
+            )
             self._attach_fit(sp)
             out.append(sp)
         return out
 
     def _attach_fit(self, sp: Spectrum) -> None:
-        fits = [r for r in self.results_for(sp.step_index) if isinstance(r.get("data"), dict)
-                and r["data"].get("circuit") and r["data"].get("parameter")]
+        fits = [
+            r
+            for r in self.results_for(sp.step_index)
+            if isinstance(r.get("data"), dict) and r["data"].get("circuit") and r["data"].get("parameter")
+        ]
         if not fits:
             return
         circuit = fits[0]["data"]["circuit"]
@@ -346,7 +355,7 @@ class RunView:
             from labctl.analysis.circuit import parse_circuit
 
             names = parse_circuit(circuit).param_names
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             self.notes.append(f"EIS step {sp.step_index}: stored circuit {circuit!r} cannot be drawn ({e})")
             return
         if any(n not in by_param or by_param[n] is None for n in names):
@@ -358,8 +367,11 @@ class RunView:
     # ------------------------------------------------------------------ Tafel
     def tafel_steps(self) -> list[dict]:
         """Tafel sweeps: ``tafel`` steps, and ``lsv`` steps labelled as Tafel scans (as the analysis takes them)."""
-        return [s for s in self.steps_of("tafel", "lsv")
-                if s["kind"] == "tafel" or "tafel" in str(s.get("label") or "").lower()]
+        return [
+            s
+            for s in self.steps_of("tafel", "lsv")
+            if s["kind"] == "tafel" or "tafel" in str(s.get("label") or "").lower()
+        ]
 
     def tafel_curves(self) -> list[TafelCurve]:
         steps = self.tafel_steps()
@@ -371,8 +383,11 @@ class RunView:
         for s in steps:
             sel = data["step_index"] == s["step_index"]
             v, i = data["voltage"][sel], data["current"][sel]
-            res = {r["name"]: r for r in self.results_for(s["step_index"])
-                   if r.get("method") in ("tafel-extrapolation", "micro-polarisation", "zero crossing", "given")}
+            res = {
+                r["name"]: r
+                for r in self.results_for(s["step_index"])
+                if r.get("method") in ("tafel-extrapolation", "micro-polarisation", "zero crossing", "given")
+            }
             e_eq = None
             for r in res.values():
                 e_eq = (r.get("data") or {}).get("e_eq_V", e_eq)

@@ -41,16 +41,20 @@ def capacity_series(view: RunView) -> tuple[CycleSeries, CycleSeries] | None:
     if dis is None:
         dis = view.per_cycle("capacity_charge_first", "capacity_discharge_mAh_g")
     if ch is not None and dis is not None:
-        return (CycleSeries("charge", "mAh/g", ch.cycles, ch.values, "charge"),
-                CycleSeries("discharge", "mAh/g", dis.cycles, dis.values, "discharge"))
+        return (
+            CycleSeries("charge", "mAh/g", ch.cycles, ch.values, "charge"),
+            CycleSeries("discharge", "mAh/g", dis.cycles, dis.values, "discharge"),
+        )
     qs = view.per_cycle("ce_mean", "q_strip_C")
     qp = view.per_cycle("ce_mean", "q_plate_C")
     if qs is None or qp is None:
         return None
     area = view.area_cm2 or 1.0
     unit = "mAh/cm2" if view.area_cm2 else "mAh"
-    return (CycleSeries("stripped", unit, qs.cycles, qs.values / 3.6 / area, "stripped"),
-            CycleSeries("plated", unit, qp.cycles, qp.values / 3.6 / area, "plated"))
+    return (
+        CycleSeries("stripped", unit, qs.cycles, qs.values / 3.6 / area, "stripped"),
+        CycleSeries("plated", unit, qp.cycles, qp.values / 3.6 / area, "plated"),
+    )
 
 
 def de_series(view: RunView) -> CycleSeries | None:
@@ -83,8 +87,11 @@ def arrhenius_data(view: RunView) -> ArrheniusData | None:
         a = view.result_value("arrhenius_A")
         ln_a = math.log(a["value"]) if a is not None and a.get("value") else None
         return ArrheniusData(t, r, sig, float(ea["value"]), ea.get("uncertainty"), ln_a, d.get("r2"))
-    pts = [(s.temperature, rct_by_step[s.step_index]) for s in view.spectra
-           if s.step_index in rct_by_step and math.isfinite(s.temperature)]
+    pts = [
+        (s.temperature, rct_by_step[s.step_index])
+        for s in view.spectra
+        if s.step_index in rct_by_step and math.isfinite(s.temperature)
+    ]
     if len({round(t * 2) for t, _ in pts}) < 2:
         return None
     t = np.array([p[0] for p in pts])
@@ -93,5 +100,12 @@ def arrhenius_data(view: RunView) -> ArrheniusData | None:
     from labctl.analysis.arrhenius import fit_arrhenius
 
     res = {x.name: x for x in fit_arrhenius(t, r)}
-    return ArrheniusData(t, r, sig, res["Ea"].value, res["Ea"].uncertainty, math.log(res["arrhenius_A"].value),
-                         res["Ea"].details.get("r2"))
+    return ArrheniusData(
+        t,
+        r,
+        sig,
+        res["Ea"].value,
+        res["Ea"].uncertainty,
+        math.log(res["arrhenius_A"].value),
+        res["Ea"].details.get("r2"),
+    )

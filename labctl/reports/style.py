@@ -18,8 +18,18 @@ from matplotlib.figure import Figure
 
 DPI = 120
 #: one colour per run (and per curve of one run)
-RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-               "#bcbd22", "#17becf"]
+RUN_COLOURS = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 #: one colour map per run when a run has several spectra in a comparison
 RUN_CMAPS = ["Blues", "Reds", "Greens", "Oranges", "Purples", "Greys", "YlOrBr", "PuRd"]
 #: blue (cold) -> purple -> red (hot), no pale middle

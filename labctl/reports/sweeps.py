@@ -21,8 +21,13 @@ def plot_sweeps(view: RunView, path: Path) -> Path | None:
     ax = fig.add_subplot()
     for k, s in enumerate(steps):
         sel = d["step_index"] == s["step_index"]
-        ax.plot(d["voltage"][sel], 1e3 * d["current"][sel] / area, lw=1.0, color=run_colour(k),
-                label=f"step {s['step_index']} {s['kind']}" + (f" ({s['label']})" if s.get("label") else ""))
+        ax.plot(
+            d["voltage"][sel],
+            1e3 * d["current"][sel] / area,
+            lw=1.0,
+            color=run_colour(k),
+            label=f"step {s['step_index']} {s['kind']}" + (f" ({s['label']})" if s.get("label") else ""),
+        )
     ax.set_xlabel("Voltage / V")
     ax.set_ylabel("j / mA cm$^{-2}$" if view.area_cm2 else "I / mA")
     ax.axhline(0, color="0.6", lw=0.6)

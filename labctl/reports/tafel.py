@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from labctl.core.constants import FARADAY, GAS_CONSTANT, ZERO_CELSIUS_K
-
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 import numpy as np
 from matplotlib.lines import Line2D
 
+from labctl.core.constants import FARADAY, GAS_CONSTANT, ZERO_CELSIUS_K
 from labctl.reports.runview import RunView, TafelCurve
 from labctl.reports.style import new_figure, run_colour, save
 from labctl.reports.text import fmt
@@ -43,6 +42,7 @@ def tafel_model(res: dict[str, dict]) -> tuple[Curve, Curve] | None:
 
         def line_sym(eta: np.ndarray) -> np.ndarray:
             return math.log10(j0) + np.abs(eta) / b
+
         return bv_sym, line_sym
     if all(k in res for k in ("alpha_a", "alpha_c", "b_a", "b_c")):
         aa, ac = float(res["alpha_a"]["value"]), float(res["alpha_c"]["value"])
@@ -53,6 +53,7 @@ def tafel_model(res: dict[str, dict]) -> tuple[Curve, Curve] | None:
 
         def line(eta: np.ndarray) -> np.ndarray:
             return math.log10(j0) + np.where(eta >= 0, eta / ba, -eta / bc)
+
         return bv, line
     return None
 
@@ -66,8 +67,9 @@ def fmt_j(j: float) -> str:
     return f"{j * 1e9:.3g} nA cm$^{{-2}}$"
 
 
-def draw_tafel(ax: Any, curve: TafelCurve, colour: Any, label: str, mark_fit: bool = True,
-               fit_colour: Any = None) -> None:
+def draw_tafel(
+    ax: Any, curve: TafelCurve, colour: Any, label: str, mark_fit: bool = True, fit_colour: Any = None
+) -> None:
     ok = np.isfinite(curve.eta) & np.isfinite(curve.j) & (curve.j != 0)
     ax.semilogy(1e3 * curve.eta[ok], np.abs(curve.j[ok]), ".", ms=2.5, color=colour, alpha=0.5, label=label)
     fcol = colour if fit_colour is None else fit_colour

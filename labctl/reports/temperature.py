@@ -28,8 +28,15 @@ def plot_temperature(view: RunView, path: Path) -> Path | None:
     for k, s in enumerate(steps):
         sp = (s.get("params") or {}).get("setpoint")
         if sp is not None and s.get("t_end") is not None:
-            ax.hlines(sp, s["t_start"] / div, s["t_end"] / div, color="black", lw=1.0, ls="--",
-                      label="set point" if k == 0 else "_nolegend_")
+            ax.hlines(
+                sp,
+                s["t_start"] / div,
+                s["t_end"] / div,
+                color="black",
+                lw=1.0,
+                ls="--",
+                label="set point" if k == 0 else "_nolegend_",
+            )
     for k, spec in enumerate(view.spectra):
         st = next((s for s in view.steps if s["step_index"] == spec.step_index), None)
         if st is not None and math.isfinite(spec.temperature):

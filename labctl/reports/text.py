@@ -121,8 +121,14 @@ def result_note(r: dict) -> str:
     """The details of a result worth a table column: temperature, cycle, circuit, errors, fit residual."""
     d = r.get("data") or {}
     bits = []
-    for key, f in (("temperature_C", "{:.1f} °C"), ("cycle", "cycle {}"), ("circuit", "{}"), ("n_cycles", "{} cycles"),
-                   ("error", "{}"), ("warning", "{}")):
+    for key, f in (
+        ("temperature_C", "{:.1f} °C"),
+        ("cycle", "cycle {}"),
+        ("circuit", "{}"),
+        ("n_cycles", "{} cycles"),
+        ("error", "{}"),
+        ("warning", "{}"),
+    ):
         if d.get(key) is not None and d.get(key) != "":
             try:
                 bits.append(f.format(d[key]))

@@ -34,8 +34,11 @@ def zoom_groups(view: RunView, zoom_cycles: Sequence[int] | None) -> list[list[i
         chosen = [int(c) for c in zoom_cycles if int(c) in have]
         missing = sorted({int(c) for c in zoom_cycles} - have)
         if missing:
-            view.notes.append(f"zoom: run {view.run_id} has no cycle {', '.join(map(str, missing))} "
-                              f"(cycles {cycles[0]}-{cycles[-1]})" if cycles else f"zoom: run {view.run_id} has no cycles")
+            view.notes.append(
+                f"zoom: run {view.run_id} has no cycle {', '.join(map(str, missing))} (cycles {cycles[0]}-{cycles[-1]})"
+                if cycles
+                else f"zoom: run {view.run_id} has no cycles"
+            )
         groups = cycle_groups(chosen)
         if len(groups) > 4:
             view.notes.append(f"zoom: {len(groups)} separate cycle ranges asked; the first 4 are shown")
@@ -87,8 +90,13 @@ def plot_voltage_time(view: RunView, path: Path, zoom_cycles: Sequence[int] | No
     sc = view.short_time()
     if sc is not None:
         ts, cyc = sc
-        ax.axvline(ts / div, color="red", ls="--", lw=1.2,
-                   label=f"short circuit at {ts / div:.4g} {unit}" + (f" (cycle {cyc})" if cyc else ""))
+        ax.axvline(
+            ts / div,
+            color="red",
+            ls="--",
+            lw=1.2,
+            label=f"short circuit at {ts / div:.4g} {unit}" + (f" (cycle {cyc})" if cyc else ""),
+        )
     by_cycle: dict[int, list[dict]] = {}
     for s in steps:
         by_cycle.setdefault(int(s.get("cycle") or 0), []).append(s)
@@ -101,13 +109,30 @@ def plot_voltage_time(view: RunView, path: Path, zoom_cycles: Sequence[int] | No
         spans.append((g, gsteps, t0, t1))
         ax.axvspan(t0 / div, t1 / div, color="orange", alpha=0.25, lw=0)
         xm = min(max(0.5 * (t0 + t1) / div, 0.015 * span / div), 0.985 * span / div)
-        ax.annotate(chr(ord("A") + k), (xm, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(0, -3), textcoords="offset points", ha="center", va="top", fontsize=9,
-                    color="#b35900", fontweight="bold")
+        ax.annotate(
+            chr(ord("A") + k),
+            (xm, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, -3),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=9,
+            color="#b35900",
+            fontweight="bold",
+        )
     aur = view.result_value("ce_aurbach")
     if aur is not None and aur.get("value") is not None:
-        ax.text(0.01, 0.97, f"Aurbach CE$_{{avg}}$ = {100 * float(aur['value']):.2f} %", transform=ax.transAxes,
-                ha="left", va="top", fontsize=9, bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
+        ax.text(
+            0.01,
+            0.97,
+            f"Aurbach CE$_{{avg}}$ = {100 * float(aur['value']):.2f} %",
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            fontsize=9,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9},
+        )
     if sc is not None:
         ax.legend(loc="best", fontsize=8)
     if cur is not None:

@@ -27,15 +27,32 @@ from labctl.simulators.cells.tables import interp_scalar, interp_table, linear_t
 from labctl.simulators.presets import Preset
 
 __all__ = [
-    "CellModel", "SymmetricCell", "AsymmetricCell", "FullCell", "simulate_cell", "KINDS",
-    "interp_table", "interp_scalar", "linear_table", "cpe_rc", "calibrate_asymmetric", "loss_at",
+    "KINDS",
+    "AsymmetricCell",
+    "CellModel",
+    "FullCell",
+    "SymmetricCell",
+    "calibrate_asymmetric",
+    "cpe_rc",
+    "interp_scalar",
+    "interp_table",
+    "linear_table",
+    "loss_at",
+    "simulate_cell",
 ]
 
 KINDS: dict[str, type[CellModel]] = {"symmetric": SymmetricCell, "asymmetric": AsymmetricCell, "full": FullCell}
 
 
-def simulate_cell(kind: str, preset: str | Preset, *, area_cm2: float = 1.267,
-                  cathode_mass_g: float | None = None, seed: int = 0, replicate: int = 0) -> CellModel:
+def simulate_cell(
+    kind: str,
+    preset: str | Preset,
+    *,
+    area_cm2: float = 1.267,
+    cathode_mass_g: float | None = None,
+    seed: int = 0,
+    replicate: int = 0,
+) -> CellModel:
     """A fresh simulated cell of ``kind`` (symmetric, asymmetric, full) with ``preset``'s physics.
 
     ``preset``: a built-in preset name, a path to a preset YAML, or a :class:`Preset`

@@ -53,7 +53,8 @@ def plateau_eta(preset: Preset, j: float, cycles: int) -> float:
     """Plateau |V| at ``j``: Al/C electrode overpotential + the Mg counter's half of the hysteresis."""
     sym = preset.symmetric
     return interp_scalar(preset.asymmetric.overpotential, j) + 0.5 * hysteresis(
-        sym.hysteresis, sym.hysteresis_growth, j, cycles)
+        sym.hysteresis, sym.hysteresis_growth, j, cycles
+    )
 
 
 def loss_at(losses: Table, j: float) -> float:
@@ -297,7 +298,13 @@ class AsymmetricCell(CellModel):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(inventory_C=self.inventory, life_used=self.life_used, life_multiplier=self.life_multiplier,
-                 dead=self.dead, dead_at_cycle=self.dead_at_cycle,
-                 corrosion_per_h=self.k_corr * SECONDS_PER_HOUR, ce_offset=self.ce_offset)
+        d.update(
+            inventory_C=self.inventory,
+            life_used=self.life_used,
+            life_multiplier=self.life_multiplier,
+            dead=self.dead,
+            dead_at_cycle=self.dead_at_cycle,
+            corrosion_per_h=self.k_corr * SECONDS_PER_HOUR,
+            ce_offset=self.ce_offset,
+        )
         return d

@@ -194,5 +194,12 @@ class CellModel(ABC):
         return z + cpe_rc(rct, imp.double_layer.q * 2.0 / electrodes, imp.double_layer.alpha, omega)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "preset": self.preset.name, "seed": self.seed, "replicate": self.replicate,
-                "area_cm2": self.area, "age_s": self.age, "cycles": self.cycles}
+        return {
+            "kind": self.kind,
+            "preset": self.preset.name,
+            "seed": self.seed,
+            "replicate": self.replicate,
+            "area_cm2": self.area,
+            "age_s": self.age,
+            "cycles": self.cycles,
+        }

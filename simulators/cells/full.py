@@ -68,7 +68,8 @@ class FullCell(CellModel):
         fc = self.fc
         n = max(self.discharges, 1)
         anode = (fc.polarisation.value - fc.cathode_polarisation) * max(
-            0.1, 1.0 + fc.polarisation_growth * (n - fc.polarisation.cycle))
+            0.1, 1.0 + fc.polarisation_growth * (n - fc.polarisation.cycle)
+        )
         rate = abs(current) / self.one_c()
         scale = (rate / fc.polarisation.c_rate) ** fc.polarisation_rate_exponent if rate > 0 else 0.0
         return (fc.cathode_polarisation + anode) * scale
@@ -115,6 +116,11 @@ class FullCell(CellModel):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(state_of_charge=self.y, discharges=self.discharges, window_C=self.window, mass_g=self.mass,
-                 capacity_multiplier=self.capacity_multiplier)
+        d.update(
+            state_of_charge=self.y,
+            discharges=self.discharges,
+            window_C=self.window,
+            mass_g=self.mass,
+            capacity_multiplier=self.capacity_multiplier,
+        )
         return d

@@ -12,7 +12,7 @@ from labctl.core.constants import FARADAY, GAS_CONSTANT, ZERO_CELSIUS_K
 from labctl.simulators.cells.tables import interp_scalar
 from labctl.simulators.presets import Table
 
-__all__ = ["arrhenius_exponent", "bv_factor", "butler_volmer", "butler_volmer_ir", "hysteresis", "cpe_rc"]
+__all__ = ["arrhenius_exponent", "butler_volmer", "butler_volmer_ir", "bv_factor", "cpe_rc", "hysteresis"]
 
 
 def arrhenius_exponent(activation_energy: float, temp_c: Any, reference_c: float) -> np.ndarray:

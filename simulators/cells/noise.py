@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PARAMETER_STREAM", "cell_rng", "lognormal_multiplier", "normal_offset", "cycle_deviation"]
+__all__ = ["PARAMETER_STREAM", "cell_rng", "cycle_deviation", "lognormal_multiplier", "normal_offset"]
 
 PARAMETER_STREAM = 1
 

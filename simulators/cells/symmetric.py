@@ -138,6 +138,7 @@ class SymmetricCell(CellModel):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(damage=self.damage, life_multiplier=self.life_multiplier, shorted=self.shorted,
-                 short_age_s=self.short_age)
+        d.update(
+            damage=self.damage, life_multiplier=self.life_multiplier, shorted=self.shorted, short_age_s=self.short_age
+        )
         return d

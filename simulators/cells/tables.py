@@ -13,7 +13,7 @@ import numpy as np
 
 from labctl.simulators.presets import Table
 
-__all__ = ["interp_table", "interp_scalar", "linear_table", "interp_fraction"]
+__all__ = ["interp_fraction", "interp_scalar", "interp_table", "linear_table"]
 
 
 def interp_table(table: Table, x: Any, *, extrapolate: bool = True) -> np.ndarray:

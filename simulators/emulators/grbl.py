@@ -22,8 +22,16 @@ WELCOME = b"\r\nGrbl 1.1h ['$' for help]\r\n"
 class GrblMachine:
     """The controller's state; ``feed(bytes) -> bytes`` is the whole protocol."""
 
-    def __init__(self, clock: Any, *, z0: float = 0.0, travel: tuple[float, float] = (-120.0, 0.0),
-                 fail_alarm_at_z: float | None = None, silent: bool = False, alarm: bool = False) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        z0: float = 0.0,
+        travel: tuple[float, float] = (-120.0, 0.0),
+        fail_alarm_at_z: float | None = None,
+        silent: bool = False,
+        alarm: bool = False,
+    ) -> None:
         self.clock = clock
         self.travel = travel
         self.fail_alarm_at_z = fail_alarm_at_z
@@ -221,8 +229,9 @@ class GrblPtyServer(_Server):
             r, _, _ = select.select([self._master], [], [], 0.2)
             return os.read(self._master, 4096) if r else None
 
-        t = threading.Thread(target=self._pump, args=(recv, lambda b: os.write(self._master, b)), daemon=True,
-                             name="grbl-emulator-pty")
+        t = threading.Thread(
+            target=self._pump, args=(recv, lambda b: os.write(self._master, b)), daemon=True, name="grbl-emulator-pty"
+        )
         t.start()
         self._threads.append(t)
 

@@ -22,17 +22,16 @@ Run one by hand: ``python -m labctl.simulators.emulators.lakeshore --port 7777 -
 
 from __future__ import annotations
 
-from labctl.core.constants import ZERO_CELSIUS_K
-
 import argparse
 import math
 from typing import Any
 
 import numpy as np
 
+from labctl.core.constants import ZERO_CELSIUS_K
 from labctl.simulators.emulators.linetcp import LineServer
 
-__all__ = ["LakeShoreEmulator", "T_ZERO"]
+__all__ = ["T_ZERO", "LakeShoreEmulator"]
 
 T_ZERO = ZERO_CELSIUS_K
 IDN = {"335": "LSCI,MODEL335,LSA2C4E/#######,2.9", "336": "LSCI,MODEL336,LSA2C4F/#######,2.5"}
@@ -43,10 +42,21 @@ class LakeShoreEmulator(LineServer):
 
     reply_terminator = b"\r\n"
 
-    def __init__(self, clock: Any, *, model: str = "335", ambient_c: float = 22.0, tau_s: float = 120.0,
-                 overshoot: float = 0.0, max_rise_k: tuple[float, float, float] = (5.0, 30.0, 150.0),
-                 noise: float = 0.0, seed: int = 0, idn: str | None = None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        model: str = "335",
+        ambient_c: float = 22.0,
+        tau_s: float = 120.0,
+        overshoot: float = 0.0,
+        max_rise_k: tuple[float, float, float] = (5.0, 30.0, 150.0),
+        noise: float = 0.0,
+        seed: int = 0,
+        idn: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         super().__init__(host, port)
         if not tau_s > 0:
             raise ValueError(f"tau_s must be positive, got {tau_s!r}")
@@ -66,7 +76,7 @@ class LakeShoreEmulator(LineServer):
         self._reset()
         if self.overshoot > 0:
             lo = math.log(self.overshoot)
-            self._zeta = -lo / math.sqrt(math.pi ** 2 + lo ** 2)
+            self._zeta = -lo / math.sqrt(math.pi**2 + lo**2)
             self._wn = (1.0 / self.tau) / self._zeta
 
     def _reset(self) -> None:
@@ -195,8 +205,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--overshoot", type=float, default=0.0)
     ap.add_argument("--speed", default="1", help="clock speed factor (1 = wall time)")
     a = ap.parse_args(argv)
-    emu = LakeShoreEmulator(clock_for_speed(a.speed if a.speed != "max" else "wall"), model=a.model, tau_s=a.tau,
-                            overshoot=a.overshoot, port=a.port)
+    emu = LakeShoreEmulator(
+        clock_for_speed(a.speed if a.speed != "max" else "wall"),
+        model=a.model,
+        tau_s=a.tau,
+        overshoot=a.overshoot,
+        port=a.port,
+    )
     emu.start()
     print(f"Lake Shore {a.model} emulator at {emu.resource}; Ctrl-C stops it", flush=True)
     try:

@@ -19,13 +19,13 @@ A fault can wait for a command: ``on=":READ?"`` (prefix, case-insensitive) and
 from __future__ import annotations
 
 import socket
-from abc import ABC, abstractmethod
 import socketserver
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LineServer", "Fault"]
+__all__ = ["Fault", "LineServer"]
 
 GARBAGE = b"\x8f\xff#GARBLE\x00?"
 
@@ -42,7 +42,7 @@ class Fault:
 
 
 class _Handler(socketserver.StreamRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def handle(self) -> None:
         owner = self.server.owner
@@ -54,7 +54,7 @@ class _Handler(socketserver.StreamRequestHandler):
             while not owner._closing.is_set():
                 try:
                     chunk = sock.recv(4096)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 except OSError:
                     return
@@ -86,7 +86,7 @@ _DROP = b"\x00__drop__"
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
-    owner: "LineServer"
+    owner: LineServer
 
 
 class LineServer(ABC):
@@ -111,13 +111,14 @@ class LineServer(ABC):
         self.silent = False
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "LineServer":
+    def start(self) -> LineServer:
         self._closing.clear()
         srv = _Server((self.host, self._port), _Handler)
         srv.owner = self
         self._server = srv
-        self._thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=srv.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -143,15 +144,24 @@ class LineServer(ABC):
             self._thread.join(timeout=2.0)
             self._thread = None
 
-    def __enter__(self) -> "LineServer":
+    def __enter__(self) -> LineServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
     # ------------------------------------------------------------------ faults
-    def inject(self, kind: str, *, on: str | None = None, skip: int = 0, count: int = 1,
-               payload: bytes = GARBAGE, code: int = -100, message: str = "Command error") -> None:
+    def inject(
+        self,
+        kind: str,
+        *,
+        on: str | None = None,
+        skip: int = 0,
+        count: int = 1,
+        payload: bytes = GARBAGE,
+        code: int = -100,
+        message: str = "Command error",
+    ) -> None:
         if kind not in ("silent", "garbage", "disconnect", "error"):
             raise ValueError(f"unknown fault {kind!r}")
         with self.lock:

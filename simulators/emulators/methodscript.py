@@ -49,7 +49,7 @@ from labctl.simulators.cells import CellModel, simulate_cell
 from labctl.simulators.potentiostat import CA_BLOCK_S, ROOM_TEMPERATURE, SimulatedPotentiostat
 from labctl.simulators.presets import load_preset
 
-__all__ = ["MethodScriptEmulator", "Faults", "DeviceSpec", "DEVICES"]
+__all__ = ["DEVICES", "DeviceSpec", "Faults", "MethodScriptEmulator"]
 
 
 @dataclass(frozen=True)
@@ -72,15 +72,49 @@ VERSION = "01.09.00"
 # Measurement loop codes the emulator prints after `M` (only lsv's 0000 is from PalmSens' example).
 _LOOP_CODES = {"lsv": "0000", "cv": "0002", "ca": "0007", "ocp": "0008", "eis": "000A", "cp": "000B"}
 _OUT_TYPES = {  # variable types a measurement loop assigns to its outputs
-    "ocp": ("ab",), "cp": ("ab", "ba"), "ca": ("da", "ba"), "lsv": ("da", "ba"), "cv": ("da", "ba"),
+    "ocp": ("ab",),
+    "cp": ("ab", "ba"),
+    "ca": ("da", "ba"),
+    "lsv": ("da", "ba"),
+    "cv": ("da", "ba"),
     "eis": ("dc", "cc", "cd"),
 }
 _N_ARGS = {"ocp": (3, 3), "cp": (5, 5), "ca": (5, 5), "lsv": (6, 6), "cv": (7, 8), "eis": (8, 8)}
-_SETUP = {"set_pgstat_chan", "set_pgstat_mode", "set_max_bandwidth", "set_range", "set_autoranging",
-          "set_range_minmax", "set_acquisition_frac_autoadjust", "set_e", "set_i", "cell_on", "cell_off",
-          "wait", "timer_start", "timer_get", "var", "store_var", "copy_var", "add_var", "sub_var", "mul_var",
-          "div_var", "pck_start", "pck_add", "pck_end", "send_string", "breakloop", "endloop", "loop", "if",
-          "elseif", "else", "endif", "on_finished:"}
+_SETUP = {
+    "set_pgstat_chan",
+    "set_pgstat_mode",
+    "set_max_bandwidth",
+    "set_range",
+    "set_autoranging",
+    "set_range_minmax",
+    "set_acquisition_frac_autoadjust",
+    "set_e",
+    "set_i",
+    "cell_on",
+    "cell_off",
+    "wait",
+    "timer_start",
+    "timer_get",
+    "var",
+    "store_var",
+    "copy_var",
+    "add_var",
+    "sub_var",
+    "mul_var",
+    "div_var",
+    "pck_start",
+    "pck_add",
+    "pck_end",
+    "send_string",
+    "breakloop",
+    "endloop",
+    "loop",
+    "if",
+    "elseif",
+    "else",
+    "endif",
+    "on_finished:",
+}
 _ONLY_GALVANOSTAT = {"meas_loop_cp", "meas_loop_geis", "meas_loop_lsp"}
 _NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _CHUNK = 1024  # points evaluated on the cell model at a time
@@ -119,8 +153,8 @@ class _Abort(Exception):
 class _Stmt:
     line: int
     words: list[str]
-    body: list["_Stmt"] = field(default_factory=list)
-    branches: list[tuple[list[str] | None, list["_Stmt"]]] = field(default_factory=list)  # if/elseif/else
+    body: list[_Stmt] = field(default_factory=list)
+    branches: list[tuple[list[str] | None, list[_Stmt]]] = field(default_factory=list)  # if/elseif/else
 
     @property
     def cmd(self) -> str:
@@ -193,7 +227,7 @@ class _SockConn(_Conn):
             try:
                 n = self.sock.send(view)
                 view = view[n:]
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return False
@@ -207,7 +241,7 @@ class _SockConn(_Conn):
             if not r:
                 return b""
             data = self.sock.recv(4096)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return b""
         except OSError:
             return None
@@ -231,17 +265,27 @@ class MethodScriptEmulator:
     clock, where techniques follow each other without gaps.
     """
 
-    def __init__(self, device: str = "es4_lr", *, preset: Any, cell_kind: str = "symmetric",
-                 area_cm2: float = 1.267, seed: int = 0, replicate: int = 0, clock: Any = None,
-                 noise: bool = False, faults: Faults | None = None, advance_idle: bool = True,
-                 room_temperature: float = ROOM_TEMPERATURE) -> None:
+    def __init__(
+        self,
+        device: str = "es4_lr",
+        *,
+        preset: Any,
+        cell_kind: str = "symmetric",
+        area_cm2: float = 1.267,
+        seed: int = 0,
+        replicate: int = 0,
+        clock: Any = None,
+        noise: bool = False,
+        faults: Faults | None = None,
+        advance_idle: bool = True,
+        room_temperature: float = ROOM_TEMPERATURE,
+    ) -> None:
         if device not in DEVICES:
             raise ValueError(f"unknown device {device!r}; emulated: {', '.join(DEVICES)}")
         self.spec = DEVICES[device]
         self.clock = clock if clock is not None else WallClock()
         self.preset = load_preset(preset)
-        self.cell: CellModel = simulate_cell(cell_kind, self.preset, area_cm2=area_cm2, seed=seed,
-                                             replicate=replicate)
+        self.cell: CellModel = simulate_cell(cell_kind, self.preset, area_cm2=area_cm2, seed=seed, replicate=replicate)
         self.noise = noise
         self._rng = np.random.default_rng([seed & 0xFFFFFFFF, replicate & 0xFFFFFFFF, 200])
         self.faults = faults or Faults()
@@ -284,7 +328,7 @@ class MethodScriptEmulator:
         while not self._closed:
             try:
                 sock, _ = srv.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -412,8 +456,9 @@ class _Session:
             return
         self.abort.clear()
         self.dev._idle.clear()
-        self.runner = threading.Thread(target=self._run_script, args=(main, fin), daemon=True,
-                                       name="methodscript-script")
+        self.runner = threading.Thread(
+            target=self._run_script, args=(main, fin), daemon=True, name="methodscript-script"
+        )
         self.runner.start()
 
     def _run_script(self, main: list[_Stmt], fin: list[_Stmt]) -> None:
@@ -494,7 +539,7 @@ def _parse(lines: list[str], spec: DeviceSpec) -> tuple[list[_Stmt], list[_Stmt]
         if cmd == "set_pgstat_mode" and len(words) > 1 and words[1] == "6" and not spec.galvanostat:
             raise _ScriptError("4205", n, col0 + len(cmd) + 1)
         if cmd.startswith("meas_loop_"):
-            kind = cmd[len("meas_loop_"):]
+            kind = cmd[len("meas_loop_") :]
             if kind not in _N_ARGS:
                 raise _ScriptError("4001", n, col0)
             if in_meas:
@@ -553,7 +598,7 @@ def _parse(lines: list[str], spec: DeviceSpec) -> tuple[list[_Stmt], list[_Stmt]
 
 def _split(text: str, line: int, col0: int) -> list[str]:
     if text.startswith("send_string"):
-        rest = text[len("send_string"):].strip()
+        rest = text[len("send_string") :].strip()
         if len(rest) < 2 or rest[0] != '"' or rest[-1] != '"':
             raise _ScriptError("4004", line, col0 + len("send_string") + 1)
         return ["send_string", rest[1:-1]]
@@ -715,11 +760,11 @@ class _Executor:
 
     # ------------------------------------------------------------------ measurement loops
     def meas(self, st: _Stmt) -> None:
-        kind = st.cmd[len("meas_loop_"):]
+        kind = st.cmd[len("meas_loop_") :]
         args = st.words[1:]
         nscans = 1
         if args and args[-1].startswith("nscans("):
-            nscans = int(parse_literal(args[-1][len("nscans("):-1]))
+            nscans = int(parse_literal(args[-1][len("nscans(") : -1]))
             args = args[:-1]
         nout = len(_OUT_TYPES[kind])
         outs = args[:nout]
@@ -815,8 +860,7 @@ class _Physics:
                 if k == "ocp":
                     rows: Any = zip(cell.v_rest(tau) + self._vnoise(len(ts)))
                 elif k == "cp":
-                    rows = zip(cell.v_cp(current, tau) + self._vnoise(len(ts)),
-                               self._inoise(np.full(len(ts), current)))
+                    rows = zip(cell.v_cp(current, tau) + self._vnoise(len(ts)), self._inoise(np.full(len(ts), current)))
                 else:
                     self.i_dc = float(self._kin(np.array([e]))[0])
                     rows = zip(np.full(len(ts), e), self._inoise(np.full(len(ts), self.i_dc)))

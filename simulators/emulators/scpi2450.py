@@ -42,9 +42,20 @@ RANGES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 NAN = 9.91e37
 
 _LONG = {
-    "SOURCE": "SOUR", "CURRENT": "CURR", "VOLTAGE": "VOLT", "RANGE": "RANG", "VLIMIT": "VLIM",
-    "READBACK": "BACK", "SENSE": "SENS", "FUNCTION": "FUNC", "OUTPUT": "OUTP", "SMODE": "SMOD",
-    "SYSTEM": "SYST", "ERROR": "ERR", "RSENSE": "RSEN", "AUTO": "AUTO",
+    "SOURCE": "SOUR",
+    "CURRENT": "CURR",
+    "VOLTAGE": "VOLT",
+    "RANGE": "RANG",
+    "VLIMIT": "VLIM",
+    "READBACK": "BACK",
+    "SENSE": "SENS",
+    "FUNCTION": "FUNC",
+    "OUTPUT": "OUTP",
+    "SMODE": "SMOD",
+    "SYSTEM": "SYST",
+    "ERROR": "ERR",
+    "RSENSE": "RSEN",
+    "AUTO": "AUTO",
 }
 _OPTIONAL = {"LEV", "LEVEL", "STAT", "STATE", "NEXT", "ON"}
 
@@ -95,14 +106,27 @@ class Keithley2450Emulator(LineServer):
     simulated potentiostat.
     """
 
-    def __init__(self, clock: Any, *, preset: Any, cell_kind: str = "symmetric", area_cm2: float = 1.267,
-                 cathode_mass_g: float | None = None, seed: int = 0, replicate: int = 0, noise: bool = True,
-                 idn: str = IDN, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        clock: Any,
+        *,
+        preset: Any,
+        cell_kind: str = "symmetric",
+        area_cm2: float = 1.267,
+        cathode_mass_g: float | None = None,
+        seed: int = 0,
+        replicate: int = 0,
+        noise: bool = True,
+        idn: str = IDN,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         super().__init__(host, port)
         self.clock = clock
         self.preset = load_preset(preset)
-        self.cell: CellModel = simulate_cell(cell_kind, self.preset, area_cm2=area_cm2,
-                                             cathode_mass_g=cathode_mass_g, seed=seed, replicate=replicate)
+        self.cell: CellModel = simulate_cell(
+            cell_kind, self.preset, area_cm2=area_cm2, cathode_mass_g=cathode_mass_g, seed=seed, replicate=replicate
+        )
         self.noise = bool(noise)
         self.idn = idn
         ss = [int(seed) & 0xFFFFFFFF, int(replicate) & 0xFFFFFFFF]
@@ -221,8 +245,15 @@ class Keithley2450Emulator(LineServer):
             if query:
                 return self.smode
             a = arg.upper()
-            modes = {"HIMP": "HIMP", "HIMPEDANCE": "HIMP", "NORM": "NORM", "NORMAL": "NORM", "ZERO": "ZERO",
-                     "GUAR": "GUAR", "GUARD": "GUAR"}
+            modes = {
+                "HIMP": "HIMP",
+                "HIMPEDANCE": "HIMP",
+                "NORM": "NORM",
+                "NORMAL": "NORM",
+                "ZERO": "ZERO",
+                "GUAR": "GUAR",
+                "GUARD": "GUAR",
+            }
             if a not in modes:
                 raise _CmdError(-224, "Illegal parameter value")
             self.smode = modes[a]
@@ -280,7 +311,7 @@ class Keithley2450Emulator(LineServer):
         if key == "SENS:FUNC":
             if query:
                 return f'"{self.sense}:DC"'
-            a = arg.strip('"\'').upper()
+            a = arg.strip("\"'").upper()
             if a not in ("VOLT", "VOLTAGE", "VOLT:DC"):
                 raise _CmdError(-224, "Illegal parameter value")
             self.sense = "VOLT"
@@ -338,8 +369,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed", default="1", help="clock speed factor (1 = wall time)")
     a = ap.parse_args(argv)
-    emu = Keithley2450Emulator(clock_for_speed(a.speed if a.speed != "max" else "wall"), preset=a.preset,
-                               cell_kind=a.cell_kind, seed=a.seed, port=a.port)
+    emu = Keithley2450Emulator(
+        clock_for_speed(a.speed if a.speed != "max" else "wall"),
+        preset=a.preset,
+        cell_kind=a.cell_kind,
+        seed=a.seed,
+        port=a.port,
+    )
     emu.start()
     print(f"Keithley 2450 emulator at {emu.resource} (preset {a.preset}); Ctrl-C stops it", flush=True)
     try:

@@ -49,12 +49,12 @@ class CapturingRecorder:
         else:
             self.h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
 
-    def step_started(self, index: int, *, path: str, kind: str, label: Any, cycle: int, params: dict,
-                     t: float) -> None:
+    def step_started(self, index: int, *, path: str, kind: str, label: Any, cycle: int, params: dict, t: float) -> None:
         self.steps.append(("start", index, path, kind, label, cycle, round(t, 6)))
 
-    def samples(self, step_index: int, cycle: int, t: Any, voltage: Any, current: Any, charge: Any,
-                **optional: Any) -> None:
+    def samples(
+        self, step_index: int, cycle: int, t: Any, voltage: Any, current: Any, charge: Any, **optional: Any
+    ) -> None:
         self.h.update(f"{step_index}:{cycle}:{len(t)}".encode())
         for a in (t, voltage, current, charge):
             self._arr(a)
@@ -62,8 +62,7 @@ class CapturingRecorder:
             self._arr(optional.get(name))
         self.n += len(t)
 
-    def step_ended(self, index: int, *, t: float, end_reason: str, detail: str, n_samples: int,
-                   charge: float) -> None:
+    def step_ended(self, index: int, *, t: float, end_reason: str, detail: str, n_samples: int, charge: float) -> None:
         self.steps.append(("end", index, round(t, 6), end_reason, n_samples))
 
     def event(self, *a: Any, **k: Any) -> None: ...
@@ -95,8 +94,7 @@ def run_digest(name: str, preset: str, seed: int, replicate: int) -> tuple[str, 
     from labctl.app.controller import SimSettings, run_protocol
 
     db = _CapturingDb()
-    run_protocol(LIB / f"{name}.yaml", db=db, sim=SimSettings(preset, seed=seed, replicate=replicate),
-                 speed="max")
+    run_protocol(LIB / f"{name}.yaml", db=db, sim=SimSettings(preset, seed=seed, replicate=replicate), speed="max")
     return db.rec.digest(), db.rec.n
 
 

@@ -108,8 +108,11 @@ def upgrade() -> None:
         # the reader sorts by id on the client (the heap order is not guaranteed).
         op.create_table("samples", *sample_columns)
         op.create_index(
-            "ix_samples_run_id_id_brin", "samples", ["run_id", "id"],
-            postgresql_using="brin", postgresql_with={"autosummarize": "on"},
+            "ix_samples_run_id_id_brin",
+            "samples",
+            ["run_id", "id"],
+            postgresql_using="brin",
+            postgresql_with={"autosummarize": "on"},
         )
     else:
         # SQLite: "INTEGER" + primary key makes id the rowid, so the table B-tree is
