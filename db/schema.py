@@ -21,7 +21,7 @@ MAX_RUN_ID = (1 << (63 - SAMPLE_ID_BITS)) - 1
 #: Integer primary keys: BIGINT, but INTEGER on SQLite so the column is the rowid.
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-Real = sa.Double()
+Real: sa.Double[float] = sa.Double()
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -47,7 +47,8 @@ def load(kind: str, name: str) -> Callable[..., Any]:
         return _LOCAL[group][name]
     for ep in entry_points(group=group):
         if ep.name == name:
-            return ep.load()
+            factory: Callable[..., Any] = ep.load()
+            return factory
     raise UnknownDriver(f"no {kind} driver named {name!r}; available: {', '.join(available(kind)) or 'none'}")
 
 

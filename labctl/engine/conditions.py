@@ -122,7 +122,9 @@ class EndConditions:
     def _check_short(self, t: np.ndarray, v: np.ndarray, ai: np.ndarray) -> Hit | None:
         lim = self.limits
         n = len(t)
-        low = (np.abs(v) < lim.short_circuit) & (ai > 0)
+        below = lim.short_circuit
+        assert below is not None  # only called when the limit is set
+        low = (np.abs(v) < below) & (ai > 0)
         carried = self._short_since if low[0] else None
         begin = low.copy()
         begin[1:] &= ~low[:-1]
@@ -140,7 +142,7 @@ class EndConditions:
                 EndReason.SHORT_CIRCUIT,
                 k,
                 float(start_t[k] + lim.short_hold),
-                f"|V| below {lim.short_circuit * 1e3:g} mV under current for {lim.short_hold:g} s",
+                f"|V| below {below * 1e3:g} mV under current for {lim.short_hold:g} s",
             )
         self._short_since = float(start_t[-1]) if low[-1] else None
         return None
