@@ -274,7 +274,10 @@ def _check_contract(ctx: _Ctx) -> None:
                 f"capabilities.techniques has unknown kinds {sorted(kinds - set(KINDS))}",
                 f"use the kind strings of labctl.drivers.techniques: {', '.join(KINDS)}",
             )
-        for attr, unit in (("current_range", "A"), ("voltage_range", "V"), ("frequency_range", "Hz")):
+        ranges = [("current_range", "A"), ("voltage_range", "V")]
+        if kinds and "eis" in kinds:  # a frequency range means something only to an impedance instrument
+            ranges.append(("frequency_range", "Hz"))
+        for attr, unit in ranges:
             rng = getattr(caps, attr)
             try:
                 lo, hi = (float(x) for x in rng)
