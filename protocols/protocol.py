@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -36,6 +36,13 @@ class Protocol(StrictModel):
         description="limits enforced on every sample; the run stops (cell off) when one is crossed",
     )
     steps: StepList = Field(description="what the cell experiences, in order")
+    on_interrupt: Literal["resume", "end"] = Field(
+        "resume",
+        description=(
+            "what `labctl resume` does with a run interrupted by a crash or SIGTERM: 'resume' continues from "
+            "the last step or cycle boundary after measuring the OCV; 'end' measures the OCV and ends the run"
+        ),
+    )
     text: SkipJsonSchema[str] = Field("", exclude=True, description="the exact text of the file")
     source: SkipJsonSchema[str] = Field("<string>", exclude=True, description="file name (or '<string>')")
 
@@ -50,7 +57,7 @@ class Protocol(StrictModel):
                 if bad:
                     raise custom_error(
                         f"unknown key '{bad[0]}'",
-                        "valid keys: name, description, cell, safety, steps",
+                        "valid keys: name, description, cell, safety, steps, on_interrupt",
                         field=bad[0],
                         at_key=True,
                     )

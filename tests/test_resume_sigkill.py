@@ -142,3 +142,19 @@ def test_a_completed_run_is_not_resumable(tmp_path: Path):
         out = run_protocol(load_protocol_text(SHORT, source="short.yaml"), db=db, sim=SimSettings("br-mg"))
         with pytest.raises(UserError, match="completed, not interrupted"):
             resume_run(db, out.run_id)
+
+
+def test_on_interrupt_end_measures_the_ocv_and_ends_the_run(tmp_path: Path):
+    """A protocol that says `on_interrupt: end` is not continued after a crash."""
+    proto = tmp_path / "cycling.yaml"
+    proto.write_text(PROTOCOL.replace("steps:", "on_interrupt: end\nsteps:", 1))
+    url = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    _kill_at_random(url, proto, random.Random(7))
+    with Database(url) as db:
+        (run,) = db.runs()
+        before = db.n_samples(run["id"])
+        out = resume_run(db, run["id"])
+        assert out.status == "aborted" and "on_interrupt: end" in out.end_reason
+        steps = db.steps(run["id"])
+        assert steps[-1]["label"] == "resume:ocv" and db.n_samples(run["id"]) == before + steps[-1]["n_samples"]
+        assert db.run(run["id"])["status"] == "aborted"
