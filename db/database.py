@@ -146,6 +146,14 @@ class Database:
         with self._recorders_lock:
             self._recorders.discard(rec)
 
+    def forget_recorder(self, rec: RunRecorder) -> None:
+        """A recorder of this database has stopped (its writer is done)."""
+        self._forget(rec)
+
+    def transaction(self, write: bool = False) -> contextlib.AbstractContextManager[Connection]:
+        """A connection in a transaction (SQLite: BEGIN IMMEDIATE when ``write``); for the run writers."""
+        return self._tx(write=write)
+
     @contextlib.contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
         """A connection in a transaction (SQLite: BEGIN IMMEDIATE when ``write``)."""

@@ -295,12 +295,12 @@ class RunRecorder:
         with self._lock:
             self._closed = True
         _live.discard(self)
-        self._db._forget(self)
+        self._db.forget_recorder(self)
 
     def _mark_failed_directly(self, ended_unix: float) -> None:
         """Best effort, from the caller's thread: the writer is gone."""
         try:
-            with self._db._tx(write=True) as conn:
+            with self._db.transaction(write=True) as conn:
                 conn.execute(
                     runs.update()
                     .where(runs.c.id == self.run_id)
@@ -395,7 +395,7 @@ class RunRecorder:
 
     def _beat(self) -> None:
         """The owner is alive: refresh the run's heartbeat (also done by every commit)."""
-        with self._db._tx(write=True) as conn:
+        with self._db.transaction(write=True) as conn:
             conn.execute(
                 runs.update()
                 .where(runs.c.id == self.run_id, runs.c.status == "running")
@@ -485,7 +485,7 @@ def commit_batch(db: Database, run_id: int, sink: Any, n0: int, batch: list[tupl
     n = n0
     base = run_id << SAMPLE_ID_BITS
     ranges: dict[int, list[int]] = {}
-    with db._tx(write=True) as conn:
+    with db.transaction(write=True) as conn:
         raw = conn.connection.driver_connection
         sink.start()
         for item in batch:

@@ -223,7 +223,7 @@ POLISH_RATIO = 1.5
 POLISH_MAX = 8
 
 
-class _Problem:
+class FitProblem:
     """Residuals and Jacobian in the fit variables u (log p for positive parameters).
 
     ``fixed`` maps parameter indices to values held constant; u holds the free ones.
@@ -324,10 +324,10 @@ def _resolve_constants(circuit: Circuit, constants) -> dict[int, float]:
     return fixed
 
 
-def _solve(prob: _Problem, p0: np.ndarray, max_nfev: int | None, tol: float, *, user: bool = False):
+def solve_fit(prob: FitProblem, p0: np.ndarray, max_nfev: int | None, tol: float, *, user: bool = False):
     """least_squares from p0; log parameters may move LOG_SPAN_DECADES either way.
 
-    Time constants stay in the window of :class:`_Problem` (widened to take in a user's
+    Time constants stay in the window of :class:`FitProblem` (widened to take in a user's
     start outside it; an automatic start is moved into it).
     """
     u0 = prob.to_u(np.asarray(p0, float))
@@ -364,14 +364,14 @@ def _good(sol) -> bool:
     return bool(np.all(np.isfinite(sol.fun)) and np.isfinite(sol.cost))
 
 
-def _at_limit(prob: _Problem, sol) -> np.ndarray:
+def _at_limit(prob: FitProblem, sol) -> np.ndarray:
     """Free log parameters that ran (within half a decade) to the limit of their range."""
     near = 0.5 * math.log(10.0)
     return prob.log & ((sol.x - sol.lb < near) | (sol.ub - sol.x < near))
 
 
 def _search(
-    prob: _Problem,
+    prob: FitProblem,
     cands: list[np.ndarray],
     max_nfev,
     tol,
@@ -390,7 +390,7 @@ def _search(
     screened = []
     for k, cand in enumerate(cands):
         try:
-            s = _solve(prob, cand, screen_nfev, 1e-8)
+            s = solve_fit(prob, cand, screen_nfev, 1e-8)
         except (ValueError, np.linalg.LinAlgError):
             continue
         if _good(s):
@@ -401,7 +401,7 @@ def _search(
     # POLISH_RATIO of the best (at least ``keep``, at most POLISH_MAX)
     n_polish = max(keep, sum(1 for t in screened if t[0] <= POLISH_RATIO * screened[0][0])) if screened else 0
     for _, k, s in screened[: min(n_polish, POLISH_MAX)]:
-        full = _solve(prob, prob.to_p(s.x), max_nfev, tol)
+        full = solve_fit(prob, prob.to_p(s.x), max_nfev, tol)
         if full.status > 0 and _good(full) and (best is None or full.cost < best[1].cost):
             best = (cands[k], full, k)
     if best is None or perturb <= 0:
@@ -416,12 +416,12 @@ def _search(
         frac = prob.free & (kinds == "frac")
         p[pos] *= 10.0 ** rng.uniform(-1.0, 1.0, int(pos.sum()))
         p[frac] = rng.uniform(0.4, 1.0, int(frac.sum()))
-        s = _solve(prob, p, screen_nfev, 1e-8)
+        s = solve_fit(prob, p, screen_nfev, 1e-8)
         if _good(s):
             trials.append((s.cost, j, p, s))
     trials.sort(key=lambda t: t[0])
     for _, j, p, s in trials[:2]:
-        full = _solve(prob, prob.to_p(s.x), max_nfev, tol)
+        full = solve_fit(prob, prob.to_p(s.x), max_nfev, tol)
         if full.status > 0 and _good(full) and full.cost < best[1].cost * (1 - 1e-9):
             best = (p, full, len(cands) + j)
     return best
@@ -518,7 +518,7 @@ def fit_circuit(
         )
     if weighting not in WEIGHTINGS:
         raise AnalysisError(f"unknown weighting {weighting!r}: use one of {', '.join(WEIGHTINGS)}")
-    prob = _Problem(c, f, zz, weighting, fixed)
+    prob = FitProblem(c, f, zz, weighting, fixed)
     noise = _kk_noise(f, zz)
 
     def candidates():
@@ -535,7 +535,7 @@ def fit_circuit(
 
     if initial is not None:
         p0 = _check_initial(c, initial, fixed)
-        sol = _solve(prob, p0, max_nfev, tol, user=True)
+        sol = solve_fit(prob, p0, max_nfev, tol, user=True)
         source = "user"
         if sol.status <= 0 or not _good(sol) or np.any(_at_limit(prob, sol)):
             why = (

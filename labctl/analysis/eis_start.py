@@ -101,7 +101,7 @@ def zarc_decompositions(
 ) -> list[tuple[float, list[tuple[float, float, float]]]]:
     """Greedy R_inf + k ZARC fits for k = 1 .. k_max: [(R_inf, [(R, tau, alpha), ...] by tau), ...]."""
     # the fit machinery, imported here: eis imports this module
-    from .eis import _Problem, _solve
+    from .eis import FitProblem, solve_fit
 
     order = np.argsort(f)
     fs, zs = f[order], z[order]
@@ -120,9 +120,9 @@ def zarc_decompositions(
         p0 = [r_inf]
         for R, tau, a in seeds:
             p0 += [R, tau**a / R, a]
-        prob = _Problem(c, fs, zs, "modulus")
+        prob = FitProblem(c, fs, zs, "modulus")
         try:
-            s = _solve(prob, np.asarray(p0), 60 + 40 * len(seeds), 1e-8)
+            s = solve_fit(prob, np.asarray(p0), 60 + 40 * len(seeds), 1e-8)
             p = prob.to_p(s.x)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             p = np.asarray(p0)
