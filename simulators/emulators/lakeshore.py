@@ -194,7 +194,6 @@ class LakeShoreEmulator(LineServer):
 
 def main(argv: list[str] | None = None) -> None:
     """Serve a Lake Shore emulator on loopback until interrupted."""
-    import threading
 
     from labctl.core.clock import clock_for_speed
 
@@ -212,14 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         overshoot=a.overshoot,
         port=a.port,
     )
-    emu.start()
-    print(f"Lake Shore {a.model} emulator at {emu.resource}; Ctrl-C stops it", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.stop()
+    emu.serve_until_interrupted(f"Lake Shore {a.model} emulator")
 
 
 if __name__ == "__main__":

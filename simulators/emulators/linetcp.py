@@ -133,6 +133,17 @@ class LineServer(ABC):
         """The VISA resource name of this emulator (raw socket)."""
         return f"TCPIP::127.0.0.1::{self.port}::SOCKET"
 
+    def serve_until_interrupted(self, banner: str) -> None:
+        """Start, print ``banner`` (with the resource), serve until Ctrl-C, then stop: the ``python -m`` entry."""
+        self.start()
+        print(f"{banner} at {self.resource}; Ctrl-C stops it", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         self._closing.set()
         self.disconnect()

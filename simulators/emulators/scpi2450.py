@@ -376,16 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=a.seed,
         port=a.port,
     )
-    emu.start()
-    print(f"Keithley 2450 emulator at {emu.resource} (preset {a.preset}); Ctrl-C stops it", flush=True)
-    try:
-        import threading
-
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.stop()
+    emu.serve_until_interrupted(f"Keithley 2450 emulator (preset {a.preset})")
 
 
 if __name__ == "__main__":
