@@ -198,3 +198,16 @@ coatings = sa.Table(
     sa.Column("created_unix", Real, nullable=False),
     sa.Index(None, "cell_label"),
 )
+
+#: Instrument files imported as runs (labctl.app.importing): a file's sha256 is stored once,
+#: so the same file is never imported twice.  ``run_id`` is NULL while the import is under way.
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("run_id", Id, sa.ForeignKey("runs.id")),
+    sa.Column("source", sa.Text(), nullable=False),
+    sa.Column("format", sa.String()),
+    sa.Column("created_unix", Real, nullable=False),
+)
