@@ -61,15 +61,21 @@ def import_files(
                 continue
             if res.duplicate:
                 where = f"run {res.run_id}" if res.run_id is not None else "an import under way"
-                out.print(f"{f}: already imported as {where} (sha256 {res.sha256[:12]}...); not imported again")
+                out.print(
+                    f"{f}: already imported as {where} (sha256 {res.sha256[:12]}...); not imported again",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             else:
                 out.print(
                     f"{f}: run {res.run_id} ({res.format}, {res.n_steps} steps, {res.n_samples:,} samples)",
                     markup=False,
                     highlight=False,
+                    soft_wrap=True,
                 )
                 for n in res.notes:
-                    out.print(f"  note: {n}", markup=False, highlight=False)
+                    out.print(f"  note: {n}", markup=False, highlight=False, soft_wrap=True)
     finally:
         database.close()
     if as_json:

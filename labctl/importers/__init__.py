@@ -60,6 +60,11 @@ def read_file(path: str | Path, *, area_cm2: float | None = None) -> ImportedDat
         raise ImportFileError(f"{p}: empty file")
     kind = sniff(p, raw[:4096])
     suf = p.suffix.lower()
+    if kind == "neware-nda" and suf != ".nda":
+        raise ImportFileError(
+            f"{p}: a Neware .nda record (its first bytes are 'NEWARE') named {suf or 'without extension'}, "
+            "not a text export; rename it to .nda to import it"
+        )
     if kind in ("neware-nda", "neware-ndax"):
         from .neware import read_neware
 

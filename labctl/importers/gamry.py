@@ -73,6 +73,13 @@ def _table(path: Path, lines: list[str], k: int, name: str) -> tuple[dict[str, n
                     ) from None
         rows.append(row)
         j += 1
+    if j < len(lines) and lines[j].strip() and lines[j].lstrip()[:1] in "0123456789-+.":
+        raise ImportFileError(
+            f"{path}:{j + 1}: table {name} goes on with a row that is not tab-separated: {lines[j].strip()[:40]!r} "
+            "(a damaged or hand-edited file)"
+        )
+    if not rows and j >= len(lines):
+        raise ImportFileError(f"{path}:{k + 1}: table {name} has no rows before the end of the file (truncated file?)")
     arr = np.array(rows, dtype=float).reshape(-1, len(names))
     if announced is not None and announced != arr.shape[0]:
         notes.append(

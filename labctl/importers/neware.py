@@ -8,6 +8,7 @@ instrument's counters, reset at each step) and ``Timestamp``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ def read_neware(path: Path) -> ImportedData:
             "(pip install 'labctl[neware]'), or export the record as CSV from BTSDA"
         ) from None
     try:
-        df = NewareNDA.read(str(path), cycle_mode=CYCLE_MODE, log_level="ERROR")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas deprecation warnings from inside NewareNDA
+            df = NewareNDA.read(str(path), cycle_mode=CYCLE_MODE, log_level="ERROR")
     except Exception as exc:  # NewareNDA raises EOFError/ValueError/KeyError/zip errors on bad files
         raise ImportFileError(
             f"{path}: looks like a Neware {path.suffix} file but NewareNDA cannot read it "
