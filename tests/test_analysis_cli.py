@@ -144,3 +144,16 @@ def test_fit_eis_on_instrument_exports(app):
     assert r.exit_code == 2 and "Lin-KK" in r.stderr
     r = runner.invoke(app, ["fit-eis", str(data / "ipy_Circuit1_EIS_1.z"), "-c", "R0-p(R1,C1)", "--keep-inductive"])
     assert r.exit_code == 0 and "systematic misfit" in r.stdout
+
+
+def test_fit_eis_fmin_fmax(app):
+    args = ["fit-eis", str(DATA), "--circuit", "R0-p(R1,CPE1)-p(R2,CPE2)", "--initial", GUESS, "--json"]
+    r = runner.invoke(app, [*args, "--fmin", "0.1", "--fmax", "500"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    f = np.loadtxt(DATA)[:, 0]
+    z_im = np.loadtxt(DATA)[:, 2]
+    assert out["residual"]["n_points"] == int(np.sum((f >= 0.1) & (f <= 500) & (z_im <= 0)))
+    bad = runner.invoke(app, [*args, "--fmin", "900", "--fmax", "999"])
+    assert bad.exit_code == 2
+    assert "free parameters" in bad.output and "spans" in bad.output

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from labctl.cli.application import app
 from labctl.db import Database
 from labctl.db.schema import imports
-from labctl.importers import ImportFileError, read_file
+from labctl.importers import read_file
 from labctl.importers.table import density_to_a_per_cm2
 
 DATA = Path(__file__).parent / "data" / "import"
@@ -206,3 +206,40 @@ def test_density_units(prefix, per, value):
     scale = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9}[prefix]
     area = 1e-4 if per.startswith("m") else 1.0
     assert value * f == pytest.approx(value * scale * area, rel=1e-12, abs=1e-300)
+
+
+def test_arbin_layout_csv_per_cycle_from_counters(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from import_1m import write_csv
+
+    from labctl.app.importing import import_file
+    from labctl.app.results import analyze_and_store
+
+    f = tmp_path / "arbin.csv"
+    write_csv(f, 9000 * 3)  # three cycles: CC charge 4000 s, rest, CC discharge 4000 s, rest at 2 mA
+    with Database(f"sqlite:///{tmp_path / 'a.db'}") as db:
+        res = import_file(db, f)
+        assert res.format == "arbin-csv"
+        m = db.run(res.run_id)["meta"]["imported"]["mapping"]
+        assert "Charge_Capacity(Ah)" in m["charge_source"]
+        per = next(r for r in analyze_and_store(db, res.run_id) if r["name"] == "cycles")["data"]
+        assert per["charge_source"] == "instrument counters"
+        # counters: 2 mA for 4000 s = 2.2222 mAh per half-cycle (the last counter value)
+        assert per["per_cycle"]["cycle"] == [1, 2, 3]
+        np.testing.assert_allclose(per["per_cycle"]["charge_mAh"], 2.0 * 4000 / 3600, rtol=1e-6)
+        np.testing.assert_allclose(per["per_cycle"]["ce"], 1.0, rtol=1e-9)
+
+
+def test_biologic_mpt_peis_import(tmp_path):
+    from labctl.app.importing import import_file
+
+    f = Path(__file__).parent / "data" / "ipy_exampleDataBioLogic.mpt"
+    with Database(f"sqlite:///{tmp_path / 'a.db'}") as db:
+        res = import_file(db, f)
+        assert res.format == "biologic-mpt"
+        s = db.samples(res.run_id)
+        assert s["frequency"].size == 43 and s["frequency"][0] == pytest.approx(1.0003201e3)
+        assert s["z_im"][0] == pytest.approx(-3.8998979e-1)  # -Im(Z) negated: Z'' as measured
+        assert db.steps(res.run_id)[0]["kind"] == "eis"

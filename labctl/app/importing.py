@@ -135,7 +135,7 @@ def _claim(database: Any, sha: str, source: str, fmt: str) -> int | None:
             return int(
                 conn.execute(
                     imports.insert().values(sha256=sha, source=source, format=fmt, created_unix=time.time())
-                ).inserted_primary_key[0]  # type: ignore[index]
+                ).inserted_primary_key[0]
             )
     except sa.exc.IntegrityError:
         return None
@@ -210,7 +210,7 @@ def import_file(
     claim = _claim(database, sha, p.name, data.format)
     if claim is None:
         found = existing_import(database, sha)
-        return ImportOutcome(str(p), sha, None if found in (None, True) else int(found), True)  # type: ignore[arg-type]
+        return ImportOutcome(str(p), sha, found if isinstance(found, int) and found is not True else None, True)
     cell_meta = {**attrs, "kind": kind}
     if cell.label is not None:
         cell_meta["label"] = cell.label

@@ -118,6 +118,8 @@ def fit_eis(
     keep_order: bool = typer.Option(
         False, "--keep-order", help="Keep the arcs as fitted (default: same-structure arcs relabelled fastest first)"
     ),
+    fmin: float | None = typer.Option(None, "--fmin", help="Lowest frequency fitted, Hz (points below are left out)"),
+    fmax: float | None = typer.Option(None, "--fmax", help="Highest frequency fitted, Hz (points above are left out)"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
     """Fit an equivalent circuit to an impedance spectrum from a file."""
@@ -134,7 +136,24 @@ def fit_eis(
             raise AnalysisError(f"--constant: expected NAME=VALUE, got {item!r}")
         constants[name.strip()] = parse_floats(value, f"--constant {name.strip()}")[0]
     p0 = parse_floats(initial, "--initial") if initial else None
-    data = read_eis_file(file, min_points=c.n_params - len(constants))
+    import numpy as np
+
+    need = c.n_params - len(constants)
+    data = read_eis_file(file, min_points=1 if (fmin is not None or fmax is not None) else need)
+    if fmin is not None or fmax is not None:
+        lo = -np.inf if fmin is None else float(fmin)
+        hi = np.inf if fmax is None else float(fmax)
+        if not lo < hi:
+            raise AnalysisError(f"--fmin {fmin} must be below --fmax {fmax}")
+        keep = (data.frequency >= lo) & (data.frequency <= hi)
+        n_in = int(keep.sum())
+        if n_in < need:
+            raise AnalysisError(
+                f"{file}: {n_in} points between --fmin {fmin} and --fmax {fmax} Hz; the circuit {c.text} has "
+                f"{need} free parameters (the file spans {data.frequency.min():.4g} .. {data.frequency.max():.4g} Hz)"
+            )
+        data.notes.append(f"{n_in} of {data.frequency.size} points between {fmin} and {fmax} Hz fitted")
+        data.frequency, data.z = data.frequency[keep], data.z[keep]
     fit = fit_circuit(
         data.frequency,
         data.z,

@@ -100,7 +100,7 @@ def _area(lines: list[str]) -> float | None:
 
 def read_mpr(path: Path, *, area_cm2: float | None = None) -> ImportedData:
     try:
-        from galvani import BioLogic  # optional dependency, GPL-3.0
+        from galvani import BioLogic  # type: ignore[import-untyped]  # optional dependency, GPL-3.0
     except ImportError:
         raise ImportFileError(
             f"{path}: looks like a BioLogic .mpr file; reading it needs the optional package galvani "

@@ -21,7 +21,7 @@ CYCLE_MODE = "chg"
 
 def read_neware(path: Path) -> ImportedData:
     try:
-        import NewareNDA
+        import NewareNDA  # type: ignore[import-untyped]
     except ImportError:
         raise ImportFileError(
             f"{path}: reading Neware {path.suffix} files needs the package NewareNDA "

@@ -25,6 +25,7 @@ Nova's ``Current range`` are skipped).  Columns are recognised by name, with the
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +157,10 @@ def read_table_text(path: Path, *, header_at: int | None = None) -> Table:
         )
     names, _ = _split(lines[hdr].strip().lstrip("#").strip())
     names = [n.strip('"') for n in names]
+    fast = _fast_numeric(lines, hdr, len(names))
+    if fast is not None:
+        arr, first_line = fast
+        return Table(names, [arr[:, c] for c in range(len(names))], hdr + 1, first_line, enc, lines[:hdr])
     rows: list[list[float]] = []
     first = None
     ncol = len(names)
@@ -180,6 +185,38 @@ def read_table_text(path: Path, *, header_at: int | None = None) -> Table:
         raise ImportFileError(f"{path}:{hdr + 1}: header found but no data rows under it")
     arr = np.array(rows, dtype=float)
     return Table(names, [arr[:, c] for c in range(ncol)], hdr + 1, first or hdr + 2, enc, lines[:hdr])
+
+
+def _fast_numeric(lines: list[str], hdr: int, ncol: int) -> tuple[np.ndarray, int] | None:
+    """All rows under the header at C speed when every field is a number (else None: the slow path)."""
+    j = hdr + 1
+    while j < len(lines) and not lines[j].strip():
+        j += 1
+    if j >= len(lines):
+        return None
+    sample = lines[j].strip()
+    toks, comma = _split(sample)
+    if len(toks) != ncol or any(_num(t, comma) is None for t in toks):
+        return None
+    sep = "\t" if "\t" in sample else (";" if ";" in sample else ("," if "," in sample and not comma else None))
+    if sep is None:
+        return None
+    body = "\n".join(lines[j:]).strip()
+    if comma and "," in body:
+        body = body.replace(",", ".")
+    if '"' in body:
+        return None
+    flat = body.replace("\r", "").replace("\n", sep)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fromstring's "could not be read to its end": the slow path then
+        try:
+            arr = np.array(flat.split(sep), dtype=float) if len(flat) < 4096 else np.fromstring(flat, sep=sep)
+        except ValueError:
+            return None
+    n_rows = body.count("\n") + 1
+    if arr.size != n_rows * ncol:
+        return None  # text fields, short rows, a second section: read line by line for the error
+    return arr.reshape(n_rows, ncol), j + 1
 
 
 def _scale_voltage(name: str) -> float:
@@ -384,14 +421,14 @@ def _monotonic(v: np.ndarray) -> bool:
     if d.size == 0:
         return True
     big = np.abs(d) > 1e-9
-    return bool(np.all(d[big] > 0) or np.all(d[big] < 0)) or (np.mean(d[big] > 0) > 0.97 or np.mean(d[big] < 0) > 0.97)
+    return bool(np.mean(d[big] > 0) > 0.97 or np.mean(d[big] < 0) > 0.97) if np.any(big) else True
 
 
 def _status_column(path: Path, tab: Table, k: int) -> np.ndarray:
     """The status column as text: re-read the raw fields (they are not numbers)."""
     text, _ = decode_text(path, read_bytes(path))
     lines = text.splitlines()
-    out = []
+    out: list[str] = []
     for j in range(tab.first_line - 1, len(lines)):
         s = lines[j].strip()
         if not s or s[0] in "#%":
