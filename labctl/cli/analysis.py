@@ -227,8 +227,57 @@ def fit_tafel(
     _show(f"{file.name}: Tafel analysis", res, list(data.notes), as_json, {"file": str(file), "notes": data.notes})
 
 
+@user_errors
+def fit_corrosion(
+    file: Path = typer.Argument(..., help="Polarisation curve: Gamry .DTA, Nova export, BioLogic .mpt, or E, I text"),
+    window: str = typer.Option(
+        ..., "--window", help="line: absolute E1,E2 in V on one branch; activation: E-E_corr limits, e.g. -0.1,0.1"
+    ),
+    method: str = typer.Option("line", "--method", help="line (single-branch Tafel fit) or activation (both branches)"),
+    area: float | None = typer.Option(
+        None, "--area", help="Electrode area, cm2 (else the file's; none: currents in A)"
+    ),
+    r_ohm: float = typer.Option(0.0, "--ir", help="Uncompensated resistance for iR correction, ohm"),
+    e_corr: float | None = typer.Option(
+        None, "--e-corr", help="Corrosion potential, V (default: the current's sign change)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
+) -> None:
+    """E_corr, i_corr, Tafel slopes and Stern-Geary from a mixed-potential (corrosion) curve."""
+    from labctl.analysis._core import AnalysisError
+    from labctl.analysis.corrosion import activation_fit, prepare, tafel_line
+    from labctl.analysis.io import read_tafel_file
+
+    w = parse_floats(window, "--window")
+    if len(w) != 2:
+        raise AnalysisError(f"--window: expected two numbers E1,E2, got {window!r}")
+    if method not in ("line", "activation"):
+        raise AnalysisError(f"--method must be 'line' or 'activation', got {method!r}")
+    sw = read_tafel_file(file, min_points=5)
+    notes = list(sw.notes)
+    if area is None and file.suffix.lower() == ".dta":
+        from labctl.importers import read_file
+
+        area = read_file(file).area_cm2
+        if area is not None:
+            notes.append(f"area {area} cm2 from the file (AREA)")
+    if area is None:
+        notes.append("no electrode area (--area): currents in A, i_corr is a current, not a density")
+    c = prepare(sw.potential, sw.current, area_cm2=area, r_ohm=r_ohm)
+    fn = tafel_line if method == "line" else activation_fit
+    results = fn(c, (w[0], w[1]), e_corr=e_corr)
+    _show(
+        f"{file.name}: corrosion ({method})",
+        results,
+        [*c.notes, *notes],
+        as_json,
+        {"file": str(file), "method": method, "window": w, "area_cm2": area, "iR_ohm": r_ohm},
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``analyze``, ``fit-eis`` and ``fit-tafel`` to ``app``."""
     app.command()(analyze)
     app.command("fit-eis")(fit_eis)
     app.command("fit-tafel")(fit_tafel)
+    app.command("fit-corrosion")(fit_corrosion)
