@@ -68,7 +68,7 @@ def _synthetic(seed=1, r_ohm=0.0):
 
 
 def test_activation_fit_matches_polcurvefit_and_stern_geary():
-    e, i, (ec, icorr, ba, bc) = _synthetic()
+    e, i, (_ec, icorr, ba, bc) = _synthetic()
     c = prepare(e, i, area_cm2=1.0)
     got = _by_name(activation_fit(c, (-0.15, 0.15)))
     ref = _pcf(e, i).active_pol_fit(window=[-0.15, 0.15])
@@ -81,7 +81,7 @@ def test_activation_fit_matches_polcurvefit_and_stern_geary():
 
 
 def test_ir_correction_recovers_the_slopes():
-    e, i, (_, icorr, ba, bc) = _synthetic(r_ohm=300.0)
+    e, i, (_, _icorr, ba, bc) = _synthetic(r_ohm=300.0)
     raw = _by_name(activation_fit(prepare(e, i, area_cm2=1.0), (-0.15, 0.15), min_r2=0.0))
     fixed = _by_name(activation_fit(prepare(e, i, area_cm2=1.0, r_ohm=300.0), (-0.15, 0.15)))
     assert fixed["b_a"] == pytest.approx(ba, rel=0.02)
