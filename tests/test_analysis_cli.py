@@ -91,15 +91,17 @@ def test_fit_tafel(app, tmp_path):
     assert vals["j0"]["value"] == pytest.approx(0.66e-6, rel=0.02)
     assert vals["j0"]["method"] == "tafel-extrapolation"
     assert "j0_micro" in vals
-    r = runner.invoke(app, ["fit-tafel", str(p), "--window", "0.07,0.15"])
+    r = runner.invoke(app, ["fit-tafel", str(p), "--area", "1.267", "--window", "0.07,0.15"])
     assert r.exit_code == 0 and "b_a" in r.stdout and "mV/dec" in r.stdout
 
 
 def test_fit_tafel_user_errors(app, tmp_path):
     p = _tafel_file(tmp_path, span=0.04)
-    r = runner.invoke(app, ["fit-tafel", str(p)])
+    r = runner.invoke(app, ["fit-tafel", str(p), "--area", "1.267"])
     assert r.exit_code == 2 and "no Tafel region" in r.stderr
-    r = runner.invoke(app, ["fit-tafel", str(p), "--window", "1,2,3"])
+    r = runner.invoke(app, ["fit-tafel", str(p)])
+    assert r.exit_code == 2 and "electrode area is not known: give --area" in r.stderr.replace("\n", " ")
+    r = runner.invoke(app, ["fit-tafel", str(p), "--area", "1.267", "--window", "1,2,3"])
     assert r.exit_code == 2 and "--window" in r.stderr
     r = runner.invoke(app, ["fit-tafel", str(p), "--area", "0"])
     assert r.exit_code == 2 and "area" in r.stderr

@@ -194,7 +194,9 @@ def fit_eis(
 @user_errors
 def fit_tafel(
     file: Path = typer.Argument(..., help="Text file: potential (V), current (A); or BioLogic .mpt/.mpr"),
-    area: float = typer.Option(1.267, "--area", help="Electrode area, cm2"),
+    area: float | None = typer.Option(
+        None, "--area", help="Electrode area, cm2 (required unless the file states it, as Gamry's AREA)"
+    ),
     e_eq: float | None = typer.Option(None, "--e-eq", help="Equilibrium potential, V (default: zero crossing)"),
     temperature: float = typer.Option(22.0, "--temperature", "-T", help="Temperature, degC"),
     n: int = typer.Option(2, "--n", help="Electrons transferred (2 for Mg)"),
@@ -214,6 +216,17 @@ def fit_tafel(
         raise AnalysisError(f"--window: give 'low' or 'low,high' in V, got {window!r}")
     win = (w[0], w[1] if len(w) == 2 else None)
     data = read_tafel_file(file, min_points=5)
+    if area is None and file.suffix.lower() == ".dta":
+        from labctl.importers import read_file
+
+        area = read_file(file).area_cm2
+        if area is not None:
+            data.notes.append(f"area {area} cm2 from the file (AREA)")
+    if area is None:
+        raise AnalysisError(
+            f"{file}: fit-tafel gives current densities (j0) and the electrode area is not known: "
+            "give --area CM2 (the file does not state it)"
+        )
     res = analyze_tafel(
         data.potential,
         data.current,
