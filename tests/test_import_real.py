@@ -191,3 +191,16 @@ def test_show_export_report_compare_work_on_an_imported_run(tmp_path):
     assert (tmp_path / "rep" / "index.html").exists()
     c = runner.invoke(app, ["compare", *map(str, ids), "--db", url, "--out", str(tmp_path / "cmp")])
     assert c.exit_code == 0, c.output
+
+
+def test_report_shows_the_per_cycle_table_and_the_mapping(tmp_path):
+    from labctl.reports.run_report import write_report
+
+    with Database(f"sqlite:///{tmp_path / 'a.db'}") as db:
+        res = import_file(db, DATA / "neware_TestFile.nda")
+        analyze_and_store(db, res.run_id)
+        html = write_report(db, res.run_id, tmp_path / "rep").read_text()
+    assert "<h2>Per cycle</h2>" in html and "cycle_mode=&#x27;chg&#x27;" in html
+    assert "5811.0" in html.replace(",", "")  # cycle 2 charge, CC + CV, mAh
+    assert "99.925" in html  # cycle 2 CE, %
+    assert "<h2>Imported file</h2>" in html and file_sha256(DATA / "neware_TestFile.nda") in html
