@@ -159,3 +159,18 @@ def test_fit_eis_fmin_fmax(app):
     bad = runner.invoke(app, [*args, "--fmin", "900", "--fmax", "999"])
     assert bad.exit_code == 2
     assert "free parameters" in bad.output and "spans" in bad.output
+
+
+def test_fit_eis_reports_the_one_linkk_verdict(app):
+    from labctl.analysis.eis import linkk_verdict
+    from labctl.analysis.io import read_eis_file
+
+    r = runner.invoke(
+        app, ["fit-eis", str(DATA), "--circuit", "R0-p(R1,CPE1)-p(R2,CPE2)", "--initial", GUESS, "--json"]
+    )
+    out = json.loads(r.stdout)
+    d = read_eis_file(DATA)
+    keep = d.z.imag <= 0
+    kk = linkk_verdict(d.frequency[keep], d.z[keep])
+    assert out["linkk"]["statement"] == kk.statement
+    assert out["linkk"]["statement"].startswith("with a series capacitance")  # the diffusion tail rises to 5 mHz

@@ -72,7 +72,7 @@ from .cycling import (
     hysteresis_results,
     short_circuit_time,
 )
-from .eis import fit_circuit, linkk, prepare_spectrum
+from .eis import fit_circuit, linkk_verdict, prepare_spectrum
 from .tafel import analyze_tafel
 
 ONE_ARC = "R0-p(R1,CPE1)"
@@ -202,7 +202,7 @@ def _eis(step, steps, samples, cell) -> tuple[list[Result], float | None, float 
     shape = _canonical(fit.circuit.text)
     names = {ONE_ARC: _NAMES_1, TWO_ARCS: _NAMES_2}.get(shape, {})
     out = fit.results(rename=names, details=det)
-    kk = linkk(f, z).result()
+    kk = linkk_verdict(f, z).result()
     kk.details.update(step_index=step["step_index"], cycle=step.get("cycle"))
     out.append(kk)
     rct = fit.params[{ONE_ARC: "R1", TWO_ARCS: "R2"}[shape]] if names else None

@@ -125,7 +125,7 @@ def fit_eis(
     """Fit an equivalent circuit to an impedance spectrum from a file."""
     from labctl.analysis._core import AnalysisError
     from labctl.analysis.circuit import parse_circuit
-    from labctl.analysis.eis import fit_circuit, linkk
+    from labctl.analysis.eis import fit_circuit, linkk_verdict
     from labctl.analysis.io import read_eis_file
 
     c = parse_circuit(circuit)
@@ -165,7 +165,7 @@ def fit_eis(
         on_misfit="raise" if strict else "warn",
         sort_arcs=not keep_order,
     )
-    kk = linkk(fit.frequency, fit.z)
+    kk = linkk_verdict(fit.frequency, fit.z)
     extra = [
         f"{fit.stats['n_points']} points, weighting {fit.weighting}, initial guess {fit.initial_source}",
         fit.quality,
