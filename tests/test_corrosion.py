@@ -114,3 +114,23 @@ def test_cli_fit_corrosion(tmp_path):
     assert names == ["E_corr", "b_c", "i_corr"]
     bad = runner.invoke(app, ["fit-corrosion", f, "--window=-0.1,0.1", "--method", "activation"])
     assert bad.exit_code == 2 and "not Tafel-shaped" in bad.stderr
+
+
+def test_mixed_activation_diffusion_fit_matches_polcurvefit():
+    from labctl.analysis.corrosion import mixed_fit
+
+    # PolCurveFit's documentation curve: i_corr 2 mA, E_corr -0.2 V, b_a 80 mV, b_c 180 mV, i_L 0.3 A
+    # on 10 cm2, with 1 % seeded noise
+    e = np.arange(-1.0, 0.1, 0.002)
+    ec, ic = -0.2, 0.002 * np.exp(2.3 * (-0.2 - e) / 0.18)
+    i = 0.002 * np.exp(2.3 * (e - ec) / 0.08) - ((ic**3) / (1 + (ic / 0.3) ** 3)) ** (1 / 3)
+    i = i * (1 + 0.01 * np.random.default_rng(2).standard_normal(i.size))
+    got = _by_name(mixed_fit(prepare(e, i, area_cm2=10.0), (-0.8, 0.3)))
+    from polcurvefit import polcurvefit as pcf
+
+    ref = pcf(e.copy(), i.copy(), sample_surface=10.0).mixed_pol_fit(window=[-0.8, 0.3])
+    assert got["i_corr"] == pytest.approx(ref[2], rel=0.02)
+    assert got["b_a"] == pytest.approx(ref[3], rel=0.02)
+    assert got["b_c"] == pytest.approx(-ref[4], rel=0.02)
+    assert got["i_L"] == pytest.approx(ref[5], rel=0.02)
+    assert got["i_L"] == pytest.approx(0.03, rel=0.02)  # A/cm2

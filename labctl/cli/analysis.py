@@ -246,7 +246,9 @@ def fit_corrosion(
     window: str = typer.Option(
         ..., "--window", help="line: absolute E1,E2 in V on one branch; activation: E-E_corr limits, e.g. -0.1,0.1"
     ),
-    method: str = typer.Option("line", "--method", help="line (single-branch Tafel fit) or activation (both branches)"),
+    method: str = typer.Option(
+        "line", "--method", help="line (single-branch Tafel fit), activation (both branches), mixed (with i_L)"
+    ),
     area: float | None = typer.Option(
         None, "--area", help="Electrode area, cm2 (else the file's; none: currents in A)"
     ),
@@ -258,14 +260,14 @@ def fit_corrosion(
 ) -> None:
     """E_corr, i_corr, Tafel slopes and Stern-Geary from a mixed-potential (corrosion) curve."""
     from labctl.analysis._core import AnalysisError
-    from labctl.analysis.corrosion import activation_fit, prepare, tafel_line
+    from labctl.analysis.corrosion import activation_fit, mixed_fit, prepare, tafel_line
     from labctl.analysis.io import read_tafel_file
 
     w = parse_floats(window, "--window")
     if len(w) != 2:
         raise AnalysisError(f"--window: expected two numbers E1,E2, got {window!r}")
-    if method not in ("line", "activation"):
-        raise AnalysisError(f"--method must be 'line' or 'activation', got {method!r}")
+    if method not in ("line", "activation", "mixed"):
+        raise AnalysisError(f"--method must be 'line', 'activation' or 'mixed', got {method!r}")
     sw = read_tafel_file(file, min_points=5)
     notes = list(sw.notes)
     if area is None and file.suffix.lower() == ".dta":
@@ -277,7 +279,7 @@ def fit_corrosion(
     if area is None:
         notes.append("no electrode area (--area): currents in A, i_corr is a current, not a density")
     c = prepare(sw.potential, sw.current, area_cm2=area, r_ohm=r_ohm)
-    fn = tafel_line if method == "line" else activation_fit
+    fn = {"line": tafel_line, "activation": activation_fit, "mixed": mixed_fit}[method]
     results = fn(c, (w[0], w[1]), e_corr=e_corr)
     _show(
         f"{file.name}: corrosion ({method})",
