@@ -204,3 +204,34 @@ def test_report_shows_the_per_cycle_table_and_the_mapping(tmp_path):
     assert "5811.0" in html.replace(",", "")  # cycle 2 charge, CC + CV, mAh
     assert "99.925" in html  # cycle 2 CE, %
     assert "<h2>Imported file</h2>" in html and file_sha256(DATA / "neware_TestFile.nda") in html
+
+
+# impedance.py 1.7.1 CustomCircuit("R0-p(R1,CPE1)-p(R2,CPE2)", initial_guess=[100, 5000, 1e-8, 0.9, 20000, 1e-4,
+# 0.7]).fit on the 72 ZCURVE points of ipy_exampleDataGamry.DTA (unweighted): values and 1-sigma (conf_),
+# relative RMS |Z_fit - Z|/|Z| = 7.80 %
+IPY_GAMRY = {
+    "R0": (2.88602, 500.0),
+    "R1": (4173.92, 516.0),
+    "CPE1_Q": (1.12794e-08, 3.67e-09),
+    "CPE1_alpha": (0.756535, 0.0336),
+    "R2": (20056.4, 948.0),
+    "CPE2_Q": (0.000171205, 4.07e-06),
+    "CPE2_alpha": (0.662183, 0.0184),
+}
+
+
+def test_eis_fit_of_an_imported_gamry_spectrum_against_impedance_py(db):
+    from labctl.analysis.eis import fit_circuit
+
+    res = import_file(db, Path(__file__).parent / "data" / "ipy_exampleDataGamry.DTA")
+    st = next(s for s in db.steps(res.run_id) if s["kind"] == "eis")
+    s = db.samples(res.run_id)
+    m = s["step_index"] == st["step_index"]
+    fit = fit_circuit(s["frequency"][m], s["z_re"][m] + 1j * s["z_im"][m], "R0-p(R1,CPE1)-p(R2,CPE2)", weighting="unit")
+    # a lower residual than the reference ...
+    assert fit.stats["rel_rms"] < 0.0780
+    # ... and the arcs' resistances and the slow arc inside the reference's 1-sigma bands
+    vals = dict(zip(fit.circuit.param_names, fit.values, strict=True))
+    for k in ("R1", "R2", "CPE2_Q", "CPE2_alpha"):
+        v, sd = IPY_GAMRY[k]
+        assert abs(vals[k] - v) <= sd, (k, vals[k], v, sd)
