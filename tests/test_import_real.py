@@ -235,3 +235,12 @@ def test_eis_fit_of_an_imported_gamry_spectrum_against_impedance_py(db):
     for k in ("R1", "R2", "CPE2_Q", "CPE2_alpha"):
         v, sd = IPY_GAMRY[k]
         assert abs(vals[k] - v) <= sd, (k, vals[k], v, sd)
+
+
+@pytest.mark.postgres
+def test_import_on_postgres_once(pg_url):
+    with Database(pg_url) as d:
+        a = import_file(d, DATA / "neware_new_nda_file.nda")
+        b = import_file(d, DATA / "neware_new_nda_file.nda")
+        assert not a.duplicate and b.duplicate and b.run_id == a.run_id
+        assert d.n_samples(a.run_id) == 439 and len(d.runs()) == 1
