@@ -256,6 +256,13 @@ def _mixed_model(p, e, ec):
     return ia - (ic**gamma / (1.0 + (ic / il) ** gamma)) ** (1.0 / gamma)
 
 
+def _resid_mixed(p, e, ec, i):
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = _mixed_model(p, e, ec) - i
+    big = 1e6 * float(np.max(np.abs(i)))
+    return np.clip(np.where(np.isfinite(r), r, big), -big, big)
+
+
 def mixed_fit(
     c: Curve, window: tuple[float, float], *, e_corr: float | None = None, min_r2: float = 0.98
 ) -> list[Result]:
@@ -275,7 +282,7 @@ def mixed_fit(
         p0 = [lg0, 0.06, 0.1, math.log10(float(np.max(np.abs(i[i < 0])))), 3.0]
         p0 = [min(max(p0[0], lo + 1e-6), hi - 1e-6), 0.06, 0.1, min(max(p0[3], lo + 1e-6), hi + 1 - 1e-6), 3.0]
         fit = least_squares(
-            lambda p: _mixed_model(p, e, ec) - i,
+            lambda p: _resid_mixed(p, e, ec, i),
             p0,
             bounds=([lo, 1e-4, 1e-4, lo, 2.0], [hi, 1.0, 1.0, hi + 1.0, 4.0]),
             x_scale=[1.0, 0.05, 0.05, 1.0, 1.0],
