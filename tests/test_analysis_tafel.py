@@ -161,3 +161,17 @@ def test_bad_inputs():
         fit_tafel(e, i, area_cm2=AREA, window=(0.1, 0.05))
     with pytest.raises(AnalysisError, match="method"):
         analyze_tafel(e, i, area_cm2=AREA, method="bogus")
+
+
+def test_micro_polarisation_j0_agrees_with_tafel_j0_when_the_slopes_are_known():
+    # an asymmetric Butler-Volmer curve: alpha_a = 0.3, alpha_c = 0.5 (sum 0.8, not the default 1)
+    from labctl.analysis.tafel import FARADAY, GAS_CONSTANT, analyze_tafel
+
+    f = 2 * FARADAY / (GAS_CONSTANT * (22.0 + 273.15))
+    eta = np.linspace(-0.25, 0.25, 501)
+    j0 = 1e-6
+    j = j0 * (np.exp(0.3 * f * eta) - np.exp(-0.5 * f * eta))
+    by = {r.name: r for r in analyze_tafel(eta, j, area_cm2=1.0, e_eq=0.0, window=(0.1, 0.25))}
+    assert by["j0"].value == pytest.approx(j0, rel=0.02)
+    assert by["j0_micro"].value == pytest.approx(by["j0"].value, rel=0.02)
+    assert by["j0_micro"].details["alpha_sum"] == pytest.approx(0.8, rel=0.02)

@@ -23,7 +23,9 @@ Two methods, each stating its window in the result:
     Points with |eta| <= 10 mV: j(eta) is fitted with a cubic polynomial (a line
     when there are fewer than 8 points) and its slope at eta = 0 gives
     j0 = RT / ((alpha_a + alpha_c) n F) * dj/deta, with alpha_a + alpha_c = 1 by
-    default (parameter ``alpha_sum``).
+    default (parameter ``alpha_sum``); :func:`analyze_tafel` with both methods uses the
+    Tafel fit's alpha_a + alpha_c (2 alpha for the symmetric form), so the two j0 agree
+    when the slopes are known.
 
 Symmetric cells (Mg|Mg)
     A sweep of a symmetric cell is a sweep of the cell voltage, which is shared by
@@ -384,7 +386,16 @@ def analyze_tafel(potential, current, *, area_cm2: float, method: str = "both", 
         micro_kw["alpha_sum"] = kw.pop("alpha_sum")
     out: list[Result] = []
     if method in ("both", "tafel"):
-        out += fit_tafel(potential, current, area_cm2=area_cm2, **kw).results()
+        tf = fit_tafel(potential, current, area_cm2=area_cm2, **kw)
+        out += tf.results()
+        if method == "both" and "alpha_sum" not in micro_kw:
+            # the slopes are known: the micro-polarisation j0 uses the fitted transfer coefficients
+            # (not alpha_a + alpha_c = 1), so the two j0 agree for a Butler-Volmer curve
+            v = tf.values
+            if tf.symmetric and "alpha" in v:
+                micro_kw["alpha_sum"] = 2.0 * float(v["alpha"])
+            elif "alpha_a" in v and "alpha_c" in v:
+                micro_kw["alpha_sum"] = float(v["alpha_a"]) + float(v["alpha_c"])
     if method in ("both", "micro"):
         try:
             out += fit_micropolarisation(potential, current, area_cm2=area_cm2, **micro_kw).results()
