@@ -210,9 +210,15 @@ def fit_tafel(
         be, bj = be[keep], bj[keep]
         lr = linregress(be, np.log10(np.abs(bj)))
         if lr["r2"] < min_r2:
+            alt = _straightest(eta, j, sign, min(hi - lo, 0.1), min_points)
+            hint = (
+                f"; try --window {alt[0]:.3f},{alt[1]:.3f} (|eta| in V, R^2 = {alt[2]:.3f} on that branch)"
+                if alt is not None and alt[2] > lr["r2"]
+                else "; no straighter window of that width on this branch: the curve has no Tafel region"
+            )
             raise AnalysisError(
-                f"curve too noisy: log|j| against eta on the {name} branch is not a straight line "
-                f"(R^2 = {lr['r2']:.2f} < {min_r2})"
+                f"not Tafel-shaped: log|j| against eta on the {name} branch is not a straight line in "
+                f"|eta| {1e3 * lo:.0f}..{1e3 * hi:.0f} mV (R^2 = {lr['r2']:.2f} < {min_r2}){hint}"
             )
         if sign * lr["slope"] <= 0:
             raise AnalysisError(f"no {name} Tafel region: |j| does not grow with |eta| in the window")
@@ -304,6 +310,23 @@ def fit_tafel(
         "model": "2 j0 sinh(alpha n F eta / 2RT)" if symmetric else "Butler-Volmer",
     }
     return TafelFit("tafel-extrapolation", symmetric, values, sigmas, (lo, hi), float(e_eq), src, details)
+
+
+def _straightest(eta, j, sign: float, width: float, min_points: int) -> tuple[float, float, float] | None:
+    """(low, high, R^2) of the straightest |eta| window of ``width`` V on one branch, or None."""
+    sel = (sign * eta > 0) & (sign * j > 0)
+    x, y = np.abs(eta[sel]), np.log10(np.abs(j[sel]))
+    if x.size < min_points or width <= 0:
+        return None
+    best = None
+    for a in np.arange(float(x.min()), float(x.max()) - width + 1e-12, max(width / 5, 0.005)):
+        m = (x >= a) & (x <= a + width)
+        if m.sum() < min_points:
+            continue
+        r2 = linregress(x[m], y[m])["r2"]
+        if best is None or r2 > best[2]:
+            best = (float(a), float(a + width), float(r2))
+    return best
 
 
 def fit_micropolarisation(
