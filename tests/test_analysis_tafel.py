@@ -128,7 +128,7 @@ def test_too_narrow_sweep_says_no_tafel_region():
 
 def test_too_noisy_curve_is_refused():
     e, i = sweep(1e-6, 0.5, 0.5, 1.5, 5, floor=30.0)
-    with pytest.raises(AnalysisError, match="too noisy|not Tafel-shaped"):
+    with pytest.raises(AnalysisError, match=r"too noisy|not Tafel-shaped"):
         fit_tafel(e, i, area_cm2=AREA, e_eq=0.0)
     e, i = sweep(1e-6, 0.5, 0.5, 0.3, 6, floor=3.0)
     with pytest.raises(AnalysisError, match="too noisy"):
