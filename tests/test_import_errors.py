@@ -243,3 +243,36 @@ def test_biologic_mpt_peis_import(tmp_path):
         assert s["frequency"].size == 43 and s["frequency"][0] == pytest.approx(1.0003201e3)
         assert s["z_im"][0] == pytest.approx(-3.8998979e-1)  # -Im(Z) negated: Z'' as measured
         assert db.steps(res.run_id)[0]["kind"] == "eis"
+
+
+def test_arbin_layout_xlsx_same_as_csv(tmp_path):
+    import sys
+
+    import openpyxl
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from import_1m import write_csv
+
+    csv = tmp_path / "arbin.csv"
+    write_csv(csv, 9000)
+    rows = [line.split(",") for line in csv.read_text().splitlines()]
+    wb = openpyxl.Workbook()
+    wb.active.title = "Info"
+    wb.active.append(["Test Name", "arbin-demo"])
+    ws = wb.create_sheet("Channel_1-006")
+    ws.append(rows[0])
+    for r in rows[1:]:
+        ws.append([float(x) for x in r])
+    x = tmp_path / "arbin.xlsx"
+    wb.save(x)
+    a, b = read_file(csv), read_file(x)
+    assert b.format == "arbin-csv:xlsx" and b.mapping["sheet"] == "Channel_1-006"
+    np.testing.assert_allclose(b.current, a.current)
+    np.testing.assert_allclose(b.charge, a.charge)
+    assert [(s.kind, s.cycle, s.start, s.stop) for s in b.steps] == [
+        (s.kind, s.cycle, s.start, s.stop) for s in a.steps
+    ]
+    cut = tmp_path / "cut.xlsx"
+    cut.write_bytes(x.read_bytes()[:2000])
+    msg = _import_fails(tmp_path, cut)
+    assert "XLSX" in msg and "cut.xlsx" in msg

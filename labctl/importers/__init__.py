@@ -86,10 +86,14 @@ def read_file(path: str | Path, *, area_cm2: float | None = None) -> ImportedDat
             f"{p}: an MS Access database (an Arbin .res file): labctl does not read Access files; "
             "export the test from MITS Pro / Data Watcher as CSV or XLSX and import that"
         )
-    if kind in ("xlsx", "ole2"):
+    if kind == "xlsx":
+        from .spreadsheet import read_xlsx
+
+        return read_xlsx(p, area_cm2=area_cm2)
+    if kind == "ole2":
         raise ImportFileError(
-            f"{p}: a spreadsheet ({'XLSX' if kind == 'xlsx' else 'XLS'}): labctl reads the CSV export of "
-            "Arbin, Maccor and Neware; save the data sheet as CSV (UTF-8) and import that"
+            f"{p}: an old Excel .xls workbook: labctl reads .xlsx and CSV exports; save the data sheet as "
+            ".xlsx or CSV (UTF-8) and import that"
         )
     if kind == "pssession":
         raise ImportFileError(

@@ -13,7 +13,7 @@ _CYCLER_SIGN = "cycler export: positive current = charge; kept as is (charge is 
 _POT_SIGN = "{who}: positive current = anodic at the WE, as labctl's; kept as is"
 
 
-def _vendor(names: list[str], preamble: list[str]) -> tuple[str, str, str]:
+def vendor_of(names: list[str], preamble: list[str]) -> tuple[str, str, str]:
     """(format, sign note, cycle note) of an export, from its column names and preamble."""
     keys = {key(n) for n in names}
     pre = "\n".join(preamble).lower()
@@ -42,7 +42,7 @@ def _vendor(names: list[str], preamble: list[str]) -> tuple[str, str, str]:
 
 def read_export(path: Path, *, area_cm2: float | None = None) -> ImportedData:
     tab = read_table_text(path)
-    fmt, sign, cycle = _vendor(tab.names, tab.preamble)
+    fmt, sign, cycle = vendor_of(tab.names, tab.preamble)
     d = table_to_data(path, tab, fmt=fmt, reader=READER, area_cm2=area_cm2, sign_note=sign, cycle_note=cycle)
     if fmt in ("nova-ascii", "chi-text", "palmsens-csv", "text-table"):
         for s in d.steps:

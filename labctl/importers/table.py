@@ -105,6 +105,7 @@ class Table:
     first_line: int
     encoding: str
     preamble: list[str]
+    text: dict[int, np.ndarray] | None = None  # text columns by index (spreadsheets)
 
 
 def _split(line: str) -> tuple[list[str], bool]:
@@ -426,6 +427,8 @@ def _monotonic(v: np.ndarray) -> bool:
 
 def _status_column(path: Path, tab: Table, k: int) -> np.ndarray:
     """The status column as text: re-read the raw fields (they are not numbers)."""
+    if tab.text is not None:
+        return tab.text.get(k, np.full(tab.columns[0].size, "", dtype=object))
     text, _ = decode_text(path, read_bytes(path))
     lines = text.splitlines()
     out: list[str] = []
