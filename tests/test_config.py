@@ -383,3 +383,41 @@ def test_any_text_gives_a_config_or_a_protocol_error(text: str) -> None:
         load_config_text("notify:\n  " + text, "fuzz.yaml", env={})
     except ProtocolError as exc:
         assert str(exc).startswith("fuzz.yaml")
+
+
+# --------------------------------------------------------------------------- db.url is the commands' default
+
+
+def test_db_url_of_the_config_is_the_default_database(tmp_path: Path) -> None:
+    db = tmp_path / "from-config.sqlite"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"db:\n  url: sqlite:///{db}\n")
+    proto = tmp_path / "rest.yaml"
+    proto.write_text(
+        "name: rest-only\ncell: {kind: symmetric, id: S-C-1, working: Mg, area: 1 cm2}\n"
+        "steps:\n  - rest: {duration: 10 s, record_every: 5 s}\n"
+    )
+    env = {"LABCTL_CONFIG": str(cfg), "LABCTL_DB": None}
+    runner = CliRunner()
+    r = runner.invoke(app, ["run", str(proto), "--sim", "--preset", "bare-mg"], env=env)  # type: ignore[arg-type]
+    assert r.exit_code == 0, r.output
+    assert db.exists()
+    r = runner.invoke(app, ["runs", "--json"], env=env)  # type: ignore[arg-type]
+    assert [row["protocol"] for row in json.loads(r.stdout)] == ["rest-only"]
+    # --db still wins over the config file
+    other = tmp_path / "other.sqlite"
+    r = runner.invoke(app, ["runs", "--json", "--db", f"sqlite:///{other}"], env=env)  # type: ignore[arg-type]
+    assert json.loads(r.stdout) == []
+
+
+def test_a_bad_config_file_stops_database_commands_with_its_position(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("db:\n  url: runs.db\n")
+    r = CliRunner().invoke(app, ["runs"], env={"LABCTL_CONFIG": str(cfg), "LABCTL_DB": None})  # type: ignore[dict-item]
+    assert r.exit_code == 2
+    assert f"{cfg}:2:8: db.url: 'runs.db' is not a database URL" in r.output
+    cfg.write_text("db:\n  url: postgresql://lab:pw-SECRET@127.0.0.1:1/lab\n")
+    r = CliRunner().invoke(app, ["runs"], env={"LABCTL_CONFIG": str(cfg), "LABCTL_DB": None})  # type: ignore[dict-item]
+    assert r.exit_code == 2
+    assert "cannot open database postgresql://lab:***@127.0.0.1:1/lab" in r.output
+    assert f"check db.url in {cfg}" in r.output and "pw-SECRET" not in r.output

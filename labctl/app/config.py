@@ -81,7 +81,7 @@ class NotifyEvent(StrEnum):
 
 
 #: The default of ``notify.on``: the ends someone has to act on.  ``aborted`` is left out
-#: because an abort is an operator's own action (Ctrl-C, ``labctl abort``), ``completed``
+#: because an abort is an operator's own action (Ctrl-C, ``Engine.abort``), ``completed``
 #: because a campaign of many runs would send one message per run; add either to ``on:``.
 DEFAULT_EVENTS: tuple[NotifyEvent, ...] = (NotifyEvent.FAILED, NotifyEvent.SAFETY_TRIP, NotifyEvent.INTERRUPTED)
 

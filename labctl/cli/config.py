@@ -1,4 +1,4 @@
-"""``labctl config show`` and ``labctl config check``.
+"""``labctl config show``, ``labctl config check`` and ``labctl config notify-test``.
 
 The config file (``labctl.app.config``) is found through ``--config``, then
 ``LABCTL_CONFIG``, then ``$XDG_CONFIG_HOME/labctl/config.yaml``.  Nothing printed
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from labctl.cli.common import print_error, print_json, user_errors
+from labctl.cli.common import EXIT_FAILED, EXIT_USER, print_error, print_json, user_errors
 
 config_app = typer.Typer(
     help="The labctl config file: default database, dashboard, notifications.", no_args_is_help=True
@@ -74,7 +74,36 @@ def check(config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP
     typer.echo(f"{cfg.source}: ok ({notify})")
 
 
+@user_errors
+def notify_test(
+    config: Path | None = typer.Option(None, "--config", help=_CONFIG_HELP),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for every delivery."),
+) -> None:
+    """Send a test message to every e-mail recipient and webhook of the config."""
+    from labctl.app.config import load_config
+    from labctl.app.notify import notify_test as send_test
+
+    path, _ = _where(config)
+    cfg = load_config(config)
+    if not cfg.notify.enabled:
+        print_error(
+            f"error: {cfg.source or path}: notify: no email: or webhooks: configured "
+            "(hint: add a notify: section; docs/notifications.md shows one)"
+        )
+        raise typer.Exit(EXIT_USER)
+    deliveries = send_test(cfg, timeout=timeout)
+    failed = 0
+    for d in deliveries:
+        mark = "ok" if d.ok else "FAILED"
+        text = f"{mark:6s} {d.channel} {d.target}: {d.detail} ({d.attempts} attempt{'s' if d.attempts != 1 else ''})"
+        typer.echo(text)
+        failed += not d.ok
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
 def register(app: typer.Typer) -> None:
     config_app.command()(show)
     config_app.command()(check)
+    config_app.command("notify-test")(notify_test)
     app.add_typer(config_app, name="config")
