@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from labctl.app.config import LabConfig, load_config_text
@@ -26,6 +28,7 @@ from labctl.app.notify import (
     Delivery,
     RunEndEvent,
     RunNotifier,
+    email_message,
     notify_run_end,
     notify_test,
     parse_safety_trip,
@@ -524,3 +527,149 @@ def test_the_smtp_fixture_runs_its_own_loop() -> None:
     # aiosmtpd's controller runs its own event loop in a thread; the test thread has none
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()
+
+
+# --------------------------------------------------------------------------- TLS: ssl and starttls
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl; a second or so)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return key, crt
+
+
+def tls_smtp(cert: tuple[Path, Path], *, implicit: bool) -> tuple[Inbox, Controller, int]:
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert[1]), str(cert[0]))
+    inbox, port = Inbox(), free_port()
+    # implicit TLS: the whole connection is TLS (aiosmtpd does not know it, so it is told AUTH is fine);
+    # STARTTLS: aiosmtpd refuses mail and AUTH before the upgrade
+    kw: dict[str, Any] = (
+        {"ssl_context": ctx, "auth_require_tls": False} if implicit else {"tls_context": ctx, "require_starttls": True}
+    )
+    ctl = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=inbox.authenticate,
+        auth_exclude_mechanism=["LOGIN"],
+        **kw,
+    )
+    ctl.start()
+    return inbox, ctl, port
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["ssl", "starttls"])
+def test_tls_is_used_and_its_certificate_checked(
+    cert: tuple[Path, Path], implicit: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox, ctl, port = tls_smtp(cert, implicit=implicit)
+    option = "ssl: true" if implicit else "starttls: true"
+    cfg = config(email_cfg(port).replace("    timeout: 5\n", f"    timeout: 5\n    {option}\n"))
+    try:
+        # the server's certificate is not one the system trusts: refused at once, not retried
+        (d,) = notify_run_end(cfg, EVENT)
+        assert not d.ok and d.attempts == 1, d
+        assert d.detail.startswith("TLS certificate not accepted: self")
+        # trusted through SSL_CERT_FILE (how a lab with its own CA points labctl at it)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert[1]))
+        (d,) = notify_run_end(cfg, EVENT)
+        assert d.ok, d
+        assert inbox.logins == [("lab", PASSWORD)]
+        assert len(inbox.messages) == 1
+    finally:
+        ctl.stop()
+
+
+def test_https_webhook_certificate_is_checked(cert: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    r = Receiver()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert[1]), str(cert[0]))
+    r.server.socket = ctx.wrap_socket(r.server.socket, server_side=True)
+    try:
+        cfg = config(hook_cfg(r.port).replace("http://", "https://"))
+        (d,) = notify_run_end(cfg, EVENT)
+        assert not d.ok and d.attempts == 1 and d.detail.startswith("TLS certificate not accepted")
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert[1]))
+        (d,) = notify_run_end(cfg, EVENT)
+        assert d.ok and r.payloads[-1]["run_id"] == 42
+    finally:
+        r.close()
+
+
+# --------------------------------------------------------------------------- odd input
+
+
+def test_display_names_in_addresses(smtp: tuple[Inbox, int]) -> None:
+    inbox, port = smtp
+    text = email_cfg(port).replace("sender: labctl@lab.example.org", "sender: 'Lab robot <labctl@lab.example.org>'")
+    text = text.replace("to: [me@example.org, you@example.org]", "to: ['Night shift <ns@example.org>', me@example.org]")
+    (d,) = notify_run_end(config(text), EVENT)
+    assert d.ok
+    ((mail_from, rcpt, msg),) = inbox.messages
+    assert mail_from == "labctl@lab.example.org" and rcpt == ["ns@example.org", "me@example.org"]
+    assert msg["From"] == "Lab robot <labctl@lab.example.org>"
+    assert msg["To"] == "Night shift <ns@example.org>, me@example.org"
+
+
+_free_text = st.one_of(st.none(), st.text(max_size=300))
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    reason=_free_text,
+    protocol=_free_text,
+    cell=_free_text,
+    channel=_free_text,
+    status=st.sampled_from(["completed", "aborted", "failed", "safety", "interrupted", "weird"]),
+    n=st.one_of(st.none(), st.integers(0, 10**12)),
+)
+def test_any_run_text_makes_a_valid_email_and_payload(
+    reason: str | None, protocol: str | None, cell: str | None, channel: str | None, status: str, n: int | None
+) -> None:
+    ev = RunEndEvent(run_id=1, status=status, reason=reason, protocol=protocol, cell=cell, channel=channel, n_samples=n)
+    cfg = config(email_cfg(25)).notify.email
+    assert cfg is not None
+    msg = email_message(cfg, ev)
+    raw = msg.as_bytes()
+    back = email.message_from_bytes(raw, policy=email.policy.default)
+    assert "\n" not in back["Subject"] and back["To"] == "me@example.org, you@example.org"
+    assert back["Bcc"] is None
+    json.dumps(webhook_payload(ev))
+
+
+def test_a_failed_delivery_in_labctl_run_is_a_warning_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(hook_cfg(free_port(), retries=0))
+    proto = tmp_path / "trip.yaml"
+    proto.write_text(PROTOCOL.replace("[-0.02 V, 0.02 V]", "[-2 V, 2 V]").replace("1 h", "20 s"))
+    db = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    r = CliRunner().invoke(
+        app,
+        ["run", str(proto), "--sim", "--preset", "br-mg", "--db", db],
+        env={"LABCTL_CONFIG": str(cfg), "TOKEN": TOKEN},
+    )
+    assert r.exit_code == 0, r.output  # the run completed; its message did not get out
+    (line,) = [ln for ln in r.output.splitlines() if "notification" in ln]
+    assert line.startswith("warning: notification by webhook failed: http://127.0.0.1:")
+    assert "Connection refused" in line and "Traceback" not in r.output

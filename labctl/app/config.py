@@ -48,7 +48,9 @@ __all__ = [
     "NotifyConfig",
     "NotifyEvent",
     "WebhookConfig",
+    "bare_address",
     "config_path",
+    "is_address",
     "load_config",
     "load_config_text",
     "mask_url",
@@ -113,9 +115,28 @@ def _secret(v: Any) -> Any:
     return v
 
 
+def is_address(text: str) -> bool:
+    """``lab@example.org`` or ``Night shift <lab@example.org>`` (one address, one line)."""
+    text = text.strip()
+    if "\r" in text or "\n" in text:
+        return False
+    if text.endswith(">") and "<" in text:
+        name, _, addr = text[:-1].rpartition("<")
+        return '"' not in name and not any(c in name for c in "<>@,;") and bool(_ADDRESS.match(addr.strip()))
+    return bool(_ADDRESS.match(text))
+
+
+def bare_address(text: str) -> str:
+    """The address of ``Name <addr>`` (what the SMTP envelope needs)."""
+    text = text.strip()
+    if text.endswith(">") and "<" in text:
+        return text[:-1].rpartition("<")[2].strip()
+    return text
+
+
 def _address(v: Any) -> Any:
-    if isinstance(v, str) and not _ADDRESS.match(v.strip()):
-        raise custom_error(f"{v!r} is not an e-mail address", "write e.g. lab@example.org")
+    if isinstance(v, str) and not is_address(v):
+        raise custom_error(f"{v!r} is not an e-mail address", "write e.g. lab@example.org or 'Lab <lab@example.org>'")
     return v.strip() if isinstance(v, str) else v
 
 
@@ -188,7 +209,7 @@ class EmailConfig(_Section):
         if isinstance(v, list):
             errors = []
             for i, a in enumerate(v):
-                if isinstance(a, str) and not _ADDRESS.match(a.strip()):
+                if isinstance(a, str) and not is_address(a):
                     errors.append(((i,), f"{a!r} is not an e-mail address", "write e.g. me@example.org"))
             if errors:
                 raise PydanticIssues(errors)

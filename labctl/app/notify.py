@@ -40,7 +40,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from labctl.app.config import EmailConfig, LabConfig, NotifyEvent, WebhookConfig, load_config
+from labctl.app.config import EmailConfig, LabConfig, NotifyEvent, WebhookConfig, bare_address, load_config
 
 __all__ = [
     "Delivery",
@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("labctl.notify")
+log.addHandler(logging.NullHandler())  # the application decides where warnings go (labctl run prints its own)
 
 _TEXT_LIMIT = 2000  # characters of a reason kept in a message
 
@@ -256,7 +257,7 @@ def email_message(cfg: EmailConfig, event: RunEndEvent) -> EmailMessage:
     msg["From"] = cfg.sender
     msg["To"] = ", ".join(cfg.to)
     msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = make_msgid(domain=cfg.sender.rsplit("@", 1)[-1])
+    msg["Message-ID"] = make_msgid(domain=bare_address(cfg.sender).rsplit("@", 1)[-1])
     width = max(len(k) for k, _ in event.fields())
     lines = [event.headline(), ""]
     lines += [f"{k + ':':<{width + 1}} {v}" for k, v in event.fields()]
@@ -389,6 +390,8 @@ def _send_email(cfg: EmailConfig, msg: EmailMessage) -> str:
             smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
     except smtplib.SMTPConnectError as e:
         raise _Retry(f"server refused the connection: {e.smtp_code} {_smtp_text(e.smtp_error)}") from None
+    except ssl.SSLCertVerificationError as e:
+        raise _GiveUp(f"TLS certificate not accepted: {e.verify_message or e}") from None
     with smtp:
         try:
             if cfg.starttls:
@@ -398,7 +401,11 @@ def _send_email(cfg: EmailConfig, msg: EmailMessage) -> str:
             if cfg.username:
                 password = cfg.password.get_secret_value() if cfg.password is not None else ""
                 smtp.login(cfg.username, password)
-            refused = smtp.send_message(msg, from_addr=cfg.sender, to_addrs=list(cfg.to))
+            refused = smtp.send_message(
+                msg, from_addr=bare_address(cfg.sender), to_addrs=[bare_address(a) for a in cfg.to]
+            )
+        except ssl.SSLCertVerificationError as e:
+            raise _GiveUp(f"TLS certificate not accepted: {e.verify_message or e}") from None
         except smtplib.SMTPAuthenticationError as e:
             raise _GiveUp(f"login refused: {e.smtp_code} {_smtp_text(e.smtp_error)}") from None
         except smtplib.SMTPNotSupportedError as e:
@@ -428,11 +435,15 @@ def _post_webhook(hook: WebhookConfig, body: bytes, user_agent: str) -> str:
             resp.read(65536)
             return f"HTTP {resp.status}"
     except urllib.error.HTTPError as e:
-        code = e.code
+        code, why = e.code, e.reason
         e.close()
         if code >= 500 or code in (408, 429):
-            raise _Retry(f"HTTP {code} {e.reason}") from None
-        raise _GiveUp(f"HTTP {code} {e.reason}") from None
+            raise _Retry(f"HTTP {code} {why}") from None
+        raise _GiveUp(f"HTTP {code} {why}") from None
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, ssl.SSLCertVerificationError):
+            raise _GiveUp(f"TLS certificate not accepted: {e.reason.verify_message or e.reason}") from None
+        raise
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -453,7 +464,7 @@ def _secrets_of(config: LabConfig) -> list[str]:
     for h in n.webhooks:
         out.extend(v.get_secret_value() for v in h.headers.values())
         path = h.url.split("://", 1)[-1].split("/", 1)
-        if len(path) == 2 and path[1]:
+        if len(path) == 2 and len(path[1]) >= 8:
             out.append(path[1])  # the path of a webhook URL is often its token
         out.append(h.url)
     if config.dashboard.token is not None:
@@ -577,6 +588,12 @@ class RunNotifier:
         # an SMTP exchange is several socket operations, each with the timeout: count a few
         per_attempt = max(timeouts, default=0.0) * (4 if n.email is not None else 1)
         return (n.retries + 1) * per_attempt + n.backoff * (2**n.retries - 1) + 1.0
+
+    @property
+    def pending(self) -> int:
+        """Messages still being sent."""
+        with self._lock:
+            return sum(t.is_alive() for t in self._threads)
 
     @property
     def deliveries(self) -> list[Delivery]:

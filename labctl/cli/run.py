@@ -281,6 +281,10 @@ def notify_run_end(notifier: Any, database: Any, run_ids: list[int], outcome: An
     for d in notifier.join(notifier.max_wait):
         ok = f"notified by {d.channel}: {d.target} ({d.detail})"
         print_error(ok if d.ok else f"warning: notification by {d.channel} failed: {d.target}: {d.detail}")
+    if notifier.pending:
+        print_error(
+            f"warning: {notifier.pending} notification(s) still unsent after {notifier.max_wait:.0f} s; given up"
+        )
 
 
 def register(app: typer.Typer) -> None:
