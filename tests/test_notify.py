@@ -673,3 +673,56 @@ def test_a_failed_delivery_in_labctl_run_is_a_warning_line(tmp_path: Path) -> No
     (line,) = [ln for ln in r.output.splitlines() if "notification" in ln]
     assert line.startswith("warning: notification by webhook failed: http://127.0.0.1:")
     assert "Connection refused" in line and "Traceback" not in r.output
+
+
+def test_labctl_run_notifies_when_the_run_raises(
+    receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that ends in an exception (recorded as failed, then re-raised) still sends its message."""
+    import labctl.app.controller as controller
+
+    def crashing_run_protocol(*args: Any, on_start: Any = None, **kwargs: Any) -> Any:
+        on_start(77)
+        raise RuntimeError("driver bug")
+
+    monkeypatch.setattr(controller, "run_protocol", crashing_run_protocol)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(hook_cfg(receiver.port))
+    proto = tmp_path / "p.yaml"
+    proto.write_text(PROTOCOL)
+    db = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    r = CliRunner().invoke(
+        app,
+        ["run", str(proto), "--sim", "--preset", "br-mg", "--db", db],
+        env={"LABCTL_CONFIG": str(cfg), "TOKEN": TOKEN},
+    )
+    assert isinstance(r.exception, RuntimeError)  # the bug still surfaces
+    (p,) = receiver.payloads
+    assert p["run_id"] == 77 and p["status"] == "failed"  # no row to read: what is known is sent
+
+
+def test_labctl_resume_notifies_at_the_end(receiver: Receiver, tmp_path: Path) -> None:
+    from labctl.app.controller import SimSettings, run_protocol
+    from labctl.core.interrupts import Terminated
+    from labctl.db import Database
+    from labctl.protocols import load_protocol_text
+
+    url = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    text = PROTOCOL.replace("[-0.02 V, 0.02 V]", "[-2 V, 2 V]").replace("1 h", "60 s")
+
+    def stop(p: Any) -> None:
+        if p.t_test > 30:
+            raise Terminated(15)  # as SIGTERM would: the run is interrupted and resumable
+
+    with Database(url) as db:
+        out = run_protocol(load_protocol_text(text, source="p.yaml"), db=db, sim=SimSettings("br-mg"), on_progress=stop)
+    assert out.status == "interrupted"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(hook_cfg(receiver.port))
+    r = CliRunner().invoke(
+        app, ["resume", str(out.run_id), "--db", url], env={"LABCTL_CONFIG": str(cfg), "TOKEN": TOKEN}
+    )
+    assert r.exit_code == 0, r.output
+    (p,) = receiver.payloads
+    assert p["run_id"] == out.run_id and p["status"] == "completed" and p["protocol"] == "notify-trip"
+    assert "notified by webhook" in r.output
