@@ -635,7 +635,7 @@ def test_display_names_in_addresses(smtp: tuple[Inbox, int]) -> None:
 _free_text = st.one_of(st.none(), st.text(max_size=300))
 
 
-@settings(max_examples=100, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(
     reason=_free_text,
     protocol=_free_text,
@@ -726,3 +726,20 @@ def test_labctl_resume_notifies_at_the_end(receiver: Receiver, tmp_path: Path) -
     (p,) = receiver.payloads
     assert p["run_id"] == out.run_id and p["status"] == "completed" and p["protocol"] == "notify-trip"
     assert "notified by webhook" in r.output
+
+
+def test_a_silent_smtp_server_times_out_within_the_bound() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts the connection, never greets
+    try:
+        text = email_cfg(silent.getsockname()[1]).replace("timeout: 5", "timeout: 0.3")
+        cfg = config(text.replace("backoff: 0", "backoff: 0\n  retries: 1"))
+        notifier = RunNotifier(cfg)
+        t0 = time.monotonic()
+        notifier.send(EVENT)
+        (d,) = notifier.join(notifier.max_wait)
+        assert time.monotonic() - t0 < notifier.max_wait
+        assert not d.ok and d.attempts == 2 and d.detail == "timed out"
+    finally:
+        silent.close()

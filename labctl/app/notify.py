@@ -334,6 +334,9 @@ def _describe(exc: BaseException) -> str:
         exc = exc.reason if isinstance(exc.reason, BaseException) else exc
         if isinstance(exc, socket.timeout | TimeoutError):
             return "timed out"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        # smtplib reports a read that timed out as a closed connection
+        return "timed out" if "timed out" in str(exc) else "the server closed the connection"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
 
@@ -392,7 +395,8 @@ def _send_email(cfg: EmailConfig, msg: EmailMessage) -> str:
         raise _Retry(f"server refused the connection: {e.smtp_code} {_smtp_text(e.smtp_error)}") from None
     except ssl.SSLCertVerificationError as e:
         raise _GiveUp(f"TLS certificate not accepted: {e.verify_message or e}") from None
-    with smtp:
+    sent = False
+    try:
         try:
             if cfg.starttls:
                 smtp.ehlo()
@@ -404,6 +408,7 @@ def _send_email(cfg: EmailConfig, msg: EmailMessage) -> str:
             refused = smtp.send_message(
                 msg, from_addr=bare_address(cfg.sender), to_addrs=[bare_address(a) for a in cfg.to]
             )
+            sent = True
         except ssl.SSLCertVerificationError as e:
             raise _GiveUp(f"TLS certificate not accepted: {e.verify_message or e}") from None
         except smtplib.SMTPAuthenticationError as e:
@@ -415,6 +420,17 @@ def _send_email(cfg: EmailConfig, msg: EmailMessage) -> str:
         except smtplib.SMTPResponseException as e:
             text = f"{e.smtp_code} {_smtp_text(e.smtp_error)}"
             raise (_Retry if 400 <= e.smtp_code < 500 else _GiveUp)(f"server answered {text}") from None
+    finally:
+        # after a failure, just hang up (a silent server would make QUIT wait out the timeout again);
+        # after the message is out, a server that drops the line at QUIT must not turn a delivered
+        # message into a retry (a duplicate)
+        try:
+            if sent:
+                smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()
     if refused:
         return f"sent; refused: {', '.join(refused)}"
     return f"sent to {len(cfg.to)} recipient(s)"
