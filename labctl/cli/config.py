@@ -45,6 +45,7 @@ def show(
     print_error(f"# {path}" if cfg.source else f"# {path} does not exist: the defaults")
     y = YAML(typ="safe", pure=True)
     y.default_flow_style = False
+    y.representer.sort_base_mapping_type_on_output = False  # the file's order: db, dashboard, notify
     import io
 
     buf = io.StringIO()
