@@ -35,7 +35,15 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from labctl.core.errors import Issue, ProtocolError, custom_error, did_you_mean, format_path, validate_with_positions
+from labctl.core.errors import (
+    Issue,
+    ProtocolError,
+    custom_error,
+    did_you_mean,
+    format_path,
+    issues_error,
+    validate_with_positions,
+)
 from labctl.core.yamlio import load_yaml
 
 __all__ = [
@@ -212,7 +220,7 @@ class EmailConfig(_Section):
                 if isinstance(a, str) and not is_address(a):
                     errors.append(((i,), f"{a!r} is not an e-mail address", "write e.g. me@example.org"))
             if errors:
-                raise PydanticIssues(errors)
+                raise issues_error(errors)
             return [a.strip() if isinstance(a, str) else a for a in v]
         return v
 
@@ -229,13 +237,6 @@ class EmailConfig(_Section):
                 "a password without a username", "add username: (the SMTP login) or remove password:", "password"
             )
         return self
-
-
-def PydanticIssues(items: list[tuple[tuple[Any, ...], str, str]]) -> Any:
-    """Several issues from one validator (each with its own sub-path)."""
-    from pydantic_core import PydanticCustomError
-
-    return PydanticCustomError("labctl", "{message}", {"issues": items, "message": items[0][1]})
 
 
 class WebhookConfig(_Section):
@@ -285,7 +286,7 @@ class WebhookConfig(_Section):
                 continue
             out[k] = val
         if errors:
-            raise PydanticIssues(errors)
+            raise issues_error(errors)
         return out
 
     @property
@@ -330,7 +331,7 @@ class NotifyConfig(_Section):
                         )
                     )
             if errors:
-                raise PydanticIssues(errors)
+                raise issues_error(errors)
         return v
 
     @property
