@@ -743,3 +743,22 @@ def test_a_silent_smtp_server_times_out_within_the_bound() -> None:
         assert not d.ok and d.attempts == 2 and d.detail == "timed out"
     finally:
         silent.close()
+
+
+def test_labctl_run_says_it_waits_for_a_slow_target(tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(hook_cfg(silent.getsockname()[1], retries=1, timeout=0.8))
+        proto = tmp_path / "p.yaml"
+        proto.write_text(PROTOCOL.replace("[-0.02 V, 0.02 V]", "[-2 V, 2 V]").replace("1 h", "20 s"))
+        db = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+        env = {"LABCTL_CONFIG": str(cfg), "TOKEN": TOKEN}
+        r = CliRunner().invoke(app, ["run", str(proto), "--sim", "--preset", "br-mg", "--db", db], env=env)
+    finally:
+        silent.close()
+    assert r.exit_code == 0, r.output
+    assert "sending notifications (at most " in r.output
+    assert "warning: notification by webhook failed: http://127.0.0.1:" in r.output and "timed out" in r.output

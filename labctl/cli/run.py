@@ -274,17 +274,25 @@ def run(
 
 
 def notify_run_end(notifier: Any, database: Any, run_ids: list[int], outcome: Any) -> None:
-    """Send the run's end to the config's notify targets (when it asks for it) and say how it went."""
+    """Send the run's end to the config's notify targets (when it asks for it) and say how it went.
+
+    The run is over and recorded; this only keeps the process alive until the messages are out
+    (at most ``notifier.max_wait`` s; Ctrl-C gives up on them)."""
     if notifier is None or not run_ids:
         return
     notifier.run_ended_in(database, run_ids[0], outcome)
-    for d in notifier.join(notifier.max_wait):
+    try:
+        notifier.join(1.0)
+        if notifier.pending:
+            print_error(f"sending notifications (at most {notifier.max_wait:.0f} s; Ctrl-C to give up on them)")
+        deliveries = notifier.join(notifier.max_wait)
+    except KeyboardInterrupt:
+        deliveries = notifier.deliveries
+    for d in deliveries:
         ok = f"notified by {d.channel}: {d.target} ({d.detail})"
         print_error(ok if d.ok else f"warning: notification by {d.channel} failed: {d.target}: {d.detail}")
     if notifier.pending:
-        print_error(
-            f"warning: {notifier.pending} notification(s) still unsent after {notifier.max_wait:.0f} s; given up"
-        )
+        print_error(f"warning: {notifier.pending} notification(s) not sent; given up")
 
 
 def register(app: typer.Typer) -> None:
