@@ -65,7 +65,7 @@ def emulate(
     seconds: float | None = typer.Option(None, help="Serve this long, then stop (default: until Ctrl-C)."),
     speed: str | None = typer.Option(
         None,
-        help="Time of the emulated instruments: max (virtual: a cycler test runs as fast as the CPU allows) or a factor.",
+        help="Emulated time: max (virtual: a cycler test runs as fast as the CPU allows) or a factor.",
     ),
 ) -> None:
     """Serve an emulator for every instrument of a station and print the station file that reaches them."""

@@ -18,7 +18,7 @@ Faults (:meth:`NewareEmulator.inject`): ``start_false`` (the next start is answe
 ``false``), ``protect`` (the channel's protection trips ``after`` s into the test: the cell
 is switched off, the channel shows ``protect``), ``wrong_subdevid`` (the next ``count``
 replies name another sub-device), ``slow`` (replies delayed ``delay`` s), ``partial``
-(half a reply, then the connection drops).  ``on`` restricts a fault to one command.
+(half a reply, then the connection drops).  ``on`` restricts a fault to one command, ``skip`` lets that many pass first.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class EmulatorFault:
     count: int = 1
     delay: float = 0.0  # s of wall time (slow)
     after: float = 0.0  # s of test time (protect)
+    skip: int = 0  # let this many matching commands pass first
 
 
 class _Columns:
@@ -360,6 +361,9 @@ class NewareEmulator:
         with self._lock:
             for f in self.faults:
                 if f.kind == kind and f.on in (None, cmd) and (f.channel is None or f.channel == chlid):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        return None
                     f.count -= 1
                     if f.count <= 0:
                         self.faults.remove(f)
