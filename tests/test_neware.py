@@ -169,7 +169,7 @@ def test_library_protocols_on_an_emulated_8_channel_neware_match_the_simulator(
 ) -> None:
     station = _station(emulator, tmp_path)
     db = Database("sqlite://")
-    for n, (name, make) in enumerate(SHORT.items(), start=1):
+    for n, (_name, make) in enumerate(SHORT.items(), start=1):
         proto = make()
         cyc = run_on_cycler(proto, db=db, station=station, channel=f"N{n + 2}", poll=0.01)
         assert cyc.status == "completed", cyc.end_reason
@@ -193,8 +193,8 @@ def test_symmetric_short_circuit_is_watched_by_labctl(emulator: NewareEmulator, 
     assert cyc.status == "completed"
     kinds = [e["kind"] for e in db.events(cyc.run_id)]
     assert "short_circuit" in kinds and "cycler" in kinds
-    t_cyc = [e["t"] for e in db.events(cyc.run_id) if e["kind"] == "short_circuit"][0]
-    t_sim = [e["t"] for e in db.events(sim.run_id) if e["kind"] == "short_circuit"][0]
+    t_cyc = next(e["t"] for e in db.events(cyc.run_id) if e["kind"] == "short_circuit")
+    t_sim = next(e["t"] for e in db.events(sim.run_id) if e["kind"] == "short_circuit")
     assert t_cyc == pytest.approx(t_sim, abs=20.0)  # the engine interpolates the crossing, labctl sees samples
     # in virtual time the cycler already ran on past the short: those points are not part of the run
     assert any("not recorded" in m for _, m in _events(db, cyc.run_id))

@@ -47,6 +47,7 @@ import numpy as np
 from labctl.app.cycler_translate import Translation, cell_remark, translate
 from labctl.core.contracts import NullRecorder
 from labctl.drivers.contracts import DeviceError, JobState
+from labctl.drivers.cycler import CyclerCC
 from labctl.engine.runner import Progress, RunOutcome, StepOutcome
 
 ACTIVE = ("submitting", "running", "paused")
@@ -216,7 +217,7 @@ class Mapper:
                 if k is not None:
                     z_cut = a + k + 1
                     t, v, i = t[: k + 1], v[: k + 1], i[: k + 1]
-            if info.kind == "galvanostatic":  # the cycler's own capacity counter, signed by labctl's convention
+            if isinstance(info.step, CyclerCC):  # the cycler's own capacity counter, signed by labctl's convention
                 q = float(np.sign(info.step.current)) * cap[a:z_cut] * 3.6
             else:  # rest, CV: integrated like the engine does (the counter is unsigned)
                 from labctl.engine.conditions import step_charge

@@ -147,10 +147,9 @@ def translate(protocol: Any, *, cell_remark: str = "") -> Translation:
         params["line"] = getattr(step, "line", None)
         if op.params_extra:
             params.update(op.params_extra)
-        lim = getattr(tech, "limits", None)
         short = None
-        if lim is not None and getattr(lim, "short_circuit", None) is not None:
-            short = (float(lim.short_circuit), float(lim.short_hold))
+        if isinstance(tech, ConstantCurrent) and tech.limits.short_circuit is not None:
+            short = (float(tech.limits.short_circuit), float(tech.limits.short_hold))
         info[len(steps)] = StepInfo(
             path,
             op.kind,

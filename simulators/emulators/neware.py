@@ -185,7 +185,7 @@ class Channel:
                 if n == 0:
                     continue
                 t, v, i = block.t, block.voltage, block.current
-                tp = np.concatenate(([t_prev], t[:-1]))
+                tp = np.concatenate((np.array([t_start if t_prev is None else t_prev]), t[:-1]))
                 ip = np.concatenate(([i[0] if i_prev is None else i_prev], i[:-1]))
                 vp = np.concatenate(([v[0] if v_prev is None else v_prev], v[:-1]))
                 qs = q + np.cumsum((t - tp) * (i + ip) * 0.5)
@@ -198,7 +198,12 @@ class Channel:
                     if len(over):
                         keep, trip = int(over[0]) + 1, f"protection tripped at {after:g} s (injected)"
                 lo, hi = safety.voltage_min, safety.voltage_max
-                bad = np.nonzero(((v < lo) if lo is not None else False) | ((v > hi) if hi is not None else False))[0]
+                out = np.zeros(n, dtype=bool)
+                if lo is not None:
+                    out |= v < lo
+                if hi is not None:
+                    out |= v > hi
+                bad = np.nonzero(out)[0]
                 if len(bad) and int(bad[0]) + 1 <= keep:
                     keep, trip = int(bad[0]) + 1, f"voltage {v[int(bad[0])]:.4f} V outside the protection limits"
                 cols = {
