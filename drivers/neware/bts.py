@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..contracts import DeviceError, DeviceTimeout
+from ..contracts import DeviceError, DeviceTimeout, WrongChannelReply
 from ..transport import TransportError
 
 HEADER = '<?xml version="1.0" encoding="UTF-8" ?><bts version="1.0">'
@@ -40,7 +40,7 @@ class BtsError(DeviceError):
     """The BTS answered, but not what was asked (an error reply, a malformed reply)."""
 
 
-class WrongChannel(BtsError):
+class WrongChannel(BtsError, WrongChannelReply):
     """A reply element names another channel (device, sub-device or channel id) than the request."""
 
 

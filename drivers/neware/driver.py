@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..contracts import CONNECT_TIMEOUT, DeviceError, Harvest, JobState, JobStatus
+from ..contracts import CONNECT_TIMEOUT, DeviceError, Harvest, JobRefused, JobState, JobStatus
 from ..cycler import CyclerProgram
 from ..techniques import SampleBlock
 from .bts import BtsClient, BtsError, ChannelAddress, parse_channel_name
@@ -113,6 +113,10 @@ class NewareCycler:
     release = close
 
     # ------------------------------------------------------------------ jobs
+    def step_file_text(self, program: CyclerProgram) -> str:
+        """The Neware step XML of ``program``."""
+        return to_step_xml(program)
+
     def write_step_file(self, program: CyclerProgram, barcode: str) -> tuple[str, str, str]:
         """Write the step file into ``step_folder``: (local path, path on the BTS PC, sha256)."""
         text = to_step_xml(program)
@@ -231,7 +235,7 @@ class NewareCycler:
         )
 
 
-class StartRefused(DeviceError):
+class StartRefused(JobRefused):
     """The cycler answered a start with something other than ``ok``."""
 
 

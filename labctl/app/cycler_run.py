@@ -35,6 +35,7 @@ point), the mapping state is the last checkpoint's, replayed over the points com
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import time
 from collections.abc import Callable
@@ -46,7 +47,8 @@ import numpy as np
 
 from labctl.app.cycler_translate import Translation, cell_remark, translate
 from labctl.core.contracts import NullRecorder
-from labctl.drivers.contracts import DeviceError, JobState
+from labctl.core.interrupts import Terminated, termination_as_interrupt
+from labctl.drivers.contracts import DeviceError, JobRefused, JobState, WrongChannelReply
 from labctl.drivers.cycler import CyclerCC
 from labctl.engine.runner import Progress, RunOutcome, StepOutcome
 
@@ -89,6 +91,7 @@ class Mapper:
     outcomes: list[StepOutcome] = field(default_factory=list)
     events: list[tuple[float, str, str]] = field(default_factory=list)
     stopped: _Stop | None = None
+    n_recorded: int = 0
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -224,6 +227,7 @@ class Mapper:
 
                 q = step_charge(t, i, o.t_last if o.n else o.t_start, o.i_last, o.q)
             rec.samples(o.index, self.cycle, t, v, i, q)
+            self.n_recorded += len(t)
             o.n += len(t)
             o.q = float(q[-1])
             o.t_last, o.v_last, o.steptime_last = float(t[-1]), float(v[-1]), float(steptime[z_cut - 1])
@@ -307,7 +311,6 @@ def run_on_cycler(
     run is left ``interrupted`` (the job goes on on the cycler; call again to continue).
     ``cycler``: an already connected driver (tests); default: the station's instrument, opened here.
     """
-    from labctl.app.controller import cell_attributes
     from labctl.core.clock import WallClock
     from labctl.protocols import load_protocol
 
@@ -316,15 +319,63 @@ def run_on_cycler(
     clock = clock or WallClock()
     instrument, address = _station_channel(station, channel)
     tr = translate(protocol, cell_remark=cell_remark(protocol))  # refusals before anything is written
-    from labctl.drivers.neware.stepfile import step_file_sha, to_step_xml
-
-    sha = step_file_sha(to_step_xml(tr.program))
     owned = cycler is None
     if cycler is None:
         from labctl.app.station import open_instrument
 
         cycler = open_instrument(station, instrument, clock)
+    sha = hashlib.sha256(cycler.step_file_text(tr.program).encode("utf-8")).hexdigest()
+    holder: dict[str, Any] = {}
     try:
+        with termination_as_interrupt():
+            return _run(
+                protocol, tr, sha, db, station, channel, instrument, address, cycler, clock, poll, retries,
+                on_progress, on_start, meta, holder,
+            )  # fmt: skip
+    except KeyboardInterrupt as e:
+        rec, mapper = holder.get("rec"), holder.get("mapper")
+        if rec is None or rec.closed or mapper is None:
+            raise
+        why = "Ctrl-C" if not isinstance(e, Terminated) else e.signame
+        reason = (
+            f"labctl stopped watching ({why}); the job goes on on the cycler - run the same command again "
+            f"to continue harvesting"
+        )
+        mapper._event(rec, _t(mapper), "interrupted", reason)
+        return _end(db, rec, mapper, clock, "interrupted", reason, mapper.n_recorded, close=False)
+    except DeviceError as e:  # while resuming (replay, job lookup): the run stays resumable
+        rec, mapper = holder.get("rec"), holder.get("mapper")
+        if rec is None or rec.closed or mapper is None:
+            raise
+        reason = f"cycler link error: {e}; run the same command again to continue"
+        mapper._event(rec, _t(mapper), "link", reason)
+        return _end(db, rec, mapper, clock, "interrupted", reason, mapper.n_recorded, close=False)
+    finally:
+        if owned:
+            cycler.close()
+
+
+def _run(
+    protocol: Any,
+    tr: Translation,
+    sha: str,
+    db: Any,
+    station: Any,
+    channel: str,
+    instrument: str,
+    address: str,
+    cycler: Any,
+    clock: Any,
+    poll: float,
+    retries: int,
+    on_progress: Callable[[Progress], None] | None,
+    on_start: Callable[[int | None], None] | None,
+    meta: dict | None,
+    holder: dict[str, Any],
+) -> RunOutcome:
+    from labctl.app.controller import UserError, cell_attributes
+
+    if True:
         if address not in cycler.channels():
             from labctl.app.station import StationError
 
@@ -347,22 +398,20 @@ def run_on_cycler(
             None,
         )
         if row is not None and row["step_file_sha"] != sha:
-            from labctl.app.controller import UserError
-
             raise UserError(
                 f"cycler channel {instrument} {address} still runs run {row['run_id']} (job {row['job']}) "
-                f"of another protocol: stop it first (labctl stop) or choose another channel"
+                f"of another protocol: stop that job on the cycler first, or choose another channel"
             )
         mapper = Mapper(tr)
+        holder["mapper"] = mapper
         resumed = row is not None
         if row is not None:
             run_id = int(row["run_id"])
             if db.run(run_id)["status"] == "running":
-                from labctl.app.controller import UserError
-
                 raise UserError(f"run {run_id} on {instrument} {address} is being harvested by a live labctl process")
             open_steps = [s["step_index"] for s in db.steps(run_id) if s["t_end"] is None]
             rec, info = db.reopen_run(run_id)
+            holder["rec"] = rec
             for idx in open_steps:
                 db.reopen_step(run_id, idx)
             last = db.last_checkpoint(run_id)
@@ -400,6 +449,7 @@ def run_on_cycler(
                 mapper.outcomes.clear()
                 mapper.events.clear()
             cursor = committed
+            mapper.n_recorded = committed
         else:
             cell = protocol.cell
             attrs = cell_attributes(protocol, None)
@@ -417,6 +467,7 @@ def run_on_cycler(
                 started_unix=clock.unix(clock.now()),
                 meta={**(meta or {}), "cell": attrs, "cycler": {"instrument": instrument, "address": address}},
             )
+            holder["rec"] = rec
             run_id = int(rec.run_id)
             if on_start is not None:
                 on_start(run_id)
@@ -434,18 +485,29 @@ def run_on_cycler(
                 db.update_cycler_job(job_row, step_file=remote)
                 job = cycler.submit(address, tr.program, barcode=barcode, step_file=remote)
             except DeviceError as e:
-                db.update_cycler_job(job_row, state="refused", detail=str(e))
-                rec.event(0.0, "error", f"cycler start failed: {e}")
-                return _end(db, rec, mapper, clock, "failed", f"cycler start failed: {e}", 0)
+                found = None if isinstance(e, JobRefused) else _lookup(cycler, address, barcode)
+                if found is None:
+                    db.update_cycler_job(job_row, state="refused", detail=str(e))
+                    rec.event(0.0, "error", f"cycler start failed: {e}")
+                    return _end(db, rec, mapper, clock, "failed", f"cycler start failed: {e}", 0)
+                rec.event(0.0, "link", f"the start's answer was lost ({e}); the cycler runs it as job {found}")
+                job = found
             db.update_cycler_job(job_row, job=job, state="running")
             rec.event(
                 0.0, "cycler", f"started job {job} on {instrument} {address} (step file {remote}, barcode {barcode})"
             )
             cursor = 0
         return _watch(db, rec, mapper, cycler, job, job_row, cursor, clock, poll, retries, on_progress, tr, resumed)
-    finally:
-        if owned:
-            cycler.close()
+
+
+def _lookup(cycler: Any, address: str, barcode: str) -> str | None:
+    """After a start whose answer was lost: the job it started, if it did (found by its barcode)."""
+    try:
+        cycler.reconnect()
+        job: str | None = cycler.find_job(address, barcode)
+        return job
+    except DeviceError:
+        return None
 
 
 def _head(h: Any, k: int) -> Any:
@@ -503,9 +565,7 @@ def _watch(
                     on_progress(Progress(o.index, info.path, info.kind, info.label, mapper.cycle, o.t_last, n_total))
             failures = 0
         except DeviceError as e:
-            from labctl.drivers.neware.bts import WrongChannel
-
-            if isinstance(e, WrongChannel):
+            if isinstance(e, WrongChannelReply):
                 msg = f"the cycler answered for another channel: {e}; nothing of it was recorded"
                 mapper._event(rec, _t(mapper), "error", msg)
                 db.update_cycler_job(job_row, state="unknown", detail=msg)
