@@ -410,3 +410,21 @@ def test_ctrl_c_while_harvesting_leaves_the_job_running_and_the_run_resumable(
     )  # sums split by pages
     assert [s["end_reason"] for s in db.steps(o.run_id)] == [s["end_reason"] for s in db.steps(ref.run_id)]
     assert len(emulator.starts) == 2  # N1 once, N2 once
+
+
+def test_instruments_survey_reads_cycler_channels(emulator: NewareEmulator, tmp_path: Path) -> None:
+    from labctl.app.station import survey
+
+    (row,) = survey(_station(emulator, tmp_path), VirtualClock())
+    assert row["kind"] == "cycler" and row["channel"] == "N1"
+    assert row["state"]["channels"] == "8" and "27-1-8" in row["state"]["finish"]
+
+
+@pytest.mark.postgres
+def test_a_cycler_run_on_postgresql(emulator: NewareEmulator, tmp_path: Path, pg_url: str) -> None:
+    db = Database(pg_url)
+    o = run_on_cycler(SHORT["ce-longterm"](), db=db, station=_station(emulator, tmp_path), channel="N4", poll=0.01)
+    assert o.status == "completed" and db.n_samples(o.run_id) == emulator.chl[4].cols.n
+    (job,) = db.cycler_jobs(run_id=o.run_id)
+    assert job["state"] == "completed" and job["cursor"] == str(o.n_samples)
+    db.close()

@@ -95,6 +95,15 @@ class NewareCycler:
     def identify(self) -> str:
         return f"Neware BTS API at {self.client.address}, {len(self._channels)} channels"
 
+    def read_state(self) -> dict[str, str]:
+        """Work status of every channel, by one ``inquire`` (nothing is changed)."""
+        addrs = list(self._channels.values())
+        infos = self.client.inquire(addrs) if addrs else []
+        by: dict[str, list[str]] = {}
+        for a, info in zip(addrs, infos, strict=True):
+            by.setdefault(str(info.get("workstatus", "?")), []).append(a.name)
+        return {"channels": str(len(addrs)), **{state: ", ".join(names) for state, names in sorted(by.items())}}
+
     def channels(self) -> list[str]:
         return list(self._channels)
 
