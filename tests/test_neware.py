@@ -415,6 +415,11 @@ def test_ctrl_c_while_harvesting_leaves_the_job_running_and_the_run_resumable(
     o = run_on_cycler(proto, db=db, station=station, channel="N1", poll=0.01, cycler=crash)
     assert o.status == "interrupted" and "Ctrl-C" in o.end_reason
     assert 0 < db.n_samples(o.run_id) < emulator.chl[1].cols.n
+    from labctl.app.controller import UserError
+    from labctl.app.resume import resume_run
+
+    with pytest.raises(UserError, match="--from-run"):
+        resume_run(db, o.run_id)
     again = run_on_cycler(proto, db=db, station=station, channel="N1", poll=0.01)
     assert again.status == "completed" and again.run_id == o.run_id
     ref = run_on_cycler(proto, db=db, station=station, channel="N2", poll=0.01)
