@@ -447,3 +447,25 @@ def test_a_cycler_run_on_postgresql(emulator: NewareEmulator, tmp_path: Path, pg
     (job,) = db.cycler_jobs(run_id=o.run_id)
     assert job["state"] == "completed" and job["cursor"] == str(o.n_samples)
     db.close()
+
+
+def test_a_paced_emulator_is_harvested_while_it_runs(tmp_path: Path) -> None:
+    from labctl.core.clock import ScaledClock
+
+    em = NewareEmulator(clock=ScaledClock(20000.0), preset=PRESET, seed=SEED, channels=8)
+    seen: list[tuple[int, str]] = []
+    try:
+        db = Database("sqlite://")
+        o = run_on_cycler(
+            _lib("ce-longterm-0.5mA", ("times: 2000", "times: 2")),
+            db=db,
+            station=_station(em, tmp_path, page_size=200),
+            channel="N5",
+            poll=0.05,
+            on_progress=lambda p: seen.append((p.n_samples, em.chl[5].state)),
+        )
+    finally:
+        em.close()
+    assert o.status == "completed" and o.n_samples == em.chl[5].cols.n
+    assert seen[0][1] == "working" and seen[0][0] < o.n_samples  # samples harvested while the test ran
+    assert [n for n, _ in seen] == sorted(n for n, _ in seen)
