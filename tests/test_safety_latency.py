@@ -65,7 +65,9 @@ def _run(step: str, safety: str, seed: int, overshoot: float = 0.0):  # type: ig
     v = np.concatenate([s[3] for s in rec.samples_list])
     i = np.concatenate([s[4] for s in rec.samples_list])
     temps = [s[6] for s in rec.samples_list]
-    temp = np.concatenate([x if x is not None else np.full(len(s[2]), np.nan) for x, s in zip(temps, rec.samples_list)])
+    temp = np.concatenate(
+        [x if x is not None else np.full(len(s[2]), np.nan) for x, s in zip(temps, rec.samples_list, strict=False)]
+    )
     return out, rec, offs, t, v, i, temp
 
 
@@ -132,7 +134,7 @@ def test_duration_and_temperature_limits_trip_within_one_sample_period(seed: int
     # past a limit drawn at random above the set point
     dt = float(rng.choice([1.0, 2.0, 5.0]))
     tmax = float(rng.uniform(46.0, 50.0))
-    out, rec, offs, t, v, i, temp = _run(
+    out, _rec, offs, t, _v, _i, temp = _run(
         f"temperature: {{setpoint: 45 degC, band: 0.5 degC, hold: 60 s, timeout: 2 h, record_every: {dt:g} s}}",
         f"{{voltage: [-2 V, 2 V], current: 20 mA, temperature: {tmax:.3f} degC}}",
         seed,
