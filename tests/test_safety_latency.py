@@ -123,7 +123,7 @@ def test_duration_and_temperature_limits_trip_within_one_sample_period(seed: int
     rng = np.random.default_rng(1000 + seed)
     dt = float(rng.choice([0.5, 1.0, 2.0, 5.0]))
     limit_s = float(rng.uniform(20.0, 200.0))
-    out, rec, offs, t, v, i, _ = _run(
+    out, _rec, offs, t, _v, _i, _ = _run(
         f"rest: {{duration: 1 h, record_every: {dt:g} s}}",
         f"{{voltage: [-2 V, 2 V], current: 20 mA, max_duration: {limit_s:.3f} s}}",
         seed,
