@@ -288,3 +288,54 @@ def test_the_reconnect_policy_is_set_per_instrument_in_the_station(bench, tmp_pa
         em.close()
     with pytest.raises(StationError, match=r"st.yaml:2:\d+: instruments.p.reconnect: .*unknown reconnect key"):
         load_station_text("instruments:\n  p: {driver: sim, reconnect: {tries: 3}}\n", "st.yaml")
+
+
+# --------------------------------------------------------------------------- rehearsing with the CLI
+def test_labctl_emulate_with_a_fault_rehearses_it_end_to_end(tmp_path: Path) -> None:
+    """`labctl emulate --fault` serves a faulty instrument; `labctl run` on it records the fault."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from typer.testing import CliRunner
+
+    from labctl.cli import app
+
+    cli = [sys.executable, "-m", "labctl.cli"]
+    # wall time here: the driver's default timeouts
+    (tmp_path / "bench.yaml").write_text(
+        "instruments:\n  pstat1: {driver: methodscript, port: /dev/ttyACM0}\nchannels:\n  A: {potentiostat: pstat1}\n"
+    )
+    (tmp_path / "p.yaml").write_text(
+        CP.replace("duration: 60 s", "duration: 4 s").replace("duration: 5 s", "duration: 2 s")
+    )
+    em_path = tmp_path / "em.yaml"
+    bad = CliRunner().invoke(
+        app, ["emulate", "--station", str(tmp_path / "bench.yaml"), "--preset", "br-mg", "--fault", "pstat1=melt@3"]
+    )
+    assert bad.exit_code == 2 and "unknown fault kind 'melt'" in bad.output
+    server = subprocess.Popen(
+        [*cli, "emulate", "--station", str(tmp_path / "bench.yaml"), "--preset", "br-mg"]
+        + ["--fault", "pstat1=garbage@3x2", "--write", str(em_path), "--seconds", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not em_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert em_path.exists(), server.stderr.read() if server.poll() is not None else "no station written"
+        db = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+        r = CliRunner().invoke(
+            app, ["run", str(tmp_path / "p.yaml"), "--station", str(em_path), "--channel", "A", "--db", db, "--json"]
+        )
+        assert r.exit_code == 0, r.output[-2000:]
+        run_id = json.loads(r.stdout[r.stdout.index("{") :])["run_id"]
+        with Database(db) as d:
+            ev = [e for e in d.events(run_id) if e["kind"] == "link_garbage"]
+            assert sum(e["data"]["rejected"] for e in ev) == 2
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -19,8 +19,9 @@ garbage.  On a link fault the engine
 
 An **instrument-reported error** (a DeviceError with a device code: MethodSCRIPT ``!XXXX``,
 a SCPI error) is not a link problem and would come back: the run ends at once with the code
-in its reason.  A run reconnects at most ``MAX_RECOVERIES`` times in all (a link that keeps
-failing ends the run).
+in its reason.  A step that meets a link fault more than ``MAX_FAULTS_PER_STEP`` times in a
+row (each time reconnected, each time failing again before it completes) ends the run: a
+link that fails whenever it is used is not going to get better.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_POLICY", "MAX_RECOVERIES", "ReconnectPolicy", "is_link_fault"]
+__all__ = ["DEFAULT_POLICY", "MAX_FAULTS_PER_STEP", "ReconnectPolicy", "is_link_fault"]
 
-#: reconnections a run may make in all before a fault ends it
-MAX_RECOVERIES = 10
+#: link faults in a row (no step completed in between) after which the run ends
+MAX_FAULTS_PER_STEP = 3
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from labctl.drivers.techniques import (
     Technique,
 )
 from labctl.engine.conditions import EndConditions, Hit, SafetyLimits, SafetyTrip, safety_violation, step_charge
-from labctl.engine.faults import DEFAULT_POLICY, MAX_RECOVERIES, ReconnectPolicy, is_link_fault
+from labctl.engine.faults import DEFAULT_POLICY, MAX_FAULTS_PER_STEP, ReconnectPolicy, is_link_fault
 from labctl.engine.program import (
     LoopFrame,
     OpCycle,
@@ -202,7 +202,8 @@ class Engine:
         self._names: dict[str, str] = dict(extras.get("instruments") or {})  # type: ignore[call-overload]
         self._policies: dict[str, ReconnectPolicy] = dict(extras.get("reconnect") or {})  # type: ignore[call-overload]
         self._overshoot: float | None = extras.get("max_overshoot")  # type: ignore[assignment]
-        self.recoveries = 0
+        self.recoveries = 0  # reconnections in this run
+        self._fault_streak = 0  # faults since a step last completed
 
     # ----------------------------------------------------------------- control (any thread)
     @property
@@ -406,6 +407,8 @@ class Engine:
                         self._dip_coat(op)
                 except DeviceError as e:
                     self._recover(role, e)  # raises when it gives up; else the step runs again
+                else:
+                    self._fault_streak = 0
             elif isinstance(op, OpLoopInit):
                 st.loops[op.loop] = LoopFrame(0, self.clock.now() - self._t0)
                 st.pc += 1
@@ -443,8 +446,11 @@ class Engine:
             detail,
             {"instrument": self._names.get(role), "role": role, "error": str(exc), "type": type(exc).__name__},
         )
-        if self.recoveries >= MAX_RECOVERIES:
-            raise DeviceError(f"{detail}; gave up: {MAX_RECOVERIES} reconnections in this run already") from exc
+        self._fault_streak += 1
+        if self._fault_streak > MAX_FAULTS_PER_STEP:
+            raise DeviceError(
+                f"{detail}; gave up: the step failed {self._fault_streak} times in a row (reconnected each time)"
+            ) from exc
         waited = 0.0
         for k, delay in enumerate(policy.delays(), 1):
             self._event("reconnect", f"{what}: attempt {k} of {policy.attempts} in {delay:g} s", {"attempt": k})
