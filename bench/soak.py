@@ -108,7 +108,7 @@ class _Handle:
     def read(self, timeout: float = 5.0) -> Any:
         due = self.dev._due()
         if due is not None:
-            t, down, kind = due
+            _t, down, kind = due
             self.dev.down_until = self.dev.clock.now() + down
             self.dev.fired.append((self.dev.clock.now(), kind))
             self.inner.stop()
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(a.seed)
     horizon = a.days * 86400.0
-    cycles = int(round(horizon / 7200.0))
+    cycles = round(horizon / 7200.0)
     protocol = load_protocol_text(PROTOCOL.format(cycles=cycles, record=a.record), source="soak.yaml")
     tmp = tempfile.mkdtemp(prefix="labctl-soak-")
     pg: tuple[str, str] | None = None

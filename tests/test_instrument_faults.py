@@ -316,8 +316,11 @@ def test_labctl_emulate_with_a_fault_rehearses_it_end_to_end(tmp_path: Path) -> 
     )
     assert bad.exit_code == 2 and "unknown fault kind 'melt'" in bad.output
     server = subprocess.Popen(
-        [*cli, "emulate", "--station", str(tmp_path / "bench.yaml"), "--preset", "br-mg"]
-        + ["--fault", "pstat1=garbage@3x2", "--write", str(em_path), "--seconds", "60"],
+        [
+            *cli,
+            *("emulate", "--station", str(tmp_path / "bench.yaml"), "--preset", "br-mg"),
+            *("--fault", "pstat1=garbage@3x2", "--write", str(em_path), "--seconds", "60"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
