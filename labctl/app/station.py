@@ -11,8 +11,12 @@
       A: {potentiostat: pstat1, stage: tc1}
       B: {potentiostat: smu1}
 
-Every key of an instrument other than ``driver`` and ``limits`` is passed to the driver's
-factory (its options).  ``limits`` narrow what the instrument may do on this bench
+Every key of an instrument other than ``driver``, ``limits``, ``reconnect`` and
+``max_overshoot`` is passed to the driver's factory (its options).  ``reconnect`` sets the
+fault policy of the instrument when its link fails mid-run (``{attempts: 3, delay: 4 s,
+factor: 2, connect_timeout: 5 s}`` by default, ``false``: end the run at once; see
+:mod:`labctl.engine.faults`); ``max_overshoot`` (stages, e.g. ``5 K``) trips safety when a
+reading exceeds the set point by more.  ``limits`` narrow what the instrument may do on this bench
 (``current: 10 mA``, ``voltage: [-2 V, 2 V]``, ``temperature: [10 degC, 70 degC]``), and
 preflight refuses a protocol that needs more.  A relative ``visa_library`` file
 (``lakeshore.yaml@sim``) is resolved against the station file's folder.  A station may
