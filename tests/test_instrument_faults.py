@@ -294,51 +294,56 @@ def test_the_reconnect_policy_is_set_per_instrument_in_the_station(bench, tmp_pa
 def test_labctl_emulate_with_a_fault_rehearses_it_end_to_end(tmp_path: Path) -> None:
     """`labctl emulate --fault` serves a faulty instrument; `labctl run` on it records the fault."""
     import json
-    import subprocess
-    import sys
+    import re
+    import threading
     import time
 
     from typer.testing import CliRunner
 
-    from labctl.cli import app
+    from labctl.cli import app, lab
 
-    cli = [sys.executable, "-m", "labctl.cli"]
     # wall time here: the driver's default timeouts
     (tmp_path / "bench.yaml").write_text(
         "instruments:\n  pstat1: {driver: methodscript, port: /dev/ttyACM0}\nchannels:\n  A: {potentiostat: pstat1}\n"
     )
     (tmp_path / "p.yaml").write_text(
-        CP.replace("duration: 60 s", "duration: 4 s").replace("duration: 5 s", "duration: 2 s")
+        CP.replace("duration: 60 s", "duration: 3 s").replace("duration: 5 s", "duration: 1 s")
     )
     em_path = tmp_path / "em.yaml"
     bad = CliRunner().invoke(
         app, ["emulate", "--station", str(tmp_path / "bench.yaml"), "--preset", "br-mg", "--fault", "pstat1=melt@3"]
     )
     assert bad.exit_code == 2 and "unknown fault kind 'melt'" in bad.output
-    server = subprocess.Popen(
-        [
-            *cli,
-            *("emulate", "--station", str(tmp_path / "bench.yaml"), "--preset", "br-mg"),
-            *("--fault", "pstat1=garbage@3x2", "--write", str(em_path), "--seconds", "60"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # the command itself, in a thread of this process (a second interpreter costs seconds to start)
+    server = threading.Thread(
+        target=lab.emulate,
+        kwargs={
+            "station": tmp_path / "bench.yaml",
+            "preset": "br-mg",
+            "seed": 0,
+            "write": em_path,
+            "seconds": 20.0,
+            "fault": ["pstat1=garbage@2x2"],
+        },
+        daemon=True,
     )
+    server.start()
     try:
         deadline = time.monotonic() + 30
         while not em_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert em_path.exists(), server.stderr.read() if server.poll() is not None else "no station written"
+            time.sleep(0.05)
+        assert em_path.exists(), "no station written"
         db = f"sqlite:///{tmp_path / 'lab.sqlite'}"
         r = CliRunner().invoke(
             app, ["run", str(tmp_path / "p.yaml"), "--station", str(em_path), "--channel", "A", "--db", db, "--json"]
         )
         assert r.exit_code == 0, r.output[-2000:]
-        run_id = json.loads(r.stdout[r.stdout.index("{") :])["run_id"]
+        # the emulator thread may print into the same captured stdout: take the run's JSON object
+        m = re.search(r'\{\s*"run_id".*?\n\}', r.stdout, re.S)
+        assert m is not None, r.stdout[-2000:]
+        run_id = json.loads(m.group(0))["run_id"]
         with Database(db) as d:
             ev = [e for e in d.events(run_id) if e["kind"] == "link_garbage"]
             assert sum(e["data"]["rejected"] for e in ev) == 2
     finally:
-        server.terminate()
-        server.wait(10)
+        server.join(0)  # a daemon thread: it stops serving after its 20 s

@@ -71,7 +71,7 @@ def _run(step: str, safety: str, seed: int, overshoot: float = 0.0):  # type: ig
     return out, rec, offs, t, v, i, temp
 
 
-SEEDS = range(12)
+SEEDS = range(10)
 
 
 def _off_after(offs: list[float], t_inside: float) -> float:
