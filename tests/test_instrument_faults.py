@@ -347,3 +347,33 @@ def test_labctl_emulate_with_a_fault_rehearses_it_end_to_end(tmp_path: Path) -> 
             assert sum(e["data"]["rejected"] for e in ev) == 2
     finally:
         server.join(0)  # a daemon thread: it stops serving after its 20 s
+
+
+# --------------------------------------------------------------------------- the same plan on a SCPI line server
+@pytest.mark.parametrize("plan", ["disconnect@40+10", "partial@40", "garbage@40"])
+def test_a_keithley_2450_link_fault_is_reconnected_and_the_output_is_off(plan: str, tmp_path: Path) -> None:
+    """The line servers (2450, Lake Shore) take the same FaultPlan, counted in commands."""
+    text = (
+        "instruments:\n  smu1: {driver: keithley2450, resource: 'TCPIP::10.0.0.9::5025::SOCKET', io_timeout: 0.3}\n"
+        "channels:\n  A: {potentiostat: smu1}\n"
+    )
+    clock = ScaledClock(SPEED)
+    em = emulate_station(load_station_text(text, "st.yaml"), clock, preset="br-mg", faults={"smu1": plan})
+    try:
+        station = load_station_text(em.to_yaml(), "emulated.yaml")
+        with Database(f"sqlite:///{tmp_path / 'k.sqlite'}", commit_interval=0.05) as db:
+            out = run_protocol(
+                load_protocol_text(CP, "p.yaml"),
+                db=db,
+                devices=open_channel(station, "A", clock, timeout=5),
+                clock=clock,
+            )
+            events = db.events(out.run_id)
+            assert out.status == "completed", out.end_reason
+            fault = next(e for e in events if e["kind"] == "instrument_fault")
+            assert fault["message"].startswith("potentiostat smu1: ")
+            assert "reconnected" in _kinds(events)
+        emu = em.servers["smu1"].emulator
+        assert emu.plan.log and emu.output is False
+    finally:
+        em.close()
