@@ -144,3 +144,25 @@ def test_duration_and_temperature_limits_trip_within_one_sample_period(seed: int
     temp = temp[~np.isnan(temp)]
     assert temp[-1] > tmax and np.all(temp[:-1] <= tmax)
     assert 0 <= _off_after(offs, t[-2]) - t[-2] <= dt + 1e-9
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_charge_limit_trips_within_one_sample_period(seed: int) -> None:
+    rng = np.random.default_rng(2000 + seed)
+    dt = float(rng.choice([0.5, 1.0, 2.0, 5.0]))
+    limit_mah = float(rng.uniform(0.01, 0.05))  # 36 s .. 180 s at 1 mA
+    out, rec, offs, t, _v, _i, _ = _run(
+        f"galvanostatic: {{current: 1 mA, duration: 1 h, record_every: {dt:g} s}}",
+        f"{{voltage: [-2 V, 2 V], current: 20 mA, charge: {limit_mah:.5f} mAh}}",
+        seed,
+    )
+    assert out.status == "safety" and "charge" in out.end_reason, out.end_reason
+    q = np.concatenate([s[5] for s in rec.samples_list if s[0] == 2])
+    lim = float(f"{limit_mah:.5f}") * 3.6
+    assert abs(q[-1]) > lim and np.all(np.abs(q[:-1]) <= lim * (1 + 1e-9))
+    assert 0 <= _off_after(offs, t[-2]) - t[-2] <= dt + 1e-9
+
+
+def test_the_charge_limit_is_read_with_its_unit() -> None:
+    p = _protocol("rest: {duration: 3 s}", "{voltage: [-2 V, 2 V], current: 20 mA, charge: 2 mAh}")
+    assert p.safety.charge_max == pytest.approx(7.2)

@@ -186,7 +186,14 @@ class Engine:
         self.on_coating = on_coating
         self.read_timeout = read_timeout
         s = protocol.safety
-        self.safety = SafetyLimits(s.voltage_min, s.voltage_max, s.current_max, s.temperature_max, s.max_duration)
+        self.safety = SafetyLimits(
+            s.voltage_min,
+            s.voltage_max,
+            s.current_max,
+            s.temperature_max,
+            s.max_duration,
+            getattr(s, "charge_max", None),
+        )
         self.program: Program = compile_protocol(protocol)
         self.st = ProgramState() if checkpoint is None else ProgramState.from_checkpoint(self.program, checkpoint)
         self._resume_t_test = 0.0 if checkpoint is None else float(checkpoint.get("t_test", 0.0))
@@ -748,7 +755,7 @@ class Engine:
                 elif block.end is not None:
                     end = block.end
                 if len(block):
-                    trip = safety_violation(self.safety, block, self._t0)
+                    trip = safety_violation(self.safety, block, self._t0, charge)
                     if trip is not None:
                         # store what was measured up to the trip, then stop
                         self._store(idx, block.head(trip.keep), charge[: trip.keep], open_step)
