@@ -1,7 +1,7 @@
 """Soak: 16 simulated channels cycling for a week of virtual time, with faults on a schedule.
 
     python bench/soak.py [--channels 16] [--days 7] [--record 60] [--db postgres|sqlite]
-                         [--instrument-faults 14] [--outages 4] [--seed 0]
+                         [--instrument-faults 14] [--outages 4] [--seed 0] [--kill]
 
 Every channel runs galvanostatic cycling (1 h charge, 1 h discharge, ``--record`` s between
 samples) on the shared virtual clock, the 16 engines in their threads as ``labctl`` runs them.
@@ -17,6 +17,12 @@ Faults, drawn from ``--seed``:
   backend of the soak database is terminated for 2..6 s of wall time
   (``ALTER DATABASE ... ALLOW_CONNECTIONS false`` + ``pg_terminate_backend``); the writers
   spill to their local files and write them back when it returns.
+
+With ``--kill`` the 16 channels run in a child process that is SIGKILLed at a random virtual
+day (1.5 .. 5.5); the parent replays any spill file the child left, resumes every interrupted
+run (``labctl.app.resume.resume_run``: OCV measured, continued from the last checkpoint; no
+link faults after the resume) and checks that every sample committed before the kill is still
+there, with ids and test time continuing across the gap.
 
 At the end, for every run, what the engine handed to the recorder is compared with what the
 database holds: sample count, ids (one contiguous range), test time (never going back),
@@ -201,7 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outages", type=int, default=4, help="database outages (PostgreSQL)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", action="store_true", help="show the writers' outage log lines")
+    ap.add_argument("--kill", action="store_true", help="SIGKILL the channels' process mid-way, then resume")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--url", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--spill", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.kill:
+        return kill_and_resume(a, argv or sys.argv[1:])
     if not a.verbose:
         import logging
 
@@ -225,15 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     protocol = load_protocol_text(PROTOCOL.format(cycles=cycles, record=a.record), source="soak.yaml")
     tmp = tempfile.mkdtemp(prefix="labctl-soak-")
     pg: tuple[str, str] | None = None
-    if a.db == "postgres":
+    if a.url:
+        pass
+    elif a.db == "postgres":
         pg = _pg_database()
         if pg is None:
             if os.environ.get("LABCTL_REQUIRE_PG") == "1":
                 return 1
             print("falling back to SQLite, without storage outages")
-    url = pg[1] if pg else f"sqlite:///{tmp}/soak.sqlite"
+    url = a.url or (pg[1] if pg else f"sqlite:///{tmp}/soak.sqlite")
     db = Database(url, commit_interval=0.5)
-    db.spill_dir = __import__("pathlib").Path(tmp) / "spill"
+    db.spill_dir = __import__("pathlib").Path(a.spill or tmp) / "spill"
     db.outage_wait = 120.0
     clock = SharedVirtualClock(start_unix=1_700_000_000.0)
     channels: list[Channel] = []
@@ -267,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"soak: {a.channels} channels x {a.days:g} days of virtual time ({cycles} cycles, a sample every "
         f"{a.record:g} s), {a.instrument_faults} link faults per channel, "
-        f"{a.outages if outages else 0} database outages, {'PostgreSQL' if pg else 'SQLite'}",
+        f"{a.outages if outages else 0} database outages, {'PostgreSQL' if url.startswith('postgresql') else 'SQLite'}",
         flush=True,
     )
     w0 = time.monotonic()
@@ -275,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     if outages is not None:
         outages.start()
     last = w0
-    while not group.join(timeout=0.5):
+    while not group.join(timeout=0.2 if a.child else 0.5):
+        if a.child:
+            print(f"@day {clock.now() / 86400:.3f}", flush=True)
         if time.monotonic() - last > 15:
             last = time.monotonic()
             print(f"  {last - w0:6.0f} s wall, virtual day {clock.now() / 86400:.2f}", flush=True)
@@ -354,6 +370,109 @@ def main(argv: list[str] | None = None) -> int:
     ratio = committed / measured if measured else 0.0
     ok = lost == 0 and doubled == 0 and not problems and not spills
     print(f"ratio committed/measured = {ratio:.6f} (floor 1.0): {'PASS' if ok and ratio >= 1.0 else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def kill_and_resume(a: argparse.Namespace, argv: list[str]) -> int:
+    """Run the channels in a child process, SIGKILL it mid-way, resume every run, check."""
+    import signal
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from labctl.app.controller import SimSettings
+    from labctl.app.resume import resume_run
+    from labctl.db import Database
+    from labctl.db.schema import SAMPLE_ID_BITS
+    from labctl.db.spill import replay_spill
+
+    rng = np.random.default_rng(a.seed + 1)
+    tmp = tempfile.mkdtemp(prefix="labctl-soak-kill-")
+    pg = _pg_database() if a.db == "postgres" else None
+    url = pg[1] if pg else f"sqlite:///{tmp}/soak.sqlite"
+    kill_day = float(rng.uniform(1.5, min(5.5, 0.8 * a.days)))
+    args = [x for x in argv if x != "--kill"]
+    child = subprocess.Popen(
+        [sys.executable, __file__, *args, "--child", "--url", url, "--spill", tmp, "--outages", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stop = threading.Event()
+    outages = PgOutages(pg[0], a.outages, rng, stop) if pg and a.outages else None
+    day = 0.0
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("@day "):
+            if outages is not None and not outages.is_alive() and not outages.done:
+                outages.start()  # once the runs exist: a run cannot start without its database
+            day = float(line.split()[1])
+            if day >= kill_day:
+                child.send_signal(signal.SIGKILL)
+                break
+        elif not line.startswith("  "):
+            print("child:", line.rstrip())
+    child.wait()
+    stop.set()
+    if outages is not None:
+        outages.join()
+    print(
+        f"SIGKILL at virtual day {day:.2f} (exit {child.returncode}); database outages meanwhile: "
+        f"{len(outages.done) if outages is not None else 0}"
+    )
+    db = Database(url, commit_interval=0.5)
+    replayed = 0
+    for f in sorted((Path(tmp) / "spill").glob("*.spill")) if (Path(tmp) / "spill").exists() else []:
+        replayed += replay_spill(db, f)
+
+    def ids_of(run_id: int) -> np.ndarray:
+        with db.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id FROM samples WHERE run_id = :r ORDER BY id"), {"r": run_id})
+            return np.array([r[0] for r in rows], dtype=np.int64)
+
+    before = {r["id"]: ids_of(r["id"]) for r in db.runs()}
+    statuses_before = {r["id"]: db.run(r["id"])["status"] for r in db.runs()}
+    print(
+        f"after the kill: {sum(len(v) for v in before.values()):,} samples committed, spill replayed {replayed:,}; "
+        f"runs {dict((s, list(statuses_before.values()).count(s)) for s in set(statuses_before.values()))}"
+    )
+    w0 = time.monotonic()
+    outcomes = {}
+    for run_id, status in statuses_before.items():
+        if status == "interrupted":
+            run = db.run(run_id)
+            outcomes[run_id] = resume_run(db, run_id, sim=SimSettings("br-mg", seed=int(run["seed"] or 0)), speed="max")
+    wall = time.monotonic() - w0
+    lost = 0
+    problems: list[str] = []
+    total = 0
+    for run_id, old in before.items():
+        new = ids_of(run_id)
+        total += len(new)
+        lost += np.setdiff1d(old, new).size
+        base = int(run_id) << SAMPLE_ID_BITS
+        if len(new) and not np.array_equal(new, base + np.arange(len(new), dtype=np.int64)):
+            problems.append(f"run {run_id}: ids are not one contiguous range")
+        t = db.samples(run_id, columns=["t"])["t"]
+        if len(t) and np.any(np.diff(t) < 0):
+            problems.append(f"run {run_id}: test time goes back")
+        if sum(int(s["n_samples"] or 0) for s in db.steps(run_id)) != len(new):
+            problems.append(f"run {run_id}: step sample counts do not add up")
+        if not any(e["kind"] == "gap" for e in db.events(run_id)) and run_id in outcomes:
+            problems.append(f"run {run_id}: no gap event")
+    final = {}
+    for r in db.runs():
+        final[r["status"]] = final.get(r["status"], 0) + 1
+    db.close()
+    if pg:
+        _pg_drop(pg[0])
+    print(f"resumed {len(outcomes)} runs in {wall:.1f} s; final: {final}")
+    print(f"samples now {total:,}; committed before the kill and lost: {lost}")
+    for p in problems:
+        print("PROBLEM:", p)
+    ok = lost == 0 and not problems and final.get("interrupted", 0) == 0 and child.returncode == -9 and outcomes
+    print(f"committed-before-kill kept = {1.0 if lost == 0 else 0.0:.6f} (floor 1.0): {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 
