@@ -29,7 +29,8 @@ error mid-loop, a disconnect (the script keeps running on the "instrument").  ``
 faults that last and heal: a disconnect for ``duration`` s (connections refused meanwhile),
 a silence for ``duration`` s, garbage and partial lines, an ``!XXXX`` error.  A new TCP
 connection takes over a script still running from a connection that dropped, so the host's
-abort (``Z``) reaches it, as on the device.
+abort (``Z``) reaches it, as on the device.  On a pty a disconnect closes the pty for good
+(a new device path would be a new cable): rehearse reconnection over TCP.
 """
 
 from __future__ import annotations
