@@ -377,3 +377,41 @@ def test_a_keithley_2450_link_fault_is_reconnected_and_the_output_is_off(plan: s
         assert emu.plan.log and emu.output is False
     finally:
         em.close()
+
+
+def test_a_dip_coater_that_drops_its_link_is_reconnected_and_the_coat_runs_again(tmp_path: Path) -> None:
+    """The GRBL emulator takes the same plan (counted in replies); the engine's policy covers the coater."""
+    text = (
+        "instruments:\n  pstat1: {driver: sim, preset: br-mg}\n"
+        "  coater: {driver: grbl, port: /dev/ttyUSB0, bath_z: -20, down_speed: 1200, up_speed: 1200}\n"
+        "channels:\n  A: {potentiostat: pstat1, dip_coater: coater}\n"
+    )
+    coat = """name: coat
+cell: {kind: symmetric, working: Br-Mg, area: 1.267 cm2}
+steps:
+  - dip_coat: {cells: [S1], solution: bath, concentration: 2 vol%, immersion: 1 min, rinse: 10 s, rinse_solution: DME,
+               mode: automated, tolerance: 60 s}
+  - rest: {duration: 5 s, record_every: 1 s}
+"""
+    clock = ScaledClock(SPEED)
+    em = emulate_station(
+        load_station_text(text, "st.yaml"), clock, preset="br-mg", faults={"coater": "disconnect@12+6"}
+    )
+    try:
+        station = load_station_text(em.to_yaml(), "emulated.yaml")
+        with Database(f"sqlite:///{tmp_path / 'c.sqlite'}", commit_interval=0.05) as db:
+            out = run_protocol(
+                load_protocol_text(coat, "coat.yaml"),
+                db=db,
+                devices=open_channel(station, "A", clock, timeout=5),
+                clock=clock,
+            )
+            events = db.events(out.run_id)
+            assert out.status == "completed", out.end_reason
+            fault = next(e for e in events if e["kind"] == "instrument_fault")
+            assert fault["message"].startswith("dip_coater coater: ")
+            assert "reconnected" in _kinds(events)
+            assert [s["kind"] for s in db.steps(out.run_id)] == ["dip_coat", "dip_coat", "rest"]
+        assert em.servers["coater"].plan.log
+    finally:
+        em.close()

@@ -181,14 +181,12 @@ class GrblEmulator:
     def __init__(self, options: dict[str, Any], *, clock: Any, preset: str, seed: int = 0, plan: Any = None) -> None:
         from labctl.simulators.emulators.grbl import GrblMachine, GrblTcpServer
 
-        if plan:
-            raise StationError.single(
-                "<--fault>",
-                "the GRBL emulator takes no fault plan (its faults are alarms, silence and garbage in its tests)",
-                "inject faults into a potentiostat or a stage",
-            )
-        self._server = GrblTcpServer(GrblMachine(clock))
+        self._server = GrblTcpServer(GrblMachine(clock), plan=plan)
         self.entry = {"port": self._server.url}
+
+    @property
+    def plan(self) -> Any:
+        return self._server.plan
 
     def close(self) -> None:
         self._server.close()

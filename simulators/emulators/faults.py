@@ -1,7 +1,8 @@
 """One fault schedule for every byte-level emulator: ``FaultPlan([Fault(kind, at=..., duration=...)])``.
 
 A :class:`Fault` fires when the emulator has sent ``at`` messages (data packages for the
-MethodSCRIPT emulator, replies for the line servers: Keithley 2450, Lake Shore 335), or, with
+MethodSCRIPT emulator, commands answered by the line servers: Keithley 2450, Lake Shore 335;
+replies of the GRBL dip coater), or, with
 ``after`` instead, once the emulator's clock has run ``after`` seconds since the plan was armed
 (the first message).  ``duration`` (s of the emulator's clock) bounds the faults that last:
 a silent instrument answers again, a disconnected one accepts connections again; ``None`` means
