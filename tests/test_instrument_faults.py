@@ -26,8 +26,9 @@ from labctl.protocols import load_protocol_text
 from labctl.simulators.emulators.faults import Fault, FaultPlan, FaultSpecError, parse_plan
 
 SPEED = 200.0
+# silence_timeout is wall time: 3 s is 600 s of instrument time, so a loaded machine is not taken for a silent device
 PSTAT = (
-    "  pstat1: {driver: methodscript, port: /dev/ttyACM0, model: es4_lr, command_timeout: 0.3, silence_timeout: 0.6}\n"
+    "  pstat1: {driver: methodscript, port: /dev/ttyACM0, model: es4_lr, command_timeout: 0.3, silence_timeout: 3}\n"
 )
 STAGE = "  tc1: {driver: lakeshore335, resource: 'GPIB0::12::INSTR', io_timeout: 0.3, max_overshoot: 5 K}\n"
 
@@ -48,8 +49,8 @@ steps:
 
 
 class Bench:
-    def __init__(self, tmp: Path, faults: dict[str, Any], *, stage: bool = False) -> None:
-        text = "name: bench\ninstruments:\n" + PSTAT + (STAGE if stage else "")
+    def __init__(self, tmp: Path, faults: dict[str, Any], *, stage: bool = False, pstat: str = PSTAT) -> None:
+        text = "name: bench\ninstruments:\n" + pstat + (STAGE if stage else "")
         text += "channels:\n  A: {potentiostat: pstat1" + (", stage: tc1" if stage else "") + "}\n"
         self.clock = ScaledClock(SPEED)
         self.em = emulate_station(load_station_text(text, "bench.yaml"), self.clock, preset="br-mg", faults=faults)
@@ -137,7 +138,7 @@ def test_a_disconnect_mid_step_reconnects_and_runs_the_step_again(bench) -> None
 
 def test_a_silent_instrument_times_out_reconnects_when_it_answers_again(bench) -> None:
     # silent for 150 s of instrument time, longer than the driver's silence timeout (0.6 s wall = 120 s)
-    b = bench({"pstat1": "silent@15+150"})
+    b = bench({"pstat1": "silent@15+150"}, pstat=PSTAT.replace("silence_timeout: 3", "silence_timeout: 0.6"))
     out, _run, events = b.run(CP)
     assert out.status == "completed", out.end_reason
     fault = next(e for e in events if e["kind"] == "instrument_fault")
