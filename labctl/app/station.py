@@ -11,8 +11,12 @@
       A: {potentiostat: pstat1, stage: tc1}
       B: {potentiostat: smu1}
 
-Every key of an instrument other than ``driver`` and ``limits`` is passed to the driver's
-factory (its options).  ``limits`` narrow what the instrument may do on this bench
+Every key of an instrument other than ``driver``, ``limits``, ``reconnect`` and
+``max_overshoot`` is passed to the driver's factory (its options).  ``reconnect`` sets the
+fault policy of the instrument when its link fails mid-run (``{attempts: 3, delay: 4 s,
+factor: 2, connect_timeout: 5 s}`` by default, ``false``: end the run at once; see
+:mod:`labctl.engine.faults`); ``max_overshoot`` (stages, e.g. ``5 K``) trips safety when a
+reading exceeds the set point by more.  ``limits`` narrow what the instrument may do on this bench
 (``current: 10 mA``, ``voltage: [-2 V, 2 V]``, ``temperature: [10 degC, 70 degC]``), and
 preflight refuses a protocol that needs more.  A relative ``visa_library`` file
 (``lakeshore.yaml@sim``) is resolved against the station file's folder.  A station may
@@ -100,6 +104,51 @@ class Instrument(BaseModel):
 
     driver: str = Field(description="driver name (entry point), e.g. methodscript, keithley2450, lakeshore335, sim")
     limits: Limits | None = None
+    reconnect: Any = Field(
+        None,
+        description="fault policy when the link fails mid-run: {attempts: 3, delay: 4 s, factor: 2, "
+        "connect_timeout: 5 s} (the defaults), or false to end the run at the first link fault",
+    )
+    max_overshoot: float | None = Field(
+        None, description="stages: a reading this far above the set point (K) trips safety, e.g. '5 K'"
+    )
+
+    @field_validator("reconnect", mode="after")
+    @classmethod
+    def _reconnect(cls, v: Any) -> Any:
+        from labctl.core.errors import custom_error
+        from labctl.core.units import UnitError
+        from labctl.engine.faults import ReconnectPolicy
+
+        try:
+            return None if v is None else ReconnectPolicy.from_options(v)
+        except UnitError as e:
+            raise custom_error(e.message, e.hint) from None
+        except (ValueError, TypeError) as e:
+            raise custom_error(str(e), "write e.g. reconnect: {attempts: 3, delay: 4 s, factor: 2}") from None
+
+    @field_validator("max_overshoot", mode="before")
+    @classmethod
+    def _overshoot(cls, v: Any) -> Any:
+        from labctl.core.errors import custom_error
+
+        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+            x = v
+        else:
+            text = str(v).strip()
+            for unit in ("degC", "K"):
+                if text.endswith(unit):
+                    text = text[: -len(unit)].strip()
+                    break
+            try:
+                x = float(text)
+            except ValueError:
+                raise custom_error(
+                    f"expected a temperature difference like '5 K', got {v!r}", "write e.g. 5 K"
+                ) from None
+        if x is not None and not x > 0:
+            raise custom_error(f"max_overshoot must be positive, got {v!r}", "write e.g. 5 K")
+        return x
 
     @property
     def options(self) -> dict[str, Any]:
@@ -464,6 +513,9 @@ def open_channel(
             "add 'potentiostat: NAME' to the channel",
             field=f"channels.{channel}",
         )
+    roles = {r: getattr(spec, r) for r in ROLES if getattr(spec, r)}
+    policies = {r: station.instruments[n].reconnect for r, n in roles.items() if station.instruments[n].reconnect}
+    overshoot = station.instruments[spec.stage].max_overshoot if spec.stage else None
     return ChannelDevices(
         opened["potentiostat"],
         opened.get("stage"),
@@ -471,7 +523,9 @@ def open_channel(
         extras={
             "station": station.name or station.source,
             "channel": channel,
-            "instruments": {r: getattr(spec, r) for r in ROLES if getattr(spec, r)},
+            "instruments": roles,
+            "reconnect": policies,
+            "max_overshoot": overshoot,
         },
     )
 
