@@ -324,6 +324,7 @@ def test_labctl_emulate_with_a_fault_rehearses_it_end_to_end(tmp_path: Path) -> 
             "seed": 0,
             "write": em_path,
             "seconds": 20.0,
+            "speed": None,
             "fault": ["pstat1=garbage@2x2"],
         },
         daemon=True,
