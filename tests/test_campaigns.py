@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -285,7 +286,7 @@ def _check_campaign_ran_once_in_order(db, reh, planned_count: int) -> None:
         by_channel.setdefault(r.channel, []).append((r.start_unix, r.end_unix))
     for spans in by_channel.values():  # one run at a time per channel
         spans.sort()
-        for (_, e1), (s2, _) in zip(spans, spans[1:], strict=False):
+        for (_, e1), (s2, _) in itertools.pairwise(spans):
             assert s2 >= e1 - 1e-6
 
 
