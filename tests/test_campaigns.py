@@ -426,3 +426,18 @@ def test_an_interrupted_dip_coat_is_resumed_with_a_simulated_operator(db, tmp_pa
     out = resume_planned(db, pid, st, "ch1", clock=ScaledClock(3600.0), owner="me:2")
     assert out.status == "completed", out.end_reason
     assert q.planned(db, pid)["state"] == "done"
+
+
+@pytest.mark.postgres
+def test_a_campaign_rehearses_on_postgresql(pg_url, tmp_path):
+    """The same queue, job store and worker on PostgreSQL: every run once, after: kept."""
+    path = _campaign(
+        tmp_path,
+        "name: pg\nstations: [STATION]\nstart: '+1 min'\nruns:\n"
+        "  - {key: coat, protocol: dip-coat, preset: br-mg, channel: ch1}\n"
+        "  - {key: cyc, protocol: PROTOS/symmetric-short.yaml, preset: br-mg, after: [coat], replicates: 2}\n"
+        "  - {key: ce, protocol: PROTOS/ce-short.yaml, preset: bare-mg, replicates: 2}\n",
+    )
+    with Database(pg_url) as d:
+        reh = rehearse(load_campaign(path), d)
+        _check_campaign_ran_once_in_order(d, reh, 5)
