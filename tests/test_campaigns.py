@@ -426,6 +426,7 @@ def test_an_interrupted_dip_coat_is_resumed_with_a_simulated_operator(db, tmp_pa
     out = resume_planned(db, pid, st, "ch1", clock=ScaledClock(3600.0), owner="me:2")
     assert out.status == "completed", out.end_reason
     assert q.planned(db, pid)["state"] == "done"
+    assert [c["run_id"] for c in db.coatings("BrMg-S2")] == [out.run_id]  # the coating is on record
 
 
 @pytest.mark.postgres
