@@ -123,6 +123,19 @@ def schedule(
     if not wait:
         return
     install_termination_handlers()
+    from labctl.db import campaigns as q
+
+    pending = sorted(
+        r["not_before_unix"]
+        for r in q.queue(database, states=("waiting",))
+        if not r["start_ok"] and r["not_before_unix"]
+    )
+    if pending and not as_json:
+        out.print(
+            f"serving {len(pending)} start times on {database.url} (next {_when(pending[0])}, last "
+            f"{_when(pending[-1])}); Ctrl-C stops, `labctl schedule` serves them again",
+            highlight=False,
+        )
     try:
         fired = serve(database)
     except KeyboardInterrupt:
