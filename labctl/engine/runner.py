@@ -16,9 +16,10 @@ and the step run again (:mod:`labctl.engine.faults`: the policy, per instrument 
 ``devices.extras["reconnect"]``).  The engine depends only on the contracts in
 ``labctl.drivers`` and ``labctl.core.contracts``.
 
-``pause()``, ``resume()`` and ``abort(reason)`` may be called from any thread: a pause
-takes effect at the next boundary (the cell is turned off meanwhile), an abort after the
-block being read or at the next boundary.
+``pause()``, ``resume()``, ``abort(reason)`` and ``interrupt(reason)`` may be called from any
+thread: a pause takes effect at the next boundary (the cell is turned off meanwhile), an abort
+after the block being read or at the next boundary; ``interrupt`` stops the same way but ends the
+run ``interrupted`` (resumable), as SIGTERM does: what a worker that is shutting down uses.
 """
 
 from __future__ import annotations
@@ -211,6 +212,7 @@ class Engine:
         self._overshoot: float | None = extras.get("max_overshoot")  # type: ignore[assignment]
         self.recoveries = 0  # reconnections in this run
         self._fault_streak = 0  # faults since a step last completed
+        self._interrupting = False
 
     # ----------------------------------------------------------------- control (any thread)
     @property
@@ -230,6 +232,11 @@ class Engine:
         """End the run: after the block being read, or at once when paused; cell off, status aborted."""
         self._abort_reason = reason
         self._resumed.set()
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop like :meth:`abort`, but end the run ``interrupted``: resumable from its last checkpoint."""
+        self._interrupting = True
+        self.abort(reason)
 
     # ----------------------------------------------------------------- preflight
     def preflight(self) -> None:
@@ -318,7 +325,7 @@ class Engine:
             status, reason = RunStatus.ABORTED, "interrupted by the user (Ctrl-C)"
             self._fail_safe(EndReason.ABORTED, reason, "abort")
         except RunAborted as e:
-            status, reason = RunStatus.ABORTED, str(e)
+            status, reason = RunStatus.INTERRUPTED if self._interrupting else RunStatus.ABORTED, str(e)
             self._fail_safe(EndReason.ABORTED, reason, "abort")
         except SafetyTrip as e:
             status, reason = RunStatus.SAFETY, f"safety limit: {e}"
