@@ -192,9 +192,12 @@ def worker(
     import signal
 
     from labctl.app.lab.campaign import channel_is_simulated
+    from labctl.app.lab.execute import set_notifier
     from labctl.app.lab.worker import Worker
+    from labctl.app.notify import RunNotifier
     from labctl.app.station import load_station
 
+    notifier = RunNotifier.from_config()  # the config file's notify: section; a bad file stops here
     stations = [load_station(p) for p in station]
     simulated = all(channel_is_simulated(st, c) for st in stations for c in st.channels)
     clock = _clock(speed, simulated)
@@ -216,7 +219,13 @@ def worker(
         signal.signal(s, on_signal)
     names = ", ".join(st.name or st.source for st in stations)
     out.print(f"worker of {names} on {database.url} ({sum(len(st.channels) for st in stations)} channels)")
-    report = w.run()
+    set_notifier(notifier)
+    try:
+        report = w.run()
+    finally:
+        set_notifier(None)
+        if notifier is not None:  # the messages of the last runs go out before the worker exits
+            notifier.close(notifier.max_wait)
     if report.stopped:
         print_error("worker stopped: every cell off; interrupted runs resume when a worker starts again")
         raise typer.Exit(EXIT_INTERRUPTED)
