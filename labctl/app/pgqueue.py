@@ -166,73 +166,85 @@ class _Retry:
 @dataclass
 class Released:
     deferred: list[int] = field(default_factory=list)  # planned-run ids given a job now
-    pending: int = 0  # still waiting for their time or prerequisites
+    missed: list[int] = field(default_factory=list)  # failed: their start was missed beyond the limit
 
 
 def release(db: Any, app: Any, *, now: float | None = None) -> Released:
     """Give a procrastinate job to every planned run that is due and has none (idempotent).
 
-    Due: state ``waiting`` or ``due``, its ``at`` reached, every ``after:`` prerequisite
-    done.  Serialised by an advisory lock held for the transaction, so two workers
-    releasing at once never defer one run twice; a job deferred by a releaser that died
-    before it marked the row is found (by its ``planned_id`` argument) and not deferred again.
+    First the start times: a waiting run whose ``at:`` has come is allowed to start, or
+    fails when it came longer ago than its campaign's misfire limit (the embedded
+    scheduler's policy, :mod:`labctl.db.campaigns`); then waiting runs whose prerequisites
+    are done become due.  Then every due run without a ``todo``/``doing`` job gets one,
+    with the queueing lock ``planned-<id>``: two releasers at once defer it once.  Call
+    from a thread, not from the worker's event loop (procrastinate's sync defer).
     """
     import sqlalchemy as sa
+    from procrastinate import exceptions
+
+    from labctl.db import campaigns as plan
 
     now = time.time() if now is None else now
     out = Released()
-    with db.transaction(write=True) as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": _RELEASE_KEY})
-        ready, out.pending = _ready_runs(conn, now)
-        if not ready:
-            return out
-        ids = [int(r["id"]) for r in ready]
-        with_job = {
-            int(x)
-            for (x,) in conn.execute(
+    limits: dict[int, float] = {}
+    for r in plan.queue(db, states=("waiting",)):
+        at = r["not_before_unix"]
+        if r["start_ok"] or at is None or at > now:
+            continue
+        cid = int(r["campaign_id"])
+        if cid not in limits:
+            limits[cid] = float(plan.campaign(db, cid)["misfire_limit_s"])
+        late = now - float(at)
+        if late > limits[cid]:
+            why = f"its start was missed by {late:.0f} s, more than the misfire limit ({limits[cid]:.0f} s)"
+            if plan.start_missed(db, int(r["id"]), why, now=now):
+                out.missed.append(int(r["id"]))
+        else:
+            plan.start_time_came(db, int(r["id"]))
+    plan.release_ready(db, now=now)
+    with db.transaction() as conn:
+        due = [
+            dict(r)
+            for r in conn.execute(
                 sa.text(
-                    "SELECT (args->>'planned_id')::bigint FROM procrastinate_jobs "
-                    "WHERE task_name = :t AND status IN ('todo', 'doing') "
-                    "AND (args->>'planned_id')::bigint = ANY(:ids)"
+                    "SELECT p.id, p.station, p.channel, p.pool, p.priority FROM planned_runs p "
+                    "WHERE p.state = 'due' AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j "
+                    "WHERE j.task_name = :t AND j.status IN ('todo', 'doing') "
+                    "AND j.args->>'planned_id' = p.id::text) ORDER BY p.priority DESC, p.id"
                 ),
-                {"t": RUN_TASK, "ids": ids},
-            )
-        }
-        task = app.tasks[RUN_TASK]
-        for r in ready:
-            pid = int(r["id"])
-            if pid not in with_job:
-                lock = lock_for(r["station"], r["channel"]) if r["channel"] else None
-                task.configure(queue=r["station"], lock=lock, priority=int(r["priority"] or 0)).defer(planned_id=pid)
-                out.deferred.append(pid)
-        _mark_due(conn, ids)
+                {"t": RUN_TASK},
+            ).mappings()
+        ]
+    task = app.tasks[RUN_TASK]
+    for r in due:
+        pid = int(r["id"])
+        pinned = r["channel"] is not None and not r["pool"]
+        try:
+            task.configure(
+                queue=str(r["station"]),
+                lock=lock_for(r["station"], r["channel"]) if pinned else None,
+                queueing_lock=f"planned-{pid}",
+                priority=int(r["priority"] or 0),
+            ).defer(planned_id=pid)
+        except exceptions.AlreadyEnqueued:
+            continue  # another releaser was first
+        out.deferred.append(pid)
     return out
 
 
 def retry_stalled(app: Any, *, stalled_after: float, queue: str | None = None) -> list[int]:
-    """Put back to ``todo`` the jobs held by workers whose heartbeat is older than
-    ``stalled_after`` seconds (or that have no worker row any more); their ids."""
+    """Put back to ``todo`` the run jobs held by workers whose heartbeat is older than
+    ``stalled_after`` seconds (or whose worker row is gone); their job ids.  From a thread."""
+    from asgiref.sync import async_to_sync
 
-    async def go() -> list[int]:
-        jobs = await app.job_manager.get_stalled_jobs(
-            queue=queue, task_name=RUN_TASK, seconds_since_heartbeat=stalled_after
-        )
-        for job in jobs:
-            await app.job_manager.retry_job(job)
-        return [int(j.id) for j in jobs]
-
-    return _run_async(go())
-
-
-def _run_async(coro: Any) -> Any:
-    """Run ``coro`` on the worker's event loop when called from one of its job threads, else here."""
-    loop = _LOOP.get("loop")
-    if loop is not None and loop.is_running():
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
-    return asyncio.run(coro)
-
-
-_LOOP: dict[str, asyncio.AbstractEventLoop | None] = {"loop": None}
+    jobs = async_to_sync(app.job_manager.get_stalled_jobs)(
+        queue=queue, task_name=RUN_TASK, seconds_since_heartbeat=stalled_after
+    )
+    out = []
+    for job in jobs:
+        async_to_sync(app.job_manager.retry_job)(job)
+        out.append(int(job.id))
+    return out
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -317,6 +329,8 @@ class StationWorker:
 
     # -- one job
     def run_job(self, planned_id: int, *, job_id: int | None = None) -> str:
+        from labctl.db import campaigns as plan
+
         decision = _take(self.db, planned_id, station=self.name, me=self.me, channels=self.channels)
         if decision.action == "skip":
             return decision.why
@@ -324,12 +338,13 @@ class StationWorker:
             raise NotMine(decision.why)
         wanted = [decision.channel] if decision.channel else decision.pool_channels
         with self.channel(wanted) as ch:
-            if not _claim(self.db, planned_id, me=self.me, channel=ch, expect=decision):
+            if not _take_over(self.db, planned_id, me=self.me, channel=ch, expect=decision):
                 return "taken by another worker meanwhile"
             try:
-                if decision.run_id is not None:
+                if decision.action == "resume":
+                    assert decision.run_id is not None
                     outcome = self._resume(decision.run_id, ch)
-                    _finish(self.db, planned_id, outcome)
+                    plan.finish(self.db, planned_id, planned_state(outcome.status), outcome.end_reason)
                 else:
                     outcome = self._execute(planned_id, ch)
             except BaseException as exc:
@@ -385,6 +400,8 @@ def run_worker(
     SIGTERM/SIGINT (the runs in progress end at their next block, cells safe, resumable)."""
     import signal
 
+    from asgiref.sync import sync_to_async
+
     from labctl.app.station import load_station
     from labctl.db import Database
 
@@ -399,11 +416,10 @@ def run_worker(
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=n + 2, thread_name_prefix="labctl-job"))
-        _LOOP["loop"] = loop
         async with app.open_async():
-            # this station's jobs held by dead workers, before the first fetch
-            await _retry_stalled_async(app, stalled, lab.name)
-            await loop.run_in_executor(None, release, db, app)
+            # this station's jobs held by dead workers, then the runs that became due meanwhile
+            await sync_to_async(retry_stalled, thread_sensitive=False)(app, stalled_after=stalled, queue=lab.name)
+            await sync_to_async(release, thread_sensitive=False)(db, app)
             task = asyncio.ensure_future(
                 app.run_worker_async(
                     queues=[lab.name, MAINTENANCE_QUEUE],
@@ -433,16 +449,7 @@ def run_worker(
     try:
         asyncio.run(main())
     finally:
-        _LOOP["loop"] = None
         db.close()
-
-
-async def _retry_stalled_async(app: Any, stalled_after: float, queue: str) -> None:
-    jobs = await app.job_manager.get_stalled_jobs(
-        queue=queue, task_name=RUN_TASK, seconds_since_heartbeat=stalled_after
-    )
-    for job in jobs:
-        await app.job_manager.retry_job(job)
 
 
 # --------------------------------------------------------------------------- planned_runs
@@ -454,191 +461,102 @@ class Decision:
     why: str = ""
     state: str | None = None
     claimed_by: str | None = None
+    attempts: int = 0
     channel: str | None = None
     pool_channels: list[str] = field(default_factory=list)
     run_id: int | None = None
 
 
-def _after_keys(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        import json
-
-        value = json.loads(value) if value.strip().startswith("[") else [value]
-    return [str(k) for k in value]
+#: a run's status -> its planned run's state
+PLANNED_END = {"completed": "done", "interrupted": "interrupted", "aborted": "cancelled"}
 
 
-def _unix(value: Any) -> float | None:
-    if value is None:
-        return None
-    if hasattr(value, "timestamp"):
-        return float(value.timestamp())
-    return float(value)
-
-
-def _ready_runs(conn: Any, now: float) -> tuple[list[dict], int]:
-    """Planned runs that are due now and not yet handed out; and how many still wait."""
-    import sqlalchemy as sa
-
-    rows = [
-        dict(r)
-        for r in conn.execute(
-            sa.text(
-                "SELECT id, campaign_id, key, station, channel, priority, not_before_unix, after, state "
-                "FROM planned_runs WHERE state IN ('waiting', 'due')"
-            )
-        ).mappings()
-    ]
-    if not rows:
-        return [], 0
-    campaigns = sorted({int(r["campaign_id"]) for r in rows})
-    done = {
-        (int(c), str(k))
-        for c, k in conn.execute(
-            sa.text("SELECT campaign_id, key FROM planned_runs WHERE state = 'done' AND campaign_id = ANY(:c)"),
-            {"c": campaigns},
-        )
-    }
-    ready, pending = [], 0
-    for r in rows:
-        at = _unix(r["not_before_unix"])
-        deps = _after_keys(r["after"])
-        if (at is None or at <= now) and all((int(r["campaign_id"]), k) in done for k in deps):
-            ready.append(r)
-        else:
-            pending += 1
-    ready.sort(key=lambda r: (-int(r["priority"] or 0), int(r["id"])))
-    return ready, pending
-
-
-def _mark_due(conn: Any, ids: list[int]) -> None:
-    import sqlalchemy as sa
-
-    conn.execute(
-        sa.text("UPDATE planned_runs SET state = 'due' WHERE id = ANY(:ids) AND state = 'waiting'"), {"ids": ids}
-    )
-
-
-def _row(conn: Any, planned_id: int, *, lock: bool) -> dict | None:
-    import sqlalchemy as sa
-
-    q = (
-        "SELECT id, station, channel, pool, state, claimed_by, heartbeat_unix, run_id, attempts, control "
-        "FROM planned_runs WHERE id = :id" + (" FOR UPDATE" if lock else "")
-    )
-    r = conn.execute(sa.text(q), {"id": planned_id}).mappings().first()
-    return None if r is None else dict(r)
-
-
-def _pool(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        import json
-
-        value = json.loads(value)
-    return [str(c) for c in value]
-
-
-#: a run's status -> the planned run's final state
-_PLANNED_END = {"completed": "done", "interrupted": "interrupted", "aborted": "cancelled"}
+def planned_state(status: str) -> str:
+    return PLANNED_END.get(status, "failed")
 
 
 def _take(db: Any, planned_id: int, *, station: str, me: str, channels: list[str]) -> Decision:
-    """Decide what a job does with planned run ``planned_id`` (its row locked while deciding)."""
+    """Decide what a job does with planned run ``planned_id``."""
+    from labctl.db import campaigns as plan
     from labctl.db.liveness import owner_gone
 
-    with db.transaction(write=True) as conn:
-        row = _row(conn, planned_id, lock=True)
-    if row is None:
+    try:
+        row = plan.planned(db, planned_id)
+    except KeyError:
         return Decision("skip", f"no planned run {planned_id}")
-    base = dict(state=row["state"], claimed_by=row["claimed_by"])
+    base = dict(state=row["state"], claimed_by=row["claimed_by"], attempts=int(row["attempts"] or 0))
     if row["station"] != station:
         return Decision("not-mine", f"planned run {planned_id} is for station {row['station']}, not {station}")
-    pool = [c for c in _pool(row["pool"])]
-    if row["channel"] is None or (pool and row["state"] in ("waiting", "due")):
+    state = row["state"]
+    pool = [str(c) for c in (row["pool"] or [])]
+    if pool and state in ("waiting", "due"):  # a pooled run takes its channel when it starts
         mine = [c for c in pool if c in channels]
         if not mine:
             return Decision("not-mine", f"planned run {planned_id}: no channel of its pool is on {station}")
-        wanted_channel, wanted_pool = None, mine
-    else:
+        where: dict[str, Any] = dict(pool_channels=mine)
+    else:  # pinned, or a pooled run that has started: its cell is on that channel
         if row["channel"] not in channels:
             return Decision("not-mine", f"planned run {planned_id}: channel {row['channel']} is not on {station}")
-        wanted_channel, wanted_pool = str(row["channel"]), []
-    state = row["state"]
-    if state in FINAL:
+        where = dict(channel=str(row["channel"]))
+    if state in plan.FINAL_STATES:
         return Decision("skip", f"planned run {planned_id} is {state}", **base)
-    if state == "paused" or row["control"] == "pause":
-        return Decision("skip", f"planned run {planned_id} is paused (resume puts it back in the queue)", **base)
-    if state in ("waiting", "due"):
-        return Decision("run", "", channel=wanted_channel, pool_channels=wanted_pool, **base)
-    # claimed | running | interrupted: whose is it, and is that worker alive?
+    if state == "waiting":
+        return Decision("skip", f"planned run {planned_id} is not due yet", **base)
+    if state == "due":
+        return Decision("run", **where, **base)
+    # claimed | running | paused | interrupted: whose is it, and is that worker alive?
     if row["run_id"] is not None:
         run_id = int(row["run_id"])
-        run = db.run(run_id)  # status "interrupted" when its owner is gone (labctl.db.liveness)
+        run = db.run(run_id)  # status "interrupted" once its owner is gone (labctl.db.liveness)
         if run["status"] == "running":
             return Decision("skip", f"run {run_id} is being run by {run['owner']}", **base)
         if run["status"] == "interrupted":
-            return Decision("resume", "", channel=wanted_channel, pool_channels=wanted_pool, run_id=run_id, **base)
-        _finish(db, planned_id, run["status"], run.get("end_reason"))  # ended; its worker died before saying so
+            return Decision("resume", run_id=run_id, **where, **base)
+        # the run ended but its worker died before saying so in planned_runs
+        plan.finish(db, planned_id, planned_state(run["status"]), run.get("end_reason") or run["status"])
         return Decision("skip", f"run {run_id} had already ended ({run['status']})", **base)
-    why = owner_gone(row["claimed_by"], row["heartbeat_unix"])
-    if state == "interrupted" or why:
-        return Decision("run", "", channel=wanted_channel, pool_channels=wanted_pool, **base)
+    if state == "interrupted" or owner_gone(row["claimed_by"], row["heartbeat_unix"]):
+        return Decision("run", **where, **base)  # claimed, then its worker died before the run began
     return Decision("skip", f"planned run {planned_id} is claimed by {row['claimed_by']}", **base)
 
 
-def _claim(db: Any, planned_id: int, *, me: str, channel: str, expect: Decision) -> bool:
-    """Claim the planned run for this worker on ``channel``, if nobody changed it since :func:`_take`."""
+def _take_over(db: Any, planned_id: int, *, me: str, channel: str, expect: Decision) -> bool:
+    """Make this worker the holder of an orphaned planned run, if nobody did since :func:`_take`.
+
+    ``run``: the planned run goes back to ``due`` and is claimed like any due run; ``resume``:
+    it becomes ``running`` under this worker.  Conditional on state, holder and attempts, so
+    of two jobs (or workers) taking over one run, one wins."""
     import sqlalchemy as sa
+
+    from labctl.db import campaigns as plan
+    from labctl.db.schema import planned_runs as pr
 
     now = time.time()
-    with db.transaction(write=True) as conn:
-        row = _row(conn, planned_id, lock=True)
-        if row is None or row["state"] != expect.state or row["claimed_by"] != expect.claimed_by:
-            return False
-        conn.execute(
-            sa.text(
-                "UPDATE planned_runs SET state = :state, claimed_by = :me, claimed_unix = :now, "
-                "heartbeat_unix = :now, channel = :ch, attempts = attempts + 1 WHERE id = :id"
-            ),
-            {
-                "state": "running" if expect.action == "resume" else "claimed",
-                "me": me,
-                "now": now,
-                "ch": channel,
-                "id": planned_id,
-            },
+    cond = [pr.c.id == planned_id, pr.c.state == expect.state, pr.c.attempts == expect.attempts]
+    cond.append(pr.c.claimed_by.is_(None) if expect.claimed_by is None else pr.c.claimed_by == expect.claimed_by)
+    if expect.action == "resume":
+        values: dict[str, Any] = dict(
+            state="running",
+            claimed_by=me,
+            claimed_unix=now,
+            heartbeat_unix=now,
+            channel=channel,
+            control=None,
+            attempts=pr.c.attempts + 1,
         )
-    return True
-
-
-def _finish(db: Any, planned_id: int, status: Any, reason: str | None = None) -> None:
-    """Record how a planned run's run ended (``status``: a run status or a RunOutcome)."""
-    import sqlalchemy as sa
-
-    if not isinstance(status, str):
-        status, reason = status.status, status.end_reason
+    elif expect.state == "due":
+        return plan.claim(db, planned_id, channel, me, now=now)
+    else:
+        values = dict(state="due", claimed_by=None, claimed_unix=None, heartbeat_unix=None)
     with db.transaction(write=True) as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE planned_runs SET state = :state, reason = :reason, ended_unix = :now, "
-                "heartbeat_unix = :now WHERE id = :id"
-            ),
-            {"state": _PLANNED_END.get(status, "failed"), "reason": reason, "now": time.time(), "id": planned_id},
-        )
+        moved = conn.execute(sa.update(pr).where(*cond).values(**values)).rowcount == 1
+    if moved and expect.action == "run":
+        return plan.claim(db, planned_id, channel, me, now=now)
+    return bool(moved)
 
 
 def _failed(db: Any, planned_id: int, why: str) -> None:
-    """A job that broke outside the run (the run itself records its own end): the planned run says why."""
-    import sqlalchemy as sa
+    """A job that broke outside the run (the run records its own end): the planned run says why."""
+    from labctl.db import campaigns as plan
 
-    with db.transaction(write=True) as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE planned_runs SET state = 'failed', reason = :why, ended_unix = :now "
-                "WHERE id = :id AND state IN ('claimed', 'running')"
-            ),
-            {"why": why, "now": time.time(), "id": planned_id},
-        )
+    plan.finish(db, planned_id, "failed", why)
