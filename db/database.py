@@ -8,7 +8,7 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +179,14 @@ class Database:
         preset: str | None = None,
         started_unix: float | None = None,
         meta: dict | None = None,
+        on_created: Callable[[Connection, int], None] | None = None,
     ) -> RunRecorder:
         """Create the run (status ``running``) now and return its recorder.
 
         The protocol is stored once per distinct text (sha256).  The cell is created
         on first use; later runs update its kind and merge ``cell_attrs`` into its
-        attributes.
+        attributes.  ``on_created(conn, run_id)`` runs in the transaction that creates the run
+        (a planned run is linked to its run there: both or neither are committed).
         """
         if self._closed:
             raise RuntimeError("database is closed")
@@ -239,6 +241,8 @@ class Database:
             ).inserted_primary_key[0]  # type: ignore[index]  # a one-row INSERT has its key
             if run_id > MAX_RUN_ID:
                 raise OverflowError(f"run id {run_id} exceeds {MAX_RUN_ID} (sample id layout)")
+            if on_created is not None:
+                on_created(conn, int(run_id))
         rec = RunRecorder(self, int(run_id))
         with self._recorders_lock:
             self._recorders.add(rec)

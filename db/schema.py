@@ -198,3 +198,49 @@ coatings = sa.Table(
     sa.Column("created_unix", Real, nullable=False),
     sa.Index(None, "cell_label"),
 )
+
+#: Campaigns (labctl.app.lab): a file of planned runs, stored as written.
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.String(), nullable=False, unique=True),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text()),
+    sa.Column("created_unix", Real, nullable=False),
+    # a run whose start time was missed by more than this (s) is failed, not started late
+    sa.Column("misfire_limit_s", Real, nullable=False),
+)
+
+#: States of a planned run (see labctl.db.campaigns for the transitions).
+PLANNED_STATES = ("waiting", "due", "claimed", "running", "paused", "done", "failed", "cancelled", "interrupted")
+
+planned_runs = sa.Table(
+    "planned_runs",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("campaign_id", Id, sa.ForeignKey("campaigns.id"), nullable=False),
+    sa.Column("key", sa.String(), nullable=False),
+    sa.Column("spec", Json, nullable=False),
+    sa.Column("station", sa.String(), nullable=False),
+    sa.Column("channel", sa.String()),  # pinned, or the pool channel it was claimed on
+    sa.Column("pool", Json),  # channel names it may run on (None: pinned to ``channel``)
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text()),
+    sa.Column("control", sa.String(16)),  # pause | resume | cancel, applied by the worker at a step boundary
+    sa.Column("run_id", Id, sa.ForeignKey("runs.id")),
+    sa.Column("claimed_by", sa.String()),  # host:pid of the worker
+    sa.Column("claimed_unix", Real),
+    sa.Column("heartbeat_unix", Real),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("not_before_unix", Real),  # the run's `at:` time
+    sa.Column("start_ok", sa.Boolean(), nullable=False),  # its `at:` time came (or it has none)
+    sa.Column("after", Json, nullable=False),  # keys of runs that must be done first
+    sa.Column("created_unix", Real, nullable=False),
+    sa.Column("started_unix", Real),
+    sa.Column("ended_unix", Real),
+    sa.UniqueConstraint("campaign_id", "key"),
+    sa.Index(None, "state", "station"),
+)
