@@ -103,3 +103,60 @@ def run_rows(db: Database) -> list[dict]:
                 sa.text("SELECT id, status, channel, owner, meta, n_samples FROM runs ORDER BY id")
             ).mappings()
         ]
+
+
+def write_campaign(folder: Path, *, name: str = "shared", protocol: str = TINY) -> Path:
+    """Nine runs over three stations: pinned runs on every channel, a pooled pair on bench-a,
+    and one run on bench-c after a run on bench-b (a prerequisite on another PC)."""
+    write_stations(folder)
+    (folder / "proto.yaml").write_text(protocol)
+    runs = []
+    for st, chans in STATIONS.items():
+        for ch in chans:
+            runs.append(f"{{key: {ch}-pinned, protocol: proto.yaml, preset: br-mg, station: {st}, channel: {ch}}}")
+    runs.append("{key: a-pool, protocol: proto.yaml, preset: br-mg, station: bench-a, pool: [a1, a2], replicates: 2}")
+    runs.append(
+        "{key: c-after, protocol: proto.yaml, preset: br-mg, station: bench-c, channel: c2, "
+        "after: [b1-pinned, c2-pinned]}"
+    )
+    text = f"name: {name}\nstations: [bench-a.yaml, bench-b.yaml, bench-c.yaml]\nruns:\n" + "".join(
+        f"  - {r}\n" for r in runs
+    )
+    p = folder / f"{name}.yaml"
+    p.write_text(text)
+    return p
+
+
+def jobs(db: Database) -> list[dict]:
+    with db.engine.connect() as c:
+        return [
+            dict(r)
+            for r in c.execute(
+                sa.text("SELECT id, queue_name, lock, queueing_lock, status, args FROM procrastinate_jobs ORDER BY id")
+            ).mappings()
+        ]
+
+
+def test_schedule_defers_due_runs_per_station_queue_with_channel_locks(pg_url: str, tmp_path: Path):
+    from labctl.app import pgqueue
+    from labctl.app.lab.campaign import load_campaign
+
+    camp = load_campaign(write_campaign(tmp_path))
+    summary = pgqueue.schedule_campaign(pg_url, camp)
+    assert summary["planned"] == 9 and summary["deferred"] == 8 and summary["waiting"] == 1
+    with Database(pg_url) as db:
+        rows = {r["key"]: r for r in planned(db)}
+        js = {int(j["args"]["planned_id"]): j for j in jobs(db)}
+        assert rows["c-after"]["state"] == "waiting" and rows["c-after"]["id"] not in js  # waits for b1-pinned
+        for key, r in rows.items():
+            if key == "c-after":
+                continue
+            j = js[r["id"]]
+            assert j["queue_name"] == r["station"] and j["status"] == "todo"
+            assert j["queueing_lock"] == f"planned-{r['id']}"
+            assert j["lock"] == (None if key.startswith("a-pool") else f"{r['station']}/{r['channel']}")
+        # scheduling again defers nothing twice (idempotent release)
+        app = pgqueue.make_app(pg_url)
+        with app.open():
+            assert pgqueue.release(db, app).deferred == []
+        assert len(jobs(db)) == 8

@@ -248,19 +248,55 @@ def retry_stalled(app: Any, *, stalled_after: float, queue: str | None = None) -
 
 
 # --------------------------------------------------------------------------- scheduling
-def schedule_campaign(url: str, campaign_path: str | Path, **options: Any) -> dict[str, Any]:
-    """``labctl schedule CAMPAIGN --db postgresql://...``: store the campaign and defer its due runs."""
-    from labctl.app.lab import store
+def store_campaign(db: Any, campaign: Any) -> tuple[int, dict[str, int]]:
+    """Store a loaded :class:`labctl.app.lab.campaign.Campaign` and its planned runs (one transaction)."""
+    from labctl.db import campaigns as plan
+
+    runs = [
+        dict(
+            key=p.key,
+            spec=p.to_dict(),
+            station=p.station,
+            channel=p.channel,
+            pool=p.pool,
+            priority=p.priority,
+            at=p.at,
+            after=list(p.after),
+        )
+        for p in campaign.expand()
+    ]
+    return plan.add_campaign(
+        db,
+        name=campaign.name,
+        text=campaign.text,
+        sha256=campaign.sha256,
+        source=campaign.source,
+        misfire_limit_s=campaign.misfire_limit_s,
+        runs_=runs,
+    )
+
+
+def schedule_campaign(url: str, campaign: Any) -> dict[str, Any]:
+    """``labctl schedule CAMPAIGN --db postgresql://...``: store the campaign (validated by
+    :func:`labctl.app.lab.campaign.load_campaign`) and defer the runs that are due; the workers'
+    periodic release defers the others when their time and prerequisites come."""
     from labctl.db import Database
 
     ensure_schema(url)
     db = Database(url)
     app = make_app(url)
     try:
-        campaign_id, n = store.store_campaign(db, campaign_path, **options)
+        campaign_id, ids = store_campaign(db, campaign)
         with app.open():
             rel = release(db, app)
-        return {"campaign": campaign_id, "planned": n, "deferred": len(rel.deferred), "waiting": rel.pending}
+        return {
+            "campaign": campaign.name,
+            "campaign_id": campaign_id,
+            "planned": len(ids),
+            "deferred": len(rel.deferred),
+            "waiting": len(ids) - len(rel.deferred) - len(rel.missed),
+            "missed": len(rel.missed),
+        }
     finally:
         db.close()
 
