@@ -54,7 +54,7 @@ def write_stations(folder: Path) -> dict[str, Path]:
 def start_worker(url: str, station: Path, *, speed: str = "max", log: Path | None = None) -> subprocess.Popen:
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
-        [*LABCTL, "worker", "--station", str(station), "--db", url, "--speed", speed, "--heartbeat", "0.5"],
+        worker_cmd(url, station, speed),
         stdout=out,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -105,19 +105,20 @@ def run_rows(db: Database) -> list[dict]:
         ]
 
 
-def write_campaign(folder: Path, *, name: str = "shared", protocol: str = TINY) -> Path:
-    """Nine runs over three stations: pinned runs on every channel, a pooled pair on bench-a,
-    and one run on bench-c after a run on bench-b (a prerequisite on another PC)."""
+def write_campaign(folder: Path, *, name: str = "shared") -> Path:
+    """Nine runs over three stations: a pinned run on every channel (b1's a long one), a pooled
+    pair on bench-a, and one run on bench-c after b1's long run (a prerequisite on another PC)."""
     write_stations(folder)
-    (folder / "proto.yaml").write_text(protocol)
+    (folder / "tiny.yaml").write_text(TINY)
+    (folder / "long.yaml").write_text(LONG)
     runs = []
     for st, chans in STATIONS.items():
         for ch in chans:
-            runs.append(f"{{key: {ch}-pinned, protocol: proto.yaml, preset: br-mg, station: {st}, channel: {ch}}}")
-    runs.append("{key: a-pool, protocol: proto.yaml, preset: br-mg, station: bench-a, pool: [a1, a2], replicates: 2}")
+            proto, key = ("long.yaml", "b1-long") if ch == "b1" else ("tiny.yaml", f"{ch}-pinned")
+            runs.append(f"{{key: {key}, protocol: {proto}, preset: br-mg, station: {st}, channel: {ch}}}")
+    runs.append("{key: a-pool, protocol: tiny.yaml, preset: br-mg, station: bench-a, pool: [a1, a2], replicates: 2}")
     runs.append(
-        "{key: c-after, protocol: proto.yaml, preset: br-mg, station: bench-c, channel: c2, "
-        "after: [b1-pinned, c2-pinned]}"
+        "{key: c-after, protocol: tiny.yaml, preset: br-mg, station: bench-c, channel: c2, after: [b1-long, c2-pinned]}"
     )
     text = f"name: {name}\nstations: [bench-a.yaml, bench-b.yaml, bench-c.yaml]\nruns:\n" + "".join(
         f"  - {r}\n" for r in runs
@@ -160,3 +161,71 @@ def test_schedule_defers_due_runs_per_station_queue_with_channel_locks(pg_url: s
         with app.open():
             assert pgqueue.release(db, app).deferred == []
         assert len(jobs(db)) == 8
+
+
+def worker_cmd(url: str, station: Path, speed: str) -> list[str]:
+    code = (
+        "import sys; from labctl.app.pgqueue import run_worker; "
+        "run_worker(sys.argv[1], sys.argv[2], speed=sys.argv[3], heartbeat=0.5)"
+    )
+    return [sys.executable, "-c", code, url, str(station), speed]
+
+
+def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes(pg_url: str, tmp_path: Path):
+    """Three `labctl worker` processes, one per station, against one PostgreSQL database.  The
+    worker of bench-b is SIGKILLed in the middle of its long run and started again: that run is
+    resumed (same run, gap and OCV on record), the run after it on bench-c starts when it is done,
+    and every planned run is executed exactly once, by the worker of the station that owns its channel."""
+    from labctl.app import pgqueue
+    from labctl.app.lab.campaign import load_campaign
+
+    stations = write_stations(tmp_path)
+    pgqueue.schedule_campaign(pg_url, load_campaign(write_campaign(tmp_path)))
+    speed = {"bench-a": "max", "bench-b": "20000", "bench-c": "max"}  # b1's long run takes ~4 s of wall time
+    procs = {n: start_worker(pg_url, p, speed=speed[n], log=tmp_path / f"{n}.log") for n, p in stations.items()}
+    killed_pid = procs["bench-b"].pid
+    try:
+        with Database(pg_url) as db:
+
+            def long_run() -> dict:
+                return next(r for r in planned(db) if r["key"] == "b1-long")
+
+            def long_run_recording() -> bool:
+                r = long_run()
+                return r["run_id"] is not None and db.run(r["run_id"])["n_samples"] > 100
+
+            wait_for(long_run_recording, 40, "b1's long run to record samples")
+            run_id = long_run()["run_id"]
+            procs["bench-b"].send_signal(signal.SIGKILL)  # mid-run: no chance to clean up
+            procs["bench-b"].wait(10)
+            n_before = db.run(run_id)["n_samples"]
+            assert db.run(run_id)["status"] == "interrupted"  # its owner is gone
+            procs["bench-b"] = start_worker(pg_url, stations["bench-b"], speed="max", log=tmp_path / "bench-b.log")
+            wait_for(lambda: all(r["state"] in pgqueue.FINAL for r in planned(db)), 45, "every planned run to end")
+            rows = planned(db)
+            runs = {r["id"]: r for r in run_rows(db)}
+            events = [e["kind"] for e in db.events(run_id)]
+    finally:
+        stop_workers(list(procs.values()))
+    logs = {n: (tmp_path / f"{n}.log").read_text() for n in stations}
+    assert [r["state"] for r in rows] == ["done"] * 9, (rows, logs)
+    # exactly once: one run per planned run, and no run that no planned run knows
+    assert sorted(r["run_id"] for r in rows) == sorted(runs), runs
+    pids = {n: {str(p.pid)} for n, p in procs.items()}
+    pids["bench-b"].add(str(killed_pid))
+    for r in rows:
+        run = runs[r["run_id"]]
+        assert run["status"] == "completed", run
+        assert run["meta"]["planned_id"] == r["id"] and run["meta"]["station"] == r["station"]
+        # recorded by the worker process of the station that owns the channel
+        assert run["owner"].rpartition(":")[2] in pids[r["station"]], (r, run)
+        assert run["channel"] == r["channel"] and r["channel"] in STATIONS[r["station"]]
+        assert r["attempts"] == (2 if r["key"] == "b1-long" else 1), r
+    # the killed run was resumed, not run again: same run, samples kept, the gap and the OCV on record
+    long = next(r for r in rows if r["key"] == "b1-long")
+    assert long["run_id"] == run_id and runs[run_id]["n_samples"] > n_before
+    assert {"interrupted", "gap", "resume"} <= set(events), events
+    assert runs[run_id]["owner"].rpartition(":")[2] == str(procs["bench-b"].pid)  # the restarted worker
+    # the pooled pair ran on the two channels of bench-a
+    pool = sorted(r["channel"] for r in rows if r["key"].startswith("a-pool"))
+    assert set(pool) <= {"a1", "a2"}

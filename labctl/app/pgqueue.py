@@ -365,8 +365,6 @@ class StationWorker:
 
     # -- one job
     def run_job(self, planned_id: int, *, job_id: int | None = None) -> str:
-        from labctl.db import campaigns as plan
-
         decision = _take(self.db, planned_id, station=self.name, me=self.me, channels=self.channels)
         if decision.action == "skip":
             return decision.why
@@ -379,8 +377,7 @@ class StationWorker:
             try:
                 if decision.action == "resume":
                     assert decision.run_id is not None
-                    outcome = self._resume(decision.run_id, ch)
-                    plan.finish(self.db, planned_id, planned_state(outcome.status), outcome.end_reason)
+                    outcome = self._resume(planned_id, decision.run_id, ch)
                 else:
                     outcome = self._execute(planned_id, ch)
             except BaseException as exc:
@@ -395,19 +392,18 @@ class StationWorker:
         from labctl.app.lab.execute import execute_planned
         from labctl.core.clock import clock_for_speed
 
-        return execute_planned(
-            self.db, planned_id, self.station, channel, clock=clock_for_speed(self.speed), stop=self.stop
-        )
+        clock = clock_for_speed(self.speed)
+        return execute_planned(self.db, planned_id, self.station, channel, clock=clock, stop=self.stop, owner=self.me)
 
-    def _resume(self, run_id: int, channel: str) -> Any:
-        from labctl.app.resume import resume_run
+    def _resume(self, planned_id: int, run_id: int, channel: str) -> Any:
+        from labctl.app.lab.execute import resume_planned
         from labctl.core.clock import clock_for_speed
 
-        run = self.db.run(run_id)
-        if run["status"] == "running":  # its owner is gone (store.take checked), not yet marked
-            self.db.mark_interrupted(run_id, f"its worker {run['owner']} is gone")
+        # on record: the run was interrupted (its worker is gone) before it is taken over
+        self.db.mark_interrupted(run_id, "its worker is gone (taken over by a worker of the same station)")
         log.info("resuming run %s on %s", run_id, lock_for(self.name, channel))
-        return resume_run(self.db, run_id, clock=clock_for_speed(self.speed))
+        clock = clock_for_speed(self.speed)
+        return resume_planned(self.db, planned_id, self.station, channel, clock=clock, stop=self.stop, owner=self.me)
 
     # -- maintenance
     def sweep(self) -> str:
@@ -445,7 +441,7 @@ def run_worker(
     ensure_schema(url)
     db = Database(url)
     app = make_app(url)
-    stalled = float(stalled_after if stalled_after is not None else max(STALLED_AFTER, 4 * heartbeat))
+    stalled = float(stalled_after if stalled_after is not None else 4 * heartbeat)
     lab = StationWorker(db, station, app, speed=speed, stalled_after=stalled)
     n = max(1, len(lab.channels))
 
@@ -503,14 +499,6 @@ class Decision:
     run_id: int | None = None
 
 
-#: a run's status -> its planned run's state
-PLANNED_END = {"completed": "done", "interrupted": "interrupted", "aborted": "cancelled"}
-
-
-def planned_state(status: str) -> str:
-    return PLANNED_END.get(status, "failed")
-
-
 def _take(db: Any, planned_id: int, *, station: str, me: str, channels: list[str]) -> Decision:
     """Decide what a job does with planned run ``planned_id``."""
     from labctl.db import campaigns as plan
@@ -549,7 +537,9 @@ def _take(db: Any, planned_id: int, *, station: str, me: str, channels: list[str
         if run["status"] == "interrupted":
             return Decision("resume", run_id=run_id, **where, **base)
         # the run ended but its worker died before saying so in planned_runs
-        plan.finish(db, planned_id, planned_state(run["status"]), run.get("end_reason") or run["status"])
+        from labctl.app.lab.execute import STATE_OF
+
+        plan.finish(db, planned_id, STATE_OF.get(run["status"], "failed"), f"{run['status']}: {run['end_reason']}")
         return Decision("skip", f"run {run_id} had already ended ({run['status']})", **base)
     if state == "interrupted" or owner_gone(row["claimed_by"], row["heartbeat_unix"]):
         return Decision("run", **where, **base)  # claimed, then its worker died before the run began
