@@ -44,8 +44,12 @@ def resume_run(
     speed: str | float | None = "max",
     on_progress: Any | None = None,
     ocv_seconds: float = OCV_SECONDS,
+    on_engine: Any | None = None,
 ) -> RunOutcome:
-    """Resume interrupted run ``run_id`` in ``db`` (a :class:`labctl.db.Database`)."""
+    """Resume interrupted run ``run_id`` in ``db`` (a :class:`labctl.db.Database`).
+
+    ``on_engine(engine)`` is called with the engine before it runs (a worker keeps it to pause,
+    cancel or interrupt the run)."""
     from labctl.protocols import load_protocol_text
 
     try:
@@ -96,6 +100,8 @@ def resume_run(
         state = dict(checkpoint) if checkpoint is not None else _start_state(protocol)
         state.update(step_counter=step_index, n_samples=info["n_samples"], t_test=clock.now() - t0)
         engine = Engine(protocol, devices, clock, rec, on_progress=on_progress, checkpoint=state)
+        if on_engine is not None:
+            on_engine(engine)
         with termination_as_interrupt():
             return engine.run()
     finally:

@@ -14,9 +14,10 @@ off, closes the step that was running with its samples counted, and records the 
 status and end reason.  The engine depends only on the contracts in
 ``labctl.drivers`` and ``labctl.core.contracts``.
 
-``pause()``, ``resume()`` and ``abort(reason)`` may be called from any thread: a pause
-takes effect at the next boundary (the cell is turned off meanwhile), an abort after the
-block being read or at the next boundary.
+``pause()``, ``resume()``, ``abort(reason)`` and ``interrupt(reason)`` may be called from any
+thread: a pause takes effect at the next boundary (the cell is turned off meanwhile), an abort
+after the block being read or at the next boundary; ``interrupt`` stops the same way but ends the
+run ``interrupted`` (resumable), as SIGTERM does: what a worker that is shutting down uses.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class Engine:
         self._pause_requested = threading.Event()
         self._resumed = threading.Event()
         self._abort_reason: str | None = None
+        self._interrupting = False
 
     # ----------------------------------------------------------------- control (any thread)
     @property
@@ -213,6 +215,11 @@ class Engine:
         """End the run: after the block being read, or at once when paused; cell off, status aborted."""
         self._abort_reason = reason
         self._resumed.set()
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop like :meth:`abort`, but end the run ``interrupted``: resumable from its last checkpoint."""
+        self._interrupting = True
+        self.abort(reason)
 
     # ----------------------------------------------------------------- preflight
     def preflight(self) -> None:
@@ -301,7 +308,7 @@ class Engine:
             status, reason = RunStatus.ABORTED, "interrupted by the user (Ctrl-C)"
             self._fail_safe(EndReason.ABORTED, reason, "abort")
         except RunAborted as e:
-            status, reason = RunStatus.ABORTED, str(e)
+            status, reason = RunStatus.INTERRUPTED if self._interrupting else RunStatus.ABORTED, str(e)
             self._fail_safe(EndReason.ABORTED, reason, "abort")
         except SafetyTrip as e:
             status, reason = RunStatus.SAFETY, f"safety limit: {e}"
