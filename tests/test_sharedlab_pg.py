@@ -229,3 +229,60 @@ def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes
     # the pooled pair ran on the two channels of bench-a
     pool = sorted(r["channel"] for r in rows if r["key"].startswith("a-pool"))
     assert set(pool) <= {"a1", "a2"}
+
+
+def test_duplicate_and_orphaned_jobs_never_run_a_planned_run_twice(pg_url: str, tmp_path: Path):
+    """Exactly once is decided by the planned_runs row: two jobs for one run at once, a job for a
+    run that is done, a run claimed by a worker that died before it began, and a run that ended
+    while its worker died before saying so: one run each, never a second."""
+    import threading
+
+    from labctl.app import pgqueue
+    from labctl.app.lab.campaign import load_campaign
+    from labctl.app.station import load_station
+
+    camp = load_campaign(write_campaign(tmp_path))
+    pgqueue.schedule_campaign(pg_url, camp)
+    app = pgqueue.make_app(pg_url)
+    with Database(pg_url) as db, app.open():
+        lab = pgqueue.StationWorker(db, load_station(tmp_path / "bench-a.yaml"), app)
+        ids = {r["key"]: r["id"] for r in planned(db)}
+        # two jobs of one pooled run at the same moment: one runs it, the other stands aside
+        results: list[str] = []
+
+        def job() -> None:
+            try:
+                results.append(lab.run_job(ids["a-pool-r1"]))
+            except pgqueue.ChannelBusy as e:
+                results.append(f"busy: {e}")
+
+        threads = [threading.Thread(target=job) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sum("completed" in r for r in results) == 1, results
+        # a job for a run that is done: nothing happens
+        assert "is done" in lab.run_job(ids["a-pool-r1"])
+        # claimed by a worker on another PC that died before the run began: run here, once
+        with db.engine.begin() as c:
+            c.execute(
+                sa.text(
+                    "UPDATE planned_runs SET state='claimed', claimed_by='gone-pc:1', heartbeat_unix=0, "
+                    "channel='a1', attempts=1 WHERE id=:i"
+                ),
+                {"i": ids["a1-pinned"]},
+            )
+        assert "completed" in lab.run_job(ids["a1-pinned"])
+        # its run ended, its worker died before marking the planned run: marked done, not run again
+        with db.engine.begin() as c:
+            c.execute(sa.text("UPDATE planned_runs SET state='running' WHERE id=:i"), {"i": ids["a1-pinned"]})
+        assert "already ended" in lab.run_job(ids["a1-pinned"])
+        # not this station's run: refused, not run
+        with pytest.raises(pgqueue.NotMine):
+            lab.run_job(ids["b2-pinned"])
+        rows = {r["key"]: r for r in planned(db)}
+        runs = run_rows(db)
+    assert rows["a-pool-r1"]["state"] == "done" and rows["a1-pinned"]["state"] == "done"
+    assert rows["a1-pinned"]["attempts"] == 2 and rows["b2-pinned"]["state"] == "due"
+    assert sorted(r["meta"]["planned_id"] for r in runs) == sorted([ids["a-pool-r1"], ids["a1-pinned"]])

@@ -113,10 +113,16 @@ def ensure_schema(url: str) -> bool:
             if row is not None and row[0] is not None:
                 return False
             with conn.transaction():
-                conn.execute(SchemaManager.get_schema())  # type: ignore[arg-type]  # procrastinate's own SQL
+                conn.execute(SchemaManager.get_schema())  # procrastinate's own SQL
             return True
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_BOOTSTRAP_KEY,))
+
+
+def _utc_in(seconds: float) -> Any:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
 
 
 def lock_for(station: str, channel: str) -> str:
@@ -128,10 +134,22 @@ def lock_for(station: str, channel: str) -> str:
 def make_app(url: str) -> Any:
     """A procrastinate App on ``url`` with labctl's tasks registered (not opened)."""
     import procrastinate
+    from procrastinate.retry import BaseRetryStrategy, RetryDecision
+
+    class Retry(BaseRetryStrategy):
+        """A busy pool or an interrupted run goes back to the queue; anything else (a bug, a
+        broken instrument) fails the job, and ``planned_runs`` says why."""
+
+        def get_retry_decision(self, *, exception: BaseException, job: Any) -> RetryDecision | None:
+            if isinstance(exception, ChannelBusy):
+                return RetryDecision(retry_at=_utc_in(BUSY_RETRY))
+            if isinstance(exception, RunInterrupted):
+                return RetryDecision(retry_at=_utc_in(0.0))
+            return None
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=libpq_url(url)))
 
-    @app.task(name=RUN_TASK, pass_context=True, retry=_Retry())
+    @app.task(name=RUN_TASK, pass_context=True, retry=Retry())
     def run_planned(context: Any, planned_id: int) -> str:
         lab: StationWorker = context.additional_context["lab"]
         return lab.run_job(int(planned_id), job_id=context.job.id)
@@ -143,23 +161,6 @@ def make_app(url: str) -> Any:
         return lab.sweep()
 
     return app
-
-
-class _Retry:
-    """Retry decisions: a busy pool or an interrupted run goes back to the queue; anything
-    else (a bug, a broken instrument) fails the job: ``planned_runs`` says why."""
-
-    def get_retry_exception(self, exception: BaseException, job: Any) -> Any:
-        from procrastinate import exceptions
-        from procrastinate.retry import RetryDecision
-
-        if isinstance(exception, ChannelBusy):
-            decision = RetryDecision(retry_in={"seconds": BUSY_RETRY})
-        elif isinstance(exception, RunInterrupted):
-            decision = RetryDecision(retry_in={"seconds": 0})
-        else:
-            return None
-        return exceptions.JobRetry(decision)
 
 
 # --------------------------------------------------------------------------- releasing due runs
