@@ -36,7 +36,7 @@ STATIONS = {
 }
 
 TINY = SHORT.replace("times: 3", "times: 1").replace("rest: {duration: 1 h", "rest: {duration: 10 min")
-LONG = SHORT.replace("times: 3", "times: 60")
+LONG = SHORT.replace("times: 3", "times: 20")  # 41 h: ~2 s of wall time at --speed 20000
 
 
 def write_stations(folder: Path) -> dict[str, Path]:
@@ -49,6 +49,14 @@ def write_stations(folder: Path) -> dict[str, Path]:
         p.write_text(f"name: {name}\ninstruments:\n{inst}\nchannels:\n{chans}\n")
         paths[name] = p
     return paths
+
+
+def worker_cmd(url: str, station: Path, speed: str) -> list[str]:
+    code = (
+        "import sys; from labctl.app.pgqueue import run_worker; "
+        "run_worker(sys.argv[1], sys.argv[2], speed=sys.argv[3], heartbeat=0.5)"
+    )
+    return [sys.executable, "-c", code, url, str(station), speed]
 
 
 def start_worker(url: str, station: Path, *, speed: str = "max", log: Path | None = None) -> subprocess.Popen:
@@ -138,39 +146,6 @@ def jobs(db: Database) -> list[dict]:
         ]
 
 
-def test_schedule_defers_due_runs_per_station_queue_with_channel_locks(pg_url: str, tmp_path: Path):
-    from labctl.app import pgqueue
-    from labctl.app.lab.campaign import load_campaign
-
-    camp = load_campaign(write_campaign(tmp_path))
-    summary = pgqueue.schedule_campaign(pg_url, camp)
-    assert summary["planned"] == 9 and summary["deferred"] == 8 and summary["waiting"] == 1
-    with Database(pg_url) as db:
-        rows = {r["key"]: r for r in planned(db)}
-        js = {int(j["args"]["planned_id"]): j for j in jobs(db)}
-        assert rows["c-after"]["state"] == "waiting" and rows["c-after"]["id"] not in js  # waits for b1-pinned
-        for key, r in rows.items():
-            if key == "c-after":
-                continue
-            j = js[r["id"]]
-            assert j["queue_name"] == r["station"] and j["status"] == "todo"
-            assert j["queueing_lock"] == f"planned-{r['id']}"
-            assert j["lock"] == (None if key.startswith("a-pool") else f"{r['station']}/{r['channel']}")
-        # scheduling again defers nothing twice (idempotent release)
-        app = pgqueue.make_app(pg_url)
-        with app.open():
-            assert pgqueue.release(db, app).deferred == []
-        assert len(jobs(db)) == 8
-
-
-def worker_cmd(url: str, station: Path, speed: str) -> list[str]:
-    code = (
-        "import sys; from labctl.app.pgqueue import run_worker; "
-        "run_worker(sys.argv[1], sys.argv[2], speed=sys.argv[3], heartbeat=0.5)"
-    )
-    return [sys.executable, "-c", code, url, str(station), speed]
-
-
 def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes(pg_url: str, tmp_path: Path):
     """Three `labctl worker` processes, one per station, against one PostgreSQL database.  The
     worker of bench-b is SIGKILLed in the middle of its long run and started again: that run is
@@ -231,20 +206,33 @@ def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes
     assert set(pool) <= {"a1", "a2"}
 
 
-def test_duplicate_and_orphaned_jobs_never_run_a_planned_run_twice(pg_url: str, tmp_path: Path):
-    """Exactly once is decided by the planned_runs row: two jobs for one run at once, a job for a
-    run that is done, a run claimed by a worker that died before it began, and a run that ended
-    while its worker died before saying so: one run each, never a second."""
+def test_schedule_then_duplicate_and_orphaned_jobs_never_run_a_planned_run_twice(pg_url: str, tmp_path: Path):
+    """`schedule` defers the due runs on their station's queue, pinned ones with their channel's lock,
+    the `after:` run only later.  Then exactly once is decided by the planned_runs row: two jobs for one
+    run at once, a job for a run that is done, a run claimed by a worker that died before it began, and
+    a run that ended while its worker died before saying so: one run each, never a second."""
     import threading
 
     from labctl.app import pgqueue
     from labctl.app.lab.campaign import load_campaign
     from labctl.app.station import load_station
 
-    camp = load_campaign(write_campaign(tmp_path))
-    pgqueue.schedule_campaign(pg_url, camp)
+    summary = pgqueue.schedule_campaign(pg_url, load_campaign(write_campaign(tmp_path)))
+    assert summary["planned"] == 9 and summary["deferred"] == 8 and summary["waiting"] == 1
     app = pgqueue.make_app(pg_url)
     with Database(pg_url) as db, app.open():
+        rows = {r["key"]: r for r in planned(db)}
+        js = {int(j["args"]["planned_id"]): j for j in jobs(db)}
+        assert rows["c-after"]["state"] == "waiting" and rows["c-after"]["id"] not in js  # after b1-long
+        for key, r in rows.items():
+            if key != "c-after":
+                j = js[r["id"]]
+                assert j["queue_name"] == r["station"] and j["status"] == "todo"
+                assert j["queueing_lock"] == f"planned-{r['id']}"
+                assert j["lock"] == (None if key.startswith("a-pool") else f"{r['station']}/{r['channel']}")
+        assert pgqueue.release(db, app).deferred == []  # releasing again defers nothing twice
+        assert len(jobs(db)) == 8
+
         lab = pgqueue.StationWorker(db, load_station(tmp_path / "bench-a.yaml"), app)
         ids = {r["key"]: r["id"] for r in planned(db)}
         # two jobs of one pooled run at the same moment: one runs it, the other stands aside
@@ -286,3 +274,44 @@ def test_duplicate_and_orphaned_jobs_never_run_a_planned_run_twice(pg_url: str, 
     assert rows["a-pool-r1"]["state"] == "done" and rows["a1-pinned"]["state"] == "done"
     assert rows["a1-pinned"]["attempts"] == 2 and rows["b2-pinned"]["state"] == "due"
     assert sorted(r["meta"]["planned_id"] for r in runs) == sorted([ids["a-pool-r1"], ids["a1-pinned"]])
+
+
+def test_sigterm_leaves_the_run_resumable_and_its_job_queued(pg_url: str, tmp_path: Path):
+    """SIGTERM to a worker: the run ends at its next block, interrupted (cell off), its job goes back
+    to the queue; the next worker of the station resumes that run (same run id), once."""
+    import threading
+
+    from labctl.app import pgqueue
+    from labctl.app.lab.campaign import load_campaign
+
+    stations = write_stations(tmp_path)
+    (tmp_path / "long.yaml").write_text(LONG)
+    (tmp_path / "one.yaml").write_text(
+        "name: one\nstations: [bench-a.yaml]\n"
+        "runs:\n  - {key: long, protocol: long.yaml, preset: br-mg, station: bench-a, channel: a1}\n"
+    )
+    pgqueue.schedule_campaign(pg_url, load_campaign(tmp_path / "one.yaml"))
+    with Database(pg_url) as db:
+
+        def recording() -> bool:
+            (r,) = planned(db)
+            return r["run_id"] is not None and db.run(r["run_id"])["n_samples"] > 100
+
+        def terminate() -> None:
+            wait_for(recording, 30, "the run to record samples")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        t = threading.Thread(target=terminate)
+        t.start()
+        assert pgqueue.run_worker(pg_url, stations["bench-a"], speed="20000", heartbeat=0.5) is True
+        t.join()
+        (r,) = planned(db)
+        run = db.run(r["run_id"])
+        assert r["state"] == "interrupted" and run["status"] == "interrupted", (r, run)
+        assert [j["status"] for j in jobs(db) if j["queue_name"] == "bench-a"] == ["todo"]
+        # the station's next worker: the same run resumed to its end, nothing run twice
+        assert pgqueue.run_worker(pg_url, stations["bench-a"], speed="max", heartbeat=0.5, wait=False) is False
+        (r2,) = planned(db)
+        assert r2["state"] == "done" and r2["run_id"] == r["run_id"] and r2["attempts"] == 2
+        assert db.run(r["run_id"])["status"] == "completed" and len(run_rows(db)) == 1
+        assert "resume" in {e["kind"] for e in db.events(r["run_id"])}

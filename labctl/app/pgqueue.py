@@ -151,14 +151,17 @@ def make_app(url: str) -> Any:
 
     @app.task(name=RUN_TASK, pass_context=True, retry=Retry())
     def run_planned(context: Any, planned_id: int) -> str:
-        lab: StationWorker = context.additional_context["lab"]
+        labs: dict[str, StationWorker] = context.additional_context["labs"]
+        lab = labs.get(context.job.queue)  # the queue is the station
+        if lab is None:
+            raise NotMine(f"job {context.job.id} is for station {context.job.queue}, not {', '.join(labs)}")
         return lab.run_job(int(planned_id), job_id=context.job.id)
 
     @app.periodic(cron=SWEEP_CRON)
     @app.task(name="labctl.sweep", queue=MAINTENANCE_QUEUE, pass_context=True)
     def sweep(context: Any, timestamp: int) -> str:
-        lab: StationWorker = context.additional_context["lab"]
-        return lab.sweep()
+        labs: dict[str, StationWorker] = context.additional_context["labs"]
+        return next(iter(labs.values())).sweep()
 
     return app
 
@@ -314,6 +317,7 @@ class StationWorker:
         *,
         speed: str | float = "max",
         stalled_after: float = STALLED_AFTER,
+        stop: threading.Event | None = None,
     ) -> None:
         from labctl.db.liveness import owner_id
 
@@ -325,7 +329,7 @@ class StationWorker:
         self.speed = speed
         self.stalled_after = float(stalled_after)
         self.me = owner_id()
-        self.stop = threading.Event()
+        self.stop = stop if stop is not None else threading.Event()
         self._local = {c: threading.Lock() for c in self.channels}
         self.url = db.engine.url.render_as_string(hide_password=False)
 
@@ -422,15 +426,18 @@ def station_name(station: Any) -> str:
 
 def run_worker(
     url: str,
-    station_path: str | Path,
+    station_paths: str | Path | list[str | Path] | list[Path],
     *,
     speed: str | float = "max",
     heartbeat: float = HEARTBEAT,
     stalled_after: float | None = None,
     wait: bool = True,
-) -> None:
-    """``labctl worker --station FILE --db postgresql://...``: serve the station's queue until
-    SIGTERM/SIGINT (the runs in progress end at their next block, cells safe, resumable)."""
+) -> bool:
+    """``labctl worker --station FILE --db postgresql://...``: serve the queues of the stations
+    (one queue per station, as many jobs at once as they have channels, plus one for the sweeps)
+    until SIGTERM/SIGINT/SIGHUP: the runs in progress end at their next block with the cells safe
+    and their jobs go back to the queue, resumable.  True when a signal stopped it; with
+    ``wait=False`` it returns (False) as soon as none of its queues has a job ready."""
     import signal
 
     from asgiref.sync import sync_to_async
@@ -438,28 +445,34 @@ def run_worker(
     from labctl.app.station import load_station
     from labctl.db import Database
 
-    station = load_station(station_path)
+    paths = station_paths if isinstance(station_paths, list) else [station_paths]
+    stations = [load_station(p) for p in paths]
     ensure_schema(url)
     db = Database(url)
     app = make_app(url)
     stalled = float(stalled_after if stalled_after is not None else 4 * heartbeat)
-    lab = StationWorker(db, station, app, speed=speed, stalled_after=stalled)
-    n = max(1, len(lab.channels))
+    stop = threading.Event()
+    labs = {
+        station_name(st): StationWorker(db, st, app, speed=speed, stalled_after=stalled, stop=stop) for st in stations
+    }
+    n = max(1, sum(len(lab.channels) for lab in labs.values()))
+    me = next(iter(labs.values())).me
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=n + 2, thread_name_prefix="labctl-job"))
         async with app.open_async():
             # this station's jobs held by dead workers, then the runs that became due meanwhile
-            await sync_to_async(retry_stalled, thread_sensitive=False)(app, stalled_after=stalled, queue=lab.name)
+            for name in labs:
+                await sync_to_async(retry_stalled, thread_sensitive=False)(app, stalled_after=stalled, queue=name)
             await sync_to_async(release, thread_sensitive=False)(db, app)
             task = asyncio.ensure_future(
                 app.run_worker_async(
-                    queues=[lab.name, MAINTENANCE_QUEUE],
-                    name=f"{lab.name}@{lab.me}",
+                    queues=[*labs, MAINTENANCE_QUEUE],
+                    name=f"{'+'.join(labs)}@{me}",
                     concurrency=n + 1,  # one per channel, one for the sweeps
                     wait=wait,
-                    additional_context={"lab": lab},
+                    additional_context={"labs": labs},
                     install_signal_handlers=False,  # ours: stop the runs too, not only the fetching
                     update_heartbeat_interval=heartbeat,
                     stalled_worker_timeout=stalled,
@@ -468,7 +481,7 @@ def run_worker(
             )
 
             def on_signal() -> None:
-                lab.stop.set()  # the runs end at their next block, cells safe, resumable
+                stop.set()  # the runs end at their next block, cells safe, resumable
                 task.cancel()  # procrastinate: stop fetching, wait for the running jobs
 
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -476,13 +489,14 @@ def run_worker(
             try:
                 await task
             except asyncio.CancelledError:
-                if not lab.stop.is_set():
+                if not stop.is_set():
                     raise
 
     try:
         asyncio.run(main())
     finally:
         db.close()
+    return stop.is_set()
 
 
 # --------------------------------------------------------------------------- planned_runs
