@@ -209,6 +209,5 @@ def spill_replay(
 def register(app: typer.Typer) -> None:
     app.command()(instruments)
     app.command()(emulate)
-    app.command()(resume)
     app.command("replay-transcript")(replay_transcript)
     app.add_typer(spill_app, name="spill")

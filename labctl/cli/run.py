@@ -62,8 +62,14 @@ def validate(
 def schema(
     preset: bool = typer.Option(False, "--preset", help="The schema of simulator preset files instead."),
     station: bool = typer.Option(False, "--station", help="The schema of station files instead."),
+    campaign: bool = typer.Option(False, "--campaign", help="The schema of campaign files instead."),
 ) -> None:
-    """Print the JSON Schema of protocol files (or preset or station files) for editor autocompletion."""
+    """Print the JSON Schema of protocol files (or preset, station or campaign files) for editor autocompletion."""
+    if campaign:
+        from labctl.app.lab.campaign import campaign_json_schema
+
+        print_json(campaign_json_schema())
+        return
     if station:
         from labctl.app.station import station_json_schema
 
