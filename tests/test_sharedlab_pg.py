@@ -9,6 +9,7 @@ run (same run id, gap on record) instead of running it a second time.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from labctl.cli.application import app as cli_app
 from labctl.db import Database
 from tests.test_cli import SHORT
 
@@ -52,11 +55,7 @@ def write_stations(folder: Path) -> dict[str, Path]:
 
 
 def worker_cmd(url: str, station: Path, speed: str) -> list[str]:
-    code = (
-        "import sys; from labctl.app.pgqueue import run_worker; "
-        "run_worker(sys.argv[1], sys.argv[2], speed=sys.argv[3], heartbeat=0.5)"
-    )
-    return [sys.executable, "-c", code, url, str(station), speed]
+    return [*LABCTL, "worker", "--station", str(station), "--db", url, "--speed", speed, "--heartbeat", "0.5"]
 
 
 def start_worker(url: str, station: Path, *, speed: str = "max", log: Path | None = None) -> subprocess.Popen:
@@ -152,10 +151,11 @@ def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes
     resumed (same run, gap and OCV on record), the run after it on bench-c starts when it is done,
     and every planned run is executed exactly once, by the worker of the station that owns its channel."""
     from labctl.app import pgqueue
-    from labctl.app.lab.campaign import load_campaign
 
     stations = write_stations(tmp_path)
-    pgqueue.schedule_campaign(pg_url, load_campaign(write_campaign(tmp_path)))
+    r = CliRunner().invoke(cli_app, ["schedule", str(write_campaign(tmp_path)), "--db", pg_url, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output) | {"backend": "procrastinate", "planned": 9, "deferred": 8} == json.loads(r.output)
     speed = {"bench-a": "max", "bench-b": "20000", "bench-c": "max"}  # b1's long run takes ~4 s of wall time
     procs = {n: start_worker(pg_url, p, speed=speed[n], log=tmp_path / f"{n}.log") for n, p in stations.items()}
     killed_pid = procs["bench-b"].pid
@@ -169,14 +169,14 @@ def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes
                 r = long_run()
                 return r["run_id"] is not None and db.run(r["run_id"])["n_samples"] > 100
 
-            wait_for(long_run_recording, 40, "b1's long run to record samples")
+            wait_for(long_run_recording, 120, "b1's long run to record samples")
             run_id = long_run()["run_id"]
             procs["bench-b"].send_signal(signal.SIGKILL)  # mid-run: no chance to clean up
             procs["bench-b"].wait(10)
             n_before = db.run(run_id)["n_samples"]
             assert db.run(run_id)["status"] == "interrupted"  # its owner is gone
             procs["bench-b"] = start_worker(pg_url, stations["bench-b"], speed="max", log=tmp_path / "bench-b.log")
-            wait_for(lambda: all(r["state"] in pgqueue.FINAL for r in planned(db)), 45, "every planned run to end")
+            wait_for(lambda: all(r["state"] in pgqueue.FINAL for r in planned(db)), 120, "every planned run to end")
             rows = planned(db)
             runs = {r["id"]: r for r in run_rows(db)}
             events = [e["kind"] for e in db.events(run_id)]
@@ -233,7 +233,7 @@ def test_schedule_then_duplicate_and_orphaned_jobs_never_run_a_planned_run_twice
         assert pgqueue.release(db, app).deferred == []  # releasing again defers nothing twice
         assert len(jobs(db)) == 8
 
-        lab = pgqueue.StationWorker(db, load_station(tmp_path / "bench-a.yaml"), app)
+        lab = pgqueue.StationWorker(db, load_station(tmp_path / "bench-a.yaml"), app, speed="max")
         ids = {r["key"]: r["id"] for r in planned(db)}
         # two jobs of one pooled run at the same moment: one runs it, the other stands aside
         results: list[str] = []
@@ -298,7 +298,7 @@ def test_sigterm_leaves_the_run_resumable_and_its_job_queued(pg_url: str, tmp_pa
             return r["run_id"] is not None and db.run(r["run_id"])["n_samples"] > 100
 
         def terminate() -> None:
-            wait_for(recording, 30, "the run to record samples")
+            wait_for(recording, 120, "the run to record samples")
             os.kill(os.getpid(), signal.SIGTERM)
 
         t = threading.Thread(target=terminate)
@@ -310,7 +310,7 @@ def test_sigterm_leaves_the_run_resumable_and_its_job_queued(pg_url: str, tmp_pa
         assert r["state"] == "interrupted" and run["status"] == "interrupted", (r, run)
         assert [j["status"] for j in jobs(db) if j["queue_name"] == "bench-a"] == ["todo"]
         # the station's next worker: the same run resumed to its end, nothing run twice
-        assert pgqueue.run_worker(pg_url, stations["bench-a"], speed="max", heartbeat=0.5, wait=False) is False
+        assert pgqueue.run_worker(pg_url, stations["bench-a"], speed="max", heartbeat=0.5, until_idle=True) is False
         (r2,) = planned(db)
         assert r2["state"] == "done" and r2["run_id"] == r["run_id"] and r2["attempts"] == 2
         assert db.run(r["run_id"])["status"] == "completed" and len(run_rows(db)) == 1

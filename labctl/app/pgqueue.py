@@ -315,7 +315,7 @@ class StationWorker:
         station: Any,
         app: Any,
         *,
-        speed: str | float = "max",
+        speed: str | float | None = None,
         stalled_after: float = STALLED_AFTER,
         stop: threading.Event | None = None,
     ) -> None:
@@ -393,21 +393,27 @@ class StationWorker:
             raise RunInterrupted(f"planned run {planned_id}: run {outcome.run_id} interrupted; resumable")
         return f"run {outcome.run_id} {outcome.status} on {lock_for(self.name, ch)}"
 
+    def clock(self) -> Any:
+        """A clock for one run: wall time, or (simulated stations) ``max`` virtual time or a factor."""
+        from labctl.core.clock import WallClock, clock_for_speed
+
+        if self.speed is None or str(self.speed).lower() in ("wall", "real", "realtime", "1"):
+            return WallClock()
+        return clock_for_speed(self.speed)
+
     def _execute(self, planned_id: int, channel: str) -> Any:
         from labctl.app.lab.execute import execute_planned
-        from labctl.core.clock import clock_for_speed
 
-        clock = clock_for_speed(self.speed)
+        clock = self.clock()
         return execute_planned(self.db, planned_id, self.station, channel, clock=clock, stop=self.stop, owner=self.me)
 
     def _resume(self, planned_id: int, run_id: int, channel: str) -> Any:
         from labctl.app.lab.execute import resume_planned
-        from labctl.core.clock import clock_for_speed
 
         # on record: the run was interrupted (its worker is gone) before it is taken over
         self.db.mark_interrupted(run_id, "its worker is gone (taken over by a worker of the same station)")
         log.info("resuming run %s on %s", run_id, lock_for(self.name, channel))
-        clock = clock_for_speed(self.speed)
+        clock = self.clock()
         return resume_planned(self.db, planned_id, self.station, channel, clock=clock, stop=self.stop, owner=self.me)
 
     # -- maintenance
@@ -428,16 +434,17 @@ def run_worker(
     url: str,
     station_paths: str | Path | list[str | Path] | list[Path],
     *,
-    speed: str | float = "max",
+    speed: str | float | None = None,
     heartbeat: float = HEARTBEAT,
     stalled_after: float | None = None,
-    wait: bool = True,
+    poll: float = 5.0,
+    until_idle: bool = False,
 ) -> bool:
     """``labctl worker --station FILE --db postgresql://...``: serve the queues of the stations
     (one queue per station, as many jobs at once as they have channels, plus one for the sweeps)
     until SIGTERM/SIGINT/SIGHUP: the runs in progress end at their next block with the cells safe
     and their jobs go back to the queue, resumable.  True when a signal stopped it; with
-    ``wait=False`` it returns (False) as soon as none of its queues has a job ready."""
+    ``until_idle`` it returns (False) once no planned run of its stations is left to run."""
     import signal
 
     from asgiref.sync import sync_to_async
@@ -471,12 +478,11 @@ def run_worker(
                     queues=[*labs, MAINTENANCE_QUEUE],
                     name=f"{'+'.join(labs)}@{me}",
                     concurrency=n + 1,  # one per channel, one for the sweeps
-                    wait=wait,
                     additional_context={"labs": labs},
                     install_signal_handlers=False,  # ours: stop the runs too, not only the fetching
                     update_heartbeat_interval=heartbeat,
                     stalled_worker_timeout=stalled,
-                    fetch_job_polling_interval=min(5.0, heartbeat),
+                    fetch_job_polling_interval=poll,  # besides LISTEN/NOTIFY
                 )
             )
 
@@ -486,17 +492,35 @@ def run_worker(
 
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.add_signal_handler(s, on_signal)
+            idle = asyncio.ensure_future(_until_idle(db, list(labs), poll, task)) if until_idle else None
             try:
                 await task
             except asyncio.CancelledError:
-                if not stop.is_set():
+                if not stop.is_set() and not (idle is not None and idle.done()):
                     raise
+            finally:
+                if idle is not None:
+                    idle.cancel()
 
     try:
         asyncio.run(main())
     finally:
         db.close()
     return stop.is_set()
+
+
+async def _until_idle(db: Any, stations: list[str], poll: float, task: asyncio.Future[Any]) -> None:
+    """Stop the worker once none of ``stations``' planned runs is left (done, failed or cancelled)."""
+    from asgiref.sync import sync_to_async
+
+    from labctl.db import campaigns as plan
+
+    def left() -> int:
+        return sum(plan.pending(db, station=s) for s in stations)
+
+    while await sync_to_async(left, thread_sensitive=False)() > 0:
+        await asyncio.sleep(poll)
+    task.cancel()  # graceful: nothing is running
 
 
 # --------------------------------------------------------------------------- planned_runs
