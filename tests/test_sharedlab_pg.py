@@ -55,7 +55,7 @@ def write_stations(folder: Path) -> dict[str, Path]:
 
 
 def worker_cmd(url: str, station: Path, speed: str) -> list[str]:
-    return [*LABCTL, "worker", "--station", str(station), "--db", url, "--speed", speed, "--heartbeat", "0.5"]
+    return [*LABCTL, "worker", "--station", str(station), "--db", url, "--speed", speed, "--heartbeat", "1"]
 
 
 def start_worker(url: str, station: Path, *, speed: str = "max", log: Path | None = None) -> subprocess.Popen:

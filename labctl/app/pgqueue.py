@@ -58,7 +58,10 @@ MAINTENANCE_QUEUE = "labctl"
 #: Seconds between a worker's heartbeats, and the age after which its jobs count as stalled.
 HEARTBEAT = 5.0
 STALLED_AFTER = 20.0
-#: Seconds a job waits before it tries again when every channel of its pool is busy.
+#: Seconds a job waits for one of its channels to come free (the worker fetches one job ahead
+#: per channel, so the next run is ready when a channel frees), then the job goes back to the
+#: queue for BUSY_RETRY seconds.
+CHANNEL_WAIT = 2.0
 BUSY_RETRY = 1.0
 #: The periodic sweeps (cron with a seconds field).
 SWEEP_CRON = "* * * * * */5"
@@ -331,42 +334,74 @@ class StationWorker:
         self.me = owner_id()
         self.stop = stop if stop is not None else threading.Event()
         self._local = {c: threading.Lock() for c in self.channels}
+        self._conns: dict[str, Any] = {}
+        self._freed = threading.Condition()
         self.url = db.engine.url.render_as_string(hide_password=False)
 
     # -- channels
     @contextmanager
-    def channel(self, wanted: list[str]) -> Iterator[str]:
+    def channel(self, wanted: list[str], wait: float = CHANNEL_WAIT) -> Iterator[str]:
         """Hold the first free channel of ``wanted``: a thread lock in this process and a
-        PostgreSQL session advisory lock for every other process.  ChannelBusy if none is free."""
-        import psycopg
+        PostgreSQL session advisory lock for every other process (one connection per channel,
+        kept; the lock goes with the session if the worker dies).  Waits up to ``wait`` s for
+        one of this worker's channels to come free, then ChannelBusy."""
+        deadline = time.monotonic() + wait
+        while True:
+            got = self._try_channel(wanted)
+            if got is not None:
+                break
+            with self._freed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ChannelBusy(f"no free channel among {', '.join(wanted)} on {self.name}")
+                self._freed.wait(left)
+        name, conn, key = got
+        try:
+            yield name
+        finally:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+            except Exception:  # a broken session has released it anyway
+                self._drop_conn(name)
+            finally:
+                self._local[name].release()
+                with self._freed:
+                    self._freed.notify_all()
 
+    def _try_channel(self, wanted: list[str]) -> tuple[str, Any, str] | None:
         for name in wanted:
             lk = self._local.get(name)
             if lk is None or not lk.acquire(blocking=False):
                 continue
-            conn = None
+            key = "labctl:channel:" + lock_for(self.name, name)
             try:
-                conn = psycopg.connect(libpq_url(self.url), autocommit=True)
-                key = "labctl:channel:" + lock_for(self.name, name)
+                conn = self._lock_conn(name)
                 row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
-                if not (row and row[0]):
-                    conn.close()
-                    lk.release()
-                    continue
             except BaseException:
-                if conn is not None:
-                    conn.close()
+                self._drop_conn(name)
                 lk.release()
                 raise
-            try:
-                yield name
-            finally:
-                try:
-                    conn.close()  # ends the session: the advisory lock goes with it
-                finally:
-                    lk.release()
-            return
-        raise ChannelBusy(f"no free channel among {', '.join(wanted)} on {self.name}")
+            if row and row[0]:
+                return name, conn, key
+            lk.release()  # held by another process
+        return None
+
+    def _lock_conn(self, channel: str) -> Any:
+        import psycopg
+
+        conn = self._conns.get(channel)
+        if conn is None or conn.closed:
+            conn = self._conns[channel] = psycopg.connect(libpq_url(self.url), autocommit=True)
+        return conn
+
+    def _drop_conn(self, channel: str) -> None:
+        conn = self._conns.pop(channel, None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        for ch in list(self._conns):
+            self._drop_conn(ch)
 
     # -- one job
     def run_job(self, planned_id: int, *, job_id: int | None = None) -> str:
@@ -375,6 +410,13 @@ class StationWorker:
             return decision.why
         if decision.action == "not-mine":
             raise NotMine(decision.why)
+        if decision.action == "fail":  # the station file and the campaign disagree: say so, never drop it
+            from labctl.db import campaigns as plan
+
+            plan.transition(
+                self.db, planned_id, ("waiting", "due"), "failed", reason=decision.why, ended_unix=time.time()
+            )
+            return decision.why
         wanted = [decision.channel] if decision.channel else decision.pool_channels
         with self.channel(wanted) as ch:
             if not _take_over(self.db, planned_id, me=self.me, channel=ch, expect=decision):
@@ -388,7 +430,8 @@ class StationWorker:
             except BaseException as exc:
                 _failed(self.db, planned_id, f"{type(exc).__name__}: {exc}")
                 raise
-        release(self.db, self.app)  # its dependents
+        if _anything_waits(self.db):
+            release(self.db, self.app)  # its dependents (the periodic sweep catches what this misses)
         if outcome.status == "interrupted":
             raise RunInterrupted(f"planned run {planned_id}: run {outcome.run_id} interrupted; resumable")
         return f"run {outcome.run_id} {outcome.status} on {lock_for(self.name, ch)}"
@@ -441,7 +484,7 @@ def run_worker(
     until_idle: bool = False,
 ) -> bool:
     """``labctl worker --station FILE --db postgresql://...``: serve the queues of the stations
-    (one queue per station, as many jobs at once as they have channels, plus one for the sweeps)
+    (one queue per station, one run at a time per channel and one job fetched ahead per channel)
     until SIGTERM/SIGINT/SIGHUP: the runs in progress end at their next block with the cells safe
     and their jobs go back to the queue, resumable.  True when a signal stopped it; with
     ``until_idle`` it returns (False) once no planned run of its stations is left to run."""
@@ -467,7 +510,7 @@ def run_worker(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=n + 2, thread_name_prefix="labctl-job"))
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2 * n + 4, thread_name_prefix="labctl-job"))
         async with app.open_async():
             # this station's jobs held by dead workers, then the runs that became due meanwhile
             for name in labs:
@@ -477,7 +520,7 @@ def run_worker(
                 app.run_worker_async(
                     queues=[*labs, MAINTENANCE_QUEUE],
                     name=f"{'+'.join(labs)}@{me}",
-                    concurrency=n + 1,  # one per channel, one for the sweeps
+                    concurrency=2 * n,  # one job running per channel, one fetched ahead waiting for it
                     additional_context={"labs": labs},
                     install_signal_handlers=False,  # ours: stop the runs too, not only the fetching
                     update_heartbeat_interval=heartbeat,
@@ -505,8 +548,18 @@ def run_worker(
     try:
         asyncio.run(main())
     finally:
+        for lab in labs.values():
+            lab.close()
         db.close()
     return stop.is_set()
+
+
+def _anything_waits(db: Any) -> bool:
+    """Some planned run waits for a start time or a prerequisite (else a release has nothing to do)."""
+    import sqlalchemy as sa
+
+    with db.transaction() as conn:
+        return conn.execute(sa.text("SELECT 1 FROM planned_runs WHERE state = 'waiting' LIMIT 1")).first() is not None
 
 
 async def _until_idle(db: Any, stations: list[str], poll: float, task: asyncio.Future[Any]) -> None:
@@ -555,11 +608,11 @@ def _take(db: Any, planned_id: int, *, station: str, me: str, channels: list[str
     if pool and state in ("waiting", "due"):  # a pooled run takes its channel when it starts
         mine = [c for c in pool if c in channels]
         if not mine:
-            return Decision("not-mine", f"planned run {planned_id}: no channel of its pool is on {station}")
+            return Decision("fail", f"no channel of its pool ({', '.join(pool)}) is in station {station}'s file")
         where: dict[str, Any] = dict(pool_channels=mine)
     else:  # pinned, or a pooled run that has started: its cell is on that channel
         if row["channel"] not in channels:
-            return Decision("not-mine", f"planned run {planned_id}: channel {row['channel']} is not on {station}")
+            return Decision("fail", f"channel {row['channel']} is not in station {station}'s file", **base)
         where = dict(channel=str(row["channel"]))
     if state in plan.FINAL_STATES:
         return Decision("skip", f"planned run {planned_id} is {state}", **base)
