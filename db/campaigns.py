@@ -67,7 +67,7 @@ def add_campaign(
                     created_unix=now,
                     misfire_limit_s=float(misfire_limit_s),
                 )
-            ).inserted_primary_key[0]  # type: ignore[index]
+            ).inserted_primary_key[0]
         )
         ids: dict[str, int] = {}
         for r in runs_:
@@ -90,7 +90,7 @@ def add_campaign(
                         created_unix=now,
                         attempts=0,
                     )
-                ).inserted_primary_key[0]  # type: ignore[index]
+                ).inserted_primary_key[0]
             )
     return cid, ids
 
@@ -209,6 +209,11 @@ def release_ready(db: Any, *, campaign_id: int | None = None, now: float | None 
     now = time.time() if now is None else now
     released: list[int] = []
     with db.transaction(write=True) as conn:
+        waiting = sa.select(planned_runs.c.id).where(planned_runs.c.state == "waiting")
+        if campaign_id is not None:
+            waiting = waiting.where(planned_runs.c.campaign_id == campaign_id)
+        if conn.execute(waiting.limit(1)).first() is None:
+            return released
         q = sa.select(planned_runs.c.id, planned_runs.c.campaign_id, planned_runs.c.key, planned_runs.c.state)
         if campaign_id is not None:
             q = q.where(planned_runs.c.campaign_id == campaign_id)

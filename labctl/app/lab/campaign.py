@@ -304,15 +304,15 @@ def load_campaign_text(
                 issue((*base, "pool"), "an empty pool", "list at least one channel")
                 continue
             pool = list(dict.fromkeys(r.pool))
-        cells = r.cells if r.cells is not None else [r.cell] * r.replicates
+        cells: list[str | None] = list(r.cells) if r.cells is not None else [r.cell] * r.replicates
         bad_cell = False
-        for j, c in enumerate(cells):
-            if c is not None and c not in model.cells:
+        for j, label in enumerate(cells):
+            if label is not None and label not in model.cells:
                 path = (*base, "cells", j) if r.cells is not None else (*base, "cell")
-                dym = did_you_mean(c, list(model.cells))
+                dym = did_you_mean(label, list(model.cells))
                 issue(
                     path,
-                    f"unknown cell {c!r}",
+                    f"unknown cell {label!r}",
                     dym or f"declare it under cells: (known: {', '.join(model.cells) or 'none'})",
                 )
                 bad_cell = True

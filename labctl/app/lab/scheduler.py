@@ -50,9 +50,15 @@ def _utc(unix: float) -> datetime:
 
 
 def jobstore(db: Any) -> Any:
+    """APScheduler's SQLAlchemy job store on ``db`` (its own engine: APScheduler disposes it on shutdown)."""
+    import sqlalchemy as sa
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
-    return SQLAlchemyJobStore(engine=db.engine, tablename=JOBS_TABLE)
+    url = db.engine.url
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 60}
+    return SQLAlchemyJobStore(engine=sa.create_engine(url, **kwargs), tablename=JOBS_TABLE)
 
 
 def _scheduler(db: Any, *, background: bool = True) -> Any:
@@ -92,20 +98,42 @@ def start_missed(db: Any, planned_id: int, *, now: float | None = None) -> bool:
     return q.start_missed(db, planned_id, _missed_reason(float(row["not_before_unix"]), now, limit), now=now)
 
 
-def _add_jobs(sched: Any, rows: list[dict[str, Any]], limit: float) -> None:
+def _store(db: Any) -> tuple[Any, Any]:
+    """The job store (table created if needed) and the never-started scheduler its jobs belong to."""
+    sched = _scheduler(db)
+    store = jobstore(db)
+    store.start(sched, "default")
+    return store, sched
+
+
+def _add_jobs(db: Any, rows: list[dict[str, Any]], limit: float) -> None:
+    """One date job per planned run (id only), written straight to the store: no scheduler runs here."""
+    from apscheduler.job import Job
+    from apscheduler.jobstores.base import ConflictingIdError
     from apscheduler.triggers.date import DateTrigger
 
+    store, sched = _store(db)
     for r in rows:
-        sched.add_job(
-            JOB_FUNC,
-            trigger=DateTrigger(run_date=_utc(float(r["not_before_unix"])), timezone=UTC),
-            args=[int(r["id"])],
+        trigger = DateTrigger(run_date=_utc(float(r["not_before_unix"])), timezone=UTC)
+        job = Job(
+            sched,
             id=job_id(int(r["id"])),
+            func=JOB_FUNC,
+            args=(int(r["id"]),),
+            kwargs={},
+            trigger=trigger,
+            executor="default",
             name=f"{r.get('campaign', '')}:{r['key']}",
             misfire_grace_time=max(1, int(limit)),
             coalesce=True,
-            replace_existing=True,
+            max_instances=1,
+            next_run_time=trigger.get_next_fire_time(None, _utc(float(r["not_before_unix"]))),
         )
+        try:
+            store.add_job(job)
+        except ConflictingIdError:
+            store.update_job(job)
+    store.shutdown()
 
 
 def schedule_campaign(db: Any, campaign: Campaign, *, now: float | None = None) -> int:
@@ -137,12 +165,7 @@ def schedule_campaign(db: Any, campaign: Campaign, *, now: float | None = None) 
     )
     timed = [r for r in q.queue(db, campaign_id=cid) if r["not_before_unix"] is not None]
     if timed:
-        sched = _scheduler(db)
-        sched.start(paused=True)  # writes the jobs to the store at once, runs nothing
-        try:
-            _add_jobs(sched, timed, campaign.misfire_limit_s)
-        finally:
-            sched.shutdown(wait=False)
+        _add_jobs(db, timed, campaign.misfire_limit_s)
     return cid
 
 
@@ -184,14 +207,15 @@ def serve(db: Any, *, stop: threading.Event | None = None, until_done: bool = Tr
                 log.error("start job of planned run %s failed: %s", pid, ev.exception)
 
         sched.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
-        sched.start(paused=True)
+        store, _ = _store(db)
+        ids = {j.id for j in store.get_all_jobs()}
+        store.shutdown()
+        for r in reconcile(db, ids):
+            limit = float(q.campaign(db, int(r["campaign_id"]))["misfire_limit_s"])
+            _add_jobs(db, [r], limit)
+        q.release_ready(db)
+        sched.start()
         try:
-            ids = {j.id for j in sched.get_jobs()}
-            for r in reconcile(db, ids):
-                limit = float(q.campaign(db, int(r["campaign_id"]))["misfire_limit_s"])
-                _add_jobs(sched, [r], limit)
-            q.release_ready(db)
-            sched.resume()
             while not stop.wait(poll):
                 if until_done and not sched.get_jobs():
                     break
@@ -207,9 +231,7 @@ class VirtualScheduler:
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.sched = _scheduler(db)
-        self.store = jobstore(db)
-        self.store.start(self.sched, "default")
+        self.store, self.sched = _store(db)
         self.fired: list[tuple[float, int, str]] = []  # (virtual unix, planned id, "started" | "missed")
 
     def step(self, now: float) -> float | None:
