@@ -26,8 +26,6 @@ from labctl.cli.application import app as cli_app
 from labctl.db import Database
 from tests.test_cli import SHORT
 
-pytestmark = pytest.mark.postgres
-
 ROOT = Path(__file__).resolve().parent.parent
 LABCTL = [sys.executable, "-m", "labctl.cli"]
 
@@ -145,6 +143,7 @@ def jobs(db: Database) -> list[dict]:
         ]
 
 
+@pytest.mark.postgres
 def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes(pg_url: str, tmp_path: Path):
     """Three `labctl worker` processes, one per station, against one PostgreSQL database.  The
     worker of bench-b is SIGKILLed in the middle of its long run and started again: that run is
@@ -206,6 +205,7 @@ def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes
     assert set(pool) <= {"a1", "a2"}
 
 
+@pytest.mark.postgres
 def test_schedule_then_duplicate_and_orphaned_jobs_never_run_a_planned_run_twice(pg_url: str, tmp_path: Path):
     """`schedule` defers the due runs on their station's queue, pinned ones with their channel's lock,
     the `after:` run only later.  Then exactly once is decided by the planned_runs row: two jobs for one
@@ -276,6 +276,7 @@ def test_schedule_then_duplicate_and_orphaned_jobs_never_run_a_planned_run_twice
     assert sorted(r["meta"]["planned_id"] for r in runs) == sorted([ids["a-pool-r1"], ids["a1-pinned"]])
 
 
+@pytest.mark.postgres
 def test_sigterm_leaves_the_run_resumable_and_its_job_queued(pg_url: str, tmp_path: Path):
     """SIGTERM to a worker: the run ends at its next block, interrupted (cell off), its job goes back
     to the queue; the next worker of the station resumes that run (same run id), once."""
@@ -315,3 +316,27 @@ def test_sigterm_leaves_the_run_resumable_and_its_job_queued(pg_url: str, tmp_pa
         assert r2["state"] == "done" and r2["run_id"] == r["run_id"] and r2["attempts"] == 2
         assert db.run(r["run_id"])["status"] == "completed" and len(run_rows(db)) == 1
         assert "resume" in {e["kind"] for e in db.events(r["run_id"])}
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--backend", "procrastinate"], "keeps its queue in PostgreSQL"),
+        (["--backend", "rabbit"], "use auto, procrastinate or embedded"),
+    ],
+)
+def test_backend_errors_exit_2_and_queue_nothing(tmp_path: Path, args: list[str], needle: str):
+    url = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    r = CliRunner().invoke(cli_app, ["schedule", str(write_campaign(tmp_path)), "--db", url, "--no-wait", *args])
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "lab.sqlite").exists()  # nothing queued, no database made
+
+
+@pytest.mark.postgres
+def test_a_campaign_queued_twice_on_postgresql_is_refused(pg_url: str, tmp_path: Path):
+    camp = write_campaign(tmp_path)
+    assert CliRunner().invoke(cli_app, ["schedule", str(camp), "--db", pg_url]).exit_code == 0
+    r = CliRunner().invoke(cli_app, ["schedule", str(camp), "--db", pg_url])
+    assert r.exit_code == 2 and "already queued" in r.output, r.output
+    with Database(pg_url) as db:
+        assert len(planned(db)) == 9 and len(jobs(db)) == 8
