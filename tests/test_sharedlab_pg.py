@@ -340,3 +340,34 @@ def test_a_campaign_queued_twice_on_postgresql_is_refused(pg_url: str, tmp_path:
     assert r.exit_code == 2 and "already queued" in r.output, r.output
     with Database(pg_url) as db:
         assert len(planned(db)) == 9 and len(jobs(db)) == 8
+
+
+@pytest.mark.postgres
+def test_timed_runs_are_released_when_their_time_comes_or_fail_past_the_misfire_limit(pg_url: str, tmp_path: Path):
+    """`at:` runs wait in planned_runs (no job) until the periodic release finds their time has come;
+    one whose start was missed by more than the campaign's misfire limit fails with the reason."""
+    from labctl.app import pgqueue
+    from labctl.app.lab.campaign import load_campaign
+
+    write_stations(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    (tmp_path / "timed.yaml").write_text(
+        "name: timed\nstations: [bench-a.yaml]\nmisfire_limit: 10 min\nruns:\n"
+        "  - {key: missed, protocol: tiny.yaml, preset: br-mg, station: bench-a, channel: a1, at: '+1 h'}\n"
+        "  - {key: soon, protocol: tiny.yaml, preset: br-mg, station: bench-a, channel: a2, at: '+2 h'}\n"
+    )
+    camp = load_campaign(tmp_path / "timed.yaml")
+    at = {p.key: p.at for p in camp.expand()}
+    summary = pgqueue.schedule_campaign(pg_url, camp)
+    assert summary["deferred"] == 0 and summary["waiting"] == 2
+    app = pgqueue.make_app(pg_url)
+    with Database(pg_url) as db, app.open():
+        assert pgqueue.release(db, app, now=at["missed"] - 1).deferred == []  # not yet
+        # (the PCs were off) `soon` came 5 min ago, within the limit: due, one job;
+        # `missed` came 65 min ago, beyond the 10 min limit: failed with the reason, never silently
+        rel = pgqueue.release(db, app, now=at["soon"] + 5 * 60)
+        rows = {r["key"]: r for r in planned(db)}
+        assert rel.deferred == [rows["soon"]["id"]] and rel.missed == [rows["missed"]["id"]]
+        assert [int(j["args"]["planned_id"]) for j in jobs(db)] == [rows["soon"]["id"]]
+    assert rows["soon"]["state"] == "due" and rows["missed"]["state"] == "failed"
+    assert "misfire limit" in rows["missed"]["reason"]
