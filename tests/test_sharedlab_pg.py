@@ -182,6 +182,7 @@ def test_three_workers_share_a_campaign_exactly_once_and_a_killed_worker_resumes
     finally:
         stop_workers(list(procs.values()))
     logs = {n: (tmp_path / f"{n}.log").read_text() for n in stations}
+    assert {n: p.returncode for n, p in procs.items()} == dict.fromkeys(stations, 143), logs  # SIGTERM: 143
     assert [r["state"] for r in rows] == ["done"] * 9, (rows, logs)
     # exactly once: one run per planned run, and no run that no planned run knows
     assert sorted(r["run_id"] for r in rows) == sorted(runs), runs
