@@ -8,9 +8,10 @@ file and run to the end by one :class:`labctl.app.lab.worker.Worker` on a ``--ch
 simulated station in virtual time (``--speed max``, a SharedVirtualClock): claims, run rows,
 engine, recording, dependants released, every transition in SQL.
 
-Floor, measured in the same run: the same runs, one after another, through
-``labctl.app.controller.run_protocol`` into another fresh SQLite file: the cost of running and
-recording a run with no queue, no claims and no channel threads.
+Floor, measured in the same run: ``--floor-runs`` of the same runs through
+``labctl.app.controller.run_protocol`` into another fresh SQLite file, on ``--channels`` plain
+threads (the same concurrency): the cost of running and recording a run with no queue, no
+claims, no scheduler and no dispatcher.
 
 Figures: wall time per run for both, their ratio, the scheduling overhead per run (the
 difference), and the idle time of a channel between the end of one run and the start of the
@@ -24,6 +25,7 @@ import argparse
 import itertools
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--channels", type=int, default=16)
-    ap.add_argument("--floor-runs", type=int, default=200, help="runs timed for the floor (per-run figure)")
+    ap.add_argument("--floor-runs", type=int, default=320, help="runs timed for the floor (per-run figure)")
     a = ap.parse_args()
 
     from labctl.app.controller import SimSettings, run_protocol
@@ -67,13 +69,21 @@ def main() -> None:
             f"  - {{key: q, protocol: bench.yaml, preset: bare-mg, replicates: {a.runs}}}\n"
         )
 
-        # floor: the same runs, no queue
+        # floor: the same runs, no queue, on as many threads as channels (the same concurrency)
         floor_db = Database(f"sqlite:///{tmp / 'floor.sqlite'}")
         n_floor = min(a.floor_runs, a.runs)
         run_protocol(tmp / "bench.yaml", db=floor_db, sim=SimSettings("bare-mg", 0, 0))  # warm-up
+
+        def lane(c: int) -> None:
+            for k in range(c, n_floor, a.channels):
+                run_protocol(tmp / "bench.yaml", db=floor_db, sim=SimSettings("bare-mg", k, k), channel=f"ch{c}")
+
+        lanes = [threading.Thread(target=lane, args=(c,)) for c in range(a.channels)]
         t0 = time.perf_counter()
-        for k in range(n_floor):
-            run_protocol(tmp / "bench.yaml", db=floor_db, sim=SimSettings("bare-mg", k, k), channel=f"ch{k}")
+        for t in lanes:
+            t.start()
+        for t in lanes:
+            t.join()
         floor = (time.perf_counter() - t0) / n_floor
         floor_db.close()
 
@@ -114,7 +124,7 @@ def main() -> None:
     span = max(r["ended"] for r in runs) - min(r["started"] for r in runs)
     print(f"{a.runs} runs over {a.channels} channels (virtual time), SQLite")
     print(f"  queue: validate + queue {t_queue:.2f} s; run to the end {total:.2f} s = {per_run * 1e3:.1f} ms/run")
-    print(f"  floor (run_protocol, no queue, {n_floor} runs): {floor * 1e3:.1f} ms/run")
+    print(f"  floor (run_protocol on {a.channels} threads, no queue, {n_floor} runs): {floor * 1e3:.1f} ms/run")
     print(
         f"  ratio queue/floor: {per_run / floor:.2f}x; scheduling overhead {max(0.0, per_run - floor) * 1e3:.1f} ms/run"
     )

@@ -251,10 +251,15 @@ def _set_state(state: dict[tuple[int, str], str], conn: Connection, planned_id: 
     state[(r.campaign_id, r.key)] = value
 
 
-def due_for(db: Any, station: str, channels: Iterable[str]) -> list[dict[str, Any]]:
+def due_for(db: Any, station: str, channels: Iterable[str], *, page: int = 64) -> list[dict[str, Any]]:
     """Due runs a worker of ``station`` may start on one of ``channels``: highest priority first,
-    then the earliest start time, then campaign order.  Each row gets ``fits``: the channels it may take."""
+    then the earliest start time, then campaign order.  Each row gets ``fits``: the channels it may take.
+
+    Read a page at a time, and only until there are as many as free channels (a queue of
+    thousands costs one small query per hand-over, not a scan)."""
     free = set(channels)
+    if not free:
+        return []
     q = (
         _select()
         .where(planned_runs.c.state == "due", planned_runs.c.station == station)
@@ -265,14 +270,19 @@ def due_for(db: Any, station: str, channels: Iterable[str]) -> list[dict[str, An
             planned_runs.c.id,
         )
     )
+    out: list[dict[str, Any]] = []
+    offset = 0
     with db.transaction() as conn:
-        rows = [dict(r) for r in conn.execute(q).mappings()]
-    out = []
-    for r in rows:
-        fits = [c for c in (r["pool"] or [r["channel"]]) if c in free]
-        if fits:
-            r["fits"] = fits
-            out.append(r)
+        while len(out) < len(free):
+            rows = [dict(r) for r in conn.execute(q.limit(page).offset(offset)).mappings()]
+            for r in rows:
+                fits = [c for c in (r["pool"] or [r["channel"]]) if c in free]
+                if fits:
+                    r["fits"] = fits
+                    out.append(r)
+            if len(rows) < page:
+                break
+            offset += page
     return out
 
 

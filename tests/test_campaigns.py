@@ -404,3 +404,40 @@ def test_pause_status_resume_and_cancel_at_step_boundaries(db, tmp_path):
     assert steps[-1]["t_end"] is not None  # the cut step is closed; the cell was turned off (abort)
     r = cli.invoke(app, ["queue", "--db", url, "--json"])
     assert r.exit_code == 0 and r.output.count('"cancelled"') == 2
+
+
+def test_an_interrupted_dip_coat_is_resumed_with_a_simulated_operator(db, tmp_path):
+    """Found by the SIGKILL trials: resuming a simulated manual dip coat failed ("needs an operator")."""
+    from labctl.app.lab.execute import execute_planned, resume_planned
+    from labctl.app.station import load_station
+    from labctl.core.clock import ScaledClock
+
+    _queue_one(
+        db, tmp_path, "name: c\nstations: [STATION]\nruns:\n  - {key: coat, protocol: dip-coat, preset: br-mg}\n"
+    )
+    pid = q.queue(db)[0]["id"]
+    st = load_station(STATION)
+    assert q.claim(db, pid, "ch1", "me:1")
+    stop = threading.Event()
+    stop.set()  # the worker is stopping as the run starts: it ends at the first step boundary
+    out = execute_planned(db, pid, st, "ch1", clock=ScaledClock(3600.0), stop=stop, owner="me:1")
+    assert out.status == "interrupted" and q.planned(db, pid)["state"] == "interrupted"
+    assert q.take_over(db, pid, "me:2", ("interrupted",))
+    out = resume_planned(db, pid, st, "ch1", clock=ScaledClock(3600.0), owner="me:2")
+    assert out.status == "completed", out.end_reason
+    assert q.planned(db, pid)["state"] == "done"
+
+
+@pytest.mark.postgres
+def test_a_campaign_rehearses_on_postgresql(pg_url, tmp_path):
+    """The same queue, job store and worker on PostgreSQL: every run once, after: kept."""
+    path = _campaign(
+        tmp_path,
+        "name: pg\nstations: [STATION]\nstart: '+1 min'\nruns:\n"
+        "  - {key: coat, protocol: dip-coat, preset: br-mg, channel: ch1}\n"
+        "  - {key: cyc, protocol: PROTOS/symmetric-short.yaml, preset: br-mg, after: [coat], replicates: 2}\n"
+        "  - {key: ce, protocol: PROTOS/ce-short.yaml, preset: bare-mg, replicates: 2}\n",
+    )
+    with Database(pg_url) as d:
+        reh = rehearse(load_campaign(path), d)
+        _check_campaign_ran_once_in_order(d, reh, 5)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from labctl.app.controller import SimSettings, UserError, build_sim_channel, close_devices
+from labctl.app.controller import SimSettings, UserError, build_sim_channel, close_devices, protocol_needs
 from labctl.core.clock import Clock, clock_for_speed
 from labctl.core.interrupts import termination_as_interrupt
 from labctl.drivers.contracts import ChannelDevices, TechniqueState
@@ -45,11 +45,13 @@ def resume_run(
     on_progress: Any | None = None,
     ocv_seconds: float = OCV_SECONDS,
     on_engine: Any | None = None,
+    operator: Any | None = None,
 ) -> RunOutcome:
     """Resume interrupted run ``run_id`` in ``db`` (a :class:`labctl.db.Database`).
 
     ``on_engine(engine)`` is called with the engine before it runs (a worker keeps it to pause,
-    cancel or interrupt the run)."""
+    cancel or interrupt the run).  A simulated run with manual steps (a dip coat) gets a simulated
+    operator unless ``operator`` is given."""
     from labctl.protocols import load_protocol_text
 
     try:
@@ -99,7 +101,11 @@ def resume_run(
             return RunOutcome(run_id, "aborted", reason, clock.now() - t0, info["n_samples"] + ocv_n)
         state = dict(checkpoint) if checkpoint is not None else _start_state(protocol)
         state.update(step_counter=step_index, n_samples=info["n_samples"], t_test=clock.now() - t0)
-        engine = Engine(protocol, devices, clock, rec, on_progress=on_progress, checkpoint=state)
+        if operator is None and sim is not None and protocol_needs(protocol)["manual"]:
+            from labctl.app.operator import SimulatedOperator
+
+            operator = SimulatedOperator(clock, seed=sim.seed)
+        engine = Engine(protocol, devices, clock, rec, operator=operator, on_progress=on_progress, checkpoint=state)
         if on_engine is not None:
             on_engine(engine)
         with termination_as_interrupt():
