@@ -527,6 +527,7 @@ def run_worker(
                     update_heartbeat_interval=heartbeat,
                     stalled_worker_timeout=stalled,
                     fetch_job_polling_interval=poll,  # besides LISTEN/NOTIFY
+                    delete_jobs="successful",  # a sweep every 5 s; planned_runs keeps each run's history
                 )
             )
 
