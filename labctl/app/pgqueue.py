@@ -14,8 +14,9 @@ PostgreSQL itself:
 * a pooled run has no lock; the worker picks a free channel of the pool when the job
   starts, under a PostgreSQL advisory lock per channel held by the worker's session (a
   second worker of the same station, or a pinned run of that channel, cannot take it;
-  the lock goes with the session when a worker dies), and a job that finds no free
-  channel is put back for a second later;
+  the lock goes with the session when a worker dies); the worker fetches one job ahead
+  per channel, which waits up to CHANNEL_WAIT s for a channel and then goes back to the
+  queue for BUSY_RETRY s;
 * runs wait for their ``at:`` time and their ``after:`` prerequisites in ``planned_runs``
   and are deferred when they become due (:func:`release`): when ``schedule`` runs, when a
   run ends (its dependents), and every few seconds by a periodic task of the workers.  Not
@@ -26,14 +27,16 @@ PostgreSQL itself:
   older than ``stalled_after`` (procrastinate's stalled-job retrieval), and a worker
   starting up does the same for its station.
 
-Exactly once is decided by the ``planned_runs`` row, not by the queue: a job locks its
-row (``SELECT ... FOR UPDATE``) before it acts.  A planned run that is done, failed or
-cancelled is left alone; one claimed by a worker that is still alive (a duplicate job) is
-left to it; one whose worker is gone is taken over: if it recorded a run, that run is
-marked interrupted and **resumed** (:func:`labctl.app.resume.resume_run`, from its last
-checkpoint, gap and OCV on record), never started a second time.  A run is recorded with
-``meta.planned_run``, ``meta.station`` and ``meta.worker``, so a worker that died between
-opening the run and linking it still finds it.
+Exactly once is decided by the ``planned_runs`` row, not by the queue (a job may come
+twice: a stalled worker's job is retried, a releaser may race another).  A planned run that
+is done, failed or cancelled is left alone; one held by a worker that is still alive is
+left to it; one whose worker is gone is taken over, by a conditional UPDATE on its state,
+holder and attempts (of two takers one wins): if it recorded a run, that run is marked
+interrupted and **resumed** (:func:`labctl.app.lab.execute.resume_planned`, from its last
+checkpoint, gap and OCV on record), never started a second time; if not, it runs.  The
+run and its planned run are linked in the transaction that creates the run
+(``open_run(on_created=)``), so there is no moment when a run exists that its planned run
+does not name.
 """
 
 from __future__ import annotations
@@ -67,7 +70,6 @@ BUSY_RETRY = 1.0
 SWEEP_CRON = "* * * * * */5"
 
 FINAL = ("done", "failed", "cancelled")
-ACTIVE = ("claimed", "running")
 
 
 class ChannelBusy(Exception):
