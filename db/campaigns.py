@@ -341,6 +341,31 @@ def finish(db: Any, planned_id: int, state: str, reason: str, now: float | None 
     return moved
 
 
+def _close_interrupted_run(db: Any, run_id: int, reason: str, now: float) -> None:
+    """End an interrupted run row (``aborted``, with an event) so it no longer reads as resumable."""
+    from labctl.db.schema import events
+
+    with db.transaction(write=True) as conn:
+        row = conn.execute(
+            sa.select(runs.c.status, runs.c.owner, runs.c.heartbeat_unix, runs.c.started_unix).where(
+                runs.c.id == run_id
+            )
+        ).first()
+        if row is None or row.status not in ("running", "interrupted"):
+            return
+        if row.status == "running" and not owner_gone(row.owner, row.heartbeat_unix):
+            return  # someone still records it
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id, runs.c.status.in_(["running", "interrupted"]))
+            .values(status="aborted", end_reason=reason, ended_unix=row.heartbeat_unix or now)
+        )
+        t_last = conn.execute(sa.select(sa.func.max(events.c.t)).where(events.c.run_id == run_id)).scalar()
+        conn.execute(
+            events.insert().values(run_id=run_id, t=float(t_last or 0.0), kind="abort", message=reason, data=None)
+        )
+
+
 def set_control(db: Any, planned_id: int, control: str | None) -> bool:
     """Ask the worker holding the run to pause, resume or cancel it (False when no worker holds it)."""
     if control is not None and control not in CONTROLS:
@@ -359,7 +384,10 @@ def cancel(db: Any, planned_id: int, reason: str = "cancelled by the user", now:
     (``requested``); ``final`` when it had already ended."""
     now = time.time() if now is None else now
     if transition(db, planned_id, ("waiting", "due", "interrupted"), "cancelled", reason=reason, ended_unix=now):
-        release_ready(db, campaign_id=int(planned(db, planned_id)["campaign_id"]))
+        row = planned(db, planned_id)
+        if row["run_id"] is not None:  # an interrupted run that will not be resumed: it ends here
+            _close_interrupted_run(db, int(row["run_id"]), f"interrupted; {reason} (not resumed)", now)
+        release_ready(db, campaign_id=int(row["campaign_id"]))
         return "cancelled"
     if set_control(db, planned_id, "cancel"):
         return "requested"

@@ -426,6 +426,7 @@ def test_an_interrupted_dip_coat_is_resumed_with_a_simulated_operator(db, tmp_pa
     out = resume_planned(db, pid, st, "ch1", clock=ScaledClock(3600.0), owner="me:2")
     assert out.status == "completed", out.end_reason
     assert q.planned(db, pid)["state"] == "done"
+    assert [c["run_id"] for c in db.coatings("BrMg-S2")] == [out.run_id]  # the coating is on record
 
 
 @pytest.mark.postgres
@@ -441,3 +442,24 @@ def test_a_campaign_rehearses_on_postgresql(pg_url, tmp_path):
     with Database(pg_url) as d:
         reh = rehearse(load_campaign(path), d)
         _check_campaign_ran_once_in_order(d, reh, 5)
+
+
+def test_cancelling_an_interrupted_run_ends_its_run_row(db, tmp_path):
+    from labctl.app.lab.execute import execute_planned
+    from labctl.app.station import load_station
+    from labctl.core.clock import ScaledClock
+
+    _queue_one(
+        db, tmp_path, "name: c\nstations: [STATION]\nruns:\n  - {key: coat, protocol: dip-coat, preset: br-mg}\n"
+    )
+    pid = q.queue(db)[0]["id"]
+    assert q.claim(db, pid, "ch1", "me:1")
+    stop = threading.Event()
+    stop.set()
+    out = execute_planned(db, pid, load_station(STATION), "ch1", clock=ScaledClock(3600.0), stop=stop, owner="me:1")
+    assert db.run(out.run_id)["status"] == "interrupted"
+    r = CliRunner().invoke(app, ["cancel", "c:coat", "--db", db.engine.url.render_as_string(hide_password=False)])
+    assert r.exit_code == 0 and "cancelled" in r.output, r.output
+    run = db.run(out.run_id)
+    assert run["status"] == "aborted" and "cancelled by the user (not resumed)" in run["end_reason"]
+    assert q.planned(db, pid)["state"] == "cancelled"

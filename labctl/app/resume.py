@@ -80,6 +80,7 @@ def resume_run(
         assert sim is not None
         devices = build_sim_channel(protocol, clock, sim)
     checkpoint = db.last_checkpoint(run_id)
+    coatings: list[dict[str, Any]] = []
     rec, info = db.reopen_run(run_id)
     try:
         gap = max(0.0, time.time() - float(info["heartbeat_unix"] or time.time()))
@@ -105,16 +106,29 @@ def resume_run(
             from labctl.app.operator import SimulatedOperator
 
             operator = SimulatedOperator(clock, seed=sim.seed)
-        engine = Engine(protocol, devices, clock, rec, operator=operator, on_progress=on_progress, checkpoint=state)
+        engine = Engine(
+            protocol,
+            devices,
+            clock,
+            rec,
+            operator=operator,
+            on_progress=on_progress,
+            on_coating=coatings.append,
+            checkpoint=state,
+        )
         if on_engine is not None:
             on_engine(engine)
         with termination_as_interrupt():
-            return engine.run()
+            outcome = engine.run()
     finally:
         try:
             close_devices(devices)
         finally:
             rec.close()
+    for c in coatings:  # a dip coat finished after the resume is logged like any other
+        for label in c["cells"]:
+            db.add_coating(cell_label=label, **{k: v for k, v in c.items() if k != "cells"})
+    return outcome
 
 
 def _start_state(protocol: Any) -> dict[str, Any]:
