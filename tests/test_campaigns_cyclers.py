@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from labctl.app.emulate import emulate_station
@@ -30,7 +29,7 @@ from labctl.db import campaigns as q
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "campaigns"
 PROTOS = DATA / "protocols"
-SPEED = 4000.0  # fast time: 1 h of cell life in 0.9 s
+SPEED = 8000.0  # fast time: 1 h of cell life in 0.45 s
 
 
 def _lab(tmp: Path, clock: object, *, text: str | None = None) -> tuple[object, Path]:
@@ -88,6 +87,9 @@ def test_the_overnight_campaign_runs_on_an_emulated_neware_and_emulated_potentio
     assert all(r["state"] == "done" for r in rows.values()), [(k, r["state"], r["reason"]) for k, r in rows.items()]
     runs = db.runs()
     assert len(runs) == 20 and len({r["run_id"] for r in rows.values()}) == 20  # every run exactly once
+    full = [db.run(int(r["run_id"])) for r in rows.values()]
+    span = max(r["ended_unix"] for r in full) - min(r["started_unix"] for r in full)
+    assert span > 12 * 3600  # an overnight of cell time (18 cycling runs on 8 channels), in seconds of wall time
     for key, r in rows.items():
         run = db.run(int(r["run_id"]))
         assert run["status"] == "completed", (key, run["end_reason"])
@@ -181,3 +183,91 @@ def test_cancel_stops_the_cycler_job(tmp_path: Path) -> None:
     steps = db.steps(int(row["run_id"]))
     assert steps[-1]["t_end"] is not None and steps[-1]["end_reason"] == "aborted"
     db.close()
+
+
+def _committed(url: str) -> int:
+    import sqlalchemy as sa
+
+    try:
+        with Database(url) as db, db.engine.connect() as c:
+            return int(c.execute(sa.text("select coalesce(sum(n_samples), 0) from runs")).scalar() or 0)
+    except Exception:
+        return 0
+
+
+def test_a_worker_killed_mid_harvest_continues_its_cycler_jobs_from_their_cursors(tmp_path: Path) -> None:
+    """SIGKILL the worker while it harvests two cycler runs; a new worker finds both jobs (no second
+    start) and harvests on from the cursors: no sample lost, none doubled."""
+    from labctl.drivers.neware import BtsClient
+
+    station = tmp_path / "station.yaml"
+    station.write_text(
+        f"name: bts-lab\ninstruments:\n  bts: {{driver: neware, step_folder: '{tmp_path / 'steps'}', page_size: 150, "
+        "poll: 0.01}\nchannels:\n  N1: {cycler: bts, address: 27-1-1}\n  N2: {cycler: bts, address: 27-1-2}\n"
+    )
+    emulated = tmp_path / "emulated.yaml"
+    proto = tmp_path / "ce.yaml"
+    proto.write_text((PROTOS / "ce-short.yaml").read_text().replace("times: 5", "times: 12"))
+    camp = tmp_path / "c.yaml"
+    camp.write_text(
+        f"name: kill\nstations: [{emulated}]\nruns:\n"
+        f"  - {{key: ce, protocol: {proto}, preset: br-mg, replicates: 2, pool: [N1, N2]}}\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    emu = subprocess.Popen(
+        [sys.executable, "-m", "labctl.cli", "emulate", "--station", str(station), "--preset", "br-mg", "--seed",
+         "3", "--speed", "max", "--write", str(emulated), "--seconds", "120"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+    )  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    worker = [sys.executable, "-m", "labctl.cli", "worker", "--station", str(emulated), "--db", url, "--poll", "0.1"]
+    got: dict[str, tuple[int, dict]] = {}
+    try:
+        deadline = time.time() + 30
+        while not emulated.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert emulated.exists()
+        r = CliRunner().invoke(app, ["schedule", str(camp), "--db", url, "--no-wait"])
+        assert r.exit_code == 0, r.output
+        w = subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+        deadline = time.time() + 40
+        while _committed(url) < 1200 and time.time() < deadline and w.poll() is None:
+            time.sleep(0.02)
+        assert w.poll() is None, "the worker ended before it could be killed"
+        os.kill(w.pid, signal.SIGKILL)
+        w.wait(timeout=10)
+        before = _committed(url)
+        r2 = subprocess.run([*worker, "--until-idle"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+        assert r2.returncode == 0, r2.stderr
+        port = int(load_station(emulated).instruments["bts"].options["port"])
+        client = BtsClient("127.0.0.1", port, timeout=5)
+        client.connect()
+        for addr in client.getdevinfo():
+            if addr.name in ("27-1-1", "27-1-2"):
+                testid, count = client.inquiredf(addr)
+                got[addr.name] = (testid, client.download(addr, testid, 1, count)[1])
+        client.close()
+    finally:
+        emu.send_signal(signal.SIGINT)
+        emu.wait(timeout=20)
+    import numpy as np
+
+    with Database(url) as db:
+        rows = q.queue(db)
+        assert [r["state"] for r in rows] == ["done", "done"], [(r["key"], r["state"], r["reason"]) for r in rows]
+        assert len(db.runs()) == 2  # nothing started anew
+        total = 0
+        for r in rows:
+            rid = int(r["run_id"])
+            run = db.run(rid)
+            assert run["status"] == "completed", run["end_reason"]
+            (job,) = db.cycler_jobs(run_id=rid)
+            testid, everything = got[job["channel"]]
+            assert testid == 1  # one start on each channel, never a second
+            s = db.samples(rid)
+            assert len(s["t"]) == len(everything["testtime"]) and job["cursor"] == str(len(s["t"]))
+            np.testing.assert_array_equal(s["t"], everything["testtime"])  # nothing lost, nothing doubled
+            np.testing.assert_array_equal(s["voltage"], everything["volt"])
+            assert any(e["kind"] == "resume" for e in db.events(rid))
+            total += len(s["t"])
+        assert 0 < before < total  # killed mid-harvest

@@ -652,7 +652,8 @@ def _cycler_refusal(proto: Any, station: Any, station_name: str, channel: str) -
         )
         more = f" (and {len(e.issues) - 1} more)" if len(e.issues) > 1 else ""
         return (
-            f"channel {channel} of station {station_name} is a battery-cycler channel ({station.channels[channel].cycler}), "
-            f"which cannot run step {first.field} ({where}): {first.message}{more}; {instead}"
+            f"channel {channel} of station {station_name} is a battery-cycler channel "
+            f"({station.channels[channel].cycler}), which cannot run step {first.field} ({where}): "
+            f"{first.message}{more}; {instead}"
         )
     return None
