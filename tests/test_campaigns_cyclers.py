@@ -271,3 +271,48 @@ def test_a_worker_killed_mid_harvest_continues_its_cycler_jobs_from_their_cursor
             assert any(e["kind"] == "resume" for e in db.events(rid))
             total += len(s["t"])
         assert 0 < before < total  # killed mid-harvest
+
+
+def test_a_stopped_worker_leaves_the_cycler_job_running_and_the_next_worker_harvests_it(tmp_path: Path) -> None:
+    """SIGTERM of a worker (Worker.stop): labctl stops watching, the job goes on on the cycler, the run
+    is left interrupted; the next worker continues the same job to its end (one start)."""
+    clock = ScaledClock(SPEED)
+    em, station_path = _lab(tmp_path, clock)
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite'}", commit_interval=0.05)
+    try:
+        text = (
+            f"name: st\nstations: [{station_path}]\nruns:\n"
+            "  - {key: ce, protocol: protocols/ce-short.yaml, channel: N3}\n"
+        )
+        schedule_campaign(db, load_campaign(_campaign(tmp_path, text)))
+        station = load_station(station_path)
+        w = Worker(db, [station], clock=clock, poll=0.05)
+        t = threading.Thread(target=w.run)
+        t.start()
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            row = q.find(db, "ce")
+            if row["run_id"] is not None and db.run(int(row["run_id"]))["n_samples"] > 0:
+                break
+            time.sleep(0.05)
+        w.stop()
+        t.join(30)
+        assert not t.is_alive() and w.report.stopped
+        row = q.find(db, "ce")
+        run_id = int(row["run_id"])
+        assert row["state"] == "interrupted" and db.run(run_id)["status"] == "interrupted"
+        bts = em.servers["bts"].emulator
+        assert bts.chl[3].state in ("working", "finish")  # not stopped: the cycler goes on
+        (job,) = db.cycler_jobs(run_id=run_id)
+        assert job["state"] == "running"
+        Worker(db, [station], clock=clock, until_idle=True, poll=0.05).run()
+    finally:
+        em.close()
+    row = q.find(db, "ce")
+    assert row["state"] == "done" and int(row["run_id"]) == run_id and len(db.runs()) == 1
+    assert len(bts.starts) == 1
+    (job,) = db.cycler_jobs(run_id=run_id)
+    assert job["state"] == "completed" and job["cursor"] == str(db.run(run_id)["n_samples"])
+    kinds = [e["kind"] for e in db.events(run_id)]
+    assert "interrupted" in kinds and "resume" in kinds
+    db.close()
