@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from labctl.app.emulate import emulate_station
@@ -316,3 +317,37 @@ def test_a_stopped_worker_leaves_the_cycler_job_running_and_the_next_worker_harv
     kinds = [e["kind"] for e in db.events(run_id)]
     assert "interrupted" in kinds and "resume" in kinds
     db.close()
+
+
+@pytest.mark.postgres
+def test_cycler_runs_of_a_campaign_on_the_shared_lab_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """procrastinate's worker dispatches cycler channels the same way (execute_planned)."""
+    from labctl.core.clock import VirtualClock
+
+    em, station_path = _lab(tmp_path, VirtualClock())  # the emulated BTS runs each test at CPU speed
+    try:
+        text = (
+            f"name: pgcyc\nstations: [{station_path}]\nruns:\n"
+            "  - {key: ce, protocol: protocols/ce-short.yaml, channel: N1}\n"
+            "  - {key: sym, protocol: protocols/symmetric-short.yaml, channel: N2}\n"
+        )
+        cli = CliRunner()
+        r = cli.invoke(app, ["schedule", str(_campaign(tmp_path, text)), "--db", pg_url, "--no-wait"])
+        assert r.exit_code == 0, r.output
+        w = subprocess.run(
+            [sys.executable, "-m", "labctl.cli", "worker", "--station", str(station_path), "--db", pg_url,
+             "--until-idle", "--heartbeat", "1", "--poll", "0.1"],
+            capture_output=True, text=True, cwd=ROOT, timeout=90,
+        )  # fmt: skip
+        assert w.returncode == 0, w.stderr
+        assert len(em.servers["bts"].emulator.starts) == 2
+    finally:
+        em.close()
+    with Database(pg_url) as db:
+        rows = {r["key"]: r for r in q.queue(db)}
+        assert {k: r["state"] for k, r in rows.items()} == {"ce": "done", "sym": "done"}
+        for r in rows.values():
+            run = db.run(int(r["run_id"]))
+            assert run["status"] == "completed" and run["meta"]["cycler"]["address"] in ("27-1-1", "27-1-2")
+            (job,) = db.cycler_jobs(run_id=int(r["run_id"]))
+            assert job["state"] == "completed" and job["cursor"] == str(run["n_samples"])
