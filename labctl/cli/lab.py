@@ -109,8 +109,8 @@ def resume(
 
     try:
         clock = clock_for_speed(speed)
-    except ValueError:
-        fail(f"--speed {speed!r}: use 'max' or a positive number such as 100")
+    except ValueError as e:
+        fail(f"--speed: {e}")
     database = open_db(db)
     outcome = resume_run(database, run_id, clock=clock)
     if as_json:
