@@ -246,7 +246,7 @@ def test_bad_run_options_are_clear_errors_with_nothing_written(tmp_path: Path, o
     )
     assert r.exit_code == 2, r.output
     assert message in r.output
-    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    assert ("Traceback" not in r.output and r.exception is None) or isinstance(r.exception, SystemExit)
     assert n_runs(db) == 0
 
 
