@@ -52,6 +52,7 @@ _USER_ERRORS: tuple[tuple[str, str, str], ...] = (
     ("labctl.core.errors", "ProtocolError", ""),  # file:line:col: field: message (hint: ...)
     ("labctl.app.controller", "UserError", "error: "),
     ("labctl.analysis._core", "AnalysisError", "error: "),
+    ("labctl.db.database", "ReadOnlyDatabase", "error: "),
 )
 
 

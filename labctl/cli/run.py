@@ -7,7 +7,7 @@ imports the engine, the drivers and the database when it is called.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -162,6 +162,7 @@ def run(
     from labctl.app.controller import SimSettings, build_driver_channel, build_sim_channel, run_protocol
     from labctl.core.clock import Clock, WallClock, clock_for_speed
     from labctl.core.limits import ResourceLimits
+    from labctl.db import StorageError
     from labctl.protocols import check_limits, load_protocol, load_protocol_text
 
     if sum((sim, bool(driver), station is not None)) != 1:
@@ -250,7 +251,10 @@ def run(
     with Progress(*cols, console=err, transient=False, disable=as_json or log is not None) as bar:
         task = bar.add_task("starting", cycle=0, t="0 s", n=0)
 
+        started: list[int | None] = []
+
         def on_start(run_id: int | None) -> None:
+            started.append(run_id)
             where = f", simulated, preset {settings.preset}, seed {settings.seed}" if settings else ""
             if log is not None:
                 log.run_id = run_id
@@ -280,19 +284,22 @@ def run(
 
             assert settings is not None
             op = SimulatedOperator(clock, name=operator, seed=settings.seed)
-        outcome = run_protocol(
-            proto,
-            db=database,
-            sim=settings,
-            devices=devices,
-            clock=clock,
-            operator=op,
-            channel=channel or driver or "sim-1",
-            on_progress=on_progress,
-            on_start=on_start,
-            meta=meta or None,
-            limits=limits,
-        )
+        try:
+            outcome = run_protocol(
+                proto,
+                db=database,
+                sim=settings,
+                devices=devices,
+                clock=clock,
+                operator=op,
+                channel=channel or driver or "sim-1",
+                on_progress=on_progress,
+                on_start=on_start,
+                meta=meta or None,
+                limits=limits,
+            )
+        except StorageError as e:
+            storage_failed(database, started[0] if started else None, e)
     summary = {
         "run_id": outcome.run_id,
         "status": outcome.status,
@@ -317,6 +324,31 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
     if outcome.status != "completed":
         raise typer.Exit(EXIT_FAILED)
+
+
+def storage_failed(database: Any, run_id: int | None, exc: BaseException) -> NoReturn:
+    """The database failed during a run: say so plainly (never "completed"), record what can be, exit 1.
+
+    The engine turned the cell off before the recorder reported the failure; samples the database
+    could not take are in the spill file the message names (``labctl spill replay``).
+    """
+    import os
+
+    path = getattr(database, "sqlite_path", None)
+    if path and not os.path.exists(path):
+        note = f"; the database file {path} is gone"
+    elif run_id is None:
+        note = ""
+    else:
+        try:
+            marked = database.mark_interrupted(run_id, f"storage failed: {exc}"[:500])
+            note = "; the run is marked interrupted" if marked else ""
+        except Exception:
+            note = "; its status could not be recorded (`labctl runs` shows it interrupted once its heartbeat stops)"
+    print_error(
+        f"error: run {run_id}: the database failed during the run, which did not complete (cell off){note}: {exc}"
+    )
+    raise typer.Exit(EXIT_FAILED)
 
 
 class ProgressLog:
