@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from labctl.cli.common import err, get_run, open_db, out, print_error, print_json, user_errors
+from labctl.cli.common import RUN_ID_MAX, err, get_run, open_db, out, print_error, print_json, user_errors
 
 if TYPE_CHECKING:
     from labctl.analysis._core import Result
@@ -26,7 +26,7 @@ WEIGHTINGS = ("unit", "modulus", "proportional")
 
 @user_errors
 def analyze(
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., min=1, max=RUN_ID_MAX, help="Run id."),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

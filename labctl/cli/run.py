@@ -16,6 +16,7 @@ from labctl.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USER,
+    RUN_ID_MAX,
     err,
     fail,
     fmt_duration,
@@ -126,7 +127,9 @@ def run(
     speed: str = typer.Option("max", help="Simulation speed: max, or a factor of wall time (e.g. 100)."),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL (default: embedded SQLite)."),
     channel: str | None = typer.Option(None, help="Channel name recorded with the run."),
-    from_run: int | None = typer.Option(None, "--from-run", help="Re-run the exact protocol text of an earlier run."),
+    from_run: int | None = typer.Option(
+        None, "--from-run", min=1, max=RUN_ID_MAX, help="Re-run the exact protocol text of an earlier run."
+    ),
     driver: str | None = typer.Option(None, help="Potentiostat driver name (entry point) for hardware runs."),
     driver_opt: list[str] = typer.Option([], "--driver-opt", help="Driver option KEY=VALUE (repeatable)."),
     operator: str | None = typer.Option(None, help="Who runs the manual steps (recorded with dip-coat logs)."),

@@ -75,10 +75,25 @@ _HINTS = [
 ]
 
 
-def _syntax_issue(exc: MarkedYAMLError | YAMLError, source: str) -> Issue:
+def _syntax_issue(exc: MarkedYAMLError | YAMLError, source: str, text: str | None = None) -> Issue:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
     col = mark.column + 1 if mark is not None else None
+    position = getattr(exc, "position", None)  # a reader error (a character YAML refuses): an offset
+    if mark is None and isinstance(position, int) and text is not None:
+        at = min(max(position, 0), len(text))
+        line = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        character = getattr(exc, "character", None)
+        if isinstance(character, int):
+            return Issue(
+                source,
+                line,
+                col,
+                "",
+                f"YAML syntax error: the character U+{character:04X} is not allowed in a YAML file",
+                "remove it (a control character is invisible in most editors; retype the line)",
+            )
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None) or ""
     text = f"{context} {problem}"
@@ -242,9 +257,9 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     try:
         raw = yaml.load(text)
     except MarkedYAMLError as exc:
-        raise ProtocolError([_syntax_issue(exc, source)]) from None
+        raise ProtocolError([_syntax_issue(exc, source, text)]) from None
     except YAMLError as exc:
-        raise ProtocolError([_syntax_issue(exc, source)]) from None
+        raise ProtocolError([_syntax_issue(exc, source, text)]) from None
     builder = _Builder(source)
     positions = builder.positions
     positions[()] = (1, 1)
