@@ -31,7 +31,7 @@ def test_a_run_without_a_terminal_logs_progress_lines_at_the_interval(tmp_path: 
     cmd = [sys.executable, "-m", "labctl.cli", "run", str(proto), "--sim", "--preset", "bare-mg"]
     cmd += ["--speed", "6000", "--progress-interval", "0.15", "--db", f"sqlite:///{db}"]
     t0 = time.monotonic()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     wall = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     assert "run 1: completed" in r.stdout
