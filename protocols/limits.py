@@ -72,7 +72,7 @@ def human_bytes(n: float) -> str:
     """1.3 GB, 512 kB (decimal units, like df -H)."""
     if not math.isfinite(n):
         return "unbounded"
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, size in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
             return f"{n / size:.3g} {unit}"
     return f"{n:.0f} B"
@@ -363,7 +363,8 @@ def _where(protocol: Any, leaf: StepEstimate | None) -> tuple[int | None, int | 
 def _describe(leaf: StepEstimate) -> str:
     what = f"{leaf.step.kind}"
     if leaf.duration is not None:
-        what += f" of {fmt_duration(leaf.duration)}"
+        years = leaf.duration / 31_557_600
+        what += f" of {years:.4g} years" if years >= 2 else f" of {fmt_duration(leaf.duration)}"
     if leaf.dt:
         what += f" recording every {_fmt_dt(leaf.dt)}"
     what += f": {_n(leaf.samples)} samples"

@@ -273,3 +273,20 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     if builder.issues:
         raise ProtocolError(builder.issues)
     return data, positions
+
+
+def decode_text(raw: bytes, source: str) -> str:
+    """The text of a labctl YAML file read as bytes: UTF-8 (a BOM allowed), or a ProtocolError naming
+    the line and column of the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ProtocolError.single(
+            source,
+            "the file is not UTF-8 text",
+            "save it as UTF-8 (the text editor's encoding setting)",
+            line=line,
+            col=col,
+        ) from None
