@@ -153,7 +153,7 @@ def count_expanded_steps(data: Any, positions: Positions, source: str, max_steps
     if not isinstance(steps, list):
         return 0
     total = 0
-    worst = (0, 0, [])
+    worst: tuple[int, int, list[int]] = (0, 0, [])
     for i, item in enumerate(steps):
         n, chain = _raw_item(item)
         total += n
