@@ -144,7 +144,12 @@ def test_a_read_only_archive_is_listed_shown_exported_and_analysed(
     assert count(db, "runs") == 1 and count(db, "results") == 0
 
 
-def test_a_mode_ro_url_is_an_archive_too(archive: Path, tmp_path: Path) -> None:
+def test_a_mode_ro_url_is_an_archive_too(archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.app import controller
+
+    opened: list[str] = []
+    real_build = controller.build_sim_channel
+    monkeypatch.setattr(controller, "build_sim_channel", lambda *a, **k: opened.append("sim") or real_build(*a, **k))
     db = tmp_path / "lab.sqlite"
     shutil.copy(archive, db)
     before = sha(db)
@@ -158,6 +163,7 @@ def test_a_mode_ro_url_is_an_archive_too(archive: Path, tmp_path: Path) -> None:
     assert "not stored" in r.output
     r = invoke("run", EIS_RT, "--sim", "--preset", "bare-mg", "--db", url)
     assert r.exit_code == 2 and "read-only" in r.output, r.output
+    assert opened == []  # refused before any instrument was built or opened
     assert sha(db) == before
     assert count(db, "runs") == 1 and count(db, "results") == 0
 

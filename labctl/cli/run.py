@@ -162,7 +162,14 @@ def run(
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from labctl.app.controller import SimSettings, build_driver_channel, build_sim_channel, run_protocol
+    from labctl.app.controller import (
+        SimSettings,
+        build_driver_channel,
+        build_sim_channel,
+        check_run_allowed,
+        load_sim_preset,
+        run_protocol,
+    )
     from labctl.core.clock import Clock, WallClock, clock_for_speed
     from labctl.core.limits import ResourceLimits
     from labctl.db import StorageError
@@ -209,13 +216,18 @@ def run(
             seed=seed if seed is not None else (prior.get("seed") or 0),
             replicate=replicate,
         )
-        devices = build_sim_channel(proto, clock, settings)  # validates the preset before anything is written
+        load_sim_preset(settings)  # a bad preset is a user error before anything is written
+        database = database or open_db(db)
+        check_run_allowed(proto, database, limits)  # read-only database, disk space: before any device
+        devices = build_sim_channel(proto, clock, settings)
     elif station is not None:
         from labctl.app.station import identify, load_station, open_channel
 
         st = load_station(station)
         assert channel is not None
         st.channel(channel)  # an unknown channel is a user error before anything opens
+        database = database or open_db(db)
+        check_run_allowed(proto, database, limits)
         devices = open_channel(st, channel, clock, transcript_dir=transcript)
         roles = {"potentiostat": devices.potentiostat, "stage": devices.stage, "dip_coater": devices.dip_coater}
         used: dict[str, str] = devices.extras["instruments"]  # type: ignore[assignment]
@@ -235,9 +247,10 @@ def run(
         }
     else:
         assert driver is not None  # not --sim, so --driver was given (checked above)
-        devices = build_driver_channel(proto, clock, driver, parse_driver_opts(driver_opt))
-    if database is None:
-        database = open_db(db)
+        driver_opts = parse_driver_opts(driver_opt)
+        database = database or open_db(db)
+        check_run_allowed(proto, database, limits)
+        devices = build_driver_channel(proto, clock, driver, driver_opts)
     meta: dict[str, Any] = {"from_run": from_run} if from_run else {}
     if station is not None:
         meta.update(station_meta)
