@@ -112,6 +112,10 @@ def resume(
         clock = clock_for_speed(speed)
     except ValueError as e:
         fail(f"--speed: {e}")
+    from labctl.app.notify import RunNotifier
+    from labctl.cli.run import notify_run_end
+
+    notifier = RunNotifier.from_config()  # the config file's notify: section; a bad file stops here
     database = open_db(db)
     outcome = resume_run(database, run_id, clock=clock)
     if as_json:
@@ -129,6 +133,7 @@ def resume(
             f"run {run_id}: {outcome.status} - {outcome.end_reason}; {fmt_duration(outcome.duration)} of "
             f"test time, {outcome.n_samples:,} samples"
         )
+    notify_run_end(notifier, database, [run_id], outcome)
     _exit_for(outcome.status)
 
 

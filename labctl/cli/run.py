@@ -184,6 +184,9 @@ def run(
         fail("--station needs --channel NAME (one of the station's channels)")
     if transcript is not None and station is None:
         fail("--transcript records a station's instruments: use it with --station FILE --channel NAME")
+    from labctl.app.notify import RunNotifier
+
+    notifier = RunNotifier.from_config()  # the config file's notify: section; a bad file stops here
     clock: Clock
     if sim:
         try:
@@ -267,10 +270,10 @@ def run(
     with Progress(*cols, console=err, transient=False, disable=as_json or log is not None) as bar:
         task = bar.add_task("starting", cycle=0, t="0 s", n=0)
 
-        started: list[int | None] = []
+        run_ids: list[int] = []
 
         def on_start(run_id: int | None) -> None:
-            started.append(run_id)
+            run_ids.extend([run_id] if run_id is not None else [])
             where = f", simulated, preset {settings.preset}, seed {settings.seed}" if settings else ""
             if log is not None:
                 log.run_id = run_id
@@ -315,7 +318,11 @@ def run(
                 limits=limits,
             )
         except StorageError as e:
-            storage_failed(database, started[0] if started else None, e)
+            notify_run_end(notifier, database, run_ids, None)
+            storage_failed(database, run_ids[0] if run_ids else None, e)
+        except BaseException:
+            notify_run_end(notifier, database, run_ids, None)
+            raise
     summary = {
         "run_id": outcome.run_id,
         "status": outcome.status,
@@ -334,6 +341,7 @@ def run(
             f"run {outcome.run_id}: [{colour}]{outcome.status}[/] - {outcome.end_reason}; "
             f"{fmt_duration(outcome.duration)} of test time, {outcome.n_samples:,} samples"
         )
+    notify_run_end(notifier, database, run_ids, outcome)
     if outcome.status == "aborted":
         raise typer.Exit(EXIT_ABORTED)
     if outcome.status == "interrupted":
@@ -415,6 +423,28 @@ class ProgressLog:
                     end = "beyond the year 9999"
                 text += f", estimated end {end} (in {fmt_duration(wall_left)})"
         return text
+
+
+def notify_run_end(notifier: Any, database: Any, run_ids: list[int], outcome: Any) -> None:
+    """Send the run's end to the config's notify targets (when it asks for it) and say how it went.
+
+    The run is over and recorded; this only keeps the process alive until the messages are out
+    (at most ``notifier.max_wait`` s; Ctrl-C gives up on them)."""
+    if notifier is None or not run_ids:
+        return
+    notifier.run_ended_in(database, run_ids[0], outcome)
+    try:
+        notifier.join(1.0)
+        if notifier.pending:
+            print_error(f"sending notifications (at most {notifier.max_wait:.0f} s; Ctrl-C to give up on them)")
+        deliveries = notifier.join(notifier.max_wait)
+    except KeyboardInterrupt:
+        deliveries = notifier.deliveries
+    for d in deliveries:
+        ok = f"notified by {d.channel}: {d.target} ({d.detail})"
+        print_error(ok if d.ok else f"warning: notification by {d.channel} failed: {d.target}: {d.detail}")
+    if notifier.pending:
+        print_error(f"warning: {notifier.pending} notification(s) not sent; given up")
 
 
 def register(app: typer.Typer) -> None:
