@@ -1,6 +1,6 @@
 """Fuzzing what users type and write: every YAML loader and the CLI's options.
 
-* Loaders (protocols, simulator presets, stations): valid files mutated at random (characters and
+* Loaders (protocols, simulator presets, stations, the config file): valid files mutated at random (characters and
   YAML tokens inserted, lines dropped, duplicated and swapped, values replaced by absurd ones) and
   random text.  Each input gives a valid model or a ProtocolError whose every issue names the
   source with a line and column; never another exception.
@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from labctl.app.config import load_config_text
 from labctl.app.station import load_station_text
 from labctl.cli import app
 from labctl.core.errors import ProtocolError
@@ -54,6 +55,31 @@ instruments:
 channels:
   A: {potentiostat: pstat1}
   B: {potentiostat: pstat2}
+"""
+]
+
+CONFIGS = [
+    """db:
+  url: sqlite:////tmp/lab.sqlite
+dashboard:
+  token: ${TOK}
+  port: 9000
+notify:
+  on: [completed, failed, safety]
+  retries: 3
+  backoff: 500 ms
+  email:
+    host: smtp.example.org
+    port: 587
+    starttls: true
+    password: ${PW}
+    sender: labctl@example.org
+    to: [me@example.org]
+    timeout: 30 s
+  webhooks:
+    - url: https://hooks.example.org/services/T0
+      headers: {Authorization: "Bearer ${HOOK}"}
+      timeout: 5
 """
 ]
 
@@ -216,6 +242,13 @@ def test_preset_loader_fuzz(text: str) -> None:
 @given(text=st.one_of(mutated(STATIONS), _random_text()))
 def test_station_loader_fuzz(text: str) -> None:
     _only_protocol_errors(lambda t, s: load_station_text(t, source=s), text, "fuzz-station.yaml")
+
+
+@FUZZ
+@given(text=st.one_of(mutated(CONFIGS), _random_text()))
+def test_config_loader_fuzz(text: str) -> None:
+    env = {"TOK": "t", "PW": "p", "HOOK": "h"}
+    _only_protocol_errors(lambda t, s: load_config_text(t, s, env=env), text, "fuzz-config.yaml")
 
 
 # --------------------------------------------------------------------------- the CLI
