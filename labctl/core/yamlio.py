@@ -25,6 +25,8 @@ __all__ = ["load_yaml", "Positions", "MAX_NODES"]
 Path = tuple[Any, ...]
 
 MAX_NODES = 200_000
+#: Deepest nesting of mappings and lists accepted (a protocol nests 3 levels per group or repeat).
+MAX_DEPTH = 64
 """Refuse documents that expand (through aliases) to more nodes than this."""
 
 
@@ -127,6 +129,15 @@ class _Builder:
         self.issues.append(Issue(self.source, line, col, format_path(path), message, hint))
 
     def build(self, node: Any, path: Path) -> Any:
+        if len(path) > MAX_DEPTH:
+            line, col = self.positions.get(path) or self.positions.nearest(path)
+            raise ProtocolError.single(
+                self.source,
+                f"the file nests more than {MAX_DEPTH} levels deep",
+                "flatten it: no protocol, preset or station needs this much nesting",
+                line=line or 1,
+                col=col or 1,
+            )
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise ProtocolError.single(
@@ -246,6 +257,19 @@ class _Builder:
         return str(v)  # dates and other YAML 1.2 core scalars: keep the text form
 
 
+def _too_deep(text: str) -> tuple[int, int]:
+    """Where brackets first nest deeper than MAX_DEPTH (else the start): the parser ran out of stack."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
+        elif ch in "]}":
+            depth -= 1
+    return 1, 1
+
+
 def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     """Parse ``text`` (named ``source`` in errors) into plain data and positions.
 
@@ -256,6 +280,15 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     yaml.allow_duplicate_keys = False
     try:
         raw = yaml.load(text)
+    except RecursionError:
+        line, col = _too_deep(text)
+        raise ProtocolError.single(
+            source,
+            f"the file nests more than {MAX_DEPTH} levels deep",
+            "flatten it: no protocol, preset or station needs this much nesting",
+            line=line,
+            col=col,
+        ) from None
     except MarkedYAMLError as exc:
         raise ProtocolError([_syntax_issue(exc, source, text)]) from None
     except YAMLError as exc:
