@@ -165,6 +165,9 @@ TOKENS = [
     "times: 0",
     "{T}",
     "{nope}",
+    "[" * 2000,
+    "{a: " * 80,
+    "- " * 100,
 ]
 
 LINE_OPS = ["insert", "delete", "drop_line", "dup_line", "swap_lines", "replace_value"]
