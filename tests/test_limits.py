@@ -258,3 +258,13 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("LABCTL_MAX_STEPS", "1000")
     assert os.environ["LABCTL_MAX_STEPS"] == "1000"
     load_protocol_text(nested_for_each(depth=2), "two.yaml")
+
+
+def test_deeply_nested_brackets_are_refused_fast_at_their_position() -> None:
+    # The YAML scanner's cost grows with the square of the flow depth (2,000 brackets took 20 s):
+    # a linear scan refuses them first, at the first bracket too deep.
+    text = "name: deep\n" + CELL + "steps: " + "[" * 100_000 + "]" * 100_000 + "\n"
+    t0 = time.perf_counter()
+    with pytest.raises(ProtocolError, match=r"^deep\.yaml:3:72: the file nests more than 64 levels deep"):
+        load_protocol_text(text, "deep.yaml")
+    assert time.perf_counter() - t0 < 0.5
