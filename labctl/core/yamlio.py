@@ -296,13 +296,13 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
             raise RecursionError
         raw = yaml.load(text)
     except RecursionError:
-        line, col = deep or (1, 1)
+        at_line, at_col = deep or (1, 1)
         raise ProtocolError.single(
             source,
             f"the file nests more than {MAX_DEPTH} levels deep",
             "flatten it: no protocol, preset or station needs this much nesting",
-            line=line,
-            col=col,
+            line=at_line,
+            col=at_col,
         ) from None
     except MarkedYAMLError as exc:
         raise ProtocolError([_syntax_issue(exc, source, text)]) from None
