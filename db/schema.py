@@ -198,3 +198,85 @@ coatings = sa.Table(
     sa.Column("created_unix", Real, nullable=False),
     sa.Index(None, "cell_label"),
 )
+
+#: Instrument files imported as runs (labctl.app.importing): a file's sha256 is stored once,
+#: so the same file is never imported twice.  ``run_id`` is NULL while the import is under way.
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("run_id", Id, sa.ForeignKey("runs.id")),
+    sa.Column("source", sa.Text(), nullable=False),
+    sa.Column("format", sa.String()),
+    sa.Column("created_unix", Real, nullable=False),
+)
+
+#: Jobs on instruments that run a whole protocol on their own (battery cyclers): one row per
+#: start, written before the start is sent (state ``submitting``), so a restarted labctl finds
+#: the job instead of starting it twice, and harvests from ``cursor`` on.
+cycler_jobs = sa.Table(
+    "cycler_jobs",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("run_id", Id, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("instrument", sa.String(), nullable=False),  # station instrument name
+    sa.Column("channel", sa.String(), nullable=False),  # the cycler's channel address, e.g. 27-1-3
+    sa.Column("job", sa.String()),  # the cycler's job/test id, once it answered the start
+    sa.Column("barcode", sa.String(), nullable=False, unique=True),
+    sa.Column("step_file", sa.Text()),
+    sa.Column("step_file_sha", sa.String(64), nullable=False),
+    sa.Column("cursor", sa.String()),  # opaque to labctl: the driver's harvest position
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text()),
+    sa.Column("created_unix", Real, nullable=False),
+    sa.Column("updated_unix", Real, nullable=False),
+    sa.Index(None, "run_id"),
+    sa.Index(None, "instrument", "channel"),
+)
+
+#: Campaigns (labctl.app.lab): a file of planned runs, stored as written.
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.String(), nullable=False, unique=True),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text()),
+    sa.Column("created_unix", Real, nullable=False),
+    # a run whose start time was missed by more than this (s) is failed, not started late
+    sa.Column("misfire_limit_s", Real, nullable=False),
+)
+
+#: States of a planned run (see labctl.db.campaigns for the transitions).
+PLANNED_STATES = ("waiting", "due", "claimed", "running", "paused", "done", "failed", "cancelled", "interrupted")
+
+planned_runs = sa.Table(
+    "planned_runs",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("campaign_id", Id, sa.ForeignKey("campaigns.id"), nullable=False),
+    sa.Column("key", sa.String(), nullable=False),
+    sa.Column("spec", Json, nullable=False),
+    sa.Column("station", sa.String(), nullable=False),
+    sa.Column("channel", sa.String()),  # pinned, or the pool channel it was claimed on
+    sa.Column("pool", Json),  # channel names it may run on (None: pinned to ``channel``)
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text()),
+    sa.Column("control", sa.String(16)),  # pause | resume | cancel, applied by the worker at a step boundary
+    sa.Column("run_id", Id, sa.ForeignKey("runs.id")),
+    sa.Column("claimed_by", sa.String()),  # host:pid of the worker
+    sa.Column("claimed_unix", Real),
+    sa.Column("heartbeat_unix", Real),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("not_before_unix", Real),  # the run's `at:` time
+    sa.Column("start_ok", sa.Boolean(), nullable=False),  # its `at:` time came (or it has none)
+    sa.Column("after", Json, nullable=False),  # keys of runs that must be done first
+    sa.Column("created_unix", Real, nullable=False),
+    sa.Column("started_unix", Real),
+    sa.Column("ended_unix", Real),
+    sa.UniqueConstraint("campaign_id", "key"),
+    sa.Index(None, "state", "station"),
+)

@@ -143,6 +143,7 @@ class LakeShore335:
         self.idn = ""
         self.setpoint: float | None = None  # degC, last confirmed
         self.heater_on = False
+        self.rejected = 0  # replies rejected by read_temperature (garbage, cut short, missing)
 
     # ------------------------------------------------------------------ contract
     def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
@@ -195,9 +196,25 @@ class LakeShore335:
         if not self.heater_on:
             self._set_range(self.heater_range)
 
+    #: queries of a reading tried again after a malformed or missing reply (input discarded between)
+    RETRIES = 2
+
     def read_temperature(self) -> float:
+        """The stage temperature.  A malformed reply (garbage, a line cut short) or a reply that
+        does not come is rejected and counted (``rejected``); the input is discarded and the query
+        sent again, up to ``RETRIES`` times, before the DeviceError is raised."""
         self._need()
-        return parse_kelvin(self.link.query(f"KRDG? {self.sensor}", self.io_timeout), self.link.address) - T_ZERO
+        for attempt in range(self.RETRIES + 1):
+            try:
+                return (
+                    parse_kelvin(self.link.query(f"KRDG? {self.sensor}", self.io_timeout), self.link.address) - T_ZERO
+                )
+            except DeviceError:
+                if attempt == self.RETRIES:
+                    raise
+                self.rejected += 1
+                self.link.discard_input()
+        raise AssertionError("unreachable")
 
     def heater_output(self) -> float:
         """Heater output, percent of the range's full power."""

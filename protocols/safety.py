@@ -74,6 +74,11 @@ class Safety(StrictModel):
     max_duration: Annotated[float, Quantity("time", "2000 h", positive=True, what="max_duration")] | None = Field(
         default=None, description="longest allowed run time (none: no limit)"
     )
+    charge_max: Annotated[float, Quantity("charge", "5 mAh", positive=True, what="charge")] | None = Field(
+        default=None,
+        validation_alias="charge",
+        description="largest charge magnitude passed in one step (none: no limit); beyond it the run stops, cell off",
+    )
 
     @property
     def voltage_min(self) -> float:

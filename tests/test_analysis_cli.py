@@ -91,15 +91,17 @@ def test_fit_tafel(app, tmp_path):
     assert vals["j0"]["value"] == pytest.approx(0.66e-6, rel=0.02)
     assert vals["j0"]["method"] == "tafel-extrapolation"
     assert "j0_micro" in vals
-    r = runner.invoke(app, ["fit-tafel", str(p), "--window", "0.07,0.15"])
+    r = runner.invoke(app, ["fit-tafel", str(p), "--area", "1.267", "--window", "0.07,0.15"])
     assert r.exit_code == 0 and "b_a" in r.stdout and "mV/dec" in r.stdout
 
 
 def test_fit_tafel_user_errors(app, tmp_path):
     p = _tafel_file(tmp_path, span=0.04)
-    r = runner.invoke(app, ["fit-tafel", str(p)])
+    r = runner.invoke(app, ["fit-tafel", str(p), "--area", "1.267"])
     assert r.exit_code == 2 and "no Tafel region" in r.stderr
-    r = runner.invoke(app, ["fit-tafel", str(p), "--window", "1,2,3"])
+    r = runner.invoke(app, ["fit-tafel", str(p)])
+    assert r.exit_code == 2 and "electrode area is not known: give --area" in r.stderr.replace("\n", " ")
+    r = runner.invoke(app, ["fit-tafel", str(p), "--area", "1.267", "--window", "1,2,3"])
     assert r.exit_code == 2 and "--window" in r.stderr
     r = runner.invoke(app, ["fit-tafel", str(p), "--area", "0"])
     assert r.exit_code == 2 and "area" in r.stderr
@@ -144,3 +146,31 @@ def test_fit_eis_on_instrument_exports(app):
     assert r.exit_code == 2 and "Lin-KK" in r.stderr
     r = runner.invoke(app, ["fit-eis", str(data / "ipy_Circuit1_EIS_1.z"), "-c", "R0-p(R1,C1)", "--keep-inductive"])
     assert r.exit_code == 0 and "systematic misfit" in r.stdout
+
+
+def test_fit_eis_fmin_fmax(app):
+    args = ["fit-eis", str(DATA), "--circuit", "R0-p(R1,CPE1)-p(R2,CPE2)", "--initial", GUESS, "--json"]
+    r = runner.invoke(app, [*args, "--fmin", "0.1", "--fmax", "500"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    f = np.loadtxt(DATA)[:, 0]
+    z_im = np.loadtxt(DATA)[:, 2]
+    assert out["residual"]["n_points"] == int(np.sum((f >= 0.1) & (f <= 500) & (z_im <= 0)))
+    bad = runner.invoke(app, [*args, "--fmin", "900", "--fmax", "999"])
+    assert bad.exit_code == 2
+    assert "free parameters" in bad.output and "spans" in bad.output
+
+
+def test_fit_eis_reports_the_one_linkk_verdict(app):
+    from labctl.analysis.eis import linkk_verdict
+    from labctl.analysis.io import read_eis_file
+
+    r = runner.invoke(
+        app, ["fit-eis", str(DATA), "--circuit", "R0-p(R1,CPE1)-p(R2,CPE2)", "--initial", GUESS, "--json"]
+    )
+    out = json.loads(r.stdout)
+    d = read_eis_file(DATA)
+    keep = d.z.imag <= 0
+    kk = linkk_verdict(d.frequency[keep], d.z[keep])
+    assert out["linkk"]["statement"] == kk.statement
+    assert out["linkk"]["statement"].startswith("with a series capacitance")  # the diffusion tail rises to 5 mHz

@@ -284,3 +284,22 @@ def test_user_guess_that_collapses_an_arc_is_replaced_and_said_so():
     fit = fit_circuit(f, z, CIRCUIT, [5.0, 1e-9, 1e3, 0.9, 200.0, 1e-3, 0.85])
     assert fit.initial_source.startswith("automatic") and "to the limit" in fit.initial_source
     np.testing.assert_allclose(fit.values, true, rtol=1e-5)
+
+
+def test_one_linkk_verdict_with_series_capacitance_where_capacitive():
+    from labctl.analysis.eis import capacitive_low_end, linkk_verdict
+
+    # a blocking electrode: R0 + (R1 || C1) in series with a CPE (Q = 1e-5, a = 0.92): Z never returns to the real axis
+    f = np.logspace(5, -2, 60)
+    w = 2 * np.pi * f
+    z = 10 + 50 / (1 + 1j * w * 50 * 1e-6) + 1 / (1e-5 * (1j * w) ** 0.92)
+    assert capacitive_low_end(f, z)
+    plain = linkk(f, z)
+    kk = linkk_verdict(f, z)
+    assert kk.series_capacitance and kk.statement.startswith("with a series capacitance")
+    assert kk.passed and kk.rms < plain.rms
+    assert kk.result().details["series_capacitance"] is True
+    # an RC spectrum closes back to the real axis: no capacitance added
+    z2 = 10 + 50 / (1 + 1j * w * 50 * 1e-6)
+    assert not capacitive_low_end(f, z2)
+    assert linkk_verdict(f, z2).series_capacitance is False

@@ -128,7 +128,7 @@ def test_too_narrow_sweep_says_no_tafel_region():
 
 def test_too_noisy_curve_is_refused():
     e, i = sweep(1e-6, 0.5, 0.5, 1.5, 5, floor=30.0)
-    with pytest.raises(AnalysisError, match="too noisy"):
+    with pytest.raises(AnalysisError, match=r"too noisy|not Tafel-shaped"):
         fit_tafel(e, i, area_cm2=AREA, e_eq=0.0)
     e, i = sweep(1e-6, 0.5, 0.5, 0.3, 6, floor=3.0)
     with pytest.raises(AnalysisError, match="too noisy"):
@@ -161,3 +161,27 @@ def test_bad_inputs():
         fit_tafel(e, i, area_cm2=AREA, window=(0.1, 0.05))
     with pytest.raises(AnalysisError, match="method"):
         analyze_tafel(e, i, area_cm2=AREA, method="bogus")
+
+
+def test_micro_polarisation_j0_agrees_with_tafel_j0_when_the_slopes_are_known():
+    # an asymmetric Butler-Volmer curve: alpha_a = 0.3, alpha_c = 0.5 (sum 0.8, not the default 1)
+    from labctl.analysis.tafel import FARADAY, GAS_CONSTANT, analyze_tafel
+
+    f = 2 * FARADAY / (GAS_CONSTANT * (22.0 + 273.15))
+    eta = np.linspace(-0.25, 0.25, 501)
+    j0 = 1e-6
+    j = j0 * (np.exp(0.3 * f * eta) - np.exp(-0.5 * f * eta))
+    by = {r.name: r for r in analyze_tafel(eta, j, area_cm2=1.0, e_eq=0.0, window=(0.1, 0.25))}
+    assert by["j0"].value == pytest.approx(j0, rel=0.02)
+    assert by["j0_micro"].value == pytest.approx(by["j0"].value, rel=0.02)
+    assert by["j0_micro"].details["alpha_sum"] == pytest.approx(0.8, rel=0.02)
+
+
+def test_not_tafel_shaped_names_a_window_to_try():
+    from pathlib import Path
+
+    from labctl.analysis.io import read_tafel_file
+
+    sw = read_tafel_file(Path(__file__).parent / "data" / "import" / "polcurvefit_example_gamry.DTA")
+    with pytest.raises(AnalysisError, match=r"not Tafel-shaped: .* try --window \d\.\d{3},\d\.\d{3}"):
+        fit_tafel(sw.potential, sw.current, area_cm2=1.0)

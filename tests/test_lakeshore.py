@@ -209,12 +209,23 @@ def test_faults_raise_device_error_within_the_timeout(fault, kwargs, expect, vcl
     with LakeShoreEmulator(vclock) as emu:
         ls = _stage(emu, io_timeout=0.4)
         ls.set_setpoint(40.0)
-        emu.inject(fault, on="KRDG?", **kwargs)
+        # a fault that lasts: every retry of the reading meets it
+        emu.inject(fault, on="KRDG?", count=ls.RETRIES + 1, **kwargs)
         w0 = time.monotonic()
         with pytest.raises(expect):
             ls.read_temperature()
-        assert time.monotonic() - w0 < 0.4 + 0.4
+        assert time.monotonic() - w0 < (ls.RETRIES + 1) * 0.4 + 0.4
         emu.clear_faults()
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xfe\x00\r\n", b"+2X5.1\r\n", b"+295."])
+def test_one_malformed_reading_is_rejected_counted_and_read_again(payload, vclock) -> None:
+    with LakeShoreEmulator(vclock) as emu:
+        ls = _stage(emu, io_timeout=0.4)
+        emu.inject("garbage", on="KRDG?", payload=payload)
+        assert ls.read_temperature() == pytest.approx(22.0, abs=0.5)
+        assert ls.rejected == 1
+        assert ls.read_temperature() == pytest.approx(22.0, abs=0.5) and ls.rejected == 1
 
 
 def test_a_silent_controller_fails_connect_within_the_timeout(vclock) -> None:

@@ -140,7 +140,6 @@ def _start(faults: Faults, **kw):  # type: ignore[no-untyped-def]
     "faults, exc",
     [
         (Faults(silent_after=5), DeviceTimeout),
-        (Faults(garbage_after=5), MethodScriptProtocolError),
         (Faults(error_after=5, error_code="4205"), MethodScriptError),
         (Faults(disconnect_after=5), DeviceError),
     ],
@@ -162,6 +161,34 @@ def test_faults_fail_within_the_timeout_and_abort(faults: Faults, exc: type) -> 
     if faults.silent_after is None and faults.disconnect_after is None:
         assert emu.cell_on is False and dev.safe_state_confirmed
     h.stop()  # idempotent after an error
+    dev.close()
+    emu.close()
+
+
+def test_garbage_is_rejected_counted_and_the_technique_goes_on() -> None:
+    dev, emu, h = _start(Faults(garbage_after=5))
+    n = 0
+    for _ in range(40):
+        n += len(h.read(0.2))
+        if h.rejected:
+            break
+    n += len(h.read(0.3))
+    assert h.rejected == 1 and h.state is TechniqueState.RUNNING
+    assert n >= 5  # the samples around the garbage line all arrived
+    h.stop()
+    assert emu.cell_on is False
+    dev.close()
+    emu.close()
+
+
+def test_a_link_of_nothing_but_garbage_fails() -> None:
+    dev, emu, h = _start(Faults())
+    h.MAX_REJECTED = 3
+    h.read(0.2)
+    with pytest.raises(MethodScriptProtocolError, match="3 malformed lines in a row"):
+        for raw in (b"\x00junk\n", b"more junk\n", b"#\xff\n"):
+            h._handle_line(raw, [], [])
+    h.stop()
     dev.close()
     emu.close()
 

@@ -7,8 +7,12 @@ Pico).  ``start(technique)`` compiles the technique (:mod:`.compiler`), sends it
 a :class:`MethodScriptHandle` whose ``read(timeout)`` parses the reply stream: one sample
 per data package, stamped ``anchor + device time`` (``timer_get`` in every package; the
 anchor is the driver clock at technique start).  Every ``!XXXX`` reply becomes a
-:class:`~.protocol.MethodScriptError` (a DeviceError with code and meaning); garbage a
-:class:`~.protocol.MethodScriptProtocolError`; a device silent for longer than the
+:class:`~.protocol.MethodScriptError` (a DeviceError with code and meaning).  A line that is
+not MethodSCRIPT (garbage bytes, a line cut short and glued to the next) is rejected and
+counted (``handle.rejected``, ``handle.rejected_lines``): the parser resynchronises at the
+next line end and the technique goes on; ``MAX_REJECTED`` lines in a row raise
+:class:`~.protocol.MethodScriptProtocolError` (a link that only sends garbage).  A device
+silent for longer than the
 technique's longest gap a DeviceTimeout.  On stop and on any failure the driver sends the
 abort (``\\n`` then ``Z``) and a ``cell_off`` script before it gives up, each with a
 bounded timeout.  Status bits (overload, underload, ...) become :class:`DeviceEvent` s on
@@ -17,6 +21,7 @@ bounded timeout.  Status bits (overload, underload, ...) become :class:`DeviceEv
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -274,6 +279,17 @@ class MethodScriptPotentiostat:
             return
         self._make_safe()
 
+    def reconnect(self, timeout: float = 10.0) -> None:
+        """Drop the link without talking to the device (it is broken) and connect again:
+        ``connect`` aborts a script the device still runs and identifies it."""
+        if self._handle is not None and self._handle.state is TechniqueState.RUNNING:
+            self._handle._state = TechniqueState.FAILED
+        self.connected = False
+        if self.transport is not None:
+            with contextlib.suppress(DeviceError):
+                self.transport.close()
+        self.connect(timeout)
+
     def close(self) -> None:
         if self.connected:
             self.cell_off()
@@ -340,6 +356,7 @@ class MethodScriptHandle:
     """A technique running as a script on the device (the TechniqueHandle contract)."""
 
     MAX_BLOCK = 10_000  # samples per read
+    MAX_REJECTED = 20  # malformed lines in a row before the link counts as broken
 
     def __init__(self, dev: MethodScriptPotentiostat, script: CompiledScript, anchor: float, silence: float) -> None:
         self._dev = dev
@@ -356,6 +373,9 @@ class MethodScriptHandle:
         self.ocp: float | None = None  # the probed open-circuit potential of a vs_ocp technique
         self.events: list[DeviceEvent] = []
         self.texts: list[str] = []  # send_string lines other than the end tags
+        self.rejected = 0  # malformed lines skipped (garbage, partial lines)
+        self.rejected_lines: list[bytes] = []  # the first few, for the record
+        self._rejected_in_row = 0
 
     @property
     def state(self) -> TechniqueState:
@@ -412,8 +432,27 @@ class MethodScriptHandle:
         return self._block(rows, temps)
 
     def _handle_line(self, raw: bytes, rows: list[tuple[float, ...]], temps: list[float]) -> bool:
-        """Process one reply line; True when the script has finished."""
+        """Process one reply line; True when the script has finished.  A malformed line is
+        rejected and counted (the next line end resynchronises the parser)."""
+        n_rows = len(rows)
+        try:
+            return self._parse_line(raw, rows, temps)
+        except MethodScriptProtocolError as exc:
+            del rows[n_rows:]
+            del temps[n_rows:]
+            self.rejected += 1
+            self._rejected_in_row += 1
+            if len(self.rejected_lines) < 10:
+                self.rejected_lines.append(raw[:120])
+            if self._rejected_in_row >= self.MAX_REJECTED:
+                raise MethodScriptProtocolError(
+                    f"{self._rejected_in_row} malformed lines in a row from {self._dev._link().address} (last: {exc})"
+                ) from None
+            return False
+
+    def _parse_line(self, raw: bytes, rows: list[tuple[float, ...]], temps: list[float]) -> bool:
         reply = parse_reply(raw)
+        self._rejected_in_row = 0
         items = (reply, *reply.extra) if reply.kind == "ack" else (reply,)
         for item in items:
             kind = item.kind
@@ -437,7 +476,7 @@ class MethodScriptHandle:
                 self._finish(rows)
                 return True
             elif kind == "abort":
-                raise MethodScriptProtocolError("device reported an abort nobody asked for")
+                raise DeviceError("the MethodSCRIPT device aborted the script by itself (nobody asked it to)")
         return False
 
     def _sample(self, pkg: Package, rows: list[tuple[float, ...]], temps: list[float]) -> None:

@@ -451,3 +451,64 @@ def dqdv(
         h = np.convolve(np.pad(h, half, mode="edge"), k, mode="valid")
     centers = lo + (np.arange(nb) + 0.5) * bin_width
     return centers, h
+
+
+@dataclass
+class CapacityTable:
+    """Per-cycle charge and discharge of a cycler record (one entry per cycle number present)."""
+
+    cycle: np.ndarray
+    q_charge: np.ndarray  # C, sum of the cycle's charge steps (I > 0)
+    q_discharge: np.ndarray  # C, sum of its discharge steps (I < 0)
+    ce: np.ndarray  # q_discharge / q_charge, NaN without both
+    charge_source: str  # 'instrument counters' or 'integrated current'
+
+
+def capacity_table(t, voltage, current, cycle, step_index, charge=None, **kw) -> CapacityTable:
+    """Charge, discharge and CE per cycle: each half-cycle's charge is its step's counter
+    (max |charge|) when ``charge`` is given, else the integral of |I| dt; a cycle's charge
+    is the sum of its charge steps (a CC then a CV step is one charge), likewise discharge."""
+    hcs = half_cycles(t, voltage, current, cycle, step_index, charge, **kw)
+    if not hcs:
+        raise AnalysisError("no half-cycles under current: nothing to analyse")
+    rows = []
+    for cy in sorted({h.cycle for h in hcs}):
+        hs = [h for h in hcs if h.cycle == cy]
+        qc = sum(h.charge for h in hs if h.sign > 0)
+        qd = sum(h.charge for h in hs if h.sign < 0)
+        ce = qd / qc if qc > 0 and qd > 0 else math.nan
+        rows.append((cy, qc, qd, ce))
+    a = [np.array(x) for x in zip(*rows)]
+    return CapacityTable(a[0], a[1], a[2], a[3], "instrument counters" if charge is not None else "integrated current")
+
+
+def capacity_results(table: CapacityTable, *, cycle_definition: str | None = None) -> list[Result]:
+    """The per-cycle table (always, whatever the values) and the mean CE over cycles that have both halves."""
+    per = {
+        "cycle": table.cycle.tolist(),
+        "charge_mAh": (table.q_charge / 3.6).tolist(),
+        "discharge_mAh": (table.q_discharge / 3.6).tolist(),
+        "ce": [None if not np.isfinite(x) else float(x) for x in table.ce],
+    }
+    details = {
+        "per_cycle": per,
+        "charge_source": table.charge_source,
+        "cycle_definition": cycle_definition or "the cycle numbers stored with the samples",
+        "ce_definition": "discharge / charge of the same cycle",
+    }
+    out = [Result("cycles", float(table.cycle.size), "cycles", None, "per-cycle table", details)]
+    ok = np.isfinite(table.ce)
+    if np.any(ok):
+        ce = table.ce[ok]
+        se = float(np.std(ce, ddof=1) / math.sqrt(ce.size)) if ce.size > 1 else None
+        out.append(
+            Result(
+                "ce_mean",
+                float(np.mean(ce)),
+                "",
+                se,
+                "discharge/charge",
+                {"n_cycles": int(ce.size), "charge_source": table.charge_source},
+            )
+        )
+    return out

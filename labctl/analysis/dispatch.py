@@ -62,6 +62,8 @@ from .arrhenius import fit_arrhenius
 from .circuit import parse_circuit
 from .cycling import (
     aurbach_ce,
+    capacity_results,
+    capacity_table,
     ce_results,
     cycle_table,
     full_cell_results,
@@ -70,7 +72,7 @@ from .cycling import (
     hysteresis_results,
     short_circuit_time,
 )
-from .eis import fit_circuit, linkk, prepare_spectrum
+from .eis import fit_circuit, linkk_verdict, prepare_spectrum
 from .tafel import analyze_tafel
 
 ONE_ARC = "R0-p(R1,CPE1)"
@@ -200,7 +202,7 @@ def _eis(step, steps, samples, cell) -> tuple[list[Result], float | None, float 
     shape = _canonical(fit.circuit.text)
     names = {ONE_ARC: _NAMES_1, TWO_ARCS: _NAMES_2}.get(shape, {})
     out = fit.results(rename=names, details=det)
-    kk = linkk(f, z).result()
+    kk = linkk_verdict(f, z).result()
     kk.details.update(step_index=step["step_index"], cycle=step.get("cycle"))
     out.append(kk)
     rct = fit.params[{ONE_ARC: "R1", TWO_ARCS: "R2"}[shape]] if names else None
@@ -274,6 +276,12 @@ def _cycling(gsteps: list[dict], steps: list[dict], samples: dict, cell: dict) -
     q = None if q is None else np.asarray(q, float)
     kind = cell.get("kind")
     mass = _number(cell.get("cathode_mass_g"))
+    if any(s.get("params", {}).get("cycling") for s in gsteps) and not (kind == "full" and mass is not None):
+        # an imported cycler record: the per-cycle table from the instrument's counters
+        cdef = next(
+            (s["params"].get("cycle_definition") for s in gsteps if s.get("params", {}).get("cycle_definition")), None
+        )
+        return capacity_results(capacity_table(t, v, i, cy, si, q), cycle_definition=cdef)
     if kind == "full" or (kind is None and mass is not None):
         if mass is None:
             raise AnalysisError("full-cell analysis needs cell['cathode_mass_g']")
@@ -381,6 +389,9 @@ def analyze_run(steps: list[dict], samples: dict[str, np.ndarray], cell: dict, *
         if r is not None:
             out.append(r)
     cyc = [s for s in galv if s not in aur]
+    # a cycler's CV (or other) charge/discharge steps belong to their cycle's charge (imported records)
+    cyc += [s for s in steps if s.get("kind") != "galvanostatic" and (s.get("params") or {}).get("cycling")]
+    cyc.sort(key=lambda s: s["step_index"])
     if cyc:
         out += guard("cycling", cyc[0]["step_index"], lambda: _cycling(cyc, steps, samples, cell)) or []
     return out

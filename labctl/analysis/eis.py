@@ -456,18 +456,40 @@ def _sort_arcs(
 def _kk_noise(f: np.ndarray, z: np.ndarray) -> float | None:
     """The spectrum's Lin-KK residual in the units of rel_rms (|dZ|/|Z|), or None.
 
-    The smaller of the tests without and with a series capacitance (a blocking or
-    finite-diffusion spectrum is capacitive at its low-frequency end).
+    The same test as :func:`linkk_verdict` (with a series capacitance when the spectrum
+    is capacitive at its low-frequency end), so the fit's quality sentence and the Lin-KK
+    verdict speak of one test.
     """
-    out = None
-    for cap in (False, True):
-        try:
-            kk = linkk(f, z, add_capacitance=cap)
-        except AnalysisError:
-            return None
-        rms = float(np.sqrt(np.mean(kk.res_re**2 + kk.res_im**2)))
-        out = rms if out is None else min(out, rms)
-    return out
+    try:
+        kk = linkk_verdict(f, z)
+    except AnalysisError:
+        return None
+    return float(np.sqrt(np.mean(kk.res_re**2 + kk.res_im**2)))
+
+
+def capacitive_low_end(frequency, z, n: int = 3) -> bool:
+    """True when the spectrum ends capacitive: at its ``n`` lowest frequencies -Z'' is positive and
+    still grows as the frequency falls, so Z does not return to a real (DC) resistance within the
+    band (a blocking electrode, a diffusion tail): Lin-KK then needs a series capacitance."""
+    f, zz = prepare_spectrum(frequency, z)
+    if f.size < n + 2:
+        return False
+    order = np.argsort(f)
+    minus_im = -zz[order[:n]].imag  # lowest frequency first
+    return bool(np.all(minus_im > 0) and np.all(np.diff(minus_im) < 0))
+
+
+def linkk_verdict(frequency, z, **kw) -> LinKK:
+    """The one Lin-KK verdict of a spectrum: with a series capacitance when it is capacitive at its
+    low-frequency end (:func:`capacitive_low_end`, as impedance.py's ``add_cap``), else without."""
+    cap = capacitive_low_end(frequency, z)
+    kk = linkk(frequency, z, add_capacitance=cap, **kw)
+    if cap:
+        kk.statement = (
+            "with a series capacitance (the spectrum is capacitive at its low-frequency end): " + kk.statement
+        )
+        kk.series_capacitance = True
+    return kk
 
 
 def fit_circuit(
@@ -672,6 +694,7 @@ class LinKK:
     res_im: np.ndarray  # (Z'' - Z''_fit)/|Z|
     rms: float
     max_abs: float
+    series_capacitance: bool = False
 
     def result(self) -> Result:
         return Result(
@@ -688,6 +711,7 @@ class LinKK:
                 "c": self.c,
                 "threshold": self.threshold,
                 "max_abs_residual": self.max_abs,
+                "series_capacitance": self.series_capacitance,
             },
         )
 

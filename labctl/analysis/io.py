@@ -126,12 +126,12 @@ def _read_text(path: Path) -> str:
         raise AnalysisError(f"{path}: is a directory, not a data file") from None
     except OSError as exc:
         raise AnalysisError(f"{path}: cannot read ({exc.strerror})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
+    from labctl.importers.base import ImportFileError, decode_text
+
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")  # instrument exports (BioLogic, Gamry) are often Latin-1
+        return decode_text(path, raw)[0]  # UTF-8 (BOM or not), UTF-16 with a BOM, else Latin-1
+    except ImportFileError as exc:
+        raise AnalysisError(str(exc)) from None
 
 
 def _blocks(path: Path, text: str, want) -> list[_Block]:
@@ -415,7 +415,10 @@ def read_tafel_file(path, *, min_points: int = 1) -> SweepData:
         i, name = _field(data, path, "I/mA", "<I>/mA")
         _need(path, e.size, min_points, [], "the analysis")
         return SweepData(e, i * 1e-3, str(path), [f"{name} converted to A"])
-    blocks = _blocks(path, _read_text(path), _want_sweep)
+    text = _read_text(path)
+    if text.lstrip().startswith("EXPLAIN") or (path.suffix.lower() != ".mpt" and not _blocks_have(path, text)):
+        return _sweep_via_importers(path, min_points)
+    blocks = _blocks(path, text, _want_sweep)
     blk = _choose(path, blocks, _want_sweep, "the analysis needs potential and current columns")
     header, hl = blk.header, blk.header_line
     cols = [0, 1]
@@ -441,3 +444,35 @@ def read_tafel_file(path, *, min_points: int = 1) -> SweepData:
             i *= si
             notes.append(f"column {header[cols[1]]!r} converted to A")
     return SweepData(e, i, str(path), notes)
+
+
+def _blocks_have(path: Path, text: str) -> bool:
+    """Whether the generic block reader finds numeric rows under a potential/current header."""
+    try:
+        blocks = _blocks(path, text, _want_sweep)
+    except AnalysisError:
+        return False
+    return any(b.rows and b.header is not None and _want_sweep(b.header) for b in blocks) or (
+        any(b.rows for b in blocks) and not any(b.header is not None for b in blocks)
+    )
+
+
+def _sweep_via_importers(path: Path, min_points: int) -> SweepData:
+    """A sweep from an instrument file (Gamry .DTA, Nova ASCII, ...) read by labctl.importers."""
+    from labctl.importers import ImportFileError, read_file
+
+    try:
+        d = read_file(path)
+    except ImportFileError as exc:
+        raise AnalysisError(str(exc)) from None
+    sweeps = [s for s in d.steps if s.kind in ("lsv", "cv", "tafel")]
+    if not sweeps:
+        kinds = ", ".join(sorted({s.kind for s in d.steps}))
+        raise AnalysisError(f"{path}: a {d.format} file with no potential sweep (its steps: {kinds})")
+    s = max(sweeps, key=lambda s: s.stop - s.start)
+    e, i = d.voltage[s.start : s.stop], d.current[s.start : s.stop]
+    _need(path, e.size, min_points, [], "the analysis")
+    notes = [f"read as {d.format} by {d.reader}", *d.notes]
+    if len(sweeps) > 1:
+        notes.append(f"the longest of {len(sweeps)} sweeps ({s.label}, {s.stop - s.start} points)")
+    return SweepData(np.asarray(e, float), np.asarray(i, float), str(path), notes)

@@ -23,7 +23,9 @@ Two methods, each stating its window in the result:
     Points with |eta| <= 10 mV: j(eta) is fitted with a cubic polynomial (a line
     when there are fewer than 8 points) and its slope at eta = 0 gives
     j0 = RT / ((alpha_a + alpha_c) n F) * dj/deta, with alpha_a + alpha_c = 1 by
-    default (parameter ``alpha_sum``).
+    default (parameter ``alpha_sum``); :func:`analyze_tafel` with both methods uses the
+    Tafel fit's alpha_a + alpha_c (2 alpha for the symmetric form), so the two j0 agree
+    when the slopes are known.
 
 Symmetric cells (Mg|Mg)
     A sweep of a symmetric cell is a sweep of the cell voltage, which is shared by
@@ -208,9 +210,15 @@ def fit_tafel(
         be, bj = be[keep], bj[keep]
         lr = linregress(be, np.log10(np.abs(bj)))
         if lr["r2"] < min_r2:
+            alt = _straightest(eta, j, sign, min(hi - lo, 0.1), min_points)
+            hint = (
+                f"; try --window {alt[0]:.3f},{alt[1]:.3f} (|eta| in V, R^2 = {alt[2]:.3f} on that branch)"
+                if alt is not None and alt[2] > lr["r2"]
+                else "; no straighter window of that width on this branch: the curve has no Tafel region"
+            )
             raise AnalysisError(
-                f"curve too noisy: log|j| against eta on the {name} branch is not a straight line "
-                f"(R^2 = {lr['r2']:.2f} < {min_r2})"
+                f"not Tafel-shaped: log|j| against eta on the {name} branch is not a straight line in "
+                f"|eta| {1e3 * lo:.0f}..{1e3 * hi:.0f} mV (R^2 = {lr['r2']:.2f} < {min_r2}){hint}"
             )
         if sign * lr["slope"] <= 0:
             raise AnalysisError(f"no {name} Tafel region: |j| does not grow with |eta| in the window")
@@ -304,6 +312,23 @@ def fit_tafel(
     return TafelFit("tafel-extrapolation", symmetric, values, sigmas, (lo, hi), float(e_eq), src, details)
 
 
+def _straightest(eta, j, sign: float, width: float, min_points: int) -> tuple[float, float, float] | None:
+    """(low, high, R^2) of the straightest |eta| window of ``width`` V on one branch, or None."""
+    sel = (sign * eta > 0) & (sign * j > 0)
+    x, y = np.abs(eta[sel]), np.log10(np.abs(j[sel]))
+    if x.size < min_points or width <= 0:
+        return None
+    best = None
+    for a in np.arange(float(x.min()), float(x.max()) - width + 1e-12, max(width / 5, 0.005)):
+        m = (x >= a) & (x <= a + width)
+        if m.sum() < min_points:
+            continue
+        r2 = linregress(x[m], y[m])["r2"]
+        if best is None or r2 > best[2]:
+            best = (float(a), float(a + width), float(r2))
+    return best
+
+
 def fit_micropolarisation(
     potential,
     current,
@@ -384,7 +409,16 @@ def analyze_tafel(potential, current, *, area_cm2: float, method: str = "both", 
         micro_kw["alpha_sum"] = kw.pop("alpha_sum")
     out: list[Result] = []
     if method in ("both", "tafel"):
-        out += fit_tafel(potential, current, area_cm2=area_cm2, **kw).results()
+        tf = fit_tafel(potential, current, area_cm2=area_cm2, **kw)
+        out += tf.results()
+        if method == "both" and "alpha_sum" not in micro_kw:
+            # the slopes are known: the micro-polarisation j0 uses the fitted transfer coefficients
+            # (not alpha_a + alpha_c = 1), so the two j0 agree for a Butler-Volmer curve
+            v = tf.values
+            if tf.symmetric and "alpha" in v:
+                micro_kw["alpha_sum"] = 2.0 * float(v["alpha"])
+            elif "alpha_a" in v and "alpha_c" in v:
+                micro_kw["alpha_sum"] = float(v["alpha_a"]) + float(v["alpha_c"])
     if method in ("both", "micro"):
         try:
             out += fit_micropolarisation(potential, current, area_cm2=area_cm2, **micro_kw).results()

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from labctl.db.liveness import effective_status
-from labctl.db.schema import SAMPLE_ID_BITS, cells, protocols, runs, samples, steps
+from labctl.db.schema import SAMPLE_ID_BITS, campaigns, cells, planned_runs, protocols, runs, samples, steps
 
 #: A running run whose heartbeat is older than this (s), its owner still alive, is ``stalled``.
 STALL_AFTER = 30.0
@@ -54,6 +54,7 @@ class ChannelRow:
     elapsed_s: float
     estimated_end_unix: float | None
     heartbeat_age_s: float | None
+    planned: str | None = None  # CAMPAIGN:KEY when the run is a campaign's planned run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +91,7 @@ def channel_grid(db: Any, *, now: float | None = None, stall_after: float = STAL
     out: list[ChannelRow] = []
     with db.transaction() as conn:
         rows = conn.execute(q).all()
+        plans = _planned(conn, [int(r.id) for r in rows])
         for r in rows:
             run_id = int(r.id)
             st = conn.execute(
@@ -109,6 +111,9 @@ def channel_grid(db: Any, *, now: float | None = None, stall_after: float = STAL
                 if last is not None:
                     voltage, current = _finite(last.voltage), _finite(last.current)
             status = _status(r, now, stall_after)
+            plan = plans.get(run_id)
+            if plan is not None and plan[1] == "paused" and status == "running":
+                status = "paused"  # held at a step boundary by `labctl pause`, cell off
             end = r.ended_unix if r.status != "running" else None
             elapsed = (float(end) if end is not None else now) - float(r.started_unix)
             estimated = None
@@ -131,10 +136,23 @@ def channel_grid(db: Any, *, now: float | None = None, stall_after: float = STAL
                     elapsed_s=max(0.0, elapsed),
                     estimated_end_unix=estimated,
                     heartbeat_age_s=None if r.heartbeat_unix is None else max(0.0, now - float(r.heartbeat_unix)),
+                    planned=None if plan is None else plan[0],
                 )
             )
     out.sort(key=lambda c: (_natural(c.station or ""), _natural(c.channel)))
     return out
+
+
+def _planned(conn: Any, run_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """run id -> ("CAMPAIGN:KEY", planned state) for the runs of campaigns among ``run_ids``."""
+    if not run_ids:
+        return {}
+    q = (
+        sa.select(planned_runs.c.run_id, campaigns.c.name, planned_runs.c.key, planned_runs.c.state)
+        .select_from(planned_runs.join(campaigns, planned_runs.c.campaign_id == campaigns.c.id))
+        .where(planned_runs.c.run_id.in_(run_ids))
+    )
+    return {int(r.run_id): (f"{r.name}:{r.key}", str(r.state)) for r in conn.execute(q)}
 
 
 def _status(r: Any, now: float, stall_after: float) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from labctl.app.controller import SimSettings, UserError, build_sim_channel, close_devices
+from labctl.app.controller import SimSettings, UserError, build_sim_channel, close_devices, protocol_needs
 from labctl.core.clock import Clock, clock_for_speed
 from labctl.core.interrupts import termination_as_interrupt
 from labctl.drivers.contracts import ChannelDevices, TechniqueState
@@ -44,8 +44,14 @@ def resume_run(
     speed: str | float | None = "max",
     on_progress: Any | None = None,
     ocv_seconds: float = OCV_SECONDS,
+    on_engine: Any | None = None,
+    operator: Any | None = None,
 ) -> RunOutcome:
-    """Resume interrupted run ``run_id`` in ``db`` (a :class:`labctl.db.Database`)."""
+    """Resume interrupted run ``run_id`` in ``db`` (a :class:`labctl.db.Database`).
+
+    ``on_engine(engine)`` is called with the engine before it runs (a worker keeps it to pause,
+    cancel or interrupt the run).  A simulated run with manual steps (a dip coat) gets a simulated
+    operator unless ``operator`` is given."""
     from labctl.protocols import load_protocol_text
 
     try:
@@ -61,6 +67,14 @@ def resume_run(
         run["protocol_text"], source=f"run-{run_id}:{run.get('protocol_source') or 'protocol'}"
     )
     policy = getattr(protocol, "on_interrupt", None) or "resume"
+    cyc = (run.get("meta") or {}).get("cycler")
+    if cyc:
+        meta = run.get("meta") or {}
+        raise UserError(
+            f"run {run_id} is a job on cycler {cyc.get('instrument')} channel {cyc.get('address')}, which went on "
+            f"without labctl: continue harvesting it with `labctl run --from-run {run_id} --station "
+            f"{meta.get('station_file', 'STATION')} --channel {meta.get('channel', 'CHANNEL')}`"
+        )
     if sim is None and devices is None:
         if not run["simulated"]:
             raise UserError(
@@ -74,6 +88,7 @@ def resume_run(
         assert sim is not None
         devices = build_sim_channel(protocol, clock, sim)
     checkpoint = db.last_checkpoint(run_id)
+    coatings: list[dict[str, Any]] = []
     rec, info = db.reopen_run(run_id)
     try:
         gap = max(0.0, time.time() - float(info["heartbeat_unix"] or time.time()))
@@ -95,14 +110,33 @@ def resume_run(
             return RunOutcome(run_id, "aborted", reason, clock.now() - t0, info["n_samples"] + ocv_n)
         state = dict(checkpoint) if checkpoint is not None else _start_state(protocol)
         state.update(step_counter=step_index, n_samples=info["n_samples"], t_test=clock.now() - t0)
-        engine = Engine(protocol, devices, clock, rec, on_progress=on_progress, checkpoint=state)
+        if operator is None and sim is not None and protocol_needs(protocol)["manual"]:
+            from labctl.app.operator import SimulatedOperator
+
+            operator = SimulatedOperator(clock, seed=sim.seed)
+        engine = Engine(
+            protocol,
+            devices,
+            clock,
+            rec,
+            operator=operator,
+            on_progress=on_progress,
+            on_coating=coatings.append,
+            checkpoint=state,
+        )
+        if on_engine is not None:
+            on_engine(engine)
         with termination_as_interrupt():
-            return engine.run()
+            outcome = engine.run()
     finally:
         try:
             close_devices(devices)
         finally:
             rec.close()
+    for c in coatings:  # a dip coat finished after the resume is logged like any other
+        for label in c["cells"]:
+            db.add_coating(cell_label=label, **{k: v for k, v in c.items() if k != "cells"})
+    return outcome
 
 
 def _start_state(protocol: Any) -> dict[str, Any]:

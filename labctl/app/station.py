@@ -11,8 +11,12 @@
       A: {potentiostat: pstat1, stage: tc1}
       B: {potentiostat: smu1}
 
-Every key of an instrument other than ``driver`` and ``limits`` is passed to the driver's
-factory (its options).  ``limits`` narrow what the instrument may do on this bench
+Every key of an instrument other than ``driver``, ``limits``, ``reconnect`` and
+``max_overshoot`` is passed to the driver's factory (its options).  ``reconnect`` sets the
+fault policy of the instrument when its link fails mid-run (``{attempts: 3, delay: 4 s,
+factor: 2, connect_timeout: 5 s}`` by default, ``false``: end the run at once; see
+:mod:`labctl.engine.faults`); ``max_overshoot`` (stages, e.g. ``5 K``) trips safety when a
+reading exceeds the set point by more.  ``limits`` narrow what the instrument may do on this bench
 (``current: 10 mA``, ``voltage: [-2 V, 2 V]``, ``temperature: [10 degC, 70 degC]``), and
 preflight refuses a protocol that needs more.  A relative ``visa_library`` file
 (``lakeshore.yaml@sim``) is resolved against the station file's folder.  A station may
@@ -39,6 +43,8 @@ from labctl.drivers.contracts import CONNECT_TIMEOUT, ChannelDevices, DeviceErro
 
 #: channel role -> registry kind
 ROLES = {"potentiostat": "potentiostat", "stage": "temperature_stage", "dip_coater": "dip_coater"}
+#: a cycler channel: one channel of a multi-channel battery cycler (``cycler: NAME, address: ...``)
+CYCLER_ROLE = "cycler"
 
 
 class StationError(ProtocolError):
@@ -98,6 +104,51 @@ class Instrument(BaseModel):
 
     driver: str = Field(description="driver name (entry point), e.g. methodscript, keithley2450, lakeshore335, sim")
     limits: Limits | None = None
+    reconnect: Any = Field(
+        None,
+        description="fault policy when the link fails mid-run: {attempts: 3, delay: 4 s, factor: 2, "
+        "connect_timeout: 5 s} (the defaults), or false to end the run at the first link fault",
+    )
+    max_overshoot: float | None = Field(
+        None, description="stages: a reading this far above the set point (K) trips safety, e.g. '5 K'"
+    )
+
+    @field_validator("reconnect", mode="after")
+    @classmethod
+    def _reconnect(cls, v: Any) -> Any:
+        from labctl.core.errors import custom_error
+        from labctl.core.units import UnitError
+        from labctl.engine.faults import ReconnectPolicy
+
+        try:
+            return None if v is None else ReconnectPolicy.from_options(v)
+        except UnitError as e:
+            raise custom_error(e.message, e.hint) from None
+        except (ValueError, TypeError) as e:
+            raise custom_error(str(e), "write e.g. reconnect: {attempts: 3, delay: 4 s, factor: 2}") from None
+
+    @field_validator("max_overshoot", mode="before")
+    @classmethod
+    def _overshoot(cls, v: Any) -> Any:
+        from labctl.core.errors import custom_error
+
+        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+            x = v
+        else:
+            text = str(v).strip()
+            for unit in ("degC", "K"):
+                if text.endswith(unit):
+                    text = text[: -len(unit)].strip()
+                    break
+            try:
+                x = float(text)
+            except ValueError:
+                raise custom_error(
+                    f"expected a temperature difference like '5 K', got {v!r}", "write e.g. 5 K"
+                ) from None
+        if x is not None and not x > 0:
+            raise custom_error(f"max_overshoot must be positive, got {v!r}", "write e.g. 5 K")
+        return x
 
     @property
     def options(self) -> dict[str, Any]:
@@ -110,6 +161,14 @@ class ChannelSpec(BaseModel):
     potentiostat: str | None = Field(None, description="instrument name of the channel's potentiostat")
     stage: str | None = Field(None, description="instrument name of its temperature stage")
     dip_coater: str | None = Field(None, description="instrument name of its dip coater")
+    cycler: str | None = Field(None, description="instrument name of the battery cycler this channel is on")
+    address: str | None = Field(
+        None, description="the cycler's channel address, e.g. 27-1-3 (Neware devid-subdevid-chlid)"
+    )
+
+    @property
+    def is_cycler(self) -> bool:
+        return self.cycler is not None
 
 
 class Station(BaseModel):
@@ -179,7 +238,15 @@ def _check(station: Station) -> None:
                 )
             )
     used: dict[str, str] = {}
+    addresses: dict[tuple[str, str], str] = {}
     for ch, spec in station.channels.items():
+        if spec.cycler is not None:
+            _check_cycler_channel(station, ch, spec, addresses, issues)
+            continue
+        if spec.address is not None:
+            issues.append(
+                station.issue(("channels", ch, "address"), "an address belongs to a cycler channel", "add cycler: NAME")
+            )
         roles = {r: getattr(spec, r) for r in ROLES if getattr(spec, r) is not None}
         if not roles:
             issues.append(
@@ -222,7 +289,56 @@ def _check(station: Station) -> None:
         raise StationError(issues)
 
 
+def _check_cycler_channel(
+    station: Station, ch: str, spec: ChannelSpec, addresses: dict[tuple[str, str], str], issues: list[Issue]
+) -> None:
+    """A cycler channel: its instrument is a cycler, it has an address, used by one channel only,
+    and no potentiostat/stage/dip coater (a cycler runs the whole protocol itself)."""
+    name = str(spec.cycler)
+    others = [r for r in ROLES if getattr(spec, r) is not None]
+    if others:
+        issues.append(
+            station.issue(
+                ("channels", ch, others[0]),
+                f"a cycler channel has no {others[0].replace('_', ' ')}: the cycler runs the whole protocol",
+                "make it a separate channel",
+            )
+        )
+    if name not in station.instruments:
+        dym = did_you_mean(name, list(station.instruments))
+        issues.append(
+            station.issue(("channels", ch, "cycler"), f"no instrument named {name!r}", dym or "check the name")
+        )
+        return
+    kinds = _kind_of(station.instruments[name].driver)
+    if kinds and "cycler" not in kinds:
+        issues.append(
+            station.issue(
+                ("channels", ch, "cycler"),
+                f"{name!r} ({station.instruments[name].driver}) is a {kinds[0].replace('_', ' ')} driver, not a cycler",
+                f"use it as {_role_for(kinds[0])}, or pick a cycler here",
+            )
+        )
+    if not spec.address:
+        issues.append(
+            station.issue(("channels", ch), "a cycler channel needs its address", "write e.g. address: 27-1-1")
+        )
+        return
+    key = (name, str(spec.address))
+    if key in addresses:
+        issues.append(
+            station.issue(
+                ("channels", ch, "address"),
+                f"{name} channel {spec.address} is already channel {addresses[key]}",
+                "give each channel its own cycler address",
+            )
+        )
+    addresses[key] = ch
+
+
 def _role_for(kind: str) -> str:
+    if kind == "cycler":
+        return "cycler"
     return next(r for r, k in ROLES.items() if k == kind)
 
 
@@ -381,6 +497,13 @@ def open_channel(
 ) -> ChannelDevices:
     """The devices of ``channel``, connected; anything opened is closed again if one fails."""
     spec = station.channel(channel)
+    if spec.cycler is not None:
+        raise StationError.single(
+            station.source,
+            f"channel {channel} is a cycler channel: the cycler runs the protocol itself",
+            "run it with labctl.app.cycler_run.run_on_cycler (labctl run --station F --channel X does)",
+            field=f"channels.{channel}",
+        )
     opened: dict[str, Any] = {}
     try:
         for role in ROLES:
@@ -400,6 +523,9 @@ def open_channel(
             "add 'potentiostat: NAME' to the channel",
             field=f"channels.{channel}",
         )
+    roles = {r: getattr(spec, r) for r in ROLES if getattr(spec, r)}
+    policies = {r: station.instruments[n].reconnect for r, n in roles.items() if station.instruments[n].reconnect}
+    overshoot = station.instruments[spec.stage].max_overshoot if spec.stage else None
     return ChannelDevices(
         opened["potentiostat"],
         opened.get("stage"),
@@ -407,7 +533,9 @@ def open_channel(
         extras={
             "station": station.name or station.source,
             "channel": channel,
-            "instruments": {r: getattr(spec, r) for r in ROLES if getattr(spec, r)},
+            "instruments": roles,
+            "reconnect": policies,
+            "max_overshoot": overshoot,
         },
     )
 
@@ -447,7 +575,7 @@ def survey(station: Station, clock: Any, *, timeout: float = CONNECT_TIMEOUT) ->
                         (
                             ch
                             for ch, spec in station.channels.items()
-                            if name in (spec.potentiostat, spec.stage, spec.dip_coater)
+                            if name in (spec.potentiostat, spec.stage, spec.dip_coater, spec.cycler)
                         ),
                         None,
                     ),

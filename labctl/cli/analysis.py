@@ -126,12 +126,14 @@ def fit_eis(
     keep_order: bool = typer.Option(
         False, "--keep-order", help="Keep the arcs as fitted (default: same-structure arcs relabelled fastest first)"
     ),
+    fmin: float | None = typer.Option(None, "--fmin", help="Lowest frequency fitted, Hz (points below are left out)"),
+    fmax: float | None = typer.Option(None, "--fmax", help="Highest frequency fitted, Hz (points above are left out)"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
 ) -> None:
     """Fit an equivalent circuit to an impedance spectrum from a file."""
     from labctl.analysis._core import AnalysisError
     from labctl.analysis.circuit import parse_circuit
-    from labctl.analysis.eis import fit_circuit, linkk
+    from labctl.analysis.eis import fit_circuit, linkk_verdict
     from labctl.analysis.io import read_eis_file
 
     c = parse_circuit(circuit)
@@ -142,7 +144,24 @@ def fit_eis(
             raise AnalysisError(f"--constant: expected NAME=VALUE, got {item!r}")
         constants[name.strip()] = parse_floats(value, f"--constant {name.strip()}")[0]
     p0 = parse_floats(initial, "--initial") if initial else None
-    data = read_eis_file(file, min_points=c.n_params - len(constants))
+    import numpy as np
+
+    need = c.n_params - len(constants)
+    data = read_eis_file(file, min_points=1 if (fmin is not None or fmax is not None) else need)
+    if fmin is not None or fmax is not None:
+        lo = -np.inf if fmin is None else float(fmin)
+        hi = np.inf if fmax is None else float(fmax)
+        if not lo < hi:
+            raise AnalysisError(f"--fmin {fmin} must be below --fmax {fmax}")
+        keep = (data.frequency >= lo) & (data.frequency <= hi)
+        n_in = int(keep.sum())
+        if n_in < need:
+            raise AnalysisError(
+                f"{file}: {n_in} points between --fmin {fmin} and --fmax {fmax} Hz; the circuit {c.text} has "
+                f"{need} free parameters (the file spans {data.frequency.min():.4g} .. {data.frequency.max():.4g} Hz)"
+            )
+        data.notes.append(f"{n_in} of {data.frequency.size} points between {fmin} and {fmax} Hz fitted")
+        data.frequency, data.z = data.frequency[keep], data.z[keep]
     fit = fit_circuit(
         data.frequency,
         data.z,
@@ -154,7 +173,7 @@ def fit_eis(
         on_misfit="raise" if strict else "warn",
         sort_arcs=not keep_order,
     )
-    kk = linkk(fit.frequency, fit.z)
+    kk = linkk_verdict(fit.frequency, fit.z)
     extra = [
         f"{fit.stats['n_points']} points, weighting {fit.weighting}, initial guess {fit.initial_source}",
         fit.quality,
@@ -183,7 +202,9 @@ def fit_eis(
 @user_errors
 def fit_tafel(
     file: Path = typer.Argument(..., help="Text file: potential (V), current (A); or BioLogic .mpt/.mpr"),
-    area: float = typer.Option(1.267, "--area", help="Electrode area, cm2"),
+    area: float | None = typer.Option(
+        None, "--area", help="Electrode area, cm2 (required unless the file states it, as Gamry's AREA)"
+    ),
     e_eq: float | None = typer.Option(None, "--e-eq", help="Equilibrium potential, V (default: zero crossing)"),
     temperature: float = typer.Option(22.0, "--temperature", "-T", help="Temperature, degC"),
     n: int = typer.Option(2, "--n", help="Electrons transferred (2 for Mg)"),
@@ -203,6 +224,17 @@ def fit_tafel(
         raise AnalysisError(f"--window: give 'low' or 'low,high' in V, got {window!r}")
     win = (w[0], w[1] if len(w) == 2 else None)
     data = read_tafel_file(file, min_points=5)
+    if area is None and file.suffix.lower() == ".dta":
+        from labctl.importers import read_file
+
+        area = read_file(file).area_cm2
+        if area is not None:
+            data.notes.append(f"area {area} cm2 from the file (AREA)")
+    if area is None:
+        raise AnalysisError(
+            f"{file}: fit-tafel gives current densities (j0) and the electrode area is not known: "
+            "give --area CM2 (the file does not state it)"
+        )
     res = analyze_tafel(
         data.potential,
         data.current,
@@ -216,8 +248,59 @@ def fit_tafel(
     _show(f"{file.name}: Tafel analysis", res, list(data.notes), as_json, {"file": str(file), "notes": data.notes})
 
 
+@user_errors
+def fit_corrosion(
+    file: Path = typer.Argument(..., help="Polarisation curve: Gamry .DTA, Nova export, BioLogic .mpt, or E, I text"),
+    window: str = typer.Option(
+        ..., "--window", help="line: absolute E1,E2 in V on one branch; activation: E-E_corr limits, e.g. -0.1,0.1"
+    ),
+    method: str = typer.Option(
+        "line", "--method", help="line (single-branch Tafel fit), activation (both branches), mixed (with i_L)"
+    ),
+    area: float | None = typer.Option(
+        None, "--area", help="Electrode area, cm2 (else the file's; none: currents in A)"
+    ),
+    r_ohm: float = typer.Option(0.0, "--ir", help="Uncompensated resistance for iR correction, ohm"),
+    e_corr: float | None = typer.Option(
+        None, "--e-corr", help="Corrosion potential, V (default: the current's sign change)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
+) -> None:
+    """E_corr, i_corr, Tafel slopes and Stern-Geary from a mixed-potential (corrosion) curve."""
+    from labctl.analysis._core import AnalysisError
+    from labctl.analysis.corrosion import activation_fit, mixed_fit, prepare, tafel_line
+    from labctl.analysis.io import read_tafel_file
+
+    w = parse_floats(window, "--window")
+    if len(w) != 2:
+        raise AnalysisError(f"--window: expected two numbers E1,E2, got {window!r}")
+    if method not in ("line", "activation", "mixed"):
+        raise AnalysisError(f"--method must be 'line', 'activation' or 'mixed', got {method!r}")
+    sw = read_tafel_file(file, min_points=5)
+    notes = list(sw.notes)
+    if area is None and file.suffix.lower() == ".dta":
+        from labctl.importers import read_file
+
+        area = read_file(file).area_cm2
+        if area is not None:
+            notes.append(f"area {area} cm2 from the file (AREA)")
+    if area is None:
+        notes.append("no electrode area (--area): currents in A, i_corr is a current, not a density")
+    c = prepare(sw.potential, sw.current, area_cm2=area, r_ohm=r_ohm)
+    fn = {"line": tafel_line, "activation": activation_fit, "mixed": mixed_fit}[method]
+    results = fn(c, (w[0], w[1]), e_corr=e_corr)
+    _show(
+        f"{file.name}: corrosion ({method})",
+        results,
+        [*c.notes, *notes],
+        as_json,
+        {"file": str(file), "method": method, "window": w, "area_cm2": area, "iR_ohm": r_ohm},
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``analyze``, ``fit-eis`` and ``fit-tafel`` to ``app``."""
     app.command()(analyze)
     app.command("fit-eis")(fit_eis)
     app.command("fit-tafel")(fit_tafel)
+    app.command("fit-corrosion")(fit_corrosion)

@@ -62,6 +62,7 @@ _USER_ERRORS: tuple[tuple[str, str, str], ...] = (
     ("labctl.app.controller", "UserError", "error: "),
     ("labctl.analysis._core", "AnalysisError", "error: "),
     ("labctl.db.database", "ReadOnlyDatabase", "error: "),
+    ("labctl.importers.base", "ImportFileError", "error: "),
 )
 
 

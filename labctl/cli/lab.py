@@ -64,20 +64,48 @@ def emulate(
     seed: int = typer.Option(0, help="Random seed of the emulated cells."),
     write: Path | None = typer.Option(None, "--write", help="Write the emulated station file here."),
     seconds: float | None = typer.Option(None, help="Serve this long, then stop (default: until Ctrl-C)."),
+    speed: str | None = typer.Option(
+        None,
+        help="Emulated time: max (virtual: a cycler test runs as fast as the CPU allows) or a factor.",
+    ),
+    fault: list[str] = typer.Option(
+        [],
+        "--fault",
+        help="Inject faults to rehearse them: NAME=PLAN, e.g. pstat1=disconnect@20+5 (the 20th message, 5 s), "
+        "pstat1=silent@40, pstat1=garbage@10x3, pstat1=partial@10, pstat1=error@30:4205, tc1=no_settle:2, "
+        "tc1=overshoot@5:20; several faults of one instrument separated by ','. Repeatable.",
+    ),
 ) -> None:
     """Serve an emulator for every instrument of a station and print the station file that reaches them."""
     from labctl.app.emulate import emulate_station
-    from labctl.core.clock import WallClock
+    from labctl.app.station import StationError
+    from labctl.core.clock import Clock, WallClock, clock_for_speed
     from labctl.simulators.presets import load_preset
 
     load_preset(preset)  # a bad preset is a user error before anything is served
-    em = emulate_station(_station(station), WallClock(), preset=preset, seed=seed)
+    clock: Clock = WallClock()
+    if speed is not None:
+        try:
+            clock = clock_for_speed(speed)
+        except ValueError:
+            fail(f"--speed {speed!r}: use 'max' or a positive number such as 100")
+    plans: dict[str, str] = {}
+    for f in fault:
+        name, eq, plan = f.partition("=")
+        if not eq or not name.strip() or not plan.strip():
+            raise StationError.single(
+                "--fault", f"cannot read --fault {f!r}", "write NAME=PLAN, e.g. --fault pstat1=disconnect@20+5"
+            )
+        plans[name.strip()] = ",".join(p for p in (plans.get(name.strip()), plan.strip()) if p)
+    em = emulate_station(_station(station), clock, preset=preset, seed=seed, faults=plans)
     try:
         text = em.to_yaml()
         if write is not None:
             write.write_text(text)
             out.print(f"emulated station written to {write}")
         out.print(text, markup=False, highlight=False)
+        for name, plan in plans.items():
+            out.print(f"faults planned for {name}: {plan}", markup=False, highlight=False)
         out.print("serving; Ctrl-C stops", style="dim")
         deadline = None if seconds is None else time.monotonic() + seconds
         while deadline is None or time.monotonic() < deadline:
@@ -217,6 +245,5 @@ def spill_replay(
 def register(app: typer.Typer) -> None:
     app.command()(instruments)
     app.command()(emulate)
-    app.command()(resume)
     app.command("replay-transcript")(replay_transcript)
     app.add_typer(spill_app, name="spill")

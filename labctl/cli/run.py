@@ -87,8 +87,14 @@ def validate(
 def schema(
     preset: bool = typer.Option(False, "--preset", help="The schema of simulator preset files instead."),
     station: bool = typer.Option(False, "--station", help="The schema of station files instead."),
+    campaign: bool = typer.Option(False, "--campaign", help="The schema of campaign files instead."),
 ) -> None:
-    """Print the JSON Schema of protocol files (or preset or station files) for editor autocompletion."""
+    """Print the JSON Schema of protocol files (or preset, station or campaign files) for editor autocompletion."""
+    if campaign:
+        from labctl.app.lab.campaign import campaign_json_schema
+
+        print_json(campaign_json_schema())
+        return
     if station:
         from labctl.app.station import station_json_schema
 
@@ -212,6 +218,14 @@ def run(
         proto = load_protocol(protocol, max_steps=max_steps)
     limits = ResourceLimits(max_steps=max_steps, max_samples=max_samples, check_disk=not no_disk_check)
     estimate = check_limits(proto, limits)  # steps and samples, before any instrument opens (disk: run_protocol)
+    if station is not None and not sim and not driver:
+        from labctl.app.station import load_station
+
+        st = load_station(station)
+        assert channel is not None
+        if st.channel(channel).cycler is not None:
+            _run_cycler(proto, st, station, channel, db if database is None else database, from_run, as_json, notifier)
+            return
     settings = None
     if sim:
         settings = SimSettings(
@@ -445,6 +459,84 @@ def notify_run_end(notifier: Any, database: Any, run_ids: list[int], outcome: An
         print_error(ok if d.ok else f"warning: notification by {d.channel} failed: {d.target}: {d.detail}")
     if notifier.pending:
         print_error(f"warning: {notifier.pending} notification(s) not sent; given up")
+
+
+def _run_cycler(
+    proto: Any,
+    st: Any,
+    station: Path,
+    channel: str,
+    db: Any,
+    from_run: int | None,
+    as_json: bool,
+    notifier: Any = None,
+) -> None:
+    """``labctl run --station F --channel X`` on a cycler channel: submit (or find the job), watch, harvest."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from labctl.app.cycler_run import run_on_cycler
+    from labctl.app.cycler_translate import translate
+
+    translate(proto)  # a step the cycler cannot run: exit 2 before the database or the cycler is touched
+    database = db if hasattr(db, "open_run") else open_db(db)
+    meta: dict[str, Any] = {"station": st.name or str(station), "station_file": str(station), "channel": channel}
+    if from_run:
+        meta["from_run"] = from_run
+    cols = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("cycle {task.fields[cycle]}"),
+        TextColumn("t = {task.fields[t]}"),
+        TextColumn("{task.fields[n]:,} samples"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*cols, console=err, transient=False, disable=as_json) as bar:
+        task = bar.add_task("submitting", cycle=0, t="0 s", n=0)
+
+        def on_start(run_id: int | None) -> None:
+            bar.console.print(f"run [bold]{run_id}[/] on cycler channel {channel} ({proto.name}) in {database.url}")
+
+        def on_progress(p: Any) -> None:
+            bar.update(
+                task,
+                description=f"step {p.step_index} {p.kind}",
+                cycle=p.cycle,
+                t=fmt_duration(p.t_test),
+                n=p.n_samples,
+            )
+
+        poll = float(st.instruments[st.channel(channel).cycler].options.get("poll", 10.0))
+        outcome = run_on_cycler(
+            proto,
+            db=database,
+            station=st,
+            channel=channel,
+            poll=poll,
+            on_start=on_start,
+            on_progress=on_progress,
+            meta=meta,
+        )
+    summary = {
+        "run_id": outcome.run_id,
+        "status": outcome.status,
+        "end_reason": outcome.end_reason,
+        "duration_s": outcome.duration,
+        "samples": outcome.n_samples,
+        "steps": len(outcome.steps),
+        "db": str(database.url),
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        out.print(f"run {outcome.run_id}: {outcome.status} - {outcome.end_reason}; {outcome.n_samples:,} samples")
+    if outcome.run_id is not None:
+        notify_run_end(notifier, database, [outcome.run_id], outcome)
+    if outcome.status == "aborted":
+        raise typer.Exit(EXIT_ABORTED)
+    if outcome.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.status != "completed":
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

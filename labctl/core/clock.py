@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -171,12 +171,13 @@ def clock_for_speed(speed: str | float | None) -> Clock:
 class _Participant:
     """One thread's seat at a :class:`SharedVirtualClock` (see :meth:`SharedVirtualClock.participant`)."""
 
-    __slots__ = ("active", "name", "waiting_until")
+    __slots__ = ("active", "name", "waiting_until", "wake")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.waiting_until: float | None = None
         self.active = True
+        self.wake: Any = None  # the threading.Event that ends this seat's wait early
 
 
 class SharedVirtualClock:
@@ -255,7 +256,7 @@ class SharedVirtualClock:
 
     def _advance_locked(self) -> None:
         seats = self._seats
-        if seats and all(s.waiting_until is not None for s in seats):
+        if seats and all(s.waiting_until is not None and not (s.wake is not None and s.wake.is_set()) for s in seats):
             t = min(s.waiting_until for s in seats if s.waiting_until is not None)
             if t > self._t:
                 self._t = t
@@ -280,11 +281,61 @@ class SharedVirtualClock:
                 self._cv.wait()
             seat.waiting_until = None
 
+    def sleep_until_or(self, t: float, event: Any) -> bool:
+        """Sleep until ``t`` or until ``event`` is set with :meth:`notify`; True when the event ended it.
+
+        While the event is set the seat counts as awake, so time cannot pass the moment it was set."""
+        seat = self._seat()
+        with self._cv:
+            if event.is_set():
+                return True
+            if t <= self._t:
+                return False
+            seat.waiting_until, seat.wake = t, event
+            self._advance_locked()
+            while self._t < t and not event.is_set():
+                self._cv.wait()
+            seat.waiting_until, seat.wake = None, None
+            return bool(event.is_set())
+
+    def notify(self, event: Any) -> None:
+        """Set ``event`` and wake the seat sleeping on it (:meth:`sleep_until_or`)."""
+        with self._cv:
+            event.set()
+            self._cv.notify_all()
+
     def unix(self, t: float) -> float:
         return self._unix0 + t
 
     def horizon(self) -> float:
         return float("inf")
+
+
+def sleep_until_or(clock: Clock, t: float, event: Any) -> bool:
+    """Let clock time pass until ``t`` or until ``event`` (a ``threading.Event``) is set, whichever
+    comes first; True when the event ended the wait.  Set the event with :func:`notify` so a
+    thread sleeping on a :class:`SharedVirtualClock` wakes at the virtual moment it was set."""
+    if isinstance(clock, SharedVirtualClock):
+        return clock.sleep_until_or(t, event)
+    if event.is_set():
+        return True
+    if isinstance(clock, VirtualClock):  # a lone virtual clock: nobody else sets the event while time jumps
+        clock.sleep_until(t)
+        return bool(event.is_set())
+    remaining = t - clock.now()
+    if remaining == float("inf"):
+        event.wait()
+        return True
+    scale = getattr(clock, "factor", 1.0) or 1.0
+    return bool(event.wait(max(0.0, remaining / scale)))
+
+
+def notify(clock: Clock, event: Any) -> None:
+    """Set ``event``, waking whoever waits on it in :func:`sleep_until_or`."""
+    if isinstance(clock, SharedVirtualClock):
+        clock.notify(event)
+    else:
+        event.set()
 
 
 def wait_for(clock: Clock, event: object, poll: float = 0.25) -> None:

@@ -155,6 +155,7 @@ class SafetyLimits:
     current_max: float
     temperature_max: float | None = None
     max_duration: float | None = None
+    charge_max: float | None = None  # C, |charge passed in one step|
 
 
 class SafetyTrip(Exception):
@@ -175,8 +176,12 @@ class Violation:
     keep: int  # samples of the block to store: up to and including the tripping one
 
 
-def safety_violation(s: SafetyLimits, block: SampleBlock, t_run0: float) -> Violation | None:
+def safety_violation(
+    s: SafetyLimits, block: SampleBlock, t_run0: float, charge: np.ndarray | None = None
+) -> Violation | None:
     """The first sample of ``block`` outside the safety limits, or None.
+
+    ``charge``: the step's accumulated charge at each sample (C), for ``charge_max``.
 
     The run's maximum duration is a limit like the others: the first sample past it trips,
     at the moment the duration ran out (not at the end of a long block).
@@ -221,6 +226,20 @@ def safety_violation(s: SafetyLimits, block: SampleBlock, t_run0: float) -> Viol
                     float(t[k]),
                     f"temperature {block.temperature[k]:.2f} degC above the safety limit "
                     f"{s.temperature_max:g} degC at t = {t[k] - t_run0:.1f} s",
+                    k + 1,
+                )
+            )
+    if s.charge_max is not None and charge is not None and len(charge) == len(t):
+        with np.errstate(invalid="ignore"):
+            bad_q = np.abs(charge) > s.charge_max * (1 + 1e-9)
+        if bad_q.any():
+            k = int(np.flatnonzero(bad_q)[0])
+            found.append(
+                Violation(
+                    k,
+                    float(t[k]),
+                    f"charge {abs(charge[k]) / 3.6:.4g} mAh passed in the step, above the safety limit "
+                    f"{s.charge_max / 3.6:g} mAh at t = {t[k] - t_run0:.1f} s",
                     k + 1,
                 )
             )

@@ -11,16 +11,20 @@ Flow of one run::
 
 Every exit path (end, error, Ctrl-C, SIGTERM/SIGHUP, safety trip, abort) turns the cell
 off, closes the step that was running with its samples counted, and records the run's
-status and end reason.  The engine depends only on the contracts in
+status and end reason.  An instrument whose link fails mid-step is reconnected with backoff
+and the step run again (:mod:`labctl.engine.faults`: the policy, per instrument from
+``devices.extras["reconnect"]``).  The engine depends only on the contracts in
 ``labctl.drivers`` and ``labctl.core.contracts``.
 
-``pause()``, ``resume()`` and ``abort(reason)`` may be called from any thread: a pause
-takes effect at the next boundary (the cell is turned off meanwhile), an abort after the
-block being read or at the next boundary.
+``pause()``, ``resume()``, ``abort(reason)`` and ``interrupt(reason)`` may be called from any
+thread: a pause takes effect at the next boundary (the cell is turned off meanwhile), an abort
+after the block being read or at the next boundary; ``interrupt`` stops the same way but ends the
+run ``interrupted`` (resumable), as SIGTERM does: what a worker that is shutting down uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -47,6 +51,7 @@ from labctl.drivers.techniques import (
     Technique,
 )
 from labctl.engine.conditions import EndConditions, Hit, SafetyLimits, SafetyTrip, safety_violation, step_charge
+from labctl.engine.faults import DEFAULT_POLICY, MAX_FAULTS_PER_STEP, ReconnectPolicy, is_link_fault
 from labctl.engine.program import (
     LoopFrame,
     OpCycle,
@@ -182,7 +187,14 @@ class Engine:
         self.on_coating = on_coating
         self.read_timeout = read_timeout
         s = protocol.safety
-        self.safety = SafetyLimits(s.voltage_min, s.voltage_max, s.current_max, s.temperature_max, s.max_duration)
+        self.safety = SafetyLimits(
+            s.voltage_min,
+            s.voltage_max,
+            s.current_max,
+            s.temperature_max,
+            s.max_duration,
+            getattr(s, "charge_max", None),
+        )
         self.program: Program = compile_protocol(protocol)
         self.st = ProgramState() if checkpoint is None else ProgramState.from_checkpoint(self.program, checkpoint)
         self._resume_t_test = 0.0 if checkpoint is None else float(checkpoint.get("t_test", 0.0))
@@ -194,6 +206,13 @@ class Engine:
         self._pause_requested = threading.Event()
         self._resumed = threading.Event()
         self._abort_reason: str | None = None
+        extras = devices.extras or {}
+        self._names: dict[str, str] = dict(extras.get("instruments") or {})  # type: ignore[call-overload]
+        self._policies: dict[str, ReconnectPolicy] = dict(extras.get("reconnect") or {})  # type: ignore[call-overload]
+        self._overshoot: float | None = extras.get("max_overshoot")  # type: ignore[assignment]
+        self.recoveries = 0  # reconnections in this run
+        self._fault_streak = 0  # faults since a step last completed
+        self._interrupting = False
 
     # ----------------------------------------------------------------- control (any thread)
     @property
@@ -213,6 +232,11 @@ class Engine:
         """End the run: after the block being read, or at once when paused; cell off, status aborted."""
         self._abort_reason = reason
         self._resumed.set()
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop like :meth:`abort`, but end the run ``interrupted``: resumable from its last checkpoint."""
+        self._interrupting = True
+        self.abort(reason)
 
     # ----------------------------------------------------------------- preflight
     def preflight(self) -> None:
@@ -310,7 +334,7 @@ class Engine:
             status, reason = RunStatus.ABORTED, "interrupted by the user (Ctrl-C)"
             self._fail_safe(EndReason.ABORTED, reason, "abort")
         except RunAborted as e:
-            status, reason = RunStatus.ABORTED, str(e)
+            status, reason = RunStatus.INTERRUPTED if self._interrupting else RunStatus.ABORTED, str(e)
             self._fail_safe(EndReason.ABORTED, reason, "abort")
         except SafetyTrip as e:
             status, reason = RunStatus.SAFETY, f"safety limit: {e}"
@@ -390,12 +414,24 @@ class Engine:
             op = ops[st.pc]
             if isinstance(op, (OpTechnique, OpTemperature, OpDipCoat)):
                 self._boundary()
-                if isinstance(op, OpTechnique):
-                    self._run_technique(op)
-                elif isinstance(op, OpTemperature):
-                    self._temperature(op)
+                role = (
+                    "potentiostat"
+                    if isinstance(op, OpTechnique)
+                    else "stage"
+                    if isinstance(op, OpTemperature)
+                    else "dip_coater"
+                )
+                try:
+                    if isinstance(op, OpTechnique):
+                        self._run_technique(op)
+                    elif isinstance(op, OpTemperature):
+                        self._temperature(op)
+                    else:
+                        self._dip_coat(op)
+                except DeviceError as e:
+                    self._recover(role, e)  # raises when it gives up; else the step runs again
                 else:
-                    self._dip_coat(op)
+                    self._fault_streak = 0
             elif isinstance(op, OpLoopInit):
                 st.loops[op.loop] = LoopFrame(0, self.clock.now() - self._t0)
                 st.pc += 1
@@ -410,6 +446,67 @@ class Engine:
                 self._event(op.kind, st.render(op.message))
                 st.pc += 1
         self._checkpoint()
+
+    # ----------------------------------------------------------------- instrument faults
+    def _instrument(self, role: str) -> str:
+        name = self._names.get(role)
+        return f"{role} {name}" if name else role
+
+    def _recover(self, role: str, exc: DeviceError) -> None:
+        """The fault policy (:mod:`labctl.engine.faults`): cell off, the cut step closed with its
+        samples, reconnect with backoff; returns when the instrument is back (the step at the
+        program counter runs again), raises a DeviceError naming the instrument when it gives up."""
+        what = self._instrument(role)
+        dev = getattr(self.devices, role, None)
+        policy = self._policies.get(role, DEFAULT_POLICY)
+        if not is_link_fault(exc) or dev is None:
+            raise DeviceError(f"{what}: {exc}") from exc
+        detail = f"{what}: {type(exc).__name__}: {exc}"
+        self._safe_cell_off()
+        self._close_open_step(EndReason.ERROR.value, f"{detail} (reconnecting; the step runs again)", None)
+        self._event(
+            "instrument_fault",
+            detail,
+            {"instrument": self._names.get(role), "role": role, "error": str(exc), "type": type(exc).__name__},
+        )
+        self._fault_streak += 1
+        if self._fault_streak > MAX_FAULTS_PER_STEP:
+            raise DeviceError(
+                f"{detail}; gave up: the step failed {self._fault_streak} times in a row (reconnected each time)"
+            ) from exc
+        waited = 0.0
+        for k, delay in enumerate(policy.delays(), 1):
+            self._event("reconnect", f"{what}: attempt {k} of {policy.attempts} in {delay:g} s", {"attempt": k})
+            self.clock.sleep(delay)
+            waited += delay
+            if self._abort_reason is not None:
+                raise RunAborted(self._abort_reason)
+            try:
+                _reconnect(dev, policy.connect_timeout)
+                if role == "potentiostat":
+                    dev.cell_off()
+            except DeviceError as e:
+                self._event("reconnect_failed", f"{what}: attempt {k}: {type(e).__name__}: {e}", {"attempt": k})
+                continue
+            self.recoveries += 1
+            self._event(
+                "reconnected",
+                f"{what}: reconnected at attempt {k} after {waited:g} s; the step runs again from its start",
+                {"attempt": k, "waited": waited},
+            )
+            return
+        raise DeviceError(
+            f"{detail}; gave up after {policy.attempts} reconnect attempt(s) over {waited:g} s"
+            if policy.attempts
+            else f"{detail}; reconnecting is off for this instrument"
+        ) from exc
+
+    def _safe_cell_off(self) -> None:
+        with deferred_interrupt():
+            try:
+                self.devices.potentiostat.cell_off()
+            except Exception as e:  # noqa: BLE001 - a dead link; recorded, the policy goes on
+                self._event("error", f"cell_off failed: {e}")
 
     def _loop_test(self, op: OpLoopTest) -> None:
         st = self.st
@@ -543,6 +640,13 @@ class Engine:
                     raise SafetyTrip(
                         f"temperature {temp:.2f} degC above the safety limit {self.safety.temperature_max:g} degC", now
                     )
+                if self._overshoot is not None and temp > step.setpoint + self._overshoot:
+                    self._flush_temps(idx, ts, temps)
+                    raise SafetyTrip(
+                        f"{self._instrument('stage')}: temperature {temp:.2f} degC overshot the set point "
+                        f"{step.setpoint:g} degC by more than {self._overshoot:g} K (the station's max_overshoot)",
+                        now,
+                    )
                 if len(ts) >= 256:
                     self._flush_temps(idx, ts, temps)
                 if inside_since is not None and now - inside_since >= step.hold:
@@ -562,7 +666,8 @@ class Engine:
                     self._flush_temps(idx, ts, temps)
                     self._end_step(idx, "temperature", t0, EndReason.ERROR.value, "timeout", self._open_n(), 0.0)
                     raise ProtocolRuntimeError(
-                        f"temperature step (line {step.line}): the stage did not settle at {step.setpoint:g} "
+                        f"temperature step (line {step.line}): the {self._instrument('stage')} did not settle at "
+                        f"{step.setpoint:g} "
                         f"+- {step.band:g} degC within {step.timeout / 60:g} min (last reading {temp:.2f} degC)"
                     )
                 if self._abort_reason is not None:
@@ -666,7 +771,7 @@ class Engine:
                 elif block.end is not None:
                     end = block.end
                 if len(block):
-                    trip = safety_violation(self.safety, block, self._t0)
+                    trip = safety_violation(self.safety, block, self._t0, charge)
                     if trip is not None:
                         # store what was measured up to the trip, then stop
                         self._store(idx, block.head(trip.keep), charge[: trip.keep], open_step)
@@ -686,6 +791,14 @@ class Engine:
         finally:
             if handle.state is TechniqueState.RUNNING:
                 handle.stop()
+            rejected = int(getattr(handle, "rejected", 0) or 0)
+            if rejected:
+                self._event(
+                    "link_garbage",
+                    f"{self._instrument('potentiostat')}: {rejected} malformed line(s) rejected and skipped "
+                    f"in step {idx} (garbage or lines cut short; the parser resynchronised)",
+                    {"rejected": rejected, "step_index": idx},
+                )
         if end is None:
             end = EndInfo(
                 EndReason.COMPLETE
@@ -714,6 +827,18 @@ class Engine:
         open_step.n += len(block)
         open_step.q = float(charge[-1])
         self.st.n_samples += len(block)
+
+
+def _reconnect(dev: Any, timeout: float) -> None:
+    """Drop the link and connect again: the driver's ``reconnect(timeout)`` when it has one,
+    else ``close()`` (errors ignored: the link is down) and ``connect(timeout)``."""
+    fn = getattr(dev, "reconnect", None)
+    if callable(fn):
+        fn(timeout)
+        return
+    with contextlib.suppress(Exception):  # closing a broken link may fail; connect tells
+        dev.close()
+    dev.connect(timeout)
 
 
 def _truncate(block: SampleBlock, charge: np.ndarray, hit: Hit) -> tuple[SampleBlock, np.ndarray]:

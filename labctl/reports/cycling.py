@@ -168,3 +168,37 @@ def plot_polarisation(view: RunView, path: Path) -> Path | None:
     ax.legend(fontsize=8)
     ax.set_title(view.title("polarisation per cycle"), fontsize=11)
     return save(fig, path)
+
+
+def per_cycle_table_html(results: Sequence[dict[str, Any]]) -> str:
+    """The per-cycle charge/discharge/CE table of a cycler record (the ``cycles`` result), always,
+    whatever the values, headed by the cycle definition and where the charge came from; '' without one."""
+    from html import escape
+
+    res = next((r for r in results if r.get("name") == "cycles"), None)
+    if res is None:
+        return ""
+    d = res.get("data") or res.get("details") or {}
+    per = d.get("per_cycle") or {}
+    cycles = per.get("cycle") or []
+    if not cycles:
+        return ""
+    rows = []
+    for k, cy in enumerate(cycles):
+        ce = per.get("ce", [None] * len(cycles))[k]
+        rows.append(
+            f"<tr><td>{int(cy)}</td><td>{per['charge_mAh'][k]:.4f}</td><td>{per['discharge_mAh'][k]:.4f}</td>"
+            f"<td>{'-' if ce is None else f'{100 * ce:.3f}'}</td></tr>"
+        )
+    head = (
+        f'<p class="small">Cycle definition: {escape(str(d.get("cycle_definition", "")))}. '
+        f"Charge from: {escape(str(d.get('charge_source', '')))}. "
+        f"CE = {escape(str(d.get('ce_definition', '')))}.</p>"
+    )
+    return (
+        "<h2>Per cycle</h2>"
+        + head
+        + "<table><tr><th>cycle</th><th>charge / mAh</th><th>discharge / mAh</th><th>CE / %</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.reports.arrhenius import plot_arrhenius
-from labctl.reports.cycling import plot_ce, plot_hysteresis, plot_polarisation
+from labctl.reports.cycling import per_cycle_table_html, plot_ce, plot_hysteresis, plot_polarisation
 from labctl.reports.eis import plot_bode, plot_nyquist
 from labctl.reports.full_cell import plot_dqdv, plot_voltage_capacity
 from labctl.reports.html_index import (
@@ -110,6 +110,21 @@ def build_report(db: Any, run_id: int, out_dir: str | Path, *, zoom_cycles: Sequ
         "hover a value for the stored SI value.</p>"
     )
     body.append(results_table(results))
+    body.append(per_cycle_table_html(results))
+    imported = (view.run.get("meta") or {}).get("imported")
+    if imported:
+        rows = [
+            ("file", imported.get("source_file")),
+            ("sha256", imported.get("sha256")),
+            ("format", imported.get("format")),
+            ("reader", imported.get("reader")),
+        ]
+        rows += [(f"mapping: {k}", v) for k, v in (imported.get("mapping") or {}).items()]
+        body.append(
+            "<h2>Imported file</h2><table>"
+            + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+            + "</table>"
+        )
     errs = analysis_errors(results)
     if errs:
         body.append(

@@ -145,10 +145,41 @@ class GrblMachine:
 
 
 class _Server:
-    def __init__(self, machine: GrblMachine) -> None:
+    """``plan``: a :class:`~labctl.simulators.emulators.faults.FaultPlan` counted in replies
+    (disconnect, with ``duration`` connections refused; silent; garbage; partial)."""
+
+    def __init__(self, machine: GrblMachine, plan: Any = None) -> None:
+        from labctl.simulators.emulators.faults import FaultPlan
+
         self.machine = machine
+        self.plan = plan if plan is not None else FaultPlan()
+        self.refused = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def refusing(self) -> bool:
+        if self.plan.active("disconnect", self.machine.clock.now()) is not None:
+            self.refused += 1
+            return True
+        return False
+
+    def _faulted(self, out: bytes) -> bytes | None:
+        """The reply as the fault plan lets it through; None: drop the link."""
+        from labctl.simulators.emulators.faults import GARBAGE
+
+        now = self.machine.clock.now()
+        for p in self.plan.tick(now):
+            if p.kind == "disconnect" and p.left == p.count:
+                p.left = 0
+                return None
+        if self.plan.active("silent", now) is not None:
+            return b""
+        for p in self.plan.faults:
+            if p.fired_at is not None and p.kind == "garbage" and self.plan.take(p):
+                return GARBAGE
+            if p.fired_at is not None and p.kind == "partial" and self.plan.take(p):
+                return out[: max(1, len(out) // 2)]
+        return out
 
     def _pump(self, recv: Any, send: Any) -> None:
         try:
@@ -170,6 +201,11 @@ class _Server:
             if not data:
                 return
             out = self.machine.feed(data)
+            if out and self.plan:
+                faulted = self._faulted(out)
+                if faulted is None:
+                    return  # the caller closes the connection
+                out = faulted
             if out:
                 send(out)
 
@@ -180,8 +216,8 @@ class _Server:
 class GrblTcpServer(_Server):
     """Serves the machine on ``socket://127.0.0.1:PORT`` (one client at a time)."""
 
-    def __init__(self, machine: GrblMachine, port: int = 0) -> None:
-        super().__init__(machine)
+    def __init__(self, machine: GrblMachine, port: int = 0, plan: Any = None) -> None:
+        super().__init__(machine, plan)
         self._sock = socket.create_server(("127.0.0.1", port))
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]
@@ -195,6 +231,9 @@ class GrblTcpServer(_Server):
             try:
                 conn, _ = self._sock.accept()
             except (TimeoutError, OSError):
+                continue
+            if self.refusing():
+                conn.close()
                 continue
             conn.settimeout(0.2)
             with conn:

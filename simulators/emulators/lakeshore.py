@@ -15,7 +15,10 @@ Commands (Lake Shore syntax, ``,`` separated, replies ``\\r\\n`` terminated):
 ``CRDG? <A|B>``, ``RAMP <loop>,<0|1>,<K/min>``, ``RAMP? <loop>``, ``RANGE <out>,<0-3>``,
 ``RANGE? <out>``, ``HTR? <out>``.  Like the instrument it ignores a command it does not
 understand (no error queue).  Input A is the stage sensor, input B reads ambient.
-Fault hooks: see :mod:`labctl.simulators.emulators.linetcp`.
+Fault hooks: see :mod:`labctl.simulators.emulators.linetcp`; the fault plan's stage kinds:
+``no_settle`` (the heater levels off ``size`` K, default 3 K, short of the set point, so a
+temperature step never settles) and ``overshoot`` (the loop runs away towards set point +
+``size`` K, default 15 K).
 
 Run one by hand: ``python -m labctl.simulators.emulators.lakeshore --port 7777 --speed 60``.
 """
@@ -56,8 +59,9 @@ class LakeShoreEmulator(LineServer):
         idn: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        plan: Any = None,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, plan)
         if not tau_s > 0:
             raise ValueError(f"tau_s must be positive, got {tau_s!r}")
         if not 0.0 <= overshoot < 1.0:
@@ -91,7 +95,15 @@ class LakeShoreEmulator(LineServer):
         """The temperature (K) the loop drives the stage to right now."""
         if self.heater_range == 0:
             return self.ambient
-        return min(max(self.sp_eff, self.ambient), self.ambient + self.max_rise[self.heater_range])
+        sp = self.sp_eff
+        now = float(self.clock.now())
+        short = self.plan.active("no_settle", now) if self.plan else None
+        if short is not None:
+            sp = max(self.ambient, sp - (3.0 if short.size is None else short.size))
+        runaway = self.plan.active("overshoot", now) if self.plan else None
+        if runaway is not None:
+            return sp + (15.0 if runaway.size is None else runaway.size)
+        return min(max(sp, self.ambient), self.ambient + self.max_rise[self.heater_range])
 
     def _advance(self) -> None:
         now = float(self.clock.now())

@@ -14,6 +14,11 @@ Fault hooks (:meth:`LineServer.inject`), for testing a driver's failure paths:
 
 A fault can wait for a command: ``on=":READ?"`` (prefix, case-insensitive) and
 ``skip=n`` arm it at the (n+1)-th such command.  :meth:`clear_faults` heals the instrument.
+
+``plan`` (a :class:`~labctl.simulators.emulators.faults.FaultPlan`, counted in commands
+received) schedules faults that last and heal: ``disconnect`` (new connections refused for
+``duration``), ``silent`` for ``duration``, ``garbage`` and ``partial`` replies, ``error``
+(SCPI: the code queued); subclasses read the stage kinds (``no_settle``, ``overshoot``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
+
+from labctl.simulators.emulators.faults import FaultPlan
 
 __all__ = ["Fault", "LineServer"]
 
@@ -47,6 +54,9 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         owner = self.server.owner
         sock: socket.socket = self.request
+        if owner.refusing():
+            sock.close()
+            return
         sock.settimeout(0.2)
         owner._register(sock)
         buf = b""
@@ -95,7 +105,7 @@ class LineServer(ABC):
     #: Bytes appended to each reply.
     reply_terminator = b"\n"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, plan: FaultPlan | None = None) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the emulators listen on the loopback interface only")
         self.host = host
@@ -109,6 +119,18 @@ class LineServer(ABC):
         self.log: list[str] = []  # every command received, in order
         self.faults: list[Fault] = []
         self.silent = False
+        self.plan = plan if plan is not None else FaultPlan()
+        self.refused = 0  # connections refused while a planned disconnect lasts
+
+    def plan_now(self) -> float:
+        clock = getattr(self, "clock", None)
+        return float(clock.now()) if clock is not None else 0.0
+
+    def refusing(self) -> bool:
+        if self.plan.active("disconnect", self.plan_now()) is not None:
+            self.refused += 1
+            return True
+        return False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LineServer:
@@ -232,11 +254,29 @@ class LineServer(ABC):
             if fault is not None and fault.kind == "error":
                 self.faults.remove(fault)
                 self.queue_error(fault.code, fault.message)
+            planned = self.plan.tick(self.plan_now()) if self.plan else []
+            for p in planned:
+                if p.kind == "disconnect" and p.left == p.count:
+                    p.left = 0
+                    return _DROP
+                if p.kind == "error" and p.left == p.count:
+                    p.left = 0
+                    try:
+                        code = int(p.code)
+                    except ValueError:
+                        code = -100
+                    self.queue_error(code, "Injected error")
             reply = self.handle(command)
             if reply is None:
                 return None
-            if self.silent:
+            if self.silent or self.plan.active("silent", self.plan_now()) is not None:
                 return None
+            for p in planned:
+                if p.kind == "garbage" and self.plan.take(p):
+                    return GARBAGE + self.reply_terminator
+                if p.kind == "partial" and self.plan.take(p):
+                    data = reply.encode("ascii")
+                    return data[: max(1, len(data) // 2)]
             if fault is not None and fault.kind == "garbage":
                 fault.count -= 1
                 if fault.count <= 0:

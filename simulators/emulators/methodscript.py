@@ -24,7 +24,13 @@ Points are paced by ``clock`` (a WallClock, or a ScaledClock for accelerated run
 device time in packages (``timer_get``) is exact, the pacing is best effort.
 
 :class:`Faults` injects failures after N packages: silence, garbage bytes, an ``!XXXX``
-error mid-loop, a disconnect (the script keeps running on the "instrument").
+error mid-loop, a disconnect (the script keeps running on the "instrument").  ``plan``
+(a :class:`~labctl.simulators.emulators.faults.FaultPlan`, counted in data packages) adds
+faults that last and heal: a disconnect for ``duration`` s (connections refused meanwhile),
+a silence for ``duration`` s, garbage and partial lines, an ``!XXXX`` error.  A new TCP
+connection takes over a script still running from a connection that dropped, so the host's
+abort (``Z``) reaches it, as on the device.  On a pty a disconnect closes the pty for good
+(a new device path would be a new cable): rehearse reconnection over TCP.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import numpy as np
 from labctl.core.clock import WallClock
 from labctl.drivers.methodscript.protocol import MAX_LINE, encode_value, parse_literal
 from labctl.simulators.cells import CellModel, simulate_cell
+from labctl.simulators.emulators.faults import GARBAGE, FaultPlan
 from labctl.simulators.potentiostat import CA_BLOCK_S, ROOM_TEMPERATURE, SimulatedPotentiostat
 from labctl.simulators.presets import load_preset
 
@@ -277,6 +284,7 @@ class MethodScriptEmulator:
         clock: Any = None,
         noise: bool = False,
         faults: Faults | None = None,
+        plan: FaultPlan | None = None,
         advance_idle: bool = True,
         room_temperature: float = ROOM_TEMPERATURE,
     ) -> None:
@@ -289,6 +297,9 @@ class MethodScriptEmulator:
         self.noise = noise
         self._rng = np.random.default_rng([seed & 0xFFFFFFFF, replicate & 0xFFFFFFFF, 200])
         self.faults = faults or Faults()
+        self.plan = plan if plan is not None else FaultPlan()
+        self._active: _Session | None = None  # the session whose script runs (TCP)
+        self.refused = 0  # connections refused while a disconnect fault lasts
         self.advance_idle = advance_idle
         self.temperature = room_temperature
         self.cell_on = False
@@ -332,9 +343,19 @@ class MethodScriptEmulator:
                 continue
             except OSError:
                 return
+            if self.plan.active("disconnect", self.clock.now()) is not None:
+                self.refused += 1
+                sock.close()
+                continue
             conn = _SockConn(sock)
             self._conns.append(conn)
-            self._session(conn)
+            prev = self._active
+            if prev is not None and prev.running():
+                # the device still runs the script a dropped connection started: this link takes it over
+                prev.conn, prev.disconnected, prev.mode = conn, False, "idle"
+                prev.run()
+            else:
+                self._session(conn)
 
     def _spawn(self, fn: Any, *args: Any) -> None:
         th = threading.Thread(target=fn, args=args, daemon=True, name="methodscript-emulator")
@@ -358,7 +379,12 @@ class MethodScriptEmulator:
     # ------------------------------------------------------------------ one connection
     def _session(self, conn: _Conn) -> None:
         sess = _Session(self, conn)
+        self._active = sess
         sess.run()
+
+    def silenced(self) -> bool:
+        """True while the device answers nothing (a ``silent`` fault)."""
+        return self.silent or self.plan.active("silent", self.clock.now()) is not None
 
 
 class _Session:
@@ -377,7 +403,7 @@ class _Session:
 
     # writes that a silent or disconnected device drops
     def write(self, text: str | bytes) -> None:
-        if self.dev.silent or self.disconnected:
+        if self.disconnected or self.dev.silenced():
             return
         data = text.encode("ascii") if isinstance(text, str) else text
         with self.wlock:
@@ -401,7 +427,7 @@ class _Session:
 
     def on_line(self, line: str) -> None:
         self.dev.received.append(line)
-        if self.dev.silent:
+        if self.dev.silenced():
             return
         if self.running():
             if line.startswith("Z"):
@@ -742,9 +768,22 @@ class _Executor:
     def send_package(self, line: str) -> None:
         dev = self.dev
         f = dev.faults
-        self.sess.write(line)
+        fired = dev.plan.tick(dev.clock.now()) if dev.plan else []
+        partial = next((p for p in fired if p.kind == "partial" and dev.plan.take(p)), None)
+        # a partial line: half of the package, no line end; the next line is glued onto it
+        self.sess.write(line if partial is None else line[: max(1, len(line) // 2)].rstrip("\n"))
         dev.packages_sent += 1
         n = dev.packages_sent
+        for p in fired:
+            if p.kind == "garbage" and dev.plan.take(p):
+                self.sess.write(GARBAGE)
+            elif p.kind == "error" and p.left == p.count:
+                p.left = 0
+                raise _ScriptError(p.code, 0, 0)
+            elif p.kind == "disconnect" and p.left == p.count:
+                p.left = 0
+                self.sess.disconnected = True
+                self.sess.conn.close()
         if f.garbage_after is not None and n == f.garbage_after:
             self.sess.write(f.garbage)
         if f.error_after is not None and n == f.error_after:

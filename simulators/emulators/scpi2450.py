@@ -120,8 +120,9 @@ class Keithley2450Emulator(LineServer):
         idn: str = IDN,
         host: str = "127.0.0.1",
         port: int = 0,
+        plan: Any = None,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, plan)
         self.clock = clock
         self.preset = load_preset(preset)
         self.cell: CellModel = simulate_cell(
