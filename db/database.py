@@ -467,6 +467,8 @@ class Database:
         """One run: the :meth:`runs` fields plus meta, started_unix, ended_unix, protocol_id,
         protocol_text, protocol_hash (= protocol_sha256), protocol_source, cell_id, cell_kind, cell_attrs.
         Raises ``KeyError(run_id)`` if there is no such run."""
+        if not 0 < int(run_id) <= MAX_RUN_ID:  # no such run; and more than SQL's BIGINT may hold
+            raise KeyError(run_id)
         q = (
             self._run_query()
             .add_columns(
@@ -645,6 +647,8 @@ class Database:
             return self._require_run(conn, run_id)
 
     def _require_run(self, conn: Connection, run_id: int) -> int:
+        if not 0 < int(run_id) <= MAX_RUN_ID:
+            raise KeyError(run_id)
         n = conn.execute(sa.select(runs.c.n_samples).where(runs.c.id == run_id)).scalar()
         if n is None:
             raise KeyError(run_id)

@@ -281,7 +281,7 @@ def _rows(db: Path) -> tuple[int, int, int]:
 
 INTS = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
-    st.sampled_from(["0", "-1", "1", "2", "99999999999999999999999", "1e3", "nan", "", " ", "0x10", "1.5"]),
+    st.sampled_from(["0", "-1", "1", "2", "99999999999999999999999", "1e3", "nan", "", " ", "0x10", "1.5", "²", "٣"]),
 )
 FLOATS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
@@ -371,3 +371,22 @@ def test_the_cli_run_id_bound_is_the_schemas() -> None:
     from labctl.db.schema import MAX_RUN_ID
 
     assert RUN_ID_MAX == MAX_RUN_ID
+
+
+@pytest.mark.parametrize("ref", ["9223372036854775808", "99999999999999999999999", "²", "0"])
+@pytest.mark.parametrize("cmd", ["show", "analyze", "resume"])
+def test_absurd_run_ids_are_usage_errors(lab: dict[str, Path], cmd: str, ref: str) -> None:
+    r = CliRunner().invoke(app, [cmd, ref, "--db", f"sqlite:///{lab['db']}"])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+
+
+def test_the_database_treats_an_absurd_run_id_as_no_such_run(lab: dict[str, Path]) -> None:
+    from labctl.db import Database
+
+    with Database(f"sqlite:///{lab['db']}") as d:
+        for rid in (2**63, 2**70, 0, -1):
+            with pytest.raises(KeyError):
+                d.run(rid)
+            with pytest.raises(KeyError):
+                d.samples(rid)
