@@ -54,6 +54,7 @@ class ChannelRow:
     elapsed_s: float
     estimated_end_unix: float | None
     heartbeat_age_s: float | None
+    n_samples: int = 0  # committed samples of the run (grows while it records)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +132,7 @@ def channel_grid(db: Any, *, now: float | None = None, stall_after: float = STAL
                     elapsed_s=max(0.0, elapsed),
                     estimated_end_unix=estimated,
                     heartbeat_age_s=None if r.heartbeat_unix is None else max(0.0, now - float(r.heartbeat_unix)),
+                    n_samples=n,
                 )
             )
     out.sort(key=lambda c: (_natural(c.station or ""), _natural(c.channel)))
