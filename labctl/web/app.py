@@ -301,6 +301,10 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
     def run_page(run_id: int) -> FileResponse:
         return page("run.html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/campaigns", include_in_schema=False)
     def campaigns_page() -> FileResponse:
         return page("campaigns.html")
