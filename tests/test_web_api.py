@@ -207,7 +207,8 @@ def _campaign_tables(db: Database) -> None:
                 "CREATE TABLE planned_runs (id INTEGER PRIMARY KEY, campaign_id INTEGER NOT NULL, "
                 "key VARCHAR NOT NULL, station VARCHAR NOT NULL, channel VARCHAR, state VARCHAR(16) NOT NULL, "
                 "reason TEXT, control VARCHAR(16), run_id INTEGER, priority INTEGER NOT NULL DEFAULT 0, "
-                "attempts INTEGER NOT NULL DEFAULT 0, claimed_by VARCHAR, not_before_unix FLOAT, created_unix FLOAT NOT NULL)"
+                "attempts INTEGER NOT NULL DEFAULT 0, claimed_by VARCHAR, not_before_unix FLOAT, "
+                "created_unix FLOAT NOT NULL)"
             )
         )
 
