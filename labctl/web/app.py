@@ -179,6 +179,13 @@ class ControlOut(BaseModel):
     requested_unix: float
 
 
+class ErrorOut(BaseModel):
+    detail: str
+
+
+R404: dict[int | str, dict[str, Any]] = {404: {"description": "no such run", "model": ErrorOut}}
+
+
 class Campaigns(BaseModel):
     available: bool = Field(description="false when this database has no campaign tables")
     campaigns: list[dict[str, Any]]
@@ -326,7 +333,7 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
     def list_runs(limit: int = Query(200, ge=1, le=5000)) -> list[RunSummary]:
         return [_summary(r) for r in db.runs(limit=limit)]
 
-    @app.get("/api/runs/{run_id}", response_model=RunDetail, tags=["runs"])
+    @app.get("/api/runs/{run_id}", response_model=RunDetail, tags=["runs"], responses=R404)
     def run_detail(run_id: int = RunId) -> RunDetail:
         r = get_run(run_id)
         coat = []
@@ -346,7 +353,7 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
             control=_clean(meta.get("control")) if isinstance(meta.get("control"), dict) else None,
         )
 
-    @app.get("/api/runs/{run_id}/trace", response_model=TraceOut, tags=["runs"])
+    @app.get("/api/runs/{run_id}/trace", response_model=TraceOut, tags=["runs"], responses=R404)
     def trace(run_id: int = RunId, bins: int = Query(DEFAULT_BINS, ge=10, le=10000)) -> TraceOut:
         """Voltage against test time: every sample, or the min and max of each bucket (extremes kept)."""
         try:
@@ -357,7 +364,7 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
             run_id=tr.run_id, n_samples=tr.n_samples, bucket=tr.bucket, envelope=tr.envelope, t=tr.t, voltage=tr.voltage
         )
 
-    @app.get("/api/runs/{run_id}/eis", response_model=Eis, tags=["runs"])
+    @app.get("/api/runs/{run_id}/eis", response_model=Eis, tags=["runs"], responses=R404)
     def eis(run_id: int = RunId) -> Eis:
         """The run's latest impedance spectrum, with its fitted circuit when the results have one."""
         get_run(run_id)
@@ -401,7 +408,7 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
                 )
         return empty
 
-    @app.get("/api/runs/{run_id}/tafel", response_model=Tafel, tags=["runs"])
+    @app.get("/api/runs/{run_id}/tafel", response_model=Tafel, tags=["runs"], responses=R404)
     def tafel(run_id: int = RunId) -> Tafel:
         """The latest Tafel sweep: overpotential and log10 |j|, with the fitted Tafel line when stored."""
         get_run(run_id)
@@ -450,7 +457,7 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
             results=[_result(r) for r in c.results.values()],
         )
 
-    @app.get("/api/runs/{run_id}/cycles", response_model=Cycles, tags=["runs"])
+    @app.get("/api/runs/{run_id}/cycles", response_model=Cycles, tags=["runs"], responses=R404)
     def cycles(run_id: int = RunId) -> Cycles:
         """Coulombic efficiency (%) and voltage hysteresis (mV) per cycle, from the stored results."""
         get_run(run_id)
@@ -466,7 +473,16 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
             out[name] = None if s is None else Series(x=_floats(s.cycles), y=_nums(s.values))
         return Cycles(**out)
 
-    @app.get("/api/runs/{run_id}/export.{fmt}", tags=["runs"], response_class=FileResponse)
+    @app.get(
+        "/api/runs/{run_id}/export.{fmt}",
+        tags=["runs"],
+        response_class=FileResponse,
+        responses={
+            **R404,
+            200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}, "description": "the file"},
+            501: {"description": "parquet needs pyarrow", "model": ErrorOut},
+        },
+    )
     def export(run_id: int = RunId, fmt: Literal["csv", "parquet"] = PathParam(...)) -> FileResponse:
         """The run's samples with BDF column names (see ``labctl export``)."""
         get_run(run_id)
@@ -497,7 +513,13 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
         "/api/runs/{run_id}/control",
         response_model=ControlOut,
         tags=["control"],
-        responses={401: {"description": "no token"}, 403: {"description": "wrong token or control disabled"}},
+        responses={
+            **R404,
+            400: {"description": "the body is not JSON", "model": ErrorOut},
+            401: {"description": "no token", "model": ErrorOut},
+            403: {"description": "wrong token, or control disabled", "model": ErrorOut},
+            409: {"description": "the run is not running", "model": ErrorOut},
+        },
     )
     def control(request: Request, body: ControlIn, run_id: int = RunId) -> ControlOut:
         """Ask the worker that runs ``run_id`` to pause, resume or cancel it (needs the token)."""
@@ -544,7 +566,7 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
 
         return StreamingResponse(stream(request, snap), media_type="text/event-stream", headers=sse_headers)
 
-    @app.get("/api/runs/{run_id}/stream", tags=["runs"], response_class=StreamingResponse)
+    @app.get("/api/runs/{run_id}/stream", tags=["runs"], response_class=StreamingResponse, responses=R404)
     def run_stream(request: Request, run_id: int = RunId) -> StreamingResponse:
         """Server-sent events: the run's status, samples, steps, events and results counts when they change."""
         get_run(run_id)
