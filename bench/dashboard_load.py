@@ -7,8 +7,10 @@ The run is simulated once (`symmetric-0.5mA` with every step recording every 1 s
 bench/symmetric_1s.py) into out/bench/dashboard-5.8M.sqlite (kept with --keep and reused).
 Then, against a server on 127.0.0.1 (uvicorn in a thread):
 
-* page: navigation start -> the voltage plot drawn (uPlot), cold (empty trace cache: every
-  sample's voltage is scanned) and warm (full buckets cached, as on every live refresh);
+* page: navigation start -> the voltage plot drawn (uPlot): cold (an app with an empty trace
+  cache: every voltage of the run is scanned for the page), reload (the same app again: full
+  buckets cached, as on every live refresh), and on an app as `labctl serve` starts it (the
+  latest run of each channel scanned in the background at start; measured after that warm-up);
 * API: GET /api/runs/{id}/trace?bins=1300 alone, cold and warm.
 
 Floor, measured in the same run: one raw SQLite `SELECT min(voltage), max(voltage)` over the
@@ -96,10 +98,16 @@ def main() -> None:
     n = db.n_samples(run_id)
     results = {}
     with browser() as b:
-        with serve(create_app(db)) as base:  # a fresh app: its trace cache is empty
+        with serve(create_app(db, warm=False)) as base:  # nothing cached: the page waits for the scan
             results["page_cold"] = page_load(b, f"{base}/runs/{run_id}")[0]
+            results["page_reload"] = page_load(b, f"{base}/runs/{run_id}")[0]
+        app = create_app(db)  # as `labctl serve` starts: the latest run of each channel scanned at once
+        t0 = time.perf_counter()
+        app.state.warmed.wait(120)
+        results["warm_up"] = time.perf_counter() - t0
+        with serve(app) as base:
             results["page_warm"] = page_load(b, f"{base}/runs/{run_id}")[0]
-        with serve(create_app(db)) as base:  # the API alone, fresh app again
+        with serve(create_app(db, warm=False)) as base:  # the API alone
             for phase in ("cold", "warm"):
                 t0 = time.perf_counter()
                 r = httpx.get(f"{base}/api/runs/{run_id}/trace?bins=1300", timeout=60)
@@ -111,10 +119,15 @@ def main() -> None:
     print(f"floor: raw SQLite min/max over the run's key range: {floor * 1e3:.0f} ms")
     print(f"API trace: cold {results['api_cold'] * 1e3:.0f} ms, warm {results['api_warm'] * 1e3:.0f} ms")
     print(
-        f"page, time to first plot: cold {results['page_cold'] * 1e3:.0f} ms, warm {results['page_warm'] * 1e3:.0f} ms"
+        f"page, time to first plot: cold {results['page_cold'] * 1e3:.0f} ms, "
+        f"reload {results['page_reload'] * 1e3:.0f} ms, "
+        f"after the start-up warm-up ({results['warm_up']:.1f} s) {results['page_warm'] * 1e3:.0f} ms"
     )
     ratio = results["api_cold"] / floor
-    print(f"ratio cold API / floor: {ratio:.2f} (target <= 2); first plot cold < 1 s: {results['page_cold'] < 1.0}")
+    print(f"ratio cold API / floor: {ratio:.2f} (target <= 2)")
+    print(
+        f"first plot < 1 s: cold {results['page_cold'] < 1.0}, served as labctl serve does {results['page_warm'] < 1.0}"
+    )
     if not keep:
         for suffix in ("", "-wal", "-shm"):
             Path(str(DB_PATH) + suffix).unlink(missing_ok=True)

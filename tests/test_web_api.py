@@ -94,6 +94,26 @@ def test_trace_of_a_growing_run_reuses_full_buckets_and_sees_new_samples(db):
     rec.close()
 
 
+def test_a_warmed_cache_serves_any_width_without_scanning_again(db):
+    from labctl.web.trace import FINE_BINS, TraceCache, warm
+
+    rec, _, _ = _run(db, 300_000, spike_at=299_000)
+    rec.finish("completed", "complete", time.time())
+    cache = TraceCache()
+    warm(db, cache, [rec.run_id])
+    fine = bucket_size(300_000, FINE_BINS)
+    assert len(cache.get((rec.run_id, fine))) == 300_000 // fine  # every full bucket
+    before = cache.scanned
+    for bins in (300, 700, 1300, 2000):
+        tr = voltage_trace(db, rec.run_id, bins=bins, cache=cache)
+        assert max(tr.voltage) == pytest.approx(2.4) and len(tr.t) <= 2 * bins
+    assert cache.scanned - before <= 4  # at most the last, partial bucket each time
+    # the app warms the latest run of each channel at start
+    app = create_app(db)
+    assert app.state.warmed.wait(10)
+    assert len(app.state.trace_cache.get((rec.run_id, fine))) == 300_000 // fine
+
+
 def test_grid_and_run_endpoints(db):
     rec, _, _ = _run(db, 1000)
     c = TestClient(create_app(db))

@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import tempfile
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -30,7 +31,8 @@ from labctl import __version__
 from labctl.app.control import ControlError, request_control
 from labctl.app.grid import channel_grid
 from labctl.web.security import check_token, secret_value
-from labctl.web.trace import DEFAULT_BINS, TraceCache, voltage_trace
+from labctl.web.trace import DEFAULT_BINS, RAW_LIMIT, TraceCache, voltage_trace
+from labctl.web.trace import warm as warm_traces
 
 RunId = PathParam(..., ge=1, le=(1 << 23) - 1, description="run id")
 Num = float | None
@@ -261,9 +263,10 @@ def _static_dir() -> Path:
 
 
 # ---------------------------------------------------------------------------------------- the app
-def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> FastAPI:
+def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5, warm: bool = True) -> FastAPI:
     """The dashboard over ``db`` (a :class:`labctl.db.Database`).  ``token`` (str or SecretStr)
-    enables the control endpoints; without one the dashboard is read-only."""
+    enables the control endpoints; without one the dashboard is read-only.  ``warm``: scan the
+    latest run of each channel in a background thread at once, so its first page is fast."""
     expected = secret_value(token)
     cache = TraceCache()
     static = _static_dir()
@@ -277,6 +280,22 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5) -> Fas
         redoc_url=None,
     )
     app.state.db = db
+    app.state.trace_cache = cache
+    app.state.warmed = threading.Event()
+
+    def _warm() -> None:
+        try:
+            ids = [c.run_id for c in channel_grid(db) if c.n_samples > RAW_LIMIT]
+            warm_traces(db, cache, ids)
+        except Exception:  # a closed or unreachable database: the pages scan on demand
+            pass
+        finally:
+            app.state.warmed.set()
+
+    if warm:
+        threading.Thread(target=_warm, name="labctl-dashboard-warm", daemon=True).start()
+    else:
+        app.state.warmed.set()
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:

@@ -29,6 +29,8 @@ from labctl.db.schema import SAMPLE_ID_BITS, runs
 DEFAULT_BINS = 1500
 #: runs with at most this many samples are sent point by point
 RAW_LIMIT = 3000
+#: the cached buckets cut a run into at most this many; coarser traces are merged from them
+FINE_BINS = 2048
 
 
 @dataclass
@@ -46,6 +48,8 @@ class TraceCache:
 
     def __init__(self, max_runs: int = 32) -> None:
         self.max_runs = max_runs
+        #: buckets read from the database so far (what the cache did not have)
+        self.scanned = 0
         self._data: OrderedDict[tuple[int, int], dict[int, tuple[Any, Any, Any, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -82,15 +86,21 @@ def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: Trac
             ).all()
             return Trace(int(run_id), n, 1, False, [float(r[0]) for r in rows], [_num(r[1]) for r in rows])
         size = bucket_size(n, bins)
-        nb = (n + size - 1) // size
-        full = n // size  # buckets 0..full-1 are complete and never change
-        done = cache.get((int(run_id), size)) if cache is not None else {}
-        todo = [b for b in range(nb) if b not in done]
-        fresh = _buckets(conn, int(run_id), base, n, size, todo)
+        fine = min(size, bucket_size(n, FINE_BINS))  # computed (and cached) at this size, merged up
+        nf = (n + fine - 1) // fine
+        full = n // fine  # buckets 0..full-1 are complete and never change
+        done = cache.get((int(run_id), fine)) if cache is not None else {}
+        todo = [b for b in range(nf) if b not in done]
+        fresh = _buckets(conn, int(run_id), base, n, fine, todo)
+        if cache is not None:
+            cache.scanned += len(todo)
         for b, row in fresh.items():
             if b < full:
                 done[b] = row
-        got = {**done, **fresh}
+        got_fine = {**done, **fresh}
+    k = size // fine
+    nb = (n + size - 1) // size
+    got = {b: _merge([got_fine.get(j) for j in range(b * k, min(nf, (b + 1) * k))]) for b in range(nb)}
     t: list[float] = []
     v: list[float | None] = []
     for b in range(nb):
@@ -104,6 +114,25 @@ def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: Trac
         t += [float(t0), float(t1)]
         v += [_num(lo), _num(hi)]
     return Trace(int(run_id), n, size, True, t, v)
+
+
+def _merge(parts: list[tuple | None]) -> tuple | None:
+    """One bucket from consecutive finer ones: first t, last t, min and max voltage."""
+    cells = [p for p in parts if p is not None and p[0] is not None]
+    if not cells:
+        return None
+    if len(cells) == 1:
+        return cells[0]
+    lows = [c[2] for c in cells if c[2] is not None]
+    highs = [c[3] for c in cells if c[3] is not None]
+    return (cells[0][0], cells[-1][1], min(lows) if lows else None, max(highs) if highs else None)
+
+
+def warm(db: Any, cache: TraceCache, run_ids: list[int]) -> None:
+    """Fill ``cache`` with the full buckets of these runs (a server does it at start for the
+    latest run of each channel, so the first visitor does not wait for the scan)."""
+    for run_id in run_ids:
+        voltage_trace(db, run_id, bins=FINE_BINS, cache=cache)
 
 
 def _buckets(conn: Any, run_id: int, base: int, n: int, size: int, todo: list[int]) -> dict[int, tuple]:

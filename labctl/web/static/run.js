@@ -142,7 +142,8 @@
   // ---------------------------------------------------------------- live
   const safe = (p) => p.catch((e) => console.warn(e.message));
   let last = null;
-  safe(loadTrace()); safe(loadDetail()); safe(loadEis()); safe(loadTafel()); safe(loadCycles());
+  // the voltage plot first: the tables of a long run (thousands of steps) would hold the page's one thread
+  safe(loadTrace()).then(() => { safe(loadDetail()); safe(loadEis()); safe(loadTafel()); safe(loadCycles()); });
   lab.live(`/api/runs/${runId}/stream`, (s) => {
     if (last) {
       if (s.n_samples !== last.n_samples) safe(loadTrace());
