@@ -213,7 +213,7 @@ def run_protocol(
     watcher = None
     if recorder is not None:
         engine.rec = recorder
-        watcher = _control_watcher(db, recorder, engine, clock)
+        watcher = control_watcher(db, recorder, engine, clock)
     engine.on_coating = coatings.append
     try:
         with termination_as_interrupt():  # SIGTERM/SIGHUP end the run like Ctrl-C, cell off, resumable
@@ -235,17 +235,18 @@ def run_protocol(
     return outcome
 
 
-def _control_watcher(db: Any, recorder: Any, engine: Engine, clock: Clock) -> Any:
-    """Applies the dashboard's pause/resume/cancel requests to ``engine`` (see labctl.app.control)."""
+def control_watcher(db: Any, recorder: Any, engine: Engine, clock: Clock, t0: float | None = None) -> Any:
+    """Applies the dashboard's pause/resume/cancel requests to ``engine`` (see labctl.app.control);
+    ``t0``: the clock reading at test time 0 (default: now), for the acknowledging event."""
     from labctl.app.control import ControlWatcher
 
     if not hasattr(db, "transaction"):  # a stand-in database without SQL: nobody can send requests
         return None
-    t0 = clock.now()
+    origin = clock.now() if t0 is None else t0
 
     def applied(req: Any) -> None:
         recorder.event(
-            max(0.0, clock.now() - t0),
+            max(0.0, clock.now() - origin),
             "control_applied",
             f"{req.action} applied (request #{req.seq})",
             {"action": req.action, "seq": req.seq},

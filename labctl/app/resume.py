@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from labctl.app.controller import SimSettings, UserError, build_sim_channel, close_devices
+from labctl.app.controller import SimSettings, UserError, build_sim_channel, close_devices, control_watcher
 from labctl.core.clock import Clock, clock_for_speed
 from labctl.core.interrupts import termination_as_interrupt
 from labctl.drivers.contracts import ChannelDevices, TechniqueState
@@ -96,8 +96,15 @@ def resume_run(
         state = dict(checkpoint) if checkpoint is not None else _start_state(protocol)
         state.update(step_counter=step_index, n_samples=info["n_samples"], t_test=clock.now() - t0)
         engine = Engine(protocol, devices, clock, rec, on_progress=on_progress, checkpoint=state)
+        watcher = control_watcher(db, rec, engine, clock, t0)  # the dashboard's pause/resume/cancel
         with termination_as_interrupt():
-            return engine.run()
+            if watcher is not None:
+                watcher.start()
+            try:
+                return engine.run()
+            finally:
+                if watcher is not None:
+                    watcher.stop()
     finally:
         try:
             close_devices(devices)
