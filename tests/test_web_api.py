@@ -356,3 +356,55 @@ def test_labctl_serve_user_errors_exit_2(tmp_path):
     bad.write_text("dashboard:\n  port: 99999\n")
     r = CliRunner().invoke(app, ["serve", "--config", str(bad)])
     assert r.exit_code == 2 and "bad.yaml:2" in r.output and "port" in r.output
+
+
+def test_pause_and_resume_reach_a_real_run_through_the_database(tmp_path):
+    """The whole path: the API writes the request, run_protocol's watcher pauses the engine at the
+    next step boundary (cell off), then resumes it; the run completes."""
+    import threading
+
+    from labctl.app.controller import SimSettings, run_protocol
+    from labctl.core.clock import ScaledClock
+
+    proto = tmp_path / "steps.yaml"
+    proto.write_text(
+        "name: pause-test\n"
+        "cell: {kind: symmetric, working: Br-Mg, counter: Br-Mg, area: 1 cm2}\n"
+        "safety: {voltage: [-2.5 V, 2.5 V], current: 20 mA}\n"
+        "steps:\n" + "".join("  - rest: {duration: 10 s, record_every: 1 s}\n" for _ in range(6))
+    )
+    d = Database(f"sqlite:///{tmp_path / 'p.sqlite'}")
+    started: list[int] = []
+    out: list = []
+    th = threading.Thread(
+        target=lambda: out.append(
+            run_protocol(
+                str(proto), db=d, sim=SimSettings("br-mg", 1), clock=ScaledClock(20.0), on_start=started.append
+            )
+        ),
+        daemon=True,
+    )
+    th.start()
+    deadline = time.monotonic() + 20
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run_id = started[0]
+    c = TestClient(create_app(d, token=TOKEN, warm=False))
+    h = {"X-Labctl-Token": TOKEN}
+    assert c.post(f"/api/runs/{run_id}/control", json={"action": "pause"}, headers=h).status_code == 200
+
+    def kinds() -> list[str]:
+        return [e["kind"] for e in d.events(run_id)]
+
+    deadline = time.monotonic() + 10
+    while "pause" not in kinds() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "pause" in kinds() and "control_applied" in kinds()
+    n_paused = d.n_samples(run_id)
+    time.sleep(1.5)  # 30 s of test time would have passed: nothing is recorded while paused
+    assert d.n_samples(run_id) == n_paused and d.run(run_id)["status"] == "running"
+    assert c.post(f"/api/runs/{run_id}/control", json={"action": "resume"}, headers=h).status_code == 200
+    th.join(30)
+    assert out and out[0].status == "completed"
+    assert d.n_samples(run_id) > n_paused
+    d.close()

@@ -44,12 +44,15 @@ def _app(tmp: Path):
     db.add_coating(cell_label="S-1", run_id=rec.run_id, solution="DME", concentration="2 vol%")
     live = db.open_run(protocol_name="x", protocol_text="name: x", channel="live", simulated=True)
     live.flush()
-    return create_app(db, token=TOKEN)
+    return create_app(db, token=TOKEN, warm=False)
 
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 _TMP = Path(tempfile.mkdtemp(prefix="labctl-schema-"))
+atexit.register(shutil.rmtree, _TMP, True)
 APP = _app(_TMP)
 # the event streams never end: they are checked by the browser tests
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP).exclude(path_regex=r".*/stream$")
