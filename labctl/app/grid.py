@@ -156,24 +156,27 @@ def _natural(s: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s))
 
 
-# The expected duration of a protocol depends only on its text: cache it per database and protocol id.
-_DURATIONS: dict[tuple[int, int], float | None] = {}
+# The expected duration of a protocol depends only on its text: cached by the text's sha256.
+_DURATIONS: dict[str, float | None] = {}
 
 
 def _protocol_duration(db: Any, conn: Any, protocol_id: int) -> float | None:
-    key = (id(db), protocol_id)
-    if key not in _DURATIONS:
+    sha = conn.execute(sa.select(protocols.c.sha256).where(protocols.c.id == protocol_id)).scalar()
+    if sha is None:
+        return None
+    if sha not in _DURATIONS:
         text = conn.execute(sa.select(protocols.c.text).where(protocols.c.id == protocol_id)).scalar()
         total: float | None = None
-        if text:
-            try:
-                from labctl.protocols import load_protocol_text
+        try:
+            from labctl.protocols import load_protocol_text
 
-                total = expected_duration(load_protocol_text(text))
-            except Exception:  # a protocol this labctl cannot read has no estimate
-                total = None
-        _DURATIONS[key] = total
-    return _DURATIONS[key]
+            total = expected_duration(load_protocol_text(text or ""))
+        except Exception:  # a protocol this labctl cannot read has no estimate
+            total = None
+        if len(_DURATIONS) > 1000:
+            _DURATIONS.clear()
+        _DURATIONS[sha] = total
+    return _DURATIONS[sha]
 
 
 def expected_duration(protocol: Any) -> float | None:
