@@ -46,6 +46,24 @@ def lab(tmp_path_factory):
     done = run_protocol(str(DATA / "finished.yaml"), db=db, sim=SimSettings("br-mg", 7), channel="bench-1")
     analyze_and_store(db, done.run_id)
 
+    # a worker that stopped reporting (its process, this one, alive) and one that is gone
+    import sqlalchemy as sa
+
+    from labctl.db.liveness import owner_id
+    from labctl.db.schema import runs
+
+    for ch, owner in (("stuck", owner_id()), ("gone", "another-pc:4242")):
+        rec = db.open_run(protocol_name="quiet", protocol_text="name: quiet", channel=ch, simulated=True)
+        rec.close()
+        with db.transaction(write=True) as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == rec.run_id)
+                .values(
+                    status="running", ended_unix=None, end_reason=None, owner=owner, heartbeat_unix=time.time() - 600
+                )
+            )
+
     started: dict[str, int] = {}
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -127,6 +145,9 @@ def test_grid_shows_every_channel_updating_within_2s_of_commit(lab):
         previous = committed
     rows = page.query_selector_all("tr.ch[data-station='rig-A']")
     assert {r.get_attribute("data-status") for r in rows} == {"running"}
+    assert page.get_attribute("tr.ch[data-channel=stuck]", "data-status") == "stalled"
+    assert page.get_attribute("tr.ch[data-channel=gone]", "data-status") == "interrupted"
+    assert "silent" in page.inner_text("tr.ch[data-channel=stuck]")
     text = page.inner_text("#grid")
     assert "dashboard-live" in text and " V" in text and "µA" in text  # 0.5 mA/cm2 x 1.267 cm2 = 633 µA
     page.screenshot(path=str(ARTIFACTS / "dashboard-grid-16-channels.png"), full_page=True)
