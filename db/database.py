@@ -32,6 +32,7 @@ from labctl.db.schema import (
     cells,
     checkpoints,
     coatings,
+    cycler_jobs,
     events,
     protocols,
     results,
@@ -291,6 +292,71 @@ class Database:
                 .all()
             )
         return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------------ cycler jobs
+    CYCLER_JOB_STATES = ("submitting", "running", "paused", "completed", "stopped", "failed", "refused", "unknown")
+
+    def add_cycler_job(
+        self, *, run_id: int, instrument: str, channel: str, barcode: str, step_file: str | None, step_file_sha: str
+    ) -> int:
+        """Record a job about to be started on a cycler channel (state ``submitting``); its id.
+
+        Written *before* the start is sent: a labctl killed between the start and the
+        cycler's answer finds this row on restart and looks the job up by its barcode
+        instead of starting it again.  Barcodes are unique."""
+        now = time.time()
+        with self._tx(write=True) as conn:
+            res = conn.execute(
+                cycler_jobs.insert().values(
+                    run_id=run_id,
+                    instrument=instrument,
+                    channel=channel,
+                    barcode=barcode,
+                    step_file=step_file,
+                    step_file_sha=step_file_sha,
+                    state="submitting",
+                    created_unix=now,
+                    updated_unix=now,
+                )
+            )
+            return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def update_cycler_job(self, job_row: int, **fields: Any) -> None:
+        """Set ``job``, ``cursor``, ``state``, ``detail`` or ``step_file`` of a cycler job row."""
+        allowed = {"job", "cursor", "state", "detail", "step_file"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise TypeError(f"unknown cycler job field(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        if "state" in fields and fields["state"] not in self.CYCLER_JOB_STATES:
+            raise ValueError(f"cycler job state {fields['state']!r}; one of {', '.join(self.CYCLER_JOB_STATES)}")
+        with self._tx(write=True) as conn:
+            conn.execute(
+                cycler_jobs.update().where(cycler_jobs.c.id == job_row).values(**fields, updated_unix=time.time())
+            )
+
+    def cycler_jobs(
+        self, *, run_id: int | None = None, instrument: str | None = None, channel: str | None = None
+    ) -> list[dict]:
+        """Cycler job rows, oldest first, optionally of one run or one instrument channel."""
+        q = sa.select(cycler_jobs).order_by(cycler_jobs.c.id)
+        if run_id is not None:
+            q = q.where(cycler_jobs.c.run_id == run_id)
+        if instrument is not None:
+            q = q.where(cycler_jobs.c.instrument == instrument)
+        if channel is not None:
+            q = q.where(cycler_jobs.c.channel == channel)
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(q).mappings().all()]
+
+    def reopen_step(self, run_id: int, step_index: int) -> None:
+        """Open a step again that :meth:`reopen_run` closed as interrupted: a cycler went on
+        running it while labctl was away, so its samples continue in the same step."""
+        with self._tx(write=True) as conn:
+            conn.execute(
+                steps.update()
+                .where(steps.c.run_id == run_id, steps.c.step_index == step_index)
+                .values(t_end=None, end_reason=None, end_detail=None)
+            )
 
     def add_results(self, run_id: int, rows: Sequence[dict]) -> None:
         """Store analysis results of a run.

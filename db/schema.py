@@ -198,3 +198,26 @@ coatings = sa.Table(
     sa.Column("created_unix", Real, nullable=False),
     sa.Index(None, "cell_label"),
 )
+
+#: Jobs on instruments that run a whole protocol on their own (battery cyclers): one row per
+#: start, written before the start is sent (state ``submitting``), so a restarted labctl finds
+#: the job instead of starting it twice, and harvests from ``cursor`` on.
+cycler_jobs = sa.Table(
+    "cycler_jobs",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("run_id", Id, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("instrument", sa.String(), nullable=False),  # station instrument name
+    sa.Column("channel", sa.String(), nullable=False),  # the cycler's channel address, e.g. 27-1-3
+    sa.Column("job", sa.String()),  # the cycler's job/test id, once it answered the start
+    sa.Column("barcode", sa.String(), nullable=False, unique=True),
+    sa.Column("step_file", sa.Text()),
+    sa.Column("step_file_sha", sa.String(64), nullable=False),
+    sa.Column("cursor", sa.String()),  # opaque to labctl: the driver's harvest position
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text()),
+    sa.Column("created_unix", Real, nullable=False),
+    sa.Column("updated_unix", Real, nullable=False),
+    sa.Index(None, "run_id"),
+    sa.Index(None, "instrument", "channel"),
+)

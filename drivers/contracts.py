@@ -60,6 +60,14 @@ class DeviceTimeout(DeviceError):
     """An instrument did not answer within the timeout of the call."""
 
 
+class JobRefused(DeviceError):
+    """A cycler answered a start with a refusal: nothing runs."""
+
+
+class WrongChannelReply(DeviceError):
+    """An instrument answered for another channel than the one asked: its data must not be filed."""
+
+
 class TechniqueState(str, Enum):
     """Where a started technique is.  ``RUNNING`` until the instrument ended it (``ENDED``: its
     natural end or a limit it enforced), the host stopped it (``STOPPED``), or it failed."""
@@ -193,8 +201,11 @@ class Harvest:
 
     ``cursor`` is opaque to labctl and stored in its database after the samples are
     committed, so a restarted labctl continues where it left off (no sample lost or doubled).
-    ``step`` and ``cycle`` are per sample, already mapped onto labctl's conventions;
-    ``extra`` carries the instrument's own counters (e.g. its capacity columns).
+    ``step`` and ``cycle`` are per sample, the instrument's own step numbers (positions in the
+    submitted program, 1-based) and cycle counter: ``labctl.app.cycler_run`` maps them onto
+    labctl's conventions with the program it submitted.  ``extra`` carries the instrument's own
+    counters: ``step_seq`` (how many steps the job has begun, per sample), ``capacity_mAh``
+    (the step's capacity, unsigned), ``energy_mWh`` and ``step_time`` (s).
     """
 
     block: SampleBlock
@@ -218,7 +229,8 @@ class Cycler(Protocol):
     def channels(self) -> list[str]: ...
 
     def submit(self, channel: str, program: Any, *, barcode: str = "") -> str:
-        """Start ``program`` on ``channel``; returns the job id."""
+        """Start ``program`` (a :class:`~labctl.drivers.cycler.CyclerProgram`) on ``channel``; the job id.
+        :class:`JobRefused` when the instrument answers the start with a refusal."""
 
     def status(self, job: str) -> JobStatus: ...
 
@@ -226,4 +238,12 @@ class Cycler(Protocol):
 
     def harvest(self, job: str, cursor: str | None) -> Harvest: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the link; jobs go on running on the instrument."""
+
+    # Optional, not part of the structural check:
+    #   supports_pause / supports_continue: bool; pause(job), resume(job) where the vendor allows
+    #   step_file_text(program) -> str: the vendor file of a program (its sha256 identifies a job's program)
+    #   write_step_file(program, barcode) -> (local path, path the instrument reads, sha256)
+    #   find_job(channel, barcode) -> job | None: the job a start with this barcode started, if any
+    #   reconnect(): open the link again after an error

@@ -7,7 +7,8 @@ configuration) in its own ``pyproject.toml``::
     my-pstat = "my_package.driver:MyPotentiostat"
 
 and ``labctl`` finds it by name.  Groups: ``labctl.potentiostats``,
-``labctl.temperature_stages``, ``labctl.dip_coaters``.
+``labctl.temperature_stages``, ``labctl.dip_coaters``, ``labctl.cyclers`` (battery cyclers:
+the :class:`~labctl.drivers.contracts.Cycler` contract, e.g. ``neware``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ GROUPS = {
     "potentiostat": "labctl.potentiostats",
     "temperature_stage": "labctl.temperature_stages",
     "dip_coater": "labctl.dip_coaters",
+    "cycler": "labctl.cyclers",
 }
 
 # Registrations made at run time (tests, notebooks); they win over entry points.

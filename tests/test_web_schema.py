@@ -3,6 +3,7 @@ conforms to the spec (status codes, content types, bodies), for generated and ed
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ TOKEN = "schema-test-token"
 def _app(tmp: Path):
     """A run with a rest, an EIS and a Tafel step, results and a coating; and an empty running run."""
     db = Database(f"sqlite:///{tmp / 'schema.sqlite'}")
+    atexit.register(db.close)  # before the folder goes (atexit runs last-registered first)
     rec = db.open_run(
         protocol_name="schema", protocol_text="name: schema", cell_label="S-1", channel="bench-1", simulated=True
     )
@@ -47,7 +49,6 @@ def _app(tmp: Path):
     return create_app(db, token=TOKEN, warm=False)
 
 
-import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 

@@ -135,3 +135,29 @@ class MethodScriptEmulatorFactory:
 
     def close(self) -> None:
         self._em.close()
+
+
+class NewareEmulatorFactory:
+    """Entry point ``neware``: a Neware BTS API emulator on loopback TCP (options ``channels``,
+    default 8, ``devid``, ``subdevid``), its cells simulated with the station's preset and seed.
+    The emulated station reads step files where labctl writes them (``bts_folder`` cleared)."""
+
+    def __init__(self, options: dict[str, Any], *, clock: Any, preset: str, seed: int = 0) -> None:
+        from labctl.simulators.emulators.neware import NewareEmulator
+
+        self._em = NewareEmulator(
+            clock=clock,
+            preset=preset,
+            seed=seed,
+            channels=int(options.get("channels", 8)),
+            devid=int(options.get("devid", 27)),
+            subdevid=int(options.get("subdevid", 1)),
+        )
+        self.entry = {"host": "127.0.0.1", "port": self._em.port, "bts_folder": None}
+
+    @property
+    def emulator(self) -> Any:
+        return self._em
+
+    def close(self) -> None:
+        self._em.close()

@@ -61,6 +61,14 @@ def resume_run(
         run["protocol_text"], source=f"run-{run_id}:{run.get('protocol_source') or 'protocol'}"
     )
     policy = getattr(protocol, "on_interrupt", None) or "resume"
+    cyc = (run.get("meta") or {}).get("cycler")
+    if cyc:
+        meta = run.get("meta") or {}
+        raise UserError(
+            f"run {run_id} is a job on cycler {cyc.get('instrument')} channel {cyc.get('address')}, which went on "
+            f"without labctl: continue harvesting it with `labctl run --from-run {run_id} --station "
+            f"{meta.get('station_file', 'STATION')} --channel {meta.get('channel', 'CHANNEL')}`"
+        )
     if sim is None and devices is None:
         if not run["simulated"]:
             raise UserError(

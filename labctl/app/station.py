@@ -39,6 +39,8 @@ from labctl.drivers.contracts import CONNECT_TIMEOUT, ChannelDevices, DeviceErro
 
 #: channel role -> registry kind
 ROLES = {"potentiostat": "potentiostat", "stage": "temperature_stage", "dip_coater": "dip_coater"}
+#: a cycler channel: one channel of a multi-channel battery cycler (``cycler: NAME, address: ...``)
+CYCLER_ROLE = "cycler"
 
 
 class StationError(ProtocolError):
@@ -110,6 +112,14 @@ class ChannelSpec(BaseModel):
     potentiostat: str | None = Field(None, description="instrument name of the channel's potentiostat")
     stage: str | None = Field(None, description="instrument name of its temperature stage")
     dip_coater: str | None = Field(None, description="instrument name of its dip coater")
+    cycler: str | None = Field(None, description="instrument name of the battery cycler this channel is on")
+    address: str | None = Field(
+        None, description="the cycler's channel address, e.g. 27-1-3 (Neware devid-subdevid-chlid)"
+    )
+
+    @property
+    def is_cycler(self) -> bool:
+        return self.cycler is not None
 
 
 class Station(BaseModel):
@@ -179,7 +189,15 @@ def _check(station: Station) -> None:
                 )
             )
     used: dict[str, str] = {}
+    addresses: dict[tuple[str, str], str] = {}
     for ch, spec in station.channels.items():
+        if spec.cycler is not None:
+            _check_cycler_channel(station, ch, spec, addresses, issues)
+            continue
+        if spec.address is not None:
+            issues.append(
+                station.issue(("channels", ch, "address"), "an address belongs to a cycler channel", "add cycler: NAME")
+            )
         roles = {r: getattr(spec, r) for r in ROLES if getattr(spec, r) is not None}
         if not roles:
             issues.append(
@@ -222,7 +240,56 @@ def _check(station: Station) -> None:
         raise StationError(issues)
 
 
+def _check_cycler_channel(
+    station: Station, ch: str, spec: ChannelSpec, addresses: dict[tuple[str, str], str], issues: list[Issue]
+) -> None:
+    """A cycler channel: its instrument is a cycler, it has an address, used by one channel only,
+    and no potentiostat/stage/dip coater (a cycler runs the whole protocol itself)."""
+    name = str(spec.cycler)
+    others = [r for r in ROLES if getattr(spec, r) is not None]
+    if others:
+        issues.append(
+            station.issue(
+                ("channels", ch, others[0]),
+                f"a cycler channel has no {others[0].replace('_', ' ')}: the cycler runs the whole protocol",
+                "make it a separate channel",
+            )
+        )
+    if name not in station.instruments:
+        dym = did_you_mean(name, list(station.instruments))
+        issues.append(
+            station.issue(("channels", ch, "cycler"), f"no instrument named {name!r}", dym or "check the name")
+        )
+        return
+    kinds = _kind_of(station.instruments[name].driver)
+    if kinds and "cycler" not in kinds:
+        issues.append(
+            station.issue(
+                ("channels", ch, "cycler"),
+                f"{name!r} ({station.instruments[name].driver}) is a {kinds[0].replace('_', ' ')} driver, not a cycler",
+                f"use it as {_role_for(kinds[0])}, or pick a cycler here",
+            )
+        )
+    if not spec.address:
+        issues.append(
+            station.issue(("channels", ch), "a cycler channel needs its address", "write e.g. address: 27-1-1")
+        )
+        return
+    key = (name, str(spec.address))
+    if key in addresses:
+        issues.append(
+            station.issue(
+                ("channels", ch, "address"),
+                f"{name} channel {spec.address} is already channel {addresses[key]}",
+                "give each channel its own cycler address",
+            )
+        )
+    addresses[key] = ch
+
+
 def _role_for(kind: str) -> str:
+    if kind == "cycler":
+        return "cycler"
     return next(r for r, k in ROLES.items() if k == kind)
 
 
@@ -371,6 +438,13 @@ def open_channel(
 ) -> ChannelDevices:
     """The devices of ``channel``, connected; anything opened is closed again if one fails."""
     spec = station.channel(channel)
+    if spec.cycler is not None:
+        raise StationError.single(
+            station.source,
+            f"channel {channel} is a cycler channel: the cycler runs the protocol itself",
+            "run it with labctl.app.cycler_run.run_on_cycler (labctl run --station F --channel X does)",
+            field=f"channels.{channel}",
+        )
     opened: dict[str, Any] = {}
     try:
         for role in ROLES:
@@ -437,7 +511,7 @@ def survey(station: Station, clock: Any, *, timeout: float = CONNECT_TIMEOUT) ->
                         (
                             ch
                             for ch, spec in station.channels.items()
-                            if name in (spec.potentiostat, spec.stage, spec.dip_coater)
+                            if name in (spec.potentiostat, spec.stage, spec.dip_coater, spec.cycler)
                         ),
                         None,
                     ),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from labctl.cli import analysis, data, demo, lab, report, run, web
+from labctl.cli import analysis, config, data, demo, lab, report, run, web
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -36,7 +36,7 @@ def _root(
     pass
 
 
-for _group in (run, data, analysis, report, lab, web, demo):  # the order of `labctl --help`
+for _group in (run, data, analysis, report, lab, web, demo, config):  # the order of `labctl --help`
     _group.register(app)
 
 

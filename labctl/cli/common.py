@@ -93,13 +93,22 @@ def user_errors(fn: F) -> F:
 
 
 def open_db(url: str | None) -> Any:
-    """The database at ``url`` (default: embedded SQLite); a bad URL is a user error."""
+    """The database at ``url``; without one (no ``--db``, no ``LABCTL_DB``) the config file's
+    ``db.url``, else the embedded SQLite database.  A bad URL is a user error."""
     from labctl.db import Database
 
+    shown, hint = url, "check --db / LABCTL_DB"
+    if url is None:
+        from labctl.app.config import load_config, mask_url
+
+        config = load_config()  # a bad config file: its ProtocolError (file:line:col), exit 2
+        url = config.db.url
+        if url is not None:
+            shown, hint = mask_url(url), f"check db.url in {config.source} (or give --db / LABCTL_DB)"
     try:
         return Database(url)
     except Exception as e:  # a bad URL or an unreachable server is the user's to fix
-        fail(f"cannot open database {url or '(default)'}: {e}\n  hint: check --db / LABCTL_DB")
+        fail(f"cannot open database {shown or '(default)'}: {e}\n  hint: {hint}")
 
 
 def get_run(db: Any, run_id: int) -> dict[str, Any]:

@@ -63,14 +63,24 @@ def emulate(
     seed: int = typer.Option(0, help="Random seed of the emulated cells."),
     write: Path | None = typer.Option(None, "--write", help="Write the emulated station file here."),
     seconds: float | None = typer.Option(None, help="Serve this long, then stop (default: until Ctrl-C)."),
+    speed: str | None = typer.Option(
+        None,
+        help="Emulated time: max (virtual: a cycler test runs as fast as the CPU allows) or a factor.",
+    ),
 ) -> None:
     """Serve an emulator for every instrument of a station and print the station file that reaches them."""
     from labctl.app.emulate import emulate_station
-    from labctl.core.clock import WallClock
+    from labctl.core.clock import Clock, WallClock, clock_for_speed
     from labctl.simulators.presets import load_preset
 
     load_preset(preset)  # a bad preset is a user error before anything is served
-    em = emulate_station(_station(station), WallClock(), preset=preset, seed=seed)
+    clock: Clock = WallClock()
+    if speed is not None:
+        try:
+            clock = clock_for_speed(speed)
+        except ValueError:
+            fail(f"--speed {speed!r}: use 'max' or a positive number such as 100")
+    em = emulate_station(_station(station), clock, preset=preset, seed=seed)
     try:
         text = em.to_yaml()
         if write is not None:
@@ -111,6 +121,10 @@ def resume(
         clock = clock_for_speed(speed)
     except ValueError:
         fail(f"--speed {speed!r}: use 'max' or a positive number such as 100")
+    from labctl.app.notify import RunNotifier
+    from labctl.cli.run import notify_run_end
+
+    notifier = RunNotifier.from_config()  # the config file's notify: section; a bad file stops here
     database = open_db(db)
     outcome = resume_run(database, run_id, clock=clock)
     if as_json:
@@ -128,6 +142,7 @@ def resume(
             f"run {run_id}: {outcome.status} - {outcome.end_reason}; {fmt_duration(outcome.duration)} of "
             f"test time, {outcome.n_samples:,} samples"
         )
+    notify_run_end(notifier, database, [run_id], outcome)
     _exit_for(outcome.status)
 
 

@@ -128,6 +128,9 @@ def run(
         fail("--station needs --channel NAME (one of the station's channels)")
     if transcript is not None and station is None:
         fail("--transcript records a station's instruments: use it with --station FILE --channel NAME")
+    from labctl.app.notify import RunNotifier
+
+    notifier = RunNotifier.from_config()  # the config file's notify: section; a bad file stops here
     clock: Clock
     if sim:
         try:
@@ -151,6 +154,14 @@ def run(
         fail("missing protocol file (or --from-run RUN)")
     else:
         proto = load_protocol(protocol)
+    if station is not None and not sim and not driver:
+        from labctl.app.station import load_station
+
+        st = load_station(station)
+        assert channel is not None
+        if st.channel(channel).cycler is not None:
+            _run_cycler(proto, st, station, channel, db if database is None else database, from_run, as_json, notifier)
+            return
     settings = None
     if sim:
         settings = SimSettings(
@@ -201,7 +212,10 @@ def run(
     with Progress(*cols, console=err, transient=False, disable=as_json) as bar:
         task = bar.add_task("starting", cycle=0, t="0 s", n=0)
 
+        run_ids: list[int] = []
+
         def on_start(run_id: int | None) -> None:
+            run_ids.extend([run_id] if run_id is not None else [])
             where = f", simulated, preset {settings.preset}, seed {settings.seed}" if settings else ""
             bar.console.print(f"run [bold]{run_id}[/] started ({proto.name}{where}) in {database.url}")
 
@@ -224,18 +238,22 @@ def run(
 
             assert settings is not None
             op = SimulatedOperator(clock, name=operator, seed=settings.seed)
-        outcome = run_protocol(
-            proto,
-            db=database,
-            sim=settings,
-            devices=devices,
-            clock=clock,
-            operator=op,
-            channel=channel or driver or "sim-1",
-            on_progress=on_progress,
-            on_start=on_start,
-            meta=meta or None,
-        )
+        try:
+            outcome = run_protocol(
+                proto,
+                db=database,
+                sim=settings,
+                devices=devices,
+                clock=clock,
+                operator=op,
+                channel=channel or driver or "sim-1",
+                on_progress=on_progress,
+                on_start=on_start,
+                meta=meta or None,
+            )
+        except BaseException:
+            notify_run_end(notifier, database, run_ids, None)
+            raise
     summary = {
         "run_id": outcome.run_id,
         "status": outcome.status,
@@ -254,6 +272,107 @@ def run(
             f"run {outcome.run_id}: [{colour}]{outcome.status}[/] - {outcome.end_reason}; "
             f"{fmt_duration(outcome.duration)} of test time, {outcome.n_samples:,} samples"
         )
+    notify_run_end(notifier, database, run_ids, outcome)
+    if outcome.status == "aborted":
+        raise typer.Exit(EXIT_ABORTED)
+    if outcome.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.status != "completed":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def notify_run_end(notifier: Any, database: Any, run_ids: list[int], outcome: Any) -> None:
+    """Send the run's end to the config's notify targets (when it asks for it) and say how it went.
+
+    The run is over and recorded; this only keeps the process alive until the messages are out
+    (at most ``notifier.max_wait`` s; Ctrl-C gives up on them)."""
+    if notifier is None or not run_ids:
+        return
+    notifier.run_ended_in(database, run_ids[0], outcome)
+    try:
+        notifier.join(1.0)
+        if notifier.pending:
+            print_error(f"sending notifications (at most {notifier.max_wait:.0f} s; Ctrl-C to give up on them)")
+        deliveries = notifier.join(notifier.max_wait)
+    except KeyboardInterrupt:
+        deliveries = notifier.deliveries
+    for d in deliveries:
+        ok = f"notified by {d.channel}: {d.target} ({d.detail})"
+        print_error(ok if d.ok else f"warning: notification by {d.channel} failed: {d.target}: {d.detail}")
+    if notifier.pending:
+        print_error(f"warning: {notifier.pending} notification(s) not sent; given up")
+
+
+def _run_cycler(
+    proto: Any,
+    st: Any,
+    station: Path,
+    channel: str,
+    db: Any,
+    from_run: int | None,
+    as_json: bool,
+    notifier: Any = None,
+) -> None:
+    """``labctl run --station F --channel X`` on a cycler channel: submit (or find the job), watch, harvest."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from labctl.app.cycler_run import run_on_cycler
+    from labctl.app.cycler_translate import translate
+
+    translate(proto)  # a step the cycler cannot run: exit 2 before the database or the cycler is touched
+    database = db if hasattr(db, "open_run") else open_db(db)
+    meta: dict[str, Any] = {"station": st.name or str(station), "station_file": str(station), "channel": channel}
+    if from_run:
+        meta["from_run"] = from_run
+    cols = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("cycle {task.fields[cycle]}"),
+        TextColumn("t = {task.fields[t]}"),
+        TextColumn("{task.fields[n]:,} samples"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*cols, console=err, transient=False, disable=as_json) as bar:
+        task = bar.add_task("submitting", cycle=0, t="0 s", n=0)
+
+        def on_start(run_id: int | None) -> None:
+            bar.console.print(f"run [bold]{run_id}[/] on cycler channel {channel} ({proto.name}) in {database.url}")
+
+        def on_progress(p: Any) -> None:
+            bar.update(
+                task,
+                description=f"step {p.step_index} {p.kind}",
+                cycle=p.cycle,
+                t=fmt_duration(p.t_test),
+                n=p.n_samples,
+            )
+
+        poll = float(st.instruments[st.channel(channel).cycler].options.get("poll", 10.0))
+        outcome = run_on_cycler(
+            proto,
+            db=database,
+            station=st,
+            channel=channel,
+            poll=poll,
+            on_start=on_start,
+            on_progress=on_progress,
+            meta=meta,
+        )
+    summary = {
+        "run_id": outcome.run_id,
+        "status": outcome.status,
+        "end_reason": outcome.end_reason,
+        "duration_s": outcome.duration,
+        "samples": outcome.n_samples,
+        "steps": len(outcome.steps),
+        "db": str(database.url),
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        out.print(f"run {outcome.run_id}: {outcome.status} - {outcome.end_reason}; {outcome.n_samples:,} samples")
+    if outcome.run_id is not None:
+        notify_run_end(notifier, database, [outcome.run_id], outcome)
     if outcome.status == "aborted":
         raise typer.Exit(EXIT_ABORTED)
     if outcome.status == "interrupted":

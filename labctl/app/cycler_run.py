@@ -1,0 +1,633 @@
+"""Runs on battery-cycler channels: submit once, watch, harvest into the normal run records.
+
+::
+
+    from labctl.app.cycler_run import run_on_cycler
+    outcome = run_on_cycler("ce-longterm-0.5mA", db=db, station=station, channel="N1")
+
+``run_on_cycler(protocol, *, db, station, channel, clock=None, poll=10.0, ...) -> RunOutcome``
+(the outcome shape of :func:`labctl.app.controller.run_protocol`):
+
+1. translates the protocol (:mod:`labctl.app.cycler_translate`; a step the cycler cannot
+   run is a :class:`~labctl.core.errors.ProtocolError` before anything is written or sent);
+2. finds an unfinished job of the same protocol on the same cycler channel in the database
+   (``cycler_jobs``): then it takes its run over (``Database.reopen_run``) and continues
+   harvesting after the samples already committed - no second start;
+3. otherwise opens a run, writes a ``cycler_jobs`` row (state ``submitting``, a unique
+   barcode) *before* sending the start, writes the step file into the cycler's step folder,
+   starts it and stores the job id;
+4. harvests pages into the run's :class:`~labctl.db.RunRecorder`: every cycler data point is
+   one sample (``charge`` from the cycler's own capacity counter, signed by labctl's current
+   convention); cycler step numbers become labctl steps (``step_started``/``step_ended`` with
+   the protocol's paths and labels), loop iterations become cycles as
+   :mod:`labctl.core.conventions` defines them.  After each page it stores a checkpoint (the
+   harvest cursor and the mapping state) and the cursor in ``cycler_jobs``;
+5. ends with the job: completed, stopped, the cycler's protection (status ``safety``), a
+   refused start, or a link that stays down (status ``interrupted``: the job goes on on the
+   cycler, the same call continues it).  labctl never switches a cycler cell off itself
+   except by ``stop`` when one of its host-side watches (short circuit, max_duration) ends
+   the run; the cycler keeps its cells safe.
+
+A restart is exact: the resume position is the number of committed samples (one per cycler
+point), the mapping state is the last checkpoint's, replayed over the points committed after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labctl.app.cycler_translate import Translation, cell_remark, translate
+from labctl.core.contracts import NullRecorder
+from labctl.core.interrupts import Terminated, termination_as_interrupt
+from labctl.drivers.contracts import DeviceError, JobRefused, JobState, WrongChannelReply
+from labctl.drivers.cycler import CyclerCC
+from labctl.engine.runner import Progress, RunOutcome, StepOutcome
+
+ACTIVE = ("submitting", "running", "paused")
+MAP_VERSION = 1
+
+
+@dataclass
+class _Open:
+    index: int
+    seq: int
+    stepid: int
+    t_start: float
+    n: int = 0
+    q: float = 0.0
+    t_last: float = 0.0
+    v_last: float = float("nan")
+    steptime_last: float = 0.0
+    i_last: float | None = None
+
+
+@dataclass
+class _Stop:
+    reason: str
+    t: float
+
+
+@dataclass
+class Mapper:
+    """Cycler points -> labctl steps, cycles and samples (a plain state machine, checkpointed)."""
+
+    tr: Translation
+    step_counter: int = 0
+    cycle: int = 0
+    iters: dict[int, int] = field(default_factory=dict)
+    loop_t0: dict[int, float] = field(default_factory=dict)
+    open: _Open | None = None
+    short_since: float | None = None
+    skip_started_upto: int = 0  # step rows already in the database (restart)
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+    stopped: _Stop | None = None
+    n_recorded: int = 0
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        o = self.open
+        return {
+            "version": MAP_VERSION,
+            "program": self.tr.digest,
+            "step_counter": self.step_counter,
+            "cycle": self.cycle,
+            "iters": {str(k): v for k, v in self.iters.items()},
+            "loop_t0": {str(k): v for k, v in self.loop_t0.items()},
+            "open": None if o is None else {**vars(o)},
+            "short_since": self.short_since,
+        }
+
+    def load(self, s: dict[str, Any]) -> None:
+        if s.get("program") != self.tr.digest or s.get("version") != MAP_VERSION:
+            raise ValueError("the checkpoint belongs to another protocol text")
+        self.step_counter = int(s["step_counter"])
+        self.cycle = int(s["cycle"])
+        self.iters = {int(k): int(v) for k, v in s["iters"].items()}
+        self.loop_t0 = {int(k): float(v) for k, v in s["loop_t0"].items()}
+        self.open = None if s["open"] is None else _Open(**s["open"])
+        self.short_since = s.get("short_since")
+
+    # ------------------------------------------------------------------ mapping
+    def _render(self, template: str) -> str:
+        if "{" not in template:
+            return template.replace("}}", "}")
+        return template.format(**{f"L{k}": v for k, v in self.iters.items()})
+
+    def _event(self, rec: Any, t: float, kind: str, message: str, data: dict | None = None) -> None:
+        self.events.append((t, kind, message))
+        rec.event(t, kind, message, data)
+
+    def _enter(self, rec: Any, stepid: int, seq: int, t: float, prev: int | None) -> bool:
+        """A new cycler step began at test time ``t``; False when a host watch ends the run here."""
+        info = self.tr.steps.get(stepid)
+        if info is None:
+            raise DeviceError(f"the cycler reports step {stepid}, which the submitted step file does not have")
+        reset = False
+        for lp in info.loops:
+            li = self.tr.loops[lp]
+            if reset or lp not in self.iters:
+                self.iters[lp] = 1
+                self.loop_t0[lp] = t
+                reset = True
+            elif stepid == li.first and prev is not None and li.first <= prev <= li.last:
+                if li.max_duration is not None and t - self.loop_t0[lp] >= li.max_duration:
+                    msg = f"{self._render(li.path)}: reached max_duration={li.max_duration / 3600:g} h"
+                    self._event(rec, t, "repeat", msg)
+                    self.stopped = _Stop(msg, t)
+                    return False
+                self.iters[lp] += 1
+                reset = True
+            else:
+                continue
+            if li.innermost:
+                self.cycle += 1
+        for lp in [k for k in self.iters if k not in info.loops]:
+            del self.iters[lp]
+            self.loop_t0.pop(lp, None)
+        for kind, message in info.events:
+            self._event(rec, t, kind, self._render(message))
+        self.step_counter += 1
+        idx = self.step_counter
+        if idx > self.skip_started_upto:
+            rec.step_started(
+                idx,
+                path=self._render(info.path),
+                kind=info.kind,
+                label=info.label,
+                cycle=self.cycle,
+                params=info.params,
+                t=t,
+            )
+        self.open = _Open(idx, seq, stepid, t, t_last=t)
+        self.short_since = None
+        return True
+
+    def close_step(self, rec: Any, why: str | None = None, detail: str = "") -> None:
+        o = self.open
+        if o is None:
+            return
+        info = self.tr.steps[o.stepid]
+        reason = why or _end_reason(info.step, o)
+        rec.step_ended(o.index, t=o.t_last, end_reason=reason, detail=detail, n_samples=o.n, charge=o.q)
+        self.outcomes.append(StepOutcome(o.index, info.kind, reason, detail, o.t_start, o.t_last, o.n, o.q, o.v_last))
+        if info.aurbach_strip and reason != "charge":
+            self._event(
+                rec,
+                o.t_last,
+                "aurbach",
+                f"cycle {self.cycle}: strip ended early ({reason}); the reservoir is exhausted",
+            )
+        self.open = None
+
+    def feed(self, rec: Any, h: Any) -> int:
+        """Record one harvest page; the number of points recorded (fewer when a host watch ended the run)."""
+        b = h.block
+        n = len(b)
+        if n == 0 or self.stopped is not None:
+            return 0
+        seq = h.extra["step_seq"]
+        stepid = np.asarray(h.step)
+        cap = h.extra["capacity_mAh"]
+        steptime = h.extra["step_time"]
+        cuts = np.flatnonzero(np.diff(seq)) + 1
+        bounds = [0, *cuts.tolist(), n]
+        done = 0
+        for a, z in itertools.pairwise(bounds):
+            s, sid = int(seq[a]), int(stepid[a])
+            if self.open is None or self.open.seq != s:
+                prev = None if self.open is None else self.open.stepid
+                t_begin = float(b.t[a]) - float(steptime[a])
+                self.close_step(rec)
+                if not self._enter(rec, sid, s, t_begin, prev):
+                    return done
+            o = self.open
+            assert o is not None
+            info = self.tr.steps[sid]
+            t, v, i = b.t[a:z], b.voltage[a:z], b.current[a:z]
+            z_cut = z
+            if info.short is not None:
+                k = self._short(t, v, i, info.short)
+                if k is not None:
+                    z_cut = a + k + 1
+                    t, v, i = t[: k + 1], v[: k + 1], i[: k + 1]
+            if isinstance(info.step, CyclerCC):  # the cycler's own capacity counter, signed by labctl's convention
+                q = float(np.sign(info.step.current)) * cap[a:z_cut] * 3.6
+            else:  # rest, CV: integrated like the engine does (the counter is unsigned)
+                from labctl.engine.conditions import step_charge
+
+                q = step_charge(t, i, o.t_last if o.n else o.t_start, o.i_last, o.q)
+            rec.samples(o.index, self.cycle, t, v, i, q)
+            self.n_recorded += len(t)
+            o.n += len(t)
+            o.q = float(q[-1])
+            o.t_last, o.v_last, o.steptime_last = float(t[-1]), float(v[-1]), float(steptime[z_cut - 1])
+            o.i_last = float(i[-1])
+            done += len(t)
+            if z_cut < z:
+                msg = f"short circuit detected in cycle {self.cycle} at {o.t_last / 3600:.2f} h"
+                self._event(rec, o.t_last, "short_circuit", msg, {"cycle": self.cycle, "t_test": o.t_last})
+                self.close_step(rec, "short_circuit")
+                self.stopped = _Stop(f"protocol completed; short circuit at {o.t_last / 3600:.2f} h", o.t_last)
+                return done
+        return done
+
+    def _short(self, t: np.ndarray, v: np.ndarray, i: np.ndarray, short: tuple[float, float]) -> int | None:
+        below, hold = short
+        low = (np.abs(v) < below) & (i != 0)
+        for k in range(len(t)):
+            if low[k]:
+                if self.short_since is None:
+                    self.short_since = float(t[k])
+                if float(t[k]) - self.short_since >= hold:
+                    return k
+            else:
+                self.short_since = None
+        return None
+
+
+def _end_reason(step: Any, o: _Open) -> str:
+    """Which limit ended a step, from its last sample (the cycler reports no reason per point)."""
+    tol = 1e-6
+    kind = getattr(step, "kind", "")
+    if kind == "cc":
+        if step.voltage_limit is not None and (
+            (step.current > 0 and o.v_last >= step.voltage_limit - tol)
+            or (step.current < 0 and o.v_last <= step.voltage_limit + tol)
+        ):
+            return "voltage_above" if step.current > 0 else "voltage_below"
+        if step.duration is not None and o.steptime_last >= step.duration - tol:
+            return "duration"
+        return "charge" if step.charge is not None else "duration"
+    if kind == "cv":
+        if step.duration is not None and o.steptime_last >= step.duration - tol:
+            return "duration"
+        return "current_below"
+    return "duration"
+
+
+# ---------------------------------------------------------------------------------- the run
+def _station_channel(station: Any, channel: str) -> tuple[str, str]:
+    from labctl.app.station import StationError
+
+    spec = station.channel(channel)
+    if spec.cycler is None:
+        raise StationError.single(
+            station.source,
+            f"channel {channel} has no cycler",
+            "write e.g. {cycler: bts1, address: 27-1-1}",
+            field=f"channels.{channel}",
+        )
+    return spec.cycler, str(spec.address)
+
+
+def run_on_cycler(
+    protocol: Any,
+    *,
+    db: Any,
+    station: Any,
+    channel: str,
+    clock: Any | None = None,
+    poll: float = 10.0,
+    retries: int = 3,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+    meta: dict | None = None,
+    cycler: Any | None = None,
+) -> RunOutcome:
+    """Run ``protocol`` (a path, library name or model) on cycler channel ``channel`` of ``station``.
+
+    ``poll``: seconds of wall time between status queries while nothing new arrived.
+    ``retries``: consecutive link failures tolerated (each followed by a reconnect) before the
+    run is left ``interrupted`` (the job goes on on the cycler; call again to continue).
+    ``cycler``: an already connected driver (tests); default: the station's instrument, opened here.
+    """
+    from labctl.core.clock import WallClock
+    from labctl.protocols import load_protocol
+
+    if isinstance(protocol, (str, Path)):
+        protocol = load_protocol(protocol)
+    clock = clock or WallClock()
+    instrument, address = _station_channel(station, channel)
+    tr = translate(protocol, cell_remark=cell_remark(protocol))  # refusals before anything is written
+    owned = cycler is None
+    if cycler is None:
+        from labctl.app.station import open_instrument
+
+        cycler = open_instrument(station, instrument, clock)
+    sha = hashlib.sha256(cycler.step_file_text(tr.program).encode("utf-8")).hexdigest()
+    holder: dict[str, Any] = {}
+    try:
+        with termination_as_interrupt():
+            return _run(
+                protocol, tr, sha, db, station, channel, instrument, address, cycler, clock, poll, retries,
+                on_progress, on_start, meta, holder,
+            )  # fmt: skip
+    except KeyboardInterrupt as e:
+        rec, mapper = holder.get("rec"), holder.get("mapper")
+        if rec is None or rec.closed or mapper is None:
+            raise
+        why = "Ctrl-C" if not isinstance(e, Terminated) else e.signame
+        reason = (
+            f"labctl stopped watching ({why}); the job goes on on the cycler - run the same command again "
+            f"to continue harvesting"
+        )
+        mapper._event(rec, _t(mapper), "interrupted", reason)
+        return _end(db, rec, mapper, clock, "interrupted", reason, mapper.n_recorded, close=False)
+    except DeviceError as e:  # while resuming (replay, job lookup): the run stays resumable
+        rec, mapper = holder.get("rec"), holder.get("mapper")
+        if rec is None or rec.closed or mapper is None:
+            raise
+        reason = f"cycler link error: {e}; run the same command again to continue"
+        mapper._event(rec, _t(mapper), "link", reason)
+        return _end(db, rec, mapper, clock, "interrupted", reason, mapper.n_recorded, close=False)
+    finally:
+        if owned:
+            cycler.close()
+
+
+def _run(
+    protocol: Any,
+    tr: Translation,
+    sha: str,
+    db: Any,
+    station: Any,
+    channel: str,
+    instrument: str,
+    address: str,
+    cycler: Any,
+    clock: Any,
+    poll: float,
+    retries: int,
+    on_progress: Callable[[Progress], None] | None,
+    on_start: Callable[[int | None], None] | None,
+    meta: dict | None,
+    holder: dict[str, Any],
+) -> RunOutcome:
+    from labctl.app.controller import UserError, cell_attributes
+
+    if True:
+        if address not in cycler.channels():
+            from labctl.app.station import StationError
+
+            line, col = station.where("channels", channel, "address")
+            raise StationError.single(
+                station.source,
+                f"cycler {instrument} has no channel {address}",
+                f"its channels: {', '.join(cycler.channels())}",
+                line=line,
+                col=col,
+                field=f"channels.{channel}.address",
+            )
+        db.reap_interrupted()
+        row = next(
+            (
+                r
+                for r in reversed(db.cycler_jobs(instrument=instrument, channel=address))
+                if r["state"] in ACTIVE and db.run(r["run_id"])["status"] in ("interrupted", "running")
+            ),
+            None,
+        )
+        if row is not None and row["step_file_sha"] != sha:
+            raise UserError(
+                f"cycler channel {instrument} {address} still runs run {row['run_id']} (job {row['job']}) "
+                f"of another protocol: stop that job on the cycler first, or choose another channel"
+            )
+        mapper = Mapper(tr)
+        holder["mapper"] = mapper
+        resumed = row is not None
+        if row is not None:
+            run_id = int(row["run_id"])
+            if db.run(run_id)["status"] == "running":
+                raise UserError(f"run {run_id} on {instrument} {address} is being harvested by a live labctl process")
+            open_steps = [s["step_index"] for s in db.steps(run_id) if s["t_end"] is None]
+            rec, info = db.reopen_run(run_id)
+            holder["rec"] = rec
+            for idx in open_steps:
+                db.reopen_step(run_id, idx)
+            last = db.last_checkpoint(run_id)
+            if last is not None:
+                mapper.load(last["mapper"])
+                cursor = int(last["cursor"])
+            else:
+                cursor = 0
+            mapper.skip_started_upto = int(info["max_step"])
+            committed = int(info["n_samples"])
+            rec.event(
+                info["t_last"], "resume", f"labctl restarted: harvesting job {row['job']} after point {committed}"
+            )
+            job_row = int(row["id"])
+            job = row["job"]
+            if on_start is not None:
+                on_start(run_id)
+            if job is None:  # killed between the start and its answer: look it up, never start again
+                job = cycler.find_job(address, row["barcode"])
+                if job is None:
+                    db.update_cycler_job(job_row, state="refused", detail="the start never reached the cycler")
+                    return _end(
+                        db, rec, mapper, clock, "failed", "the start never reached the cycler; nothing ran", committed
+                    )
+                db.update_cycler_job(job_row, job=job, state="running")
+            if committed > cursor:  # points committed after the last checkpoint: replay them silently
+                null = NullRecorder()
+                while cursor < committed:
+                    h = cycler.harvest(job, str(cursor))
+                    take = min(len(h.block), committed - cursor)
+                    if take == 0:
+                        break
+                    mapper.feed(null, _head(h, take))
+                    cursor += take
+                mapper.outcomes.clear()
+                mapper.events.clear()
+            cursor = committed
+            mapper.n_recorded = committed
+        else:
+            cell = protocol.cell
+            attrs = cell_attributes(protocol, None)
+            rec = db.open_run(
+                protocol_name=protocol.name,
+                protocol_text=protocol.text,
+                protocol_source=protocol.source,
+                cell_label=cell.id,
+                cell_kind=cell.kind,
+                cell_attrs=attrs,
+                channel=channel,
+                simulated=False,
+                seed=None,
+                preset=None,
+                started_unix=clock.unix(clock.now()),
+                meta={**(meta or {}), "cell": attrs, "cycler": {"instrument": instrument, "address": address}},
+            )
+            holder["rec"] = rec
+            run_id = int(rec.run_id)
+            if on_start is not None:
+                on_start(run_id)
+            barcode = f"labctl-{run_id}"
+            job_row = db.add_cycler_job(
+                run_id=run_id,
+                instrument=instrument,
+                channel=address,
+                barcode=barcode,
+                step_file=None,
+                step_file_sha=sha,
+            )
+            try:
+                _local, remote, _ = cycler.write_step_file(tr.program, barcode)
+                db.update_cycler_job(job_row, step_file=remote)
+                job = cycler.submit(address, tr.program, barcode=barcode, step_file=remote)
+            except DeviceError as e:
+                found = None if isinstance(e, JobRefused) else _lookup(cycler, address, barcode)
+                if found is None:
+                    db.update_cycler_job(job_row, state="refused", detail=str(e))
+                    rec.event(0.0, "error", f"cycler start failed: {e}")
+                    return _end(db, rec, mapper, clock, "failed", f"cycler start failed: {e}", 0)
+                rec.event(0.0, "link", f"the start's answer was lost ({e}); the cycler runs it as job {found}")
+                job = found
+            db.update_cycler_job(job_row, job=job, state="running")
+            rec.event(
+                0.0, "cycler", f"started job {job} on {instrument} {address} (step file {remote}, barcode {barcode})"
+            )
+            cursor = 0
+        return _watch(db, rec, mapper, cycler, job, job_row, cursor, clock, poll, retries, on_progress, tr, resumed)
+
+
+def _lookup(cycler: Any, address: str, barcode: str) -> str | None:
+    """After a start whose answer was lost: the job it started, if it did (found by its barcode)."""
+    try:
+        cycler.reconnect()
+        job: str | None = cycler.find_job(address, barcode)
+        return job
+    except DeviceError:
+        return None
+
+
+def _head(h: Any, k: int) -> Any:
+    from labctl.drivers.contracts import Harvest
+
+    return Harvest(
+        h.block.head(k),
+        h.step[:k],
+        h.cycle[:k],
+        str(int(h.cursor) - len(h.block) + k),
+        {x: v[:k] for x, v in h.extra.items()},
+    )
+
+
+def _watch(
+    db: Any,
+    rec: Any,
+    mapper: Mapper,
+    cycler: Any,
+    job: str,
+    job_row: int,
+    cursor: int,
+    clock: Any,
+    poll: float,
+    retries: int,
+    on_progress: Callable[[Progress], None] | None,
+    tr: Translation,
+    resumed: bool,
+) -> RunOutcome:
+    failures = 0
+    n_total = cursor
+    while True:
+        try:
+            st = cycler.status(job)
+            while True:
+                h = cycler.harvest(job, str(cursor))
+                if len(h.block) == 0:
+                    break
+                done = mapper.feed(rec, h)
+                cursor += len(h.block)
+                n_total += done
+                if done < len(h.block) or mapper.stopped is not None:
+                    break
+                if tr.max_duration is not None and mapper.open is not None and mapper.open.t_last > tr.max_duration:
+                    mapper.stopped = _Stop(
+                        f"safety limit: max_duration {tr.max_duration / 3600:g} h reached", mapper.open.t_last
+                    )
+                    break
+                rec.checkpoint(mapper.open.t_last if mapper.open else 0.0, {"cursor": cursor, "mapper": mapper.state()})
+                rec.flush()
+                db.update_cycler_job(job_row, cursor=str(cursor))
+                if on_progress is not None and mapper.open is not None:
+                    o = mapper.open
+                    info = tr.steps[o.stepid]
+                    on_progress(Progress(o.index, info.path, info.kind, info.label, mapper.cycle, o.t_last, n_total))
+            failures = 0
+        except DeviceError as e:
+            if isinstance(e, WrongChannelReply):
+                msg = f"the cycler answered for another channel: {e}; nothing of it was recorded"
+                mapper._event(rec, _t(mapper), "error", msg)
+                db.update_cycler_job(job_row, state="unknown", detail=msg)
+                return _end(db, rec, mapper, clock, "failed", msg, n_total)
+            failures += 1
+            mapper._event(rec, _t(mapper), "link", f"cycler link error ({failures}/{retries}): {e}")
+            if failures > retries:
+                msg = (
+                    f"lost the cycler link: {e}; job {job} goes on on the cycler - run the same command again "
+                    f"to continue harvesting"
+                )
+                db.update_cycler_job(job_row, detail=msg)
+                rec.flush()
+                return _end(db, rec, mapper, clock, "interrupted", msg, n_total, close=False)
+            time.sleep(min(poll, 1.0))
+            with contextlib.suppress(DeviceError):
+                cycler.reconnect()
+            continue
+        if mapper.stopped is not None:
+            try:
+                cycler.stop(job)
+                mapper._event(rec, mapper.stopped.t, "cycler", f"labctl stopped job {job}: {mapper.stopped.reason}")
+            except DeviceError as e:
+                mapper._event(rec, mapper.stopped.t, "error", f"could not stop job {job}: {e}")
+            skipped = cursor - n_total
+            status = "safety" if mapper.stopped.reason.startswith("safety") else "completed"
+            mapper.close_step(rec)
+            db.update_cycler_job(job_row, state="stopped", cursor=str(cursor), detail=mapper.stopped.reason)
+            if skipped > 0:
+                mapper._event(
+                    rec, _t(mapper), "cycler", f"{skipped} point(s) the cycler measured after that end are not recorded"
+                )
+            return _end(db, rec, mapper, clock, status, mapper.stopped.reason, n_total)
+        if st.state in (JobState.COMPLETED, JobState.STOPPED, JobState.FAILED):
+            mapper.close_step(
+                rec,
+                None if st.state is JobState.COMPLETED else ("aborted" if st.state is JobState.STOPPED else "safety"),
+            )
+            if st.state is JobState.COMPLETED:
+                status, reason, state = "completed", "protocol completed", "completed"
+            elif st.state is JobState.STOPPED:
+                status, reason, state = "aborted", f"the job was stopped on the cycler ({st.detail})", "stopped"
+            else:
+                status, reason, state = "safety", f"the cycler ended the job: {st.detail}", "failed"
+                mapper._event(rec, _t(mapper), "protect", reason)
+            db.update_cycler_job(job_row, state=state, cursor=str(cursor), detail=st.detail)
+            return _end(db, rec, mapper, clock, status, reason, n_total)
+        time.sleep(poll)
+
+
+def _t(mapper: Mapper) -> float:
+    if mapper.open is not None:
+        return mapper.open.t_last
+    return mapper.outcomes[-1].t_end if mapper.outcomes else 0.0
+
+
+def _end(
+    db: Any, rec: Any, mapper: Mapper, clock: Any, status: str, reason: str, n: int, *, close: bool = True
+) -> RunOutcome:
+    if close:
+        mapper.close_step(rec)
+    t_end = _t(mapper)
+    rec.finish(status, reason, clock.unix(clock.now()))
+    rec.close()
+    return RunOutcome(rec.run_id, status, reason, t_end, n, mapper.outcomes, mapper.events)
