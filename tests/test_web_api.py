@@ -408,3 +408,11 @@ def test_pause_and_resume_reach_a_real_run_through_the_database(tmp_path):
     assert out and out[0].status == "completed"
     assert d.n_samples(run_id) > n_paused
     d.close()
+
+
+def test_no_page_of_the_app_loads_anything_from_another_host(db):
+    c = TestClient(create_app(db, warm=False))
+    assert c.get("/api/docs").status_code == 404  # Swagger UI would come from a CDN
+    for path in ("/", "/runs/1", "/campaigns"):
+        html = c.get(path).text
+        assert "//" not in html.replace("<!doctype html>", ""), path

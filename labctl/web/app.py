@@ -276,7 +276,7 @@ def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5, warm: 
         description="Live view of the labctl database: channels, runs, campaigns.  Read-only; "
         "control (pause, resume, cancel) needs the dashboard token in the X-Labctl-Token header.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI would load from a CDN: the spec itself is at /api/openapi.json
         redoc_url=None,
     )
     app.state.db = db
