@@ -7,6 +7,7 @@ Screenshots are kept in out/test-artifacts/ (the CI keeps that folder).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -151,6 +152,7 @@ def test_grid_shows_every_channel_updating_within_2s_of_commit(lab):
     text = page.inner_text("#grid")
     assert "dashboard-live" in text and " V" in text and "µA" in text  # 0.5 mA/cm2 x 1.267 cm2 = 633 µA
     page.screenshot(path=str(ARTIFACTS / "dashboard-grid-16-channels.png"), full_page=True)
+    (ARTIFACTS / "dashboard-grid-lags.json").write_text(json.dumps({"lag_s": lags, "channels": N_CHANNELS}))
     assert max(lags) < 2.0
     assert not problems, problems
 
