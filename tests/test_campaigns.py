@@ -463,3 +463,52 @@ def test_cancelling_an_interrupted_run_ends_its_run_row(db, tmp_path):
     run = db.run(out.run_id)
     assert run["status"] == "aborted" and "cancelled by the user (not resumed)" in run["end_reason"]
     assert q.planned(db, pid)["state"] == "cancelled"
+
+
+def test_the_worker_tells_the_config_s_webhook_how_each_run_ended(tmp_path, monkeypatch):
+    """A worker started with a config file's notify: section posts one message per finished run."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(
+            f"notify:\n  on: all\n  backoff: 0\n  webhooks:\n    - url: http://127.0.0.1:{server.server_address[1]}/hook\n"
+        )
+        monkeypatch.setenv("LABCTL_CONFIG", str(cfg))
+        path = _campaign(
+            tmp_path,
+            "name: told\nstations: [STATION]\nruns:\n"
+            "  - {key: a, protocol: dip-coat, preset: br-mg, channel: ch1}\n"
+            "  - {key: b, protocol: dip-coat, preset: br-mg, channel: ch2}\n",
+        )
+        url = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+        cli = CliRunner()
+        assert cli.invoke(app, ["schedule", str(path), "--db", url, "--no-wait"]).exit_code == 0
+        r = cli.invoke(app, ["worker", "--station", str(STATION), "--db", url, "--speed", "max", "--until-idle"])
+        assert r.exit_code == 0, r.output
+        runs = sorted(p["run_id"] for p in got)
+        d = Database(url)
+        try:
+            assert runs == sorted(row["run_id"] for row in q.queue(d)) and len(runs) == 2
+        finally:
+            d.close()
+        assert {p["status"] for p in got} == {"completed"}
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -241,13 +241,19 @@ def run_protocol(
         )
     if on_start is not None:
         on_start(None if recorder is None else recorder.run_id)
+    watcher = None
     if recorder is not None:
         engine.rec = recorder
+        watcher = control_watcher(db, recorder, engine, clock)
     engine.on_coating = coatings.append
     try:
         with termination_as_interrupt():  # SIGTERM/SIGHUP end the run like Ctrl-C, cell off, resumable
+            if watcher is not None:
+                watcher.start()
             outcome = engine.run()
     finally:
+        if watcher is not None:
+            watcher.stop()
         try:
             close_devices(devices)
         finally:
@@ -258,3 +264,23 @@ def run_protocol(
             for label in c["cells"]:
                 db.add_coating(cell_label=label, **{k: v for k, v in c.items() if k != "cells"})
     return outcome
+
+
+def control_watcher(db: Any, recorder: Any, engine: Engine, clock: Clock, t0: float | None = None) -> Any:
+    """Applies the dashboard's pause/resume/cancel requests to ``engine`` (see labctl.app.control);
+    ``t0``: the clock reading at test time 0 (default: now), for the acknowledging event."""
+    from labctl.app.control import ControlWatcher
+
+    if not hasattr(db, "transaction"):  # a stand-in database without SQL: nobody can send requests
+        return None
+    origin = clock.now() if t0 is None else t0
+
+    def applied(req: Any) -> None:
+        recorder.event(
+            max(0.0, clock.now() - origin),
+            "control_applied",
+            f"{req.action} applied (request #{req.seq})",
+            {"action": req.action, "seq": req.seq},
+        )
+
+    return ControlWatcher(db, recorder.run_id, engine, on_applied=applied)

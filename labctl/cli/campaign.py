@@ -24,6 +24,34 @@ from labctl.cli.common import (
 )
 
 DB_OPTION = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL (default: embedded SQLite).")
+BACKEND_OPTION = typer.Option(
+    "auto",
+    "--backend",
+    help="Queue engine: auto (procrastinate on a PostgreSQL --db, else embedded), procrastinate, embedded.",
+)
+
+
+def _procrastinate(backend: str, db: str | None) -> bool:
+    """Whether the shared lab's queue (procrastinate on PostgreSQL, labctl.app.pgqueue) serves this command."""
+    from labctl.app.pgqueue import is_postgres
+
+    b = backend.strip().lower()
+    if b not in ("auto", "procrastinate", "embedded"):
+        fail(f"--backend {backend!r}: use auto, procrastinate or embedded")
+    if b == "embedded":
+        return False
+    if not is_postgres(db):
+        if b == "procrastinate":
+            fail("--backend procrastinate keeps its queue in PostgreSQL: give --db postgresql://USER@HOST/DB")
+        return False
+    try:
+        import procrastinate  # noqa: F401
+    except ImportError:
+        fail(
+            "the shared lab on PostgreSQL needs procrastinate: pip install 'labctl[postgres]' "
+            "(or --backend embedded for the single-PC scheduler)"
+        )
+    return True
 
 
 def _clock(speed: str | None, simulated_only: bool) -> Any:
@@ -89,8 +117,12 @@ def schedule(
     ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Serve the start times until all came (default)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    backend: str = BACKEND_OPTION,
 ) -> None:
-    """Queue a campaign (validated first: nothing is queued on any error) and serve its start times."""
+    """Queue a campaign (validated first: nothing is queued on any error) and serve its start times.
+
+    On PostgreSQL (the shared lab) the runs go to procrastinate, one queue per station, and the
+    workers release the timed ones when their time comes: schedule returns at once."""
     from labctl.app.lab.campaign import load_campaign
     from labctl.app.lab.scheduler import schedule_campaign, serve
     from labctl.core.interrupts import install_termination_handlers
@@ -105,6 +137,10 @@ def schedule(
         if camp is None:
             fail("--rehearse needs a campaign file")
         _rehearse(camp, db, as_json)
+        return
+    if _procrastinate(backend, db):
+        assert db is not None
+        _schedule_shared(camp, db, as_json)
         return
     database = open_db(db)
     if camp is not None:
@@ -144,6 +180,27 @@ def schedule(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if not as_json:
         out.print(f"every start time came ({fired} handled); the workers run the rest")
+
+
+def _schedule_shared(camp: Any, db: str, as_json: bool) -> None:
+    from labctl.app.pgqueue import schedule_campaign
+    from labctl.db.campaigns import CampaignExists
+
+    if camp is None:
+        fail("on PostgreSQL the workers serve the start times: give `labctl schedule CAMPAIGN` a campaign file")
+    open_db(db).close()  # a clear error for a database that does not open (and the migrations)
+    try:
+        summary = schedule_campaign(db, camp)
+    except CampaignExists:
+        fail(f"a campaign named {camp.name!r} is already queued (`labctl queue` lists it); rename it to queue it again")
+    if as_json:
+        print_json({**summary, "backend": "procrastinate"})
+    else:
+        out.print(
+            f"campaign {camp.name} (id {summary['campaign_id']}): {summary['planned']} runs queued on PostgreSQL "
+            f"(procrastinate): {summary['deferred']} due now, {summary['waiting']} waiting for their start or "
+            f"their after: runs" + (f", {summary['missed']} missed their start" if summary["missed"] else "")
+        )
 
 
 def _rehearse(camp: Any, db: str | None, as_json: bool) -> None:
@@ -187,20 +244,45 @@ def worker(
     speed: str | None = typer.Option(None, help="Simulated stations only: max (virtual time) or a factor."),
     until_idle: bool = typer.Option(False, "--until-idle", help="Exit when nothing of these stations is left."),
     poll: float = typer.Option(0.5, help="Seconds between looks at the queue for runs made due elsewhere."),
+    backend: str = BACKEND_OPTION,
+    heartbeat: float = typer.Option(
+        5.0, help="procrastinate: seconds between worker heartbeats; a worker silent for 4 of them is stalled."
+    ),
 ) -> None:
     """Run due planned runs on the station's free channels, one per channel, until stopped (SIGTERM/Ctrl-C:
-    current block finished, cells off, runs left resumable)."""
+    current block finished, cells off, runs left resumable).
+
+    On PostgreSQL (the shared lab) it serves its stations' procrastinate queues: one worker per lab
+    PC, each taking only the runs of the channels its station files own."""
     import signal
 
     from labctl.app.lab.campaign import channel_is_simulated
+    from labctl.app.lab.execute import set_notifier
     from labctl.app.lab.worker import Worker
+    from labctl.app.notify import RunNotifier
     from labctl.app.station import load_station
 
+    notifier = RunNotifier.from_config()  # the config file's notify: section; a bad file stops here
     stations = [load_station(p) for p in station]
     simulated = all(channel_is_simulated(st, c) for st in stations for c in st.channels)
     clock = _clock(speed, simulated)
     if not (poll > 0 and poll < 3600):
         fail("--poll: give seconds between 0 and 3600")
+    if _procrastinate(backend, db):
+        assert db is not None
+        if not (heartbeat >= 0.1 and heartbeat <= 600):
+            fail("--heartbeat: give seconds between 0.1 and 600")
+        from labctl.app.pgqueue import run_worker
+
+        open_db(db).close()  # a clear error for a database that does not open (and the migrations)
+        names = ", ".join(st.name or st.source for st in stations)
+        n = sum(len(st.channels) for st in stations)
+        out.print(f"worker of {names} on PostgreSQL (procrastinate), {n} channels")
+        stopped = run_worker(db, list(station), speed=speed, heartbeat=heartbeat, poll=poll, until_idle=until_idle)
+        if stopped:
+            print_error("worker stopped: every cell off; its interrupted runs resume when a worker starts again")
+            raise typer.Exit(EXIT_INTERRUPTED)
+        return
     database = open_db(db)
 
     def show(ev: Any) -> None:
@@ -217,7 +299,13 @@ def worker(
         signal.signal(s, on_signal)
     names = ", ".join(st.name or st.source for st in stations)
     out.print(f"worker of {names} on {database.url} ({sum(len(st.channels) for st in stations)} channels)")
-    report = w.run()
+    set_notifier(notifier)
+    try:
+        report = w.run()
+    finally:
+        set_notifier(None)
+        if notifier is not None:  # the messages of the last runs go out before the worker exits
+            notifier.close(notifier.max_wait)
     if report.stopped:
         print_error("worker stopped: every cell off; interrupted runs resume when a worker starts again")
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -107,14 +107,34 @@ class _Watcher:
             q.transition(self.db, self.pid, ("paused",), "running")
 
 
-def _notify(event: dict[str, Any]) -> None:
-    """Tell the user (labctl.app.notify, when installed); a failing notification never fails the run."""
-    try:
-        from labctl.app.notify import notify_run_end  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+#: The run-end notifier of this process (labctl.app.notify.RunNotifier), set by the worker command
+#: from the config file; None: nobody is told.
+_notifier: list[Any] = [None]
+
+
+def set_notifier(notifier: Any) -> None:
+    """Tell ``notifier`` (a :class:`labctl.app.notify.RunNotifier`, or None) of every planned run's end."""
+    _notifier[0] = notifier
+
+
+def _notify(db: Any, event: dict[str, Any], outcome: RunOutcome) -> None:
+    """Tell the user how a planned run ended; a failing notification never fails the run."""
+    notifier = _notifier[0]
+    if notifier is None:
         return
     try:
-        notify_run_end(None, event)
+        if outcome.run_id is not None:
+            notifier.run_ended_in(db, outcome.run_id, outcome)
+        else:  # failed before a run was recorded: say which planned run, where
+            notifier.run_ended(
+                outcome,
+                {
+                    "channel": event["channel"],
+                    "cell": event["cell"],
+                    "protocol": event["protocol"],
+                    "meta": {"station": event["station"]},
+                },
+            )
     except Exception:
         log.exception("notification of run %s", event.get("run_id"))
 
@@ -174,7 +194,7 @@ def execute_planned(
     def fail_early(reason: str) -> RunOutcome:
         q.finish(db, planned_id, "failed", reason)
         out = RunOutcome(None, "failed", reason, 0.0, 0)
-        _notify(_event(row, spec, channel_name, out, "failed"))
+        _notify(db, _event(row, spec, channel_name, out, "failed"), out)
         return out
 
     try:
@@ -261,7 +281,7 @@ def _conclude(
         state = "cancelled"
     q.finish(db, planned_id, state, f"{outcome.status}: {outcome.end_reason}")
     if state != "interrupted":
-        _notify(_event(row, spec, channel, outcome, state))
+        _notify(db, _event(row, spec, channel, outcome, state), outcome)
     return outcome
 
 
