@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.labctl-installed
 
-.PHONY: demo test lint setup bench clean
+.PHONY: demo test lint setup bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "labctl needs Python >= 3.11"'
@@ -20,7 +20,15 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/labctl demo --out out/demo
 
-test: $(STAMP)
+# The dashboard's browser tests drive Debian's chromium (playwright-driven, no browser download).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { echo "installing Debian's chromium for the browser tests"; \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive sh -c \
+	      'apt-get update -qq && apt-get install -y -qq chromium >/dev/null'; }
+
+test: $(STAMP) browser
+	mkdir -p out/test-artifacts
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # mypy and import-linter read the package as installed (drivers/ -> labctl.drivers...): see tools/.

@@ -12,9 +12,17 @@
     data = db.samples(rec.run_id)        # dict of numpy arrays
 """
 
-from labctl.db.database import Database
+from labctl.db.database import Database, ReadOnlyDatabase
 from labctl.db.recorder import RunRecorder, StorageError
 from labctl.db.schema import SAMPLE_COLUMNS
 from labctl.db.url import default_url, normalize_url
 
-__all__ = ["Database", "RunRecorder", "StorageError", "SAMPLE_COLUMNS", "default_url", "normalize_url"]
+__all__ = [
+    "Database",
+    "ReadOnlyDatabase",
+    "RunRecorder",
+    "StorageError",
+    "SAMPLE_COLUMNS",
+    "default_url",
+    "normalize_url",
+]

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from labctl.db.liveness import owner_gone
-from labctl.db.schema import campaigns, planned_runs, runs
+from labctl.db.schema import MAX_RUN_ID, campaigns, planned_runs, runs
 
 #: States a planned run never leaves.
 FINAL_STATES = ("done", "failed", "cancelled")
@@ -147,7 +147,9 @@ def find(db: Any, ref: str) -> dict[str, Any]:
     """
     ref = ref.strip()
     q = _select()
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
+        if int(ref) > MAX_RUN_ID:  # no such run (and more than SQL's BIGINT holds)
+            raise KeyError(ref)
         q = q.where(planned_runs.c.run_id == int(ref))
     elif ":" in ref:
         camp, _, key = ref.rpartition(":")

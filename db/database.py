@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import os
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -100,9 +102,21 @@ class Database:
         self._recorders: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
         self._recorders_lock = threading.Lock()
         self._closed = False
-        self.engine, self._guard = _make_engine(self._url)
+        #: True for an archive: a SQLite file or folder without write permission, or a ``mode=ro`` /
+        #: ``immutable=1`` URL.  Reads work; every write raises :class:`ReadOnlyDatabase`.
+        self.read_only = False
+        engine_url = self._url
+        if u.get_backend_name() == "sqlite":
+            ro_url = _sqlite_read_only_url(u)
+            if ro_url is not None:
+                self.read_only = True
+                engine_url = ro_url
+        self.engine, self._guard = _make_engine(engine_url, read_only=self.read_only)
         try:
-            migrate.upgrade(self.engine)
+            if self.read_only:
+                _check_read_only_schema(self.engine, self.url)
+            else:
+                migrate.upgrade(self.engine)
         except BaseException:
             self.engine.dispose()
             raise
@@ -158,6 +172,11 @@ class Database:
     @contextlib.contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
         """A connection in a transaction (SQLite: BEGIN IMMEDIATE when ``write``)."""
+        if write and self.read_only:
+            raise ReadOnlyDatabase(
+                f"the database {self.url} is read-only (an archive): it can be listed, shown, exported and "
+                "analysed, not written to (hint: use a writable --db, or copy the file somewhere writable)"
+            )
         with self._guard, self.engine.connect() as conn:
             if write:
                 conn = conn.execution_options(labctl_begin="IMMEDIATE")
@@ -448,6 +467,8 @@ class Database:
         """One run: the :meth:`runs` fields plus meta, started_unix, ended_unix, protocol_id,
         protocol_text, protocol_hash (= protocol_sha256), protocol_source, cell_id, cell_kind, cell_attrs.
         Raises ``KeyError(run_id)`` if there is no such run."""
+        if not 0 < int(run_id) <= MAX_RUN_ID:  # no such run; and more than SQL's BIGINT may hold
+            raise KeyError(run_id)
         q = (
             self._run_query()
             .add_columns(
@@ -626,6 +647,8 @@ class Database:
             return self._require_run(conn, run_id)
 
     def _require_run(self, conn: Connection, run_id: int) -> int:
+        if not 0 < int(run_id) <= MAX_RUN_ID:
+            raise KeyError(run_id)
         n = conn.execute(sa.select(runs.c.n_samples).where(runs.c.id == run_id)).scalar()
         if n is None:
             raise KeyError(run_id)
@@ -761,7 +784,56 @@ def _eq_or_null(column: sa.ColumnElement, value: Any) -> sa.ColumnElement:
     return column.is_(None) if value is None else column == value
 
 
-def _make_engine(url: str) -> tuple[Engine, Any]:
+class ReadOnlyDatabase(Exception):
+    """A write to a read-only database (an archive): the user's to fix (another --db), exit code 2."""
+
+
+def _sqlite_read_only_url(u: Any) -> str | None:
+    """The URL to open a read-only SQLite file with, or None when the file is writable (or in memory).
+
+    Read-only means: ``mode=ro`` or ``immutable=1`` in the URL, or a file (or its folder) the process
+    may not write.  A read-only folder cannot hold SQLite's ``-shm`` file, so the archive is then opened
+    ``immutable=1`` (nobody can write it either).
+    """
+    database = u.database or ""
+    query = {k: str(v) for k, v in u.query.items()}
+    if database in ("", ":memory:") or query.get("mode") == "memory":
+        return None
+    if database.startswith("file:"):
+        if query.get("mode") == "ro" or query.get("immutable") == "1":
+            return str(u.render_as_string(hide_password=False))
+        return None
+    path = Path(database).expanduser()
+    if not path.exists():
+        return None
+    folder = path.resolve().parent
+    file_ro = not os.access(path, os.W_OK)
+    dir_ro = not os.access(folder, os.W_OK | os.X_OK)
+    if not (file_ro or dir_ro):
+        return None
+    params = "mode=ro"
+    shm = Path(str(path) + "-shm")
+    if dir_ro and not shm.exists():
+        params += "&immutable=1"
+    return f"sqlite:///file:{urllib.parse.quote(str(path.resolve()))}?{params}&uri=true"
+
+
+def _check_read_only_schema(engine: Engine, url: str) -> None:
+    """A read-only database cannot be migrated: it must already be at the schema this labctl reads."""
+    try:
+        with engine.connect() as conn:
+            current = migrate.current_revision(conn)
+    except sa.exc.DBAPIError as e:
+        raise ReadOnlyDatabase(f"cannot read the read-only database {url}: {e.orig}") from None
+    head = migrate.head_revision()
+    if current != head:
+        raise ReadOnlyDatabase(
+            f"the read-only database {url} has the schema revision {current!r}, this labctl reads {head!r} "
+            "(hint: copy the file somewhere writable and open the copy: it is migrated when opened)"
+        )
+
+
+def _make_engine(url: str, *, read_only: bool = False) -> tuple[Engine, Any]:
     """The engine plus a guard context manager (a lock for in-memory SQLite, else a no-op)."""
     u = make_url(url)
     guard: Any = contextlib.nullcontext()
@@ -780,7 +852,7 @@ def _make_engine(url: str) -> tuple[Engine, Any]:
             u, json_serializer=dumps, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
-        if not database.startswith("file:"):
+        if not database.startswith("file:") and not read_only:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             u,
@@ -795,7 +867,7 @@ def _make_engine(url: str) -> tuple[Engine, Any]:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        if not memory:
+        if not memory and not read_only:
             cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")

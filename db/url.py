@@ -52,5 +52,7 @@ def normalize_url(url: str | URL) -> str:
 
 
 def masked(url: str | URL) -> str:
-    """The URL with its password replaced by ``***``."""
+    """The URL with its password replaced by ``***`` (a SQLite URL, which has none, as written)."""
+    if isinstance(url, str) and url.startswith("sqlite"):
+        return url
     return make_url(url).render_as_string(hide_password=True)

@@ -16,7 +16,8 @@ Modules: :mod:`.fields` (quantity, text and C-rate field types), :mod:`.cell`
 cv), :mod:`.eis`, :mod:`.environment` (temperature, dip_coat), :mod:`.structure`
 (repeat, group), :mod:`.steps` (the step union), :mod:`.protocol`
 (:class:`Protocol`), :mod:`.loader` (files, library, JSON schema) and
-:mod:`.expand` (for_each).
+:mod:`.expand` (for_each) and :mod:`.limits` (steps, samples and database growth,
+estimated before anything runs).
 """
 
 from labctl.core.errors import Issue, ProtocolError, validate_with_positions
@@ -37,6 +38,7 @@ from .loader import (
     register_library_dir,
     unregister_library_dir,
 )
+from .limits import RunEstimate, check_limits, estimate_run
 from .protocol import Protocol
 from .safety import Safety
 from .steps import STEP_TYPES, Step
@@ -59,6 +61,9 @@ __all__ = [
     "UnitError",
     "ureg",
     "Protocol",
+    "RunEstimate",
+    "check_limits",
+    "estimate_run",
     "CellSpec",
     "Safety",
     "RecordEvery",

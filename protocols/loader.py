@@ -9,11 +9,13 @@ from typing import Any
 
 from labctl.core.errors import Issue, ProtocolError, did_you_mean, validate_with_positions
 from labctl.core.folders import FolderRegistry
+from labctl.core.limits import ResourceLimits
 from labctl.core.yamlio import Positions, load_yaml
 
 from .base import StepBase
 from .cell import circuit_syntax_error
 from .expand import expand_for_each
+from .limits import count_expanded_steps, prescan_text
 from .protocol import Protocol
 from .steps import INPUT_STEP_KINDS, STEP_TYPES
 from .structure import GroupStep, RepeatStep
@@ -53,13 +55,18 @@ def library() -> dict[str, Path]:
     return _FOLDERS.files()
 
 
-def load_protocol_text(text: str, source: str = "<string>") -> Protocol:
+def load_protocol_text(text: str, source: str = "<string>", *, max_steps: int | None = None) -> Protocol:
     """Validate protocol ``text``; errors name ``source``, line, column and field.
 
-    Raises :class:`ProtocolError` listing every problem found.
+    Raises :class:`ProtocolError` listing every problem found.  A protocol of more than
+    ``max_steps`` steps (default :class:`labctl.core.limits.ResourceLimits`, ``$LABCTL_MAX_STEPS``)
+    is refused before it is parsed or expanded (:mod:`.limits`).
     """
     if not isinstance(text, str):
         raise TypeError("load_protocol_text expects the file's text (str)")
+    if max_steps is None:
+        max_steps = ResourceLimits.from_env().max_steps
+    prescan_text(text, source, max_steps)
     data, positions = load_yaml(text, source)
     if data is None:
         raise ProtocolError.single(
@@ -78,6 +85,7 @@ def load_protocol_text(text: str, source: str = "<string>") -> Protocol:
             line=line,
             col=col,
         )
+    count_expanded_steps(data, positions, source, max_steps)
     expanded, new_positions, aliases, pre_issues = expand_for_each(data, positions, source)
     pre_issues = [*pre_issues, *_circuit_issues(data, positions, text, source)]
     protocol = validate_with_positions(
@@ -125,11 +133,12 @@ def _set_positions(steps: Sequence[StepBase], path: tuple[Any, ...], positions: 
             _set_positions(step.steps, p + (step.kind, "steps"), positions)
 
 
-def load_protocol(path: str | Path) -> Protocol:
+def load_protocol(path: str | Path, *, max_steps: int | None = None) -> Protocol:
     """Load and validate a protocol file.
 
     ``path`` may also be the name of a protocol in the library
-    (``load_protocol("symmetric-0.5mA")``) when no such file exists.
+    (``load_protocol("symmetric-0.5mA")``) when no such file exists.  ``max_steps``: see
+    :func:`load_protocol_text`.
     """
     p = Path(path)
     if not p.exists():
@@ -171,7 +180,7 @@ def load_protocol(path: str | Path) -> Protocol:
                 )
             ]
         ) from None
-    return load_protocol_text(text, str(path))
+    return load_protocol_text(text, str(path), max_steps=max_steps)
 
 
 # --------------------------------------------------------------------------- JSON schema

@@ -26,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from labctl.core.errors import ProtocolError, custom_error, did_you_mean, validate_with_positions
 from labctl.core.folders import FolderRegistry
 from labctl.core.units import UnitError, parse_quantity, ureg
-from labctl.core.yamlio import load_yaml
+from labctl.core.yamlio import decode_text, load_yaml
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -545,7 +545,7 @@ def _named_path(name: str) -> Path | None:
 
 def _read(path: Path, source: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return decode_text(path.read_bytes(), source)
     except FileNotFoundError:
         raise ProtocolError.single(
             source, "preset file not found", f"{_available_hint()}; or give the path of a YAML file"

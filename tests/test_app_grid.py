@@ -101,3 +101,20 @@ def test_stalled_and_interrupted(tmp_path):
     a.close()
     b.close()
     db.close()
+
+
+def test_a_finished_run_keeps_its_elapsed_and_unknown_lengths_have_no_estimate(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'g.sqlite'}")
+    t0 = time.time() - 5000
+    rec = _open(db, "done", started=t0)
+    rec.finish("completed", "complete", t0 + 1234)
+    rec.close()
+    stage = PROTO.replace("steps:\n", "steps:\n  - temperature: {setpoint: 40 degC, hold: 1 min}\n", 1)
+    assert expected_duration(load_protocol_text(stage)) is None  # waits for the stage's band
+    r2 = db.open_run(protocol_name="stage", protocol_text=stage, channel="stage", simulated=True)
+    r2.flush()
+    rows = {r.channel: r for r in channel_grid(db)}
+    assert rows["done"].status == "completed" and rows["done"].elapsed_s == pytest.approx(1234)
+    assert rows["stage"].estimated_end_unix is None and rows["stage"].voltage is None
+    r2.close()
+    db.close()

@@ -53,6 +53,11 @@ def test_package_data_is_installed(installed: Path):
     assert (installed / "labctl" / "db" / "migrations" / "env.py").exists()
     yamls = list((installed / "labctl").rglob("*.yaml"))
     assert len(yamls) >= 15  # the protocol library and presets travel with the package
+    # the dashboard's pages and its charting library (no CDN: lab PCs are often offline)
+    static = installed / "labctl" / "web" / "static"
+    for name in ("index.html", "run.html", "campaigns.html", "run.js", "dashboard.css", "vendor/uplot/LICENSE"):
+        assert (static / name).is_file(), name
+    assert (static / "vendor" / "uplot" / "uPlot.iife.min.js").stat().st_size > 10_000
 
 
 def test_installed_copy_imports_and_runs(installed: Path, tmp_path: Path):

@@ -21,6 +21,7 @@ from labctl.drivers import registry
 from labctl.drivers.contracts import ChannelDevices
 from labctl.core.clock import Clock, clock_for_speed
 from labctl.core.interrupts import termination_as_interrupt
+from labctl.core.limits import ResourceLimits
 from labctl.engine.program import walk
 from labctl.engine.runner import Engine, PreflightError, Progress, RunOutcome
 
@@ -149,6 +150,26 @@ def close_devices(devices: ChannelDevices) -> None:
                 dev.close()
 
 
+def check_run_allowed(protocol: Any, db: Any | None, limits: ResourceLimits | None = None) -> Any:
+    """Refuse a run before anything is built or written: a read-only database, or a protocol over ``limits``.
+
+    Returns the :class:`labctl.protocols.RunEstimate`.  Raises :class:`UserError` (read-only database)
+    or :class:`labctl.core.errors.ProtocolError` (over a limit, with the numbers and the option).
+    """
+    from labctl.protocols import check_limits
+
+    if db is not None and getattr(db, "read_only", False):
+        raise UserError(
+            f"the database {db.url} is read-only (an archive): it can be listed, shown, exported and analysed, "
+            "not recorded into (hint: run with --db pointing at a writable database)"
+        )
+    folder = None
+    path = getattr(db, "sqlite_path", None) if db is not None else None
+    if path:
+        folder = Path(path).expanduser().parent
+    return check_limits(protocol, limits or ResourceLimits.from_env(), db_folder=folder)
+
+
 def run_protocol(
     protocol: Any,
     *,
@@ -162,15 +183,25 @@ def run_protocol(
     on_progress: Callable[[Progress], None] | None = None,
     on_start: Callable[[int | None], None] | None = None,
     meta: dict | None = None,
+    limits: ResourceLimits | None = None,
 ) -> RunOutcome:
     """Run ``protocol`` (a path or a validated model) and record it in ``db`` (a :class:`db.Database`).
 
-    With ``sim`` and no ``devices``, a simulated channel is built from the preset.
+    With ``sim`` and no ``devices``, a simulated channel is built from the preset.  Before any
+    device is built and any run row written, the run is checked against ``limits`` (default
+    :meth:`ResourceLimits.from_env`: steps, samples, database growth against the free space of
+    a SQLite database's folder) and the database must be writable; each is a user error.
     """
     from labctl.protocols import load_protocol
 
-    if isinstance(protocol, (str, Path)):
-        protocol = load_protocol(protocol)
+    try:
+        if isinstance(protocol, (str, Path)):
+            protocol = load_protocol(protocol, max_steps=None if limits is None else limits.max_steps)
+        check_run_allowed(protocol, db, limits)
+    except BaseException:
+        if devices is not None:
+            close_devices(devices)
+        raise
     clock = clock or clock_for_speed(speed)
     if devices is None:
         if sim is None:
@@ -210,13 +241,19 @@ def run_protocol(
         )
     if on_start is not None:
         on_start(None if recorder is None else recorder.run_id)
+    watcher = None
     if recorder is not None:
         engine.rec = recorder
+        watcher = control_watcher(db, recorder, engine, clock)
     engine.on_coating = coatings.append
     try:
         with termination_as_interrupt():  # SIGTERM/SIGHUP end the run like Ctrl-C, cell off, resumable
+            if watcher is not None:
+                watcher.start()
             outcome = engine.run()
     finally:
+        if watcher is not None:
+            watcher.stop()
         try:
             close_devices(devices)
         finally:
@@ -227,3 +264,23 @@ def run_protocol(
             for label in c["cells"]:
                 db.add_coating(cell_label=label, **{k: v for k, v in c.items() if k != "cells"})
     return outcome
+
+
+def control_watcher(db: Any, recorder: Any, engine: Engine, clock: Clock, t0: float | None = None) -> Any:
+    """Applies the dashboard's pause/resume/cancel requests to ``engine`` (see labctl.app.control);
+    ``t0``: the clock reading at test time 0 (default: now), for the acknowledging event."""
+    from labctl.app.control import ControlWatcher
+
+    if not hasattr(db, "transaction"):  # a stand-in database without SQL: nobody can send requests
+        return None
+    origin = clock.now() if t0 is None else t0
+
+    def applied(req: Any) -> None:
+        recorder.event(
+            max(0.0, clock.now() - origin),
+            "control_applied",
+            f"{req.action} applied (request #{req.seq})",
+            {"action": req.action, "seq": req.seq},
+        )
+
+    return ControlWatcher(db, recorder.run_id, engine, on_applied=applied)

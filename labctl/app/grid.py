@@ -55,6 +55,7 @@ class ChannelRow:
     estimated_end_unix: float | None
     heartbeat_age_s: float | None
     planned: str | None = None  # CAMPAIGN:KEY when the run is a campaign's planned run
+    n_samples: int = 0  # committed samples of the run (grows while it records)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +138,7 @@ def channel_grid(db: Any, *, now: float | None = None, stall_after: float = STAL
                     estimated_end_unix=estimated,
                     heartbeat_age_s=None if r.heartbeat_unix is None else max(0.0, now - float(r.heartbeat_unix)),
                     planned=None if plan is None else plan[0],
+                    n_samples=n,
                 )
             )
     out.sort(key=lambda c: (_natural(c.station or ""), _natural(c.channel)))
@@ -172,24 +174,27 @@ def _natural(s: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s))
 
 
-# The expected duration of a protocol depends only on its text: cache it per database and protocol id.
-_DURATIONS: dict[tuple[int, int], float | None] = {}
+# The expected duration of a protocol depends only on its text: cached by the text's sha256.
+_DURATIONS: dict[str, float | None] = {}
 
 
 def _protocol_duration(db: Any, conn: Any, protocol_id: int) -> float | None:
-    key = (id(db), protocol_id)
-    if key not in _DURATIONS:
+    sha = conn.execute(sa.select(protocols.c.sha256).where(protocols.c.id == protocol_id)).scalar()
+    if sha is None:
+        return None
+    if sha not in _DURATIONS:
         text = conn.execute(sa.select(protocols.c.text).where(protocols.c.id == protocol_id)).scalar()
         total: float | None = None
-        if text:
-            try:
-                from labctl.protocols import load_protocol_text
+        try:
+            from labctl.protocols import load_protocol_text
 
-                total = expected_duration(load_protocol_text(text))
-            except Exception:  # a protocol this labctl cannot read has no estimate
-                total = None
-        _DURATIONS[key] = total
-    return _DURATIONS[key]
+            total = expected_duration(load_protocol_text(text or ""))
+        except Exception:  # a protocol this labctl cannot read has no estimate
+            total = None
+        if len(_DURATIONS) > 1000:
+            _DURATIONS.clear()
+        _DURATIONS[sha] = total
+    return _DURATIONS[sha]
 
 
 def expected_duration(protocol: Any) -> float | None:

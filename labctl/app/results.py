@@ -6,7 +6,11 @@ from typing import Any
 
 
 def analyze_and_store(database: Any, run_id: int) -> list[dict]:
-    """Compute what fits the run's steps and store each result (replacing an earlier analysis)."""
+    """Compute what fits the run's steps and store each result (replacing an earlier analysis).
+
+    A read-only database (an archive, ``database.read_only``) is analysed all the same; the
+    results are returned and not stored.
+    """
     from labctl.analysis import ANALYSIS_VERSION, analyze_run
 
     r = database.run(run_id)
@@ -33,5 +37,6 @@ def analyze_and_store(database: Any, run_id: int) -> list[dict]:
                 "analysis_version": ANALYSIS_VERSION,
             }
         )
-    database.add_results(run_id, rows)
+    if not getattr(database, "read_only", False):
+        database.add_results(run_id, rows)
     return rows

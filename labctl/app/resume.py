@@ -22,7 +22,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from labctl.app.controller import SimSettings, UserError, build_sim_channel, close_devices, protocol_needs
+from labctl.app.controller import (
+    SimSettings,
+    UserError,
+    build_sim_channel,
+    close_devices,
+    control_watcher,
+    protocol_needs,
+)
 from labctl.core.clock import Clock, clock_for_speed
 from labctl.core.interrupts import termination_as_interrupt
 from labctl.drivers.contracts import ChannelDevices, TechniqueState
@@ -124,10 +131,19 @@ def resume_run(
             on_coating=coatings.append,
             checkpoint=state,
         )
+        watcher = None
         if on_engine is not None:
-            on_engine(engine)
+            on_engine(engine)  # a campaign worker: it applies its planned run's control itself
+        else:
+            watcher = control_watcher(db, rec, engine, clock, t0)  # the dashboard's pause/resume/cancel
         with termination_as_interrupt():
-            outcome = engine.run()
+            if watcher is not None:
+                watcher.start()
+            try:
+                outcome = engine.run()
+            finally:
+                if watcher is not None:
+                    watcher.stop()
     finally:
         try:
             close_devices(devices)

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from labctl.core.errors import Issue, ProtocolError, did_you_mean, validate_with_positions
 from labctl.core.units import UnitError, parse_quantity
-from labctl.core.yamlio import Positions, load_yaml
+from labctl.core.yamlio import Positions, decode_text, load_yaml
 from labctl.drivers import registry
 from labctl.drivers.contracts import CONNECT_TIMEOUT, ChannelDevices, DeviceError
 
@@ -372,7 +372,17 @@ def load_station(path: str | Path) -> Station:
         raise StationError.single(
             str(p), "no such station file", "check the path (a YAML file with instruments: and channels:)"
         )
-    return load_station_text(p.read_text(encoding="utf-8"), source=str(p), folder=p.resolve().parent)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise StationError.single(
+            str(p), f"cannot read the station file: {e.strerror or e}", "check the permissions"
+        ) from None
+    try:
+        text = decode_text(raw, str(p))
+    except ProtocolError as e:
+        raise StationError(e.issues) from None
+    return load_station_text(text, source=str(p), folder=p.resolve().parent)
 
 
 def station_json_schema() -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from labctl.cli.common import err, get_run, open_db, out, print_json, user_errors
+from labctl.cli.common import RUN_ID_MAX, err, get_run, open_db, out, print_error, print_json, user_errors
 
 if TYPE_CHECKING:
     from labctl.analysis._core import Result
@@ -26,11 +26,14 @@ WEIGHTINGS = ("unit", "modulus", "proportional")
 
 @user_errors
 def analyze(
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., min=1, max=RUN_ID_MAX, help="Run id."),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Compute what fits the run's steps (Tafel, EIS, Arrhenius, CE, hysteresis...) and store the results."""
+    """Compute what fits the run's steps (Tafel, EIS, Arrhenius, CE, hysteresis...) and store the results.
+
+    On a read-only database (an archive) the results are printed and not stored.
+    """
     from rich.table import Table
 
     from labctl.app.results import analyze_and_store
@@ -40,6 +43,8 @@ def analyze(
     with err.status(f"analysing run {run_id} ..."):
         rows = analyze_and_store(database, run_id)
     if as_json:
+        if database.read_only:
+            print_error(f"note: results of run {run_id} not stored: the database is read-only (an archive)")
         print_json(rows)
         return
     t = Table("result", "value", "uncertainty", "unit", "method", "step")
@@ -56,7 +61,10 @@ def analyze(
             "" if x.get("step_index") is None else str(x["step_index"]),
         )
     out.print(t)
-    out.print(f"{len(rows)} results stored for run {run_id}")
+    if database.read_only:
+        out.print(f"{len(rows)} results for run {run_id}, not stored: the database is read-only (an archive)")
+    else:
+        out.print(f"{len(rows)} results stored for run {run_id}")
 
 
 def _fmt(x: float | None) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from labctl.cli import analysis, campaign, config, data, demo, importing, lab, report, run
+from labctl.cli import analysis, campaign, config, data, demo, importing, lab, report, run, web
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -36,7 +36,18 @@ def _root(
     pass
 
 
-for _group in (run, data, importing, analysis, report, lab, campaign, demo, config):  # the order of `labctl --help`
+for _group in (
+    run,
+    data,
+    importing,
+    analysis,
+    report,
+    lab,
+    campaign,
+    web,
+    demo,
+    config,
+):  # the order of `labctl --help`
     _group.register(app)
 
 

@@ -13,6 +13,7 @@ import typer
 
 from labctl.cli.common import (
     EXIT_INTERRUPTED,
+    RUN_ID_MAX,
     fail,
     fmt_duration,
     open_db,
@@ -446,7 +447,8 @@ def resume(
             )
             return
         fail(f"{name} is {row['state']}: only a paused or interrupted run can be resumed")
-    if not run.strip().isdigit():
+    ref = run.strip()
+    if not (ref.isascii() and ref.isdigit()) or not 0 < int(ref) <= RUN_ID_MAX:
         fail(f"no planned run {run!r} in {database.url} (`labctl queue` lists them; a run id is a number)")
     database.close()
     lab.resume(run_id=int(run), db=db, speed=speed, as_json=as_json)

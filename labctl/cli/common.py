@@ -27,11 +27,20 @@ EXIT_USER = 2  # the user's mistake: bad file, option, run id, database URL
 EXIT_ABORTED = 130  # a run stopped by Ctrl-C (the shell's convention for SIGINT) or aborted
 EXIT_INTERRUPTED = 143  # a run ended by SIGTERM/SIGHUP: resumable (`labctl resume RUN`)
 
+#: The largest run id a database can hold (``labctl.db.schema.MAX_RUN_ID``, spelled out so that
+#: option parsing imports no SQLAlchemy; tests/test_fuzz_inputs.py checks they agree).  Run-id
+#: arguments are range-checked with it, so an absurd id is a usage error (exit 2), not an overflow.
+RUN_ID_MAX = 2**23 - 1
+#: Counts the user asks for (--limit, --steps): beyond this, no screen or query is the better for it.
+COUNT_MAX = 10**9
+
 __all__ = [
+    "COUNT_MAX",
     "EXIT_ABORTED",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USER",
+    "RUN_ID_MAX",
     "err",
     "fail",
     "fmt_duration",
@@ -52,6 +61,7 @@ _USER_ERRORS: tuple[tuple[str, str, str], ...] = (
     ("labctl.core.errors", "ProtocolError", ""),  # file:line:col: field: message (hint: ...)
     ("labctl.app.controller", "UserError", "error: "),
     ("labctl.analysis._core", "AnalysisError", "error: "),
+    ("labctl.db.database", "ReadOnlyDatabase", "error: "),
     ("labctl.importers.base", "ImportFileError", "error: "),
 )
 

@@ -7,7 +7,18 @@ from typing import Any
 
 import typer
 
-from labctl.cli.common import err, fail, fmt_duration, get_run, open_db, out, print_json, user_errors
+from labctl.cli.common import (
+    COUNT_MAX,
+    RUN_ID_MAX,
+    err,
+    fail,
+    fmt_duration,
+    get_run,
+    open_db,
+    out,
+    print_json,
+    user_errors,
+)
 
 
 def _duration(r: dict[str, Any]) -> float | None:
@@ -17,7 +28,7 @@ def _duration(r: dict[str, Any]) -> float | None:
 @user_errors
 def runs(
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
-    limit: int = typer.Option(50, help="Newest N runs."),
+    limit: int = typer.Option(50, min=1, max=COUNT_MAX, help="Newest N runs."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List runs, newest first."""
@@ -49,9 +60,9 @@ def runs(
 
 @user_errors
 def show(
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., min=1, max=RUN_ID_MAX, help="Run id."),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),
-    steps: int = typer.Option(20, help="How many steps to list (first and last half)."),
+    steps: int = typer.Option(20, min=0, max=COUNT_MAX, help="How many steps to list (first and last half)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show a run: status, cell, protocol, steps with end reasons, events, results."""
@@ -126,7 +137,7 @@ def show(
 
 @user_errors
 def export(
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., min=1, max=RUN_ID_MAX, help="Run id."),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
     out_file: Path = typer.Option(..., "--out", help="Output file."),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL."),

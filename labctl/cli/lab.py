@@ -13,6 +13,7 @@ from labctl.cli.common import (
     EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    RUN_ID_MAX,
     fail,
     fmt_duration,
     open_db,
@@ -126,7 +127,7 @@ def _exit_for(status: str) -> None:
 
 @user_errors
 def resume(
-    run_id: int = typer.Argument(..., help="The interrupted run."),
+    run_id: int = typer.Argument(..., min=1, max=RUN_ID_MAX, help="The interrupted run."),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL (default: embedded SQLite)."),
     speed: str = typer.Option("max", help="Simulation speed for a simulated run: max, or a factor of wall time."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
@@ -137,8 +138,8 @@ def resume(
 
     try:
         clock = clock_for_speed(speed)
-    except ValueError:
-        fail(f"--speed {speed!r}: use 'max' or a positive number such as 100")
+    except ValueError as e:
+        fail(f"--speed: {e}")
     from labctl.app.notify import RunNotifier
     from labctl.cli.run import notify_run_end
 
@@ -167,7 +168,9 @@ def resume(
 @user_errors
 def replay_transcript(
     transcript: Path = typer.Argument(..., help="Transcript recorded with `labctl run --transcript DIR`."),
-    run_id: int = typer.Option(..., "--run", help="The run the transcript was recorded in (its protocol)."),
+    run_id: int = typer.Option(
+        ..., "--run", min=1, max=RUN_ID_MAX, help="The run the transcript was recorded in (its protocol)."
+    ),
     db: str | None = typer.Option(None, "--db", envvar="LABCTL_DB", help="Database URL (default: embedded SQLite)."),
 ) -> None:
     """Play a transcript back as the instrument: the run's protocol re-executes through the same driver code,

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from labctl.cli.common import fail, get_run, open_db, print_json, user_errors
+from labctl.cli.common import RUN_ID_MAX, fail, get_run, open_db, print_json, user_errors
 
 
 def parse_cycles(text: str | None) -> list[int] | None:
@@ -56,7 +56,7 @@ def _emit(report: Any, as_json: bool) -> None:
 
 @user_errors
 def report(
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., min=1, max=RUN_ID_MAX, help="Run id."),
     out: Path = typer.Option(..., "--out", help="Output directory (created; index.html and PNG plots)."),
     cycles: str | None = typer.Option(
         None,
@@ -82,7 +82,7 @@ def report(
 
 @user_errors
 def compare(
-    run_ids: list[int] = typer.Argument(..., help="Run ids to overlay (two or more)."),
+    run_ids: list[int] = typer.Argument(..., min=1, max=RUN_ID_MAX, help="Run ids to overlay (two or more)."),
     out: Path = typer.Option(..., "--out", help="Output directory (created; index.html and PNG plots)."),
     label: list[str] = typer.Option(
         [], "--label", help="Label of each run, in order (repeat; default: preset / cell)."

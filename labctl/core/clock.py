@@ -11,6 +11,7 @@ converts a clock reading to Unix time, so exports can carry both.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Protocol, runtime_checkable
 
@@ -131,13 +132,40 @@ class ScaledClock:
         return 0.25 * self.factor
 
 
+#: The factors ``--speed N`` accepts: slower than 1/1000 of wall time or faster than a million
+#: times wall time is no use (``max`` is faster still) and breaks time arithmetic at the extremes.
+SPEED_RANGE = (1e-3, 1e6)
+
+
+def parse_speed(speed: str | float | None) -> float | None:
+    """``max`` (or None) -> None (virtual time); ``wall`` -> 1.0; a number in :data:`SPEED_RANGE` -> it.
+
+    Raises :class:`ValueError` with a message for anything else (``nan``, ``inf``, ``1e-300``, ``-5``).
+    """
+    if speed is None or str(speed).strip().lower() == "max":
+        return None
+    text = str(speed).strip().lower()
+    if text in {"wall", "realtime", "real"}:
+        return 1.0
+    lo, hi = SPEED_RANGE
+    try:
+        factor = float(text)
+    except ValueError:
+        raise ValueError(f"{speed!r} is not a number; use 'max' or a factor such as 100") from None
+    if not (math.isfinite(factor) and lo <= factor <= hi):
+        raise ValueError(f"{speed!r} is out of range: use 'max' or a factor between {lo:g} and {hi:g}")
+    return factor
+
+
 def clock_for_speed(speed: str | float | None) -> Clock:
-    """``max`` (or None) -> VirtualClock; a number -> ScaledClock; ``1``/``wall`` -> wall-paced."""
-    if speed is None or str(speed).lower() == "max":
+    """``max`` (or None) -> VirtualClock; a number -> ScaledClock; ``1``/``wall`` -> wall-paced.
+
+    Raises :class:`ValueError` (see :func:`parse_speed`) for a factor it cannot use.
+    """
+    factor = parse_speed(speed)
+    if factor is None:
         return VirtualClock()
-    if str(speed).lower() in {"wall", "realtime", "real"}:
-        return ScaledClock(1.0)
-    return ScaledClock(float(speed))
+    return ScaledClock(factor)
 
 
 class _Participant:

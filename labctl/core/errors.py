@@ -287,6 +287,10 @@ def _model_at(model: type[BaseModel], path: Sequence[Any]) -> type[BaseModel] | 
                         nxt.append(f.annotation)
                     elif step_kinds == seg:
                         nxt.append(t)
+                elif typing.get_origin(t) in (dict, Mapping) and isinstance(seg, str):
+                    args = typing.get_args(t)
+                    if len(args) == 2:
+                        nxt.append(args[1])  # a mapping of names to models (e.g. a station's channels)
                 elif typing.get_origin(t) in (list, tuple, Sequence) and isinstance(seg, int):
                     args = typing.get_args(t)
                     if args:
@@ -351,10 +355,14 @@ def _pydantic_message(err: Mapping[str, Any]) -> tuple[str, str]:
         )
     if typ in ("list_type", "tuple_type"):
         return f"expected a list, got {inp!r}", "write e.g. [a, b] or one '- item' per line"
-    if typ in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return msg[0].lower() + msg[1:] if msg else msg, ""
+    bounds = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+    if typ in bounds:
+        bound = ctx.get(bounds[typ])
+        words = {"gt": "above", "ge": "at least", "lt": "below", "le": "at most"}[bounds[typ]]
+        text = msg[0].lower() + msg[1:] if msg else msg
+        return f"{text}, got {inp!r}", (f"write a value {words} {bound}" if bound is not None else "")
     if typ in ("too_short", "too_long"):
-        return msg[0].lower() + msg[1:] if msg else msg, ""
+        return msg[0].lower() + msg[1:] if msg else msg, ("add items" if typ == "too_short" else "remove items")
     return (msg[0].lower() + msg[1:]) if msg else typ, ""
 
 

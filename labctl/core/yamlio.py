@@ -12,6 +12,7 @@ that names the line and column.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -25,6 +26,8 @@ __all__ = ["load_yaml", "Positions", "MAX_NODES"]
 Path = tuple[Any, ...]
 
 MAX_NODES = 200_000
+#: Deepest nesting of mappings and lists accepted (a protocol nests 3 levels per group or repeat).
+MAX_DEPTH = 64
 """Refuse documents that expand (through aliases) to more nodes than this."""
 
 
@@ -75,10 +78,25 @@ _HINTS = [
 ]
 
 
-def _syntax_issue(exc: MarkedYAMLError | YAMLError, source: str) -> Issue:
+def _syntax_issue(exc: MarkedYAMLError | YAMLError, source: str, text: str | None = None) -> Issue:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
     col = mark.column + 1 if mark is not None else None
+    position = getattr(exc, "position", None)  # a reader error (a character YAML refuses): an offset
+    if mark is None and isinstance(position, int) and text is not None:
+        at = min(max(position, 0), len(text))
+        line = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        character = getattr(exc, "character", None)
+        if isinstance(character, int):
+            return Issue(
+                source,
+                line,
+                col,
+                "",
+                f"YAML syntax error: the character U+{character:04X} is not allowed in a YAML file",
+                "remove it (a control character is invisible in most editors; retype the line)",
+            )
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None) or ""
     text = f"{context} {problem}"
@@ -112,6 +130,15 @@ class _Builder:
         self.issues.append(Issue(self.source, line, col, format_path(path), message, hint))
 
     def build(self, node: Any, path: Path) -> Any:
+        if len(path) > MAX_DEPTH:
+            line, col = self.positions.get(path) or self.positions.nearest(path)
+            raise ProtocolError.single(
+                self.source,
+                f"the file nests more than {MAX_DEPTH} levels deep",
+                "flatten it: no protocol, preset or station needs this much nesting",
+                line=line or 1,
+                col=col or 1,
+            )
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise ProtocolError.single(
@@ -231,6 +258,30 @@ class _Builder:
         return str(v)  # dates and other YAML 1.2 core scalars: keep the text form
 
 
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str) -> tuple[int, int] | None:
+    """Where ``[`` / ``{`` first nest deeper than MAX_DEPTH, or None.
+
+    Checked before parsing: the YAML scanner's cost grows with the square of the flow depth
+    (2,000 nested brackets: 20 s), so such a file is refused by this linear scan instead.
+    Brackets inside quotes count too, which can only refuse a file with 64 unclosed brackets in text.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None
+    depth = 0
+    for m in _BRACKET.finditer(text):
+        if m.group() in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                i = m.start()
+                return text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1
+        elif depth > 0:
+            depth -= 1
+    return None
+
+
 def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     """Parse ``text`` (named ``source`` in errors) into plain data and positions.
 
@@ -239,12 +290,24 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     """
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
+    deep = _too_deep(text)
     try:
+        if deep is not None:
+            raise RecursionError
         raw = yaml.load(text)
+    except RecursionError:
+        at_line, at_col = deep or (1, 1)
+        raise ProtocolError.single(
+            source,
+            f"the file nests more than {MAX_DEPTH} levels deep",
+            "flatten it: no protocol, preset or station needs this much nesting",
+            line=at_line,
+            col=at_col,
+        ) from None
     except MarkedYAMLError as exc:
-        raise ProtocolError([_syntax_issue(exc, source)]) from None
+        raise ProtocolError([_syntax_issue(exc, source, text)]) from None
     except YAMLError as exc:
-        raise ProtocolError([_syntax_issue(exc, source)]) from None
+        raise ProtocolError([_syntax_issue(exc, source, text)]) from None
     builder = _Builder(source)
     positions = builder.positions
     positions[()] = (1, 1)
@@ -258,3 +321,20 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     if builder.issues:
         raise ProtocolError(builder.issues)
     return data, positions
+
+
+def decode_text(raw: bytes, source: str) -> str:
+    """The text of a labctl YAML file read as bytes: UTF-8 (a BOM allowed), or a ProtocolError naming
+    the line and column of the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ProtocolError.single(
+            source,
+            "the file is not UTF-8 text",
+            "save it as UTF-8 (the text editor's encoding setting)",
+            line=line,
+            col=col,
+        ) from None

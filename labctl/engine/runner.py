@@ -288,6 +288,15 @@ class Engine:
                         f"end before returning data, so it cannot stop on a cut-off "
                         f"(hint: use a duration only, or run this step on a channel that enforces cut-offs)"
                     )
+            if step.kind == "eis":
+                flo, fhi = caps.frequency_range
+                for name in ("f_start", "f_end"):
+                    f = getattr(step, name)
+                    if not (flo * (1 - 1e-9) <= f <= fhi * (1 + 1e-9)):
+                        raise PreflightError(
+                            f"{where(step)}: eis.{name}: {f:g} Hz is outside the instrument's frequency range "
+                            f"{flo:g}..{fhi:g} Hz ({model}) (hint: choose frequencies within that range)"
+                        )
             current = getattr(step, "current", None)
             if isinstance(current, float):
                 lo, hi = caps.current_range

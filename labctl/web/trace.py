@@ -1,0 +1,191 @@
+"""A run's voltage-time trace at the plot's resolution, decimated in SQL, keeping the extremes.
+
+The samples of a run are the key range ``run_id * 2**40 + n`` (n = 0 .. n_samples-1).  The
+range is cut into buckets of ``size`` consecutive samples (a power of two, so the buckets
+of a growing run stay the same until the size doubles); each bucket gives its minimum and
+maximum voltage and the test times of its first and last sample.  A short or a spike
+therefore always shows: it is the minimum or maximum of its bucket, never averaged away.
+
+The database does the scan: on SQLite one ``min/max`` range query per bucket (a range of
+the table's own B-tree, no sorter), on PostgreSQL one ``GROUP BY``.  Buckets that are full
+never change (committed samples are never rewritten), so they are cached per run and
+bucket size: a live run's page asks again every few seconds and only the last buckets are
+read again.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from labctl.db.schema import SAMPLE_ID_BITS, runs
+
+#: buckets of a full-width plot (a bucket gives two points)
+DEFAULT_BINS = 1500
+#: runs with at most this many samples are sent point by point
+RAW_LIMIT = 3000
+#: the cached buckets cut a run into at most this many; coarser traces are merged from them
+FINE_BINS = 2048
+
+
+@dataclass
+class Trace:
+    run_id: int
+    n_samples: int
+    bucket: int  # samples per bucket; 1 = every sample
+    envelope: bool
+    t: list[float]
+    voltage: list[float | None]
+
+
+class TraceCache:
+    """Full buckets of recent runs: ``(run_id, size) -> {bucket: (t0, t1, vmin, vmax)}`` (LRU)."""
+
+    def __init__(self, max_runs: int = 32) -> None:
+        self.max_runs = max_runs
+        #: buckets read from the database so far (what the cache did not have)
+        self.scanned = 0
+        self._data: OrderedDict[tuple[int, int], dict[int, tuple[Any, Any, Any, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> dict[int, tuple[Any, Any, Any, Any]]:
+        with self._lock:
+            d = self._data.get(key)
+            if d is None:
+                d = self._data[key] = {}
+                while len(self._data) > self.max_runs:
+                    self._data.popitem(last=False)
+            else:
+                self._data.move_to_end(key)
+            return d
+
+
+def bucket_size(n: int, bins: int) -> int:
+    """The power of two that cuts ``n`` samples into at most ``bins`` buckets."""
+    need = max(1, math.ceil(n / max(1, bins)))
+    return 1 << (need - 1).bit_length()
+
+
+def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: TraceCache | None = None) -> Trace:
+    """The voltage-time trace of run ``run_id`` (``KeyError`` if there is no such run)."""
+    base = int(run_id) << SAMPLE_ID_BITS
+    with db.transaction() as conn:
+        n = conn.execute(sa.select(runs.c.n_samples).where(runs.c.id == run_id)).scalar()
+        if n is None:
+            raise KeyError(run_id)
+        n = int(n)
+        if n <= max(RAW_LIMIT, 2 * bins):
+            rows = conn.execute(
+                sa.text("SELECT t, voltage FROM samples WHERE id BETWEEN :lo AND :hi ORDER BY id"),
+                {"lo": base, "hi": base + n - 1},
+            ).all()
+            return Trace(int(run_id), n, 1, False, [float(r[0]) for r in rows], [_num(r[1]) for r in rows])
+        size = bucket_size(n, bins)
+        fine = min(size, bucket_size(n, FINE_BINS))  # computed (and cached) at this size, merged up
+        nf = (n + fine - 1) // fine
+        full = n // fine  # buckets 0..full-1 are complete and never change
+        done = cache.get((int(run_id), fine)) if cache is not None else {}
+        todo = [b for b in range(nf) if b not in done]
+        fresh = _buckets(conn, int(run_id), base, n, fine, todo)
+        if cache is not None:
+            cache.scanned += len(todo)
+        for b, row in fresh.items():
+            if b < full:
+                done[b] = row
+        got_fine = {**done, **fresh}
+    k = size // fine
+    nb = (n + size - 1) // size
+    got = {b: _merge([got_fine.get(j) for j in range(b * k, min(nf, (b + 1) * k))]) for b in range(nb)}
+    t: list[float] = []
+    v: list[float | None] = []
+    for b in range(nb):
+        cell = got.get(b)
+        if cell is None:
+            continue
+        t0, t1, lo, hi = cell
+        if t0 is None:
+            continue
+        # two points per bucket: its minimum and its maximum, at its first and last sample's time
+        t += [float(t0), float(t1)]
+        v += [_num(lo), _num(hi)]
+    return Trace(int(run_id), n, size, True, t, v)
+
+
+def _merge(parts: list[tuple | None]) -> tuple | None:
+    """One bucket from consecutive finer ones: first t, last t, min and max voltage."""
+    cells = [p for p in parts if p is not None and p[0] is not None]
+    if not cells:
+        return None
+    if len(cells) == 1:
+        return cells[0]
+    lows = [c[2] for c in cells if c[2] is not None]
+    highs = [c[3] for c in cells if c[3] is not None]
+    return (cells[0][0], cells[-1][1], min(lows) if lows else None, max(highs) if highs else None)
+
+
+def warm(db: Any, cache: TraceCache, run_ids: list[int]) -> None:
+    """Fill ``cache`` with the full buckets of these runs (a server does it at start for the
+    latest run of each channel, so the first visitor does not wait for the scan)."""
+    for run_id in run_ids:
+        voltage_trace(db, run_id, bins=FINE_BINS, cache=cache)
+
+
+def _buckets(conn: Any, run_id: int, base: int, n: int, size: int, todo: list[int]) -> dict[int, tuple]:
+    out: dict[int, tuple] = {}
+    if not todo:
+        return out
+    if conn.dialect.name == "postgresql":
+        lo_b, hi_b = min(todo), max(todo)
+        rows = conn.execute(
+            sa.text(
+                "SELECT (id - :base) / :size AS b, min(t), max(t), min(voltage), max(voltage) FROM samples "
+                "WHERE run_id = :run AND id BETWEEN :lo AND :hi GROUP BY 1"
+            ),
+            {
+                "base": base,
+                "size": size,
+                "run": run_id,
+                "lo": base + lo_b * size,
+                "hi": base + min(n, (hi_b + 1) * size) - 1,
+            },
+        ).all()
+        want = set(todo)
+        for r in rows:
+            if int(r[0]) in want:
+                out[int(r[0])] = (r[1], r[2], r[3], r[4])
+        return out
+    # SQLite (and others): one range query per bucket; the first and last sample's t by key
+    raw = conn.connection.driver_connection
+    sql = (
+        "SELECT (SELECT t FROM samples WHERE id = ?1), (SELECT t FROM samples WHERE id = ?2), "
+        "min(voltage), max(voltage) FROM samples WHERE id BETWEEN ?1 AND ?2"
+    )
+    if conn.dialect.name != "sqlite":
+        for b in todo:
+            lo, hi = base + b * size, base + min(n, (b + 1) * size) - 1
+            r = conn.execute(
+                sa.text("SELECT min(t), max(t), min(voltage), max(voltage) FROM samples WHERE id BETWEEN :lo AND :hi"),
+                {"lo": lo, "hi": hi},
+            ).one()
+            out[b] = tuple(r)
+        return out
+    cur = raw.cursor()
+    try:
+        for b in todo:
+            lo, hi = base + b * size, base + min(n, (b + 1) * size) - 1
+            out[b] = cur.execute(sql, (lo, hi)).fetchone()
+    finally:
+        cur.close()
+    return out
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
