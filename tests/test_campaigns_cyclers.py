@@ -165,6 +165,10 @@ def test_cancel_stops_the_cycler_job(tmp_path: Path) -> None:
                 if row["state"] == "running" and db.run(int(row["run_id"]))["n_samples"] > 0:
                     break
                 time.sleep(0.05)
+            from labctl.app.control import ControlError, request_control
+
+            with pytest.raises(ControlError, match="battery-cycler channel bts 27-1-4, whose vendor API has no pause"):
+                request_control(db, int(row["run_id"]), "pause")  # the dashboard's way
             r = CliRunner().invoke(app, ["cancel", "cc:long", "--db", db.url])
             assert r.exit_code == 0 and "cancel requested" in r.output, r.output
         finally:
