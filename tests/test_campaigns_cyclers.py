@@ -355,3 +355,50 @@ def test_cycler_runs_of_a_campaign_on_the_shared_lab_postgresql(pg_url: str, tmp
             assert run["status"] == "completed" and run["meta"]["cycler"]["address"] in ("27-1-1", "27-1-2")
             (job,) = db.cycler_jobs(run_id=int(r["run_id"]))
             assert job["state"] == "completed" and job["cursor"] == str(run["n_samples"])
+
+
+def test_pause_and_resume_reach_a_cycler_whose_vendor_has_them(tmp_path: Path, monkeypatch) -> None:
+    """A cycler with ``supports_pause`` (the Neware driver patched to say so): pause and resume go to the
+    job, the planned run shows paused meanwhile, and the run completes."""
+    from labctl.drivers.neware import NewareCycler
+
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(NewareCycler, "supports_pause", True)
+    monkeypatch.setattr(NewareCycler, "pause", lambda self, job: calls.append(("pause", job)))
+    monkeypatch.setattr(NewareCycler, "resume", lambda self, job: calls.append(("resume", job)))
+    clock = ScaledClock(SPEED)
+    em, station_path = _lab(tmp_path, clock)
+    db = Database(f"sqlite:///{tmp_path / 'lab.sqlite'}", commit_interval=0.05)
+    try:
+        text = (
+            f"name: pz\nstations: [{station_path}]\nruns:\n"
+            "  - {key: s, protocol: protocols/symmetric-short.yaml, channel: N5}\n"
+        )
+        schedule_campaign(db, load_campaign(_campaign(tmp_path, text)))
+        w = Worker(db, [load_station(station_path)], clock=clock, until_idle=True, poll=0.05)
+        t = threading.Thread(target=w.run)
+        t.start()
+        cli = CliRunner()
+        states = []
+        try:
+            end = time.monotonic() + 30
+            while q.find(db, "s")["state"] != "running" and time.monotonic() < end:
+                time.sleep(0.02)
+            r = cli.invoke(app, ["pause", "pz:s", "--db", db.url])
+            assert r.exit_code == 0, r.output
+            end = time.monotonic() + 10
+            while q.find(db, "s")["state"] != "paused" and time.monotonic() < end:
+                time.sleep(0.02)
+            states.append(q.find(db, "s")["state"])
+            assert cli.invoke(app, ["resume", "pz:s", "--db", db.url]).exit_code == 0
+        finally:
+            t.join(60)
+        assert not t.is_alive()
+    finally:
+        em.close()
+    row = q.find(db, "s")
+    assert states == ["paused"] and row["state"] == "done"
+    assert [c[0] for c in calls] == ["pause", "resume"]
+    kinds = [e["kind"] for e in db.events(int(row["run_id"]))]
+    assert kinds.index("pause") < kinds.index("resume")
+    db.close()
