@@ -7,17 +7,19 @@
     misfire_limit: 1 h                # a start missed by more than this fails instead of starting late
     start: "+10 min"                  # default `at:` of every run (ISO time, "+DURATION" or "now")
     cells:                            # the cells the runs use (a run's cell: must be one of these)
-      BrMg-S1: {preset: br-mg}
+      S1: {preset: my-preset}         # the simulator preset of a simulated cell
+      S2: {preset: my-preset}
+      S3: {preset: my-preset}
     runs:
-      - key: coat-br                  # unique; replicates get -r1, -r2, ...
+      - key: coat                     # unique; replicates get -r1, -r2, ...
         protocol: dip-coat            # a library protocol's name, or a file relative to this one
-        cell: BrMg-S1
+        cell: S1
         channel: A1                   # pinned to one channel; or pool: [A1, A2] (default: any channel)
-      - key: sym-br
+      - key: sym
         protocol: symmetric-0.5mA
-        cells: [BrMg-S1, BrMg-S2, BrMg-S3]   # one cell per replicate
+        cells: [S1, S2, S3]             # one cell per replicate
         replicates: 3
-        after: [coat-br]              # starts when coat-br is done (all its replicates)
+        after: [coat]                 # starts when coat is done (all its replicates)
         priority: 10                  # higher first when runs wait for a channel
 
 :func:`load_campaign` validates everything before anything is queued: protocols, presets,
