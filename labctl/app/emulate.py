@@ -175,6 +175,21 @@ def available() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=GROUP))
 
 
+class _Served:
+    """An emulator object served on loopback for one instrument: ``emulator`` and ``close()``
+    (``_shutdown`` names the emulator's own method that stops it serving)."""
+
+    _em: Any
+    _shutdown = "close"
+
+    @property
+    def emulator(self) -> Any:
+        return self._em
+
+    def close(self) -> None:
+        getattr(self._em, self._shutdown)()
+
+
 class GrblEmulator:
     """Entry point ``grbl``: a GRBL controller emulator on loopback TCP."""
 
@@ -192,7 +207,7 @@ class GrblEmulator:
         self._server.close()
 
 
-class MethodScriptEmulatorFactory:
+class MethodScriptEmulatorFactory(_Served):
     """Entry point ``methodscript``: an EmStat emulator on loopback TCP (``model`` option: es4_lr, es4_hr,
     espico; default es4_lr), its cell from the station's preset."""
 
@@ -205,15 +220,8 @@ class MethodScriptEmulatorFactory:
         port = self._em.serve_tcp()
         self.entry = {"port": f"socket://127.0.0.1:{port}"}
 
-    @property
-    def emulator(self) -> Any:
-        return self._em
 
-    def close(self) -> None:
-        self._em.close()
-
-
-class NewareEmulatorFactory:
+class NewareEmulatorFactory(_Served):
     """Entry point ``neware``: a Neware BTS API emulator on loopback TCP (options ``channels``,
     default 8, ``devid``, ``subdevid``), its cells simulated with the station's preset and seed.
     The emulated station reads step files where labctl writes them (``bts_folder`` cleared)."""
@@ -231,16 +239,11 @@ class NewareEmulatorFactory:
         )
         self.entry = {"host": "127.0.0.1", "port": self._em.port, "bts_folder": None}
 
-    @property
-    def emulator(self) -> Any:
-        return self._em
 
-    def close(self) -> None:
-        self._em.close()
-
-
-class Keithley2450EmulatorFactory:
+class Keithley2450EmulatorFactory(_Served):
     """Entry point ``keithley2450``: a Keithley 2450 SCPI emulator on loopback TCP (VISA raw socket, ``@py``)."""
+
+    _shutdown = "stop"
 
     def __init__(self, options: dict[str, Any], *, clock: Any, preset: str, seed: int = 0, plan: Any = None) -> None:
         from labctl.simulators.emulators.scpi2450 import Keithley2450Emulator
@@ -249,16 +252,11 @@ class Keithley2450EmulatorFactory:
         self._em.start()
         self.entry = {"resource": self._em.resource, "visa_library": "@py"}
 
-    @property
-    def emulator(self) -> Any:
-        return self._em
 
-    def close(self) -> None:
-        self._em.stop()
-
-
-class LakeShoreEmulatorFactory:
+class LakeShoreEmulatorFactory(_Served):
     """Entry point ``lakeshore335``: a Lake Shore 335 emulator on loopback TCP (VISA raw socket, ``@py``)."""
+
+    _shutdown = "stop"
 
     def __init__(self, options: dict[str, Any], *, clock: Any, preset: str, seed: int = 0, plan: Any = None) -> None:
         from labctl.simulators.emulators.lakeshore import LakeShoreEmulator
@@ -266,10 +264,3 @@ class LakeShoreEmulatorFactory:
         self._em = LakeShoreEmulator(clock, seed=seed, plan=plan)
         self._em.start()
         self.entry = {"resource": self._em.resource, "visa_library": "@py"}
-
-    @property
-    def emulator(self) -> Any:
-        return self._em
-
-    def close(self) -> None:
-        self._em.stop()

@@ -260,30 +260,9 @@ def retry_stalled(app: Any, *, stalled_after: float, queue: str | None = None) -
 # --------------------------------------------------------------------------- scheduling
 def store_campaign(db: Any, campaign: Any) -> tuple[int, dict[str, int]]:
     """Store a loaded :class:`labctl.app.lab.campaign.Campaign` and its planned runs (one transaction)."""
-    from labctl.db import campaigns as plan
+    from labctl.app.lab.scheduler import store_campaign as store
 
-    runs = [
-        dict(
-            key=p.key,
-            spec=p.to_dict(),
-            station=p.station,
-            channel=p.channel,
-            pool=p.pool,
-            priority=p.priority,
-            at=p.at,
-            after=list(p.after),
-        )
-        for p in campaign.expand()
-    ]
-    return plan.add_campaign(
-        db,
-        name=campaign.name,
-        text=campaign.text,
-        sha256=campaign.sha256,
-        source=campaign.source,
-        misfire_limit_s=campaign.misfire_limit_s,
-        runs_=runs,
-    )
+    return store(db, campaign)
 
 
 def schedule_campaign(url: str, campaign: Any) -> dict[str, Any]:

@@ -166,7 +166,7 @@ def run(
     Before anything opens or is recorded, the run's size is checked: steps, samples and database growth
     against the free disk space (see --max-steps, --max-samples, --no-disk-check).
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress
 
     from labctl.app.controller import (
         SimSettings,
@@ -271,14 +271,7 @@ def run(
     meta: dict[str, Any] = {"from_run": from_run} if from_run else {}
     if station is not None:
         meta.update(station_meta)
-    cols = [
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("cycle {task.fields[cycle]}"),
-        TextColumn("t = {task.fields[t]}"),
-        TextColumn("{task.fields[n]:,} samples"),
-        TimeElapsedColumn(),
-    ]
+    cols = progress_columns()
     # Without a terminal (nohup, systemd, a pipe) rich draws nothing: progress goes to the log as lines.
     log = None if err.is_terminal else ProgressLog(progress_interval, clock, estimate.duration)
     with Progress(*cols, console=err, transient=False, disable=as_json or log is not None) as bar:
@@ -337,6 +330,25 @@ def run(
         except BaseException:
             notify_run_end(notifier, database, run_ids, None)
             raise
+    finish_run(outcome, database, as_json, notifier, run_ids)
+
+
+def progress_columns() -> list[Any]:
+    """The live progress line of a run: step, cycle, test time, samples, wall time."""
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("cycle {task.fields[cycle]}"),
+        TextColumn("t = {task.fields[t]}"),
+        TextColumn("{task.fields[n]:,} samples"),
+        TimeElapsedColumn(),
+    ]
+
+
+def finish_run(outcome: Any, database: Any, as_json: bool, notifier: Any, run_ids: list[int]) -> None:
+    """Print how the run ended (a line, or JSON), notify, and exit with the status's code."""
     summary = {
         "run_id": outcome.run_id,
         "status": outcome.status,
@@ -472,7 +484,7 @@ def _run_cycler(
     notifier: Any = None,
 ) -> None:
     """``labctl run --station F --channel X`` on a cycler channel: submit (or find the job), watch, harvest."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress
 
     from labctl.app.cycler_run import run_on_cycler
     from labctl.app.cycler_translate import translate
@@ -482,14 +494,7 @@ def _run_cycler(
     meta: dict[str, Any] = {"station": st.name or str(station), "station_file": str(station), "channel": channel}
     if from_run:
         meta["from_run"] = from_run
-    cols = [
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("cycle {task.fields[cycle]}"),
-        TextColumn("t = {task.fields[t]}"),
-        TextColumn("{task.fields[n]:,} samples"),
-        TimeElapsedColumn(),
-    ]
+    cols = progress_columns()
     with Progress(*cols, console=err, transient=False, disable=as_json) as bar:
         task = bar.add_task("submitting", cycle=0, t="0 s", n=0)
 
@@ -516,27 +521,7 @@ def _run_cycler(
             on_progress=on_progress,
             meta=meta,
         )
-    summary = {
-        "run_id": outcome.run_id,
-        "status": outcome.status,
-        "end_reason": outcome.end_reason,
-        "duration_s": outcome.duration,
-        "samples": outcome.n_samples,
-        "steps": len(outcome.steps),
-        "db": str(database.url),
-    }
-    if as_json:
-        print_json(summary)
-    else:
-        out.print(f"run {outcome.run_id}: {outcome.status} - {outcome.end_reason}; {outcome.n_samples:,} samples")
-    if outcome.run_id is not None:
-        notify_run_end(notifier, database, [outcome.run_id], outcome)
-    if outcome.status == "aborted":
-        raise typer.Exit(EXIT_ABORTED)
-    if outcome.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if outcome.status != "completed":
-        raise typer.Exit(EXIT_FAILED)
+    finish_run(outcome, database, as_json, notifier, [] if outcome.run_id is None else [outcome.run_id])
 
 
 def register(app: typer.Typer) -> None:

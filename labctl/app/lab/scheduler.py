@@ -136,8 +136,8 @@ def _add_jobs(db: Any, rows: list[dict[str, Any]], limit: float) -> None:
     store.shutdown()
 
 
-def schedule_campaign(db: Any, campaign: Campaign, *, now: float | None = None) -> int:
-    """Queue ``campaign``: its planned runs and one job per ``at:`` time; the campaign id.
+def store_campaign(db: Any, campaign: Campaign, *, now: float | None = None) -> tuple[int, dict[str, int]]:
+    """Store ``campaign`` and its planned runs in one transaction: (campaign id, planned id by key).
 
     Raises :class:`labctl.db.campaigns.CampaignExists` when its name is already queued."""
     runs_ = [
@@ -149,11 +149,11 @@ def schedule_campaign(db: Any, campaign: Campaign, *, now: float | None = None) 
             pool=p.pool,
             priority=p.priority,
             at=p.at,
-            after=p.after,
+            after=list(p.after),
         )
         for p in campaign.expand()
     ]
-    cid, _ = q.add_campaign(
+    return q.add_campaign(
         db,
         name=campaign.name,
         text=campaign.text,
@@ -163,6 +163,13 @@ def schedule_campaign(db: Any, campaign: Campaign, *, now: float | None = None) 
         runs_=runs_,
         now=now,
     )
+
+
+def schedule_campaign(db: Any, campaign: Campaign, *, now: float | None = None) -> int:
+    """Queue ``campaign``: its planned runs and one job per ``at:`` time; the campaign id.
+
+    Raises :class:`labctl.db.campaigns.CampaignExists` when its name is already queued."""
+    cid, _ = store_campaign(db, campaign, now=now)
     timed = [r for r in q.queue(db, campaign_id=cid) if r["not_before_unix"] is not None]
     if timed:
         _add_jobs(db, timed, campaign.misfire_limit_s)
