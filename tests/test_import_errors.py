@@ -21,6 +21,7 @@ from labctl.importers import read_file
 from labctl.importers.table import density_to_a_per_cm2
 
 DATA = Path(__file__).parent / "data" / "import"
+ARBIN_RES = "cellpy_20160805_test001_45_cc_01.res"
 runner = CliRunner()
 
 
@@ -104,11 +105,65 @@ def test_no_current_column(tmp_path):
     assert "no current column" in msg and "v.csv:1" in msg
 
 
-def test_arbin_res_says_what_it_is(tmp_path):
+def test_arbin_res_header_only_is_truncated(tmp_path):
     f = tmp_path / "test.res"
     f.write_bytes(b"\x00\x01\x00\x00Standard Jet DB\x00" + b"\x00" * 200)
     msg = _import_fails(tmp_path, f)
-    assert "MS Access" in msg and "Arbin" in msg and "CSV" in msg
+    assert "MS Access" in msg and "Arbin .res" in msg and "truncated" in msg and "test.res" in msg
+
+
+@pytest.mark.parametrize("keep", [4096, 100_000, 800_000, 1_600_000])
+def test_truncated_arbin_res(tmp_path, keep):
+    f = tmp_path / "cut.res"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes()[:keep])
+    msg = _import_fails(tmp_path, f)
+    assert "cut.res" in msg and "Arbin .res" in msg
+    assert "truncated" in msg or "damaged" in msg
+
+
+def test_arbin_res_cut_at_a_page_boundary(tmp_path):
+    # a whole number of pages, the data pages missing: access-parser's error, named as an Arbin file
+    f = tmp_path / "cut.res"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes()[: 30 * 4096])
+    msg = _import_fails(tmp_path, f)
+    assert "cut.res" in msg and "Arbin .res" in msg and ("truncated" in msg or "damaged" in msg)
+
+
+def test_other_format_named_res(tmp_path):
+    f = tmp_path / "gamry.res"
+    f.write_bytes((DATA / "gamryparser_cv_data.dta").read_bytes())
+    msg = _import_fails(tmp_path, f)
+    assert "gamry.res" in msg and "named .res" in msg and "Standard Jet DB" in msg
+
+
+def test_arbin_res_renamed_is_still_read_as_arbin(tmp_path):
+    # the first bytes decide: an Access database named .mdb is read as the Arbin file it is
+    f = tmp_path / "test.mdb"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes())
+    d = read_file(f)
+    assert d.format == "arbin-res"
+
+
+def test_access_database_without_arbin_tables(tmp_path, monkeypatch):
+    import access_parser
+
+    class Fake:
+        def __init__(self, path):
+            self.catalog = {"Customers": 1, "MSysObjects": 2}
+
+    monkeypatch.setattr(access_parser, "AccessParser", Fake)
+    f = tmp_path / "shop.mdb"
+    f.write_bytes(b"\x00\x01\x00\x00Standard Jet DB\x00" + b"\x00" * (4096 - 20))
+    msg = _import_fails(tmp_path, f)
+    assert "without the table Channel_Normal_Table" in msg and "Customers" in msg
+
+
+def test_arbin_res_without_access_parser_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "access_parser", None)  # import fails as if not installed
+    msg = _import_fails(tmp_path, DATA / ARBIN_RES)
+    assert "access-parser" in msg and "pip install 'labctl[arbin]'" in msg
 
 
 def test_one_bad_file_does_not_stop_the_others(tmp_path):

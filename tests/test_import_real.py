@@ -244,3 +244,65 @@ def test_import_on_postgres_once(pg_url):
         b = import_file(d, DATA / "neware_new_nda_file.nda")
         assert not a.duplicate and b.duplicate and b.run_id == a.run_id
         assert d.n_samples(a.run_id) == 439 and len(d.runs()) == 1
+
+
+# Arbin .res (cellpy's test file): per cycle, the largest Charge_Capacity / Discharge_Capacity (Ah)
+# of Channel_Normal_Table (the counters run on through a cycle), in mAh. Computed with cellpy 1.0.3
+# (`cellpy.get(f, instrument='arbin_res')`, raw data grouped by cycle_index) and, independently,
+# from `mdb-export f Channel_Normal_Table` (mdbtools 1.0.0); the two agree exactly.
+ARBIN_RES = "cellpy_20160805_test001_45_cc_01.res"
+ARBIN_RES_CYCLES = {
+    1: (1.625405999, 1.755093529),
+    2: (1.699563705, 1.567475110),
+    3: (1.731507851, 1.585720948),
+    4: (1.575977622, 1.517317964),
+    5: (1.535303245, 1.471186144),
+    10: (1.528125264, 1.463215585),
+    11: (1.542494118, 1.477811254),
+    17: (1.525362328, 1.464807818),
+}
+
+
+def test_arbin_res_per_cycle_capacity_and_ce_match_cellpy(db):
+    res = import_file(db, DATA / ARBIN_RES)
+    assert not res.duplicate and res.n_samples == 10261 and res.format == "arbin-res"
+    per = _per_cycle(analyze_and_store(db, res.run_id))
+    assert per["charge_source"] == "instrument counters"
+    assert "Cycle_Index" in per["cycle_definition"]
+    pc = per["per_cycle"]
+    table = dict(zip(pc["cycle"], zip(pc["charge_mAh"], pc["discharge_mAh"], pc["ce"], strict=True), strict=True))
+    assert sorted(table) == list(range(1, 19))
+    for cyc, (qc, qd) in ARBIN_RES_CYCLES.items():
+        got_c, got_d, got_ce = table[cyc]
+        # labctl sums each step's counter increase; the counters' per-cycle maximum differs by <= 1.2e-6
+        assert got_c == pytest.approx(qc, rel=2e-6)
+        assert got_d == pytest.approx(qd, rel=2e-6)
+        assert 100 * got_ce == pytest.approx(100 * qd / qc, abs=0.01)
+    # cycle 18 is a discharge the test stopped in: reported, with no CE
+    assert table[18][0] == 0 and table[18][1] == pytest.approx(0.239313156, rel=1e-6) and table[18][2] is None
+
+
+def test_arbin_res_steps_time_and_header():
+    d = read_file(DATA / ARBIN_RES)
+    assert d.reader.startswith("access-parser")
+    assert d.header["Test_Name"] == "20160805_sic006_45_cc_01-01-003"
+    assert d.header["Start_DateTime"] == "2016-08-05T16:16:23"
+    assert d.t[0] == 0 and np.all(np.diff(d.t) >= 0)
+    # Test_Time of the last data point less that of the first (mdb-export: 858777.23 s)
+    assert d.t[-1] == pytest.approx(858777.2301515853, rel=1e-12)
+    # the first 24 h rest, then discharge (negative current) and charge steps, all Arbin step numbers
+    first = d.steps[0]
+    assert first.kind == "rest" and first.params["instrument_step"] == 1 and first.cycle == 1
+    kinds = {s.kind for s in d.steps}
+    assert kinds == {"rest", "galvanostatic"}
+    assert all(s.params.get("cycling") for s in d.steps if s.kind == "galvanostatic")
+    assert {s.params["instrument_step"] for s in d.steps if s.cycle >= 4} <= {10, 11, 12, 13, 14, 15}
+    assert np.nanmin(d.voltage) > 0.0 and np.nanmax(d.voltage) < 3.2
+
+
+def test_arbin_res_cli_import(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    r = runner.invoke(app, ["import", str(DATA / ARBIN_RES), "--db", url, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out[0]["status"] == "imported" and out[0]["format"] == "arbin-res"

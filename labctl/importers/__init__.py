@@ -4,7 +4,7 @@
 the reader; every reader returns an :class:`ImportedData` in labctl's units and
 conventions with the mapping it applied.  A file labctl cannot read raises
 :class:`ImportFileError` saying which format it looks like and what is missing.
-Heavy or optional libraries (NewareNDA, galvani) are imported only when their format
+Heavy or optional libraries (NewareNDA, galvani, access-parser) are imported only when their format
 is read.  See docs/importers.md.
 """
 
@@ -82,9 +82,13 @@ def read_file(path: str | Path, *, area_cm2: float | None = None) -> ImportedDat
     if suf == ".mpr":
         raise ImportFileError(f"{p}: named .mpr but not a BioLogic file (it must start with 'BIO-LOGIC MODULAR FILE')")
     if kind == "access-db":
+        from .arbin import read_res
+
+        return read_res(p, raw, area_cm2=area_cm2)
+    if suf == ".res":
         raise ImportFileError(
-            f"{p}: an MS Access database (an Arbin .res file): labctl does not read Access files; "
-            "export the test from MITS Pro / Data Watcher as CSV or XLSX and import that"
+            f"{p}: named .res but not an Arbin .res file (an MS Access database, whose bytes 4-19 read "
+            "'Standard Jet DB'); a file of another format renamed, or damaged at its start?"
         )
     if kind == "xlsx":
         from .spreadsheet import read_xlsx
