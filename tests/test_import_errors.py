@@ -331,3 +331,99 @@ def test_arbin_layout_xlsx_same_as_csv(tmp_path):
     cut.write_bytes(x.read_bytes()[:2000])
     msg = _import_fails(tmp_path, cut)
     assert "XLSX" in msg and "cut.xlsx" in msg
+
+
+# ------------------------------------------------------------------ PalmSens .pssession
+PS_CV = "palmsens_cv_1scan.pssession"
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999])
+def test_truncated_pssession(tmp_path, keep):
+    raw = (DATA / PS_CV).read_bytes()
+    f = tmp_path / "cut.pssession"
+    f.write_bytes(raw[: int(len(raw) * keep)])
+    msg = _import_fails(tmp_path, f)
+    assert "cut.pssession:1:" in msg and "PalmSens .pssession" in msg and "truncated" in msg
+
+
+def test_pssession_trailing_junk_is_ignored_with_a_note(tmp_path):
+    raw = (DATA / PS_CV).read_bytes()  # PSTrace 5.11 already ends with a second BOM
+    f = tmp_path / "junk.pssession"
+    f.write_bytes(raw + "\x00\x00garbage".encode("utf-16-le"))
+    d = read_file(f)
+    assert d.n == 41 and any("after the session's JSON ignored" in n for n in d.notes)
+
+
+def test_arbin_res_named_pssession_is_read_as_arbin(tmp_path):
+    f = tmp_path / "x.pssession"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes()[:8192])  # the first bytes decide: an Access file
+    msg = _import_fails(tmp_path, f)
+    assert "Arbin .res" in msg and "MS Access" in msg
+
+
+def test_text_named_pssession(tmp_path):
+    f = tmp_path / "x.pssession"
+    f.write_bytes((DATA / "gamryparser_cv_data.dta").read_bytes())
+    msg = _import_fails(tmp_path, f)
+    assert "x.pssession" in msg and "UTF-16 JSON" in msg and "FF FE" in msg
+
+
+def test_pssession_named_res(tmp_path):
+    f = tmp_path / "x.res"
+    f.write_bytes((DATA / PS_CV).read_bytes())
+    assert read_file(f).format == "palmsens-pssession"  # recognised by its content
+
+
+def test_pssession_json_of_another_kind(tmp_path):
+    f = tmp_path / "m.pssession"
+    f.write_bytes(codecs.BOM_UTF16_LE + json.dumps({"Type": "PalmSens.Method", "x": 1}).encode("utf-16-le"))
+    msg = _import_fails(tmp_path, f)
+    assert "not a PalmSens session" in msg and "PalmSens.Method" in msg
+
+
+def test_pssession_impedance_is_refused_with_the_way_out(tmp_path):
+    msg = _import_fails(tmp_path, DATA / "palmsens_eis_5freq.pssession")
+    assert "impedance" in msg and "CSV" in msg and "Impedance Spectroscopy" in msg
+
+
+def test_pssession_unknown_unit(tmp_path):
+    text = (DATA / PS_CV).read_bytes().decode("utf-16")
+    f = tmp_path / "u.pssession"
+    f.write_bytes(
+        codecs.BOM_UTF16_LE + text.replace("PalmSens.Units.MicroAmpere", "PalmSens.Units.Furlong").encode("utf-16-le")
+    )
+    msg = _import_fails(tmp_path, f)
+    assert "PalmSens.Units.Furlong" in msg and "Ampere" in msg
+
+
+_PS_RAW = (DATA / PS_CV).read_bytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=len(_PS_RAW) - 1), junk=st.binary(max_size=8))
+def test_pssession_any_cut_reads_or_is_refused_cleanly(tmp_path_factory, cut, junk):
+    from labctl.importers import ImportFileError
+
+    f = tmp_path_factory.mktemp("ps") / "c.pssession"
+    f.write_bytes(_PS_RAW[:cut] + junk)
+    try:
+        d = read_file(f)
+    except ImportFileError as exc:
+        assert "c.pssession" in str(exc)
+    else:  # only the whole JSON reads, whatever follows it
+        assert d.n == 41
+
+
+@settings(max_examples=12, deadline=None)
+@given(pages=st.integers(min_value=1, max_value=(DATA / ARBIN_RES).stat().st_size // 4096 - 1))
+def test_arbin_res_any_page_cut_is_refused_cleanly(tmp_path_factory, pages):
+    from labctl.importers import ImportFileError
+
+    f = tmp_path_factory.mktemp("res") / "c.res"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes()[: pages * 4096])
+    try:
+        d = read_file(f)
+    except ImportFileError as exc:
+        assert "c.res" in str(exc) and "Arbin" in str(exc)
+    else:  # pages cut after the data pages: every sample is there or the file is refused
+        assert d.n == 10261

@@ -306,3 +306,49 @@ def test_arbin_res_cli_import(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out[0]["status"] == "imported" and out[0]["format"] == "arbin-res"
+
+
+# PalmSens .pssession (PalmSens/palmsens-sdk python/tests/test_data). Reference values are those
+# pypalmsens 2.2.0 (PalmSens' own SDK) asserts in its test suite for the same files
+# (python/tests/test_curve.py, test_dataset.py, test_array.py at 39c885d); pypalmsens itself needs
+# the .NET 10 runtime, which this machine cannot install.
+def test_pssession_swv_curve_matches_pypalmsens():
+    d = read_file(DATA / "palmsens_DPV_example.pssession")  # PSTrace 5.0: lower-case keys, curves only
+    assert d.format == "palmsens-pssession" and d.n == 201  # curve_dpv.n_points == 201
+    assert d.voltage.min() == -1.0 and d.voltage.max() == 0.0  # min_x, max_x
+    assert d.current.min() == pytest.approx(1.93339e-6, rel=1e-12)  # min_y 1.93339 µA
+    assert d.current.max() == pytest.approx(36.5019e-6, rel=1e-12)  # max_y 36.5019 µA
+    assert [s.kind for s in d.steps] == ["lsv"] and "SWV" in d.steps[0].label
+    assert "t is the point number" in d.mapping["measurements"][0]["time"]
+
+
+def test_pssession_cv_charge_matches_pypalmsens():
+    d = read_file(DATA / "palmsens_cv_1scan.pssession")
+    assert d.n == 41 and [(s.kind, s.cycle) for s in d.steps] == [("cv", 1)]
+    # pypalmsens: the Charge array of this scan has min -83.096866 and max 11.609434 (µC); the
+    # trapezoidal integral of the current labctl read, over its t, gives the same
+    q = np.concatenate(([0.0], np.cumsum(np.diff(d.t) * (d.current[1:] + d.current[:-1]) / 2))) * 1e6
+    assert q.min() == pytest.approx(-83.096866, abs=1e-6) and q.max() == pytest.approx(11.609434, abs=1e-6)
+    assert d.voltage.min() == pytest.approx(-0.999943) and d.voltage.max() == pytest.approx(0.999943)
+    assert d.t[-1] == pytest.approx(3.9997758865356445, rel=1e-12)
+    # UTCTimeStamp 638881791267491192 (.NET ticks) = 2025-07-15 12:25:26.749 UTC
+    assert d.started_unix == pytest.approx(1752582326.749119, abs=1e-3)
+
+
+def test_pssession_three_scans_are_three_cycles(db):
+    res = import_file(db, DATA / "palmsens_cv_3scan.pssession")
+    assert res.n_samples == 121 and res.n_steps == 3  # the JSON's scans have 40, 40 and 41 points
+    steps = db.steps(res.run_id)
+    assert [s["cycle"] for s in steps] == [1, 2, 3]
+    assert {s["kind"] for s in steps} == {"cv"}
+    d = read_file(DATA / "palmsens_cv_3scan.pssession")
+    assert np.all(np.diff(d.t) > 0)
+    assert [s.stop - s.start for s in d.steps] == [40, 40, 41]
+
+
+def test_pssession_cli_import(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    r = runner.invoke(app, ["import", str(DATA / "palmsens_cv_1scan.pssession"), "--db", url, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out[0]["status"] == "imported" and out[0]["format"] == "palmsens-pssession"
