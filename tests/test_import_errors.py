@@ -112,8 +112,21 @@ def test_arbin_res_header_only_is_truncated(tmp_path):
     assert "MS Access" in msg and "Arbin .res" in msg and "truncated" in msg and "test.res" in msg
 
 
+@pytest.fixture(params=["mdbtools", "access-parser"])
+def arbin_reader(request, monkeypatch):
+    import os
+    import shutil
+
+    if request.param == "mdbtools" and not shutil.which("mdb-export"):
+        if os.environ.get("CI"):
+            pytest.fail("mdbtools is not installed (apt-get install mdbtools; .ci/run does)")
+        pytest.skip("mdbtools not installed (make test installs it)")
+    monkeypatch.setenv("LABCTL_ARBIN_READER", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("keep", [4096, 100_000, 800_000, 1_600_000])
-def test_truncated_arbin_res(tmp_path, keep):
+def test_truncated_arbin_res(tmp_path, keep, arbin_reader):
     f = tmp_path / "cut.res"
     f.write_bytes((DATA / ARBIN_RES).read_bytes()[:keep])
     msg = _import_fails(tmp_path, f)
@@ -121,7 +134,7 @@ def test_truncated_arbin_res(tmp_path, keep):
     assert "truncated" in msg or "damaged" in msg
 
 
-def test_arbin_res_cut_at_a_page_boundary(tmp_path):
+def test_arbin_res_cut_at_a_page_boundary(tmp_path, arbin_reader):
     # a whole number of pages, the data pages missing: access-parser's error, named as an Arbin file
     f = tmp_path / "cut.res"
     f.write_bytes((DATA / ARBIN_RES).read_bytes()[: 30 * 4096])
@@ -147,6 +160,8 @@ def test_arbin_res_renamed_is_still_read_as_arbin(tmp_path):
 def test_access_database_without_arbin_tables(tmp_path, monkeypatch):
     import access_parser
 
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "access-parser")
+
     class Fake:
         def __init__(self, path):
             self.catalog = {"Customers": 1, "MSysObjects": 2}
@@ -161,9 +176,23 @@ def test_access_database_without_arbin_tables(tmp_path, monkeypatch):
 def test_arbin_res_without_access_parser_says_how_to_install(tmp_path, monkeypatch):
     import sys
 
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "access-parser")
     monkeypatch.setitem(sys.modules, "access_parser", None)  # import fails as if not installed
     msg = _import_fails(tmp_path, DATA / ARBIN_RES)
-    assert "access-parser" in msg and "pip install 'labctl[arbin]'" in msg
+    assert "access-parser" in msg and "pip install 'labctl[arbin]'" in msg and "apt-get install mdbtools" in msg
+
+
+def test_arbin_res_without_mdbtools_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "mdbtools")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mdb-export on the PATH
+    msg = _import_fails(tmp_path, DATA / ARBIN_RES)
+    assert "mdbtools" in msg and "apt-get install mdbtools" in msg
+
+
+def test_arbin_reader_setting_must_be_known(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "excel")
+    msg = _import_fails(tmp_path, DATA / ARBIN_RES)
+    assert "LABCTL_ARBIN_READER='excel'" in msg and "mdbtools" in msg and "access-parser" in msg
 
 
 def test_one_bad_file_does_not_stop_the_others(tmp_path):
@@ -414,16 +443,23 @@ def test_pssession_any_cut_reads_or_is_refused_cleanly(tmp_path_factory, cut, ju
         assert d.n == 41
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(pages=st.integers(min_value=1, max_value=(DATA / ARBIN_RES).stat().st_size // 4096 - 1))
 def test_arbin_res_any_page_cut_is_refused_cleanly(tmp_path_factory, pages):
+    import os
+    import shutil
+
     from labctl.importers import ImportFileError
+    from labctl.importers.arbin import read_res
 
     f = tmp_path_factory.mktemp("res") / "c.res"
-    f.write_bytes((DATA / ARBIN_RES).read_bytes()[: pages * 4096])
-    try:
-        d = read_file(f)
-    except ImportFileError as exc:
-        assert "c.res" in str(exc) and "Arbin" in str(exc)
-    else:  # pages cut after the data pages: every sample is there or the file is refused
-        assert d.n == 10261
+    raw = (DATA / ARBIN_RES).read_bytes()[: pages * 4096]
+    f.write_bytes(raw)
+    readers = ["access-parser"] + (["mdbtools"] if shutil.which("mdb-export") or os.environ.get("CI") else [])
+    for reader in readers:
+        try:
+            d = read_res(f, raw, backend=reader)
+        except ImportFileError as exc:
+            assert "c.res" in str(exc) and "Arbin" in str(exc)
+        else:  # pages cut after the data pages: every sample is there, or the file is refused
+            assert d.n == 10261

@@ -263,7 +263,21 @@ ARBIN_RES_CYCLES = {
 }
 
 
-def test_arbin_res_per_cycle_capacity_and_ce_match_cellpy(db):
+def _arbin_reader(monkeypatch, reader):
+    """Pick the .res reader; mdbtools is installed by `make test` and .ci/run (Debian's mdbtools)."""
+    import os
+    import shutil
+
+    if reader == "mdbtools" and not shutil.which("mdb-export"):
+        if os.environ.get("CI"):
+            pytest.fail("mdbtools is not installed (apt-get install mdbtools; .ci/run does)")
+        pytest.skip("mdbtools not installed (make test installs it)")
+    monkeypatch.setenv("LABCTL_ARBIN_READER", reader)
+
+
+@pytest.mark.parametrize("reader", ["mdbtools", "access-parser"])
+def test_arbin_res_per_cycle_capacity_and_ce_match_cellpy(db, monkeypatch, reader):
+    _arbin_reader(monkeypatch, reader)
     res = import_file(db, DATA / ARBIN_RES)
     assert not res.duplicate and res.n_samples == 10261 and res.format == "arbin-res"
     per = _per_cycle(analyze_and_store(db, res.run_id))
@@ -282,9 +296,11 @@ def test_arbin_res_per_cycle_capacity_and_ce_match_cellpy(db):
     assert table[18][0] == 0 and table[18][1] == pytest.approx(0.239313156, rel=1e-6) and table[18][2] is None
 
 
-def test_arbin_res_steps_time_and_header():
+@pytest.mark.parametrize("reader", ["mdbtools", "access-parser"])
+def test_arbin_res_steps_time_and_header(monkeypatch, reader):
+    _arbin_reader(monkeypatch, reader)
     d = read_file(DATA / ARBIN_RES)
-    assert d.reader.startswith("access-parser")
+    assert d.reader.startswith(reader)
     assert d.header["Test_Name"] == "20160805_sic006_45_cc_01-01-003"
     assert d.header["Start_DateTime"] == "2016-08-05T16:16:23"
     assert d.t[0] == 0 and np.all(np.diff(d.t) >= 0)
@@ -298,6 +314,22 @@ def test_arbin_res_steps_time_and_header():
     assert all(s.params.get("cycling") for s in d.steps if s.kind == "galvanostatic")
     assert {s.params["instrument_step"] for s in d.steps if s.cycle >= 4} <= {10, 11, 12, 13, 14, 15}
     assert np.nanmin(d.voltage) > 0.0 and np.nanmax(d.voltage) < 3.2
+
+
+def test_arbin_res_both_readers_agree(monkeypatch):
+    _arbin_reader(monkeypatch, "mdbtools")
+    a = read_file(DATA / ARBIN_RES)
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "access-parser")
+    b = read_file(DATA / ARBIN_RES)
+    assert a.reader.startswith("mdbtools") and b.reader.startswith("access-parser")
+    np.testing.assert_allclose(a.t, b.t, rtol=1e-14)
+    np.testing.assert_allclose(a.charge, b.charge, rtol=1e-12, atol=1e-15)
+    # float32 columns (Voltage, Current): mdb-export prints them to 8 digits
+    np.testing.assert_allclose(a.voltage, b.voltage, rtol=1e-7)
+    np.testing.assert_allclose(a.current, b.current, rtol=1e-7, atol=1e-15)
+    assert [(s.start, s.stop, s.kind, s.cycle) for s in a.steps] == [
+        (s.start, s.stop, s.kind, s.cycle) for s in b.steps
+    ]
 
 
 def test_arbin_res_cli_import(tmp_path):
