@@ -307,14 +307,6 @@ def test_the_overnight_campaign_rehearses_in_virtual_time_every_run_once(db):
     assert events == {"started", "ended"}
 
 
-@pytest.mark.slow
-def test_the_overnight_campaign_with_the_library_protocols_rehearses(db):
-    """The real library protocols (weeks of cell life in virtual time): every run exactly once, in order."""
-    reh = rehearse(load_campaign(DATA / "overnight.yaml"), db)
-    _check_campaign_ran_once_in_order(db, reh, 19)
-    assert reh.end_unix - reh.start_unix > 1000 * 3600
-
-
 def test_rehearse_command_prints_the_timeline(tmp_path):
     path = _campaign(
         tmp_path,

@@ -70,6 +70,12 @@ def request_control(db: Any, run_id: int, action: str, *, source: str = "dashboa
         if row.status != "running":
             raise ControlError(f"run {run_id} is {row.status}: only a running run can be told to {action}")
         meta = dict(row.meta or {})
+        cycler = meta.get("cycler")
+        if action == "pause" and isinstance(cycler, dict) and not cycler.get("pause"):
+            raise ControlError(
+                f"run {run_id} runs on battery-cycler channel {cycler.get('instrument')} {cycler.get('address')}, "
+                "whose vendor API has no pause: the job goes on; cancel stops it"
+            )
         seq = int((meta.get("control") or {}).get("seq", 0)) + 1
         meta["control"] = {"action": action, "seq": seq, "requested_unix": now}
         conn.execute(runs.update().where(runs.c.id == run_id).values(meta=meta))

@@ -303,6 +303,8 @@ def run_on_cycler(
     on_start: Callable[[int | None], None] | None = None,
     meta: dict | None = None,
     cycler: Any | None = None,
+    on_created: Callable[[Any, int], None] | None = None,
+    control: Callable[[], tuple[str, str] | None] | None = None,
 ) -> RunOutcome:
     """Run ``protocol`` (a path, library name or model) on cycler channel ``channel`` of ``station``.
 
@@ -310,6 +312,12 @@ def run_on_cycler(
     ``retries``: consecutive link failures tolerated (each followed by a reconnect) before the
     run is left ``interrupted`` (the job goes on on the cycler; call again to continue).
     ``cycler``: an already connected driver (tests); default: the station's instrument, opened here.
+    ``on_created(conn, run_id)``: runs in the transaction that creates a new run (a campaign links
+    its planned run there).  ``control()``: asked between polls (keep it cheap); it returns None or
+    ``(action, reason)``: ``cancel`` stops the job on the cycler (the run ends ``aborted``),
+    ``interrupt`` stops watching (the job goes on; the run is left ``interrupted``, resumable),
+    ``pause``/``resume`` pause or continue the job where the vendor allows (``supports_pause``),
+    ``note`` records ``reason`` as an event.
     """
     from labctl.core.clock import WallClock
     from labctl.protocols import load_protocol
@@ -330,7 +338,7 @@ def run_on_cycler(
         with termination_as_interrupt():
             return _run(
                 protocol, tr, sha, db, station, channel, instrument, address, cycler, clock, poll, retries,
-                on_progress, on_start, meta, holder,
+                on_progress, on_start, meta, holder, on_created, control,
             )  # fmt: skip
     except KeyboardInterrupt as e:
         rec, mapper = holder.get("rec"), holder.get("mapper")
@@ -372,6 +380,8 @@ def _run(
     on_start: Callable[[int | None], None] | None,
     meta: dict | None,
     holder: dict[str, Any],
+    on_created: Callable[[Any, int], None] | None = None,
+    control: Callable[[], tuple[str, str] | None] | None = None,
 ) -> RunOutcome:
     from labctl.app.controller import UserError, cell_attributes
 
@@ -465,7 +475,16 @@ def _run(
                 seed=None,
                 preset=None,
                 started_unix=clock.unix(clock.now()),
-                meta={**(meta or {}), "cell": attrs, "cycler": {"instrument": instrument, "address": address}},
+                meta={
+                    **(meta or {}),
+                    "cell": attrs,
+                    "cycler": {
+                        "instrument": instrument,
+                        "address": address,
+                        "pause": bool(getattr(cycler, "supports_pause", False)),
+                    },
+                },
+                on_created=on_created,
             )
             holder["rec"] = rec
             run_id = int(rec.run_id)
@@ -497,7 +516,9 @@ def _run(
                 0.0, "cycler", f"started job {job} on {instrument} {address} (step file {remote}, barcode {barcode})"
             )
             cursor = 0
-        return _watch(db, rec, mapper, cycler, job, job_row, cursor, clock, poll, retries, on_progress, tr, resumed)
+        return _watch(
+            db, rec, mapper, cycler, job, job_row, cursor, clock, poll, retries, on_progress, tr, resumed, control
+        )
 
 
 def _lookup(cycler: Any, address: str, barcode: str) -> str | None:
@@ -536,6 +557,7 @@ def _watch(
     on_progress: Callable[[Progress], None] | None,
     tr: Translation,
     resumed: bool,
+    control: Callable[[], tuple[str, str] | None] | None = None,
 ) -> RunOutcome:
     failures = 0
     n_total = cursor
@@ -613,7 +635,58 @@ def _watch(
                 mapper._event(rec, _t(mapper), "protect", reason)
             db.update_cycler_job(job_row, state=state, cursor=str(cursor), detail=st.detail)
             return _end(db, rec, mapper, clock, status, reason, n_total)
-        time.sleep(poll)
+        deadline = time.monotonic() + poll
+        while True:  # wait for the next poll; a control request ends the wait
+            request = None if control is None else control()
+            if request is not None:
+                ended = _apply_control(db, rec, mapper, cycler, job, job_row, cursor, clock, n_total, request)
+                if ended is not None:
+                    return ended
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(left, 0.1))
+
+
+def _apply_control(
+    db: Any,
+    rec: Any,
+    mapper: Mapper,
+    cycler: Any,
+    job: str,
+    job_row: int,
+    cursor: int,
+    clock: Any,
+    n_total: int,
+    request: tuple[str, str],
+) -> RunOutcome | None:
+    """A user's request while a job runs: the run's outcome when it ends the run, else None."""
+    action, reason = request
+    t = _t(mapper)
+    if action == "cancel":
+        try:
+            cycler.stop(job)
+        except DeviceError as e:
+            mapper._event(rec, t, "error", f"could not stop job {job}: {e}")
+            return None
+        mapper._event(rec, t, "abort", f"{reason}: labctl stopped job {job} on the cycler")
+        mapper.close_step(rec, "aborted")
+        db.update_cycler_job(job_row, state="stopped", cursor=str(cursor), detail=reason)
+        return _end(db, rec, mapper, clock, "aborted", reason, n_total)
+    if action == "interrupt":
+        mapper._event(rec, t, "interrupted", f"{reason}; job {job} goes on on the cycler")
+        rec.flush()
+        return _end(db, rec, mapper, clock, "interrupted", reason, n_total, close=False)
+    if action in ("pause", "resume"):
+        try:
+            (cycler.pause if action == "pause" else cycler.resume)(job)
+            mapper._event(rec, t, action, f"{reason}: job {job} {'paused' if action == 'pause' else 'continued'}")
+        except DeviceError as e:
+            mapper._event(rec, t, "error", f"{action} of job {job} refused: {e}")
+        return None
+    mapper._event(rec, t, action if action != "note" else "control", reason)
+    return None
 
 
 def _t(mapper: Mapper) -> float:

@@ -407,6 +407,12 @@ def pause(
     row = _find(database, run)
     if row is None:
         fail(f"no planned run {run!r} in {database.url} (`labctl queue` lists them)")
+    cycler = None if row["run_id"] is None else (database.run(int(row["run_id"]))["meta"] or {}).get("cycler")
+    if cycler is not None and not cycler.get("pause"):
+        fail(
+            f"{row['campaign']}:{row['key']} runs on battery-cycler channel {row['channel']} ({cycler['instrument']} "
+            f"{cycler['address']}), whose vendor API has no pause: the job goes on; `labctl cancel` stops it"
+        )
     if row["state"] not in ("claimed", "running") or not q.set_control(database, int(row["id"]), "pause"):
         fail(f"{row['campaign']}:{row['key']} is {row['state']}: only a running run can be paused")
     out.print(f"{row['campaign']}:{row['key']}: pause requested (at the next step boundary, cell off)")

@@ -7,17 +7,19 @@
     misfire_limit: 1 h                # a start missed by more than this fails instead of starting late
     start: "+10 min"                  # default `at:` of every run (ISO time, "+DURATION" or "now")
     cells:                            # the cells the runs use (a run's cell: must be one of these)
-      BrMg-S1: {preset: br-mg}
+      S1: {preset: my-preset}         # the simulator preset of a simulated cell
+      S2: {preset: my-preset}
+      S3: {preset: my-preset}
     runs:
-      - key: coat-br                  # unique; replicates get -r1, -r2, ...
+      - key: coat                     # unique; replicates get -r1, -r2, ...
         protocol: dip-coat            # a library protocol's name, or a file relative to this one
-        cell: BrMg-S1
+        cell: S1
         channel: A1                   # pinned to one channel; or pool: [A1, A2] (default: any channel)
-      - key: sym-br
+      - key: sym
         protocol: symmetric-0.5mA
-        cells: [BrMg-S1, BrMg-S2, BrMg-S3]   # one cell per replicate
+        cells: [S1, S2, S3]             # one cell per replicate
         replicates: 3
-        after: [coat-br]              # starts when coat-br is done (all its replicates)
+        after: [coat]                 # starts when coat is done (all its replicates)
         priority: 10                  # higher first when runs wait for a channel
 
 :func:`load_campaign` validates everything before anything is queued: protocols, presets,
@@ -553,10 +555,15 @@ def channel_is_simulated(station: Any, channel: str) -> bool:
     return bool(spec.potentiostat is not None and station.instruments[spec.potentiostat].driver == "sim")
 
 
+def channel_is_cycler(station: Any, channel: str) -> bool:
+    """The channel is a battery cycler's channel (the cycler runs the whole protocol itself)."""
+    return station.channels[channel].cycler is not None
+
+
 def _config(station: Any, spec: Any) -> tuple[Any, ...]:
     """What preflight depends on in a channel: its instruments' drivers, options and limits."""
     out: list[Any] = []
-    for role in ("potentiostat", "stage", "dip_coater"):
+    for role in ("potentiostat", "stage", "dip_coater", "cycler"):
         name = getattr(spec, role)
         inst = None if name is None else station.instruments[name]
         out.append(None if inst is None else repr(inst.model_dump()))
@@ -594,7 +601,9 @@ def _preflight(
             done.add(sig)
             needs = protocol_needs(proto)
             problem = None
-            if needs["stage"] and spec.stage is None:
+            if spec.cycler is not None:
+                problem = _cycler_refusal(proto, st, p.station, ch)
+            elif needs["stage"] and spec.stage is None:
                 problem = f"channel {ch} of station {p.station} has no temperature stage, and the protocol needs one"
             elif needs["dip_coater"] and spec.dip_coater is None:
                 problem = f"channel {ch} of station {p.station} has no dip coater, and the protocol needs one"
@@ -625,3 +634,28 @@ def _preflight(
                 line, col = _where(pos, *entry, "protocol")
                 issues.append(Issue(source, line, col, f"runs[{entry[1]}].protocol", problem, ""))
                 reported.add(p.key)
+
+
+def _cycler_refusal(proto: Any, station: Any, station_name: str, channel: str) -> str | None:
+    """Why ``proto`` cannot run on cycler channel ``channel`` (the first step the cycler cannot run,
+    with a potentiostat channel to pin it to instead), or None when it can."""
+    from labctl.app.cycler_translate import translate
+
+    try:
+        translate(proto)
+    except ProtocolError as e:
+        first = e.issues[0]
+        where = f"{Path(first.source).name}:{first.line}:{first.col}" if first.line is not None else first.source
+        others = [c for c, sp in station.channels.items() if sp.cycler is None]
+        instead = (
+            f"pin it to a potentiostat channel (channel: {others[0]}, or pool: [{', '.join(others[:4])}])"
+            if others
+            else "run it on a potentiostat channel (this station has none: add one, or another station)"
+        )
+        more = f" (and {len(e.issues) - 1} more)" if len(e.issues) > 1 else ""
+        return (
+            f"channel {channel} of station {station_name} is a battery-cycler channel "
+            f"({station.channels[channel].cycler}), which cannot run step {first.field} ({where}): "
+            f"{first.message}{more}; {instead}"
+        )
+    return None

@@ -29,7 +29,7 @@ from labctl.app.controller import (
     load_sim_preset,
     protocol_needs,
 )
-from labctl.app.lab.campaign import PlannedRun, channel_is_simulated
+from labctl.app.lab.campaign import PlannedRun, channel_is_cycler, channel_is_simulated
 from labctl.core.clock import Clock
 from labctl.core.errors import ProtocolError
 from labctl.db import campaigns as q
@@ -190,6 +190,8 @@ def execute_planned(
     owner = owner or owner_id()
     row = q.planned(db, planned_id)
     spec = PlannedRun.from_dict(row["spec"])
+    if channel_is_cycler(station, channel_name):
+        return _on_cycler(db, planned_id, row, spec, station, channel_name, clock, stop, owner, resume=False)
 
     def fail_early(reason: str) -> RunOutcome:
         q.finish(db, planned_id, "failed", reason)
@@ -302,6 +304,8 @@ def resume_planned(
     owner = owner or owner_id()
     row = q.planned(db, planned_id)
     spec = PlannedRun.from_dict(row["spec"])
+    if channel_is_cycler(station, channel_name):
+        return _on_cycler(db, planned_id, row, spec, station, channel_name, clock, stop, owner, resume=True)
     run_id = int(row["run_id"])
     watcher = _Watcher(db, planned_id, owner, stop)
     devices = None
@@ -320,3 +324,129 @@ def resume_planned(
     finally:
         watcher.close()
     return _conclude(db, planned_id, row, spec, channel_name, outcome, watcher.cancelled)
+
+
+# ---------------------------------------------------------------------------------- cycler channels
+class _CyclerHandle:
+    """What the watcher drives (``pause``/``resume``/``abort``/``interrupt``/``state``) for a run on a
+    battery-cycler channel: requests become actions that :func:`labctl.app.cycler_run.run_on_cycler`
+    takes between its polls (cancel stops the job; a stopped worker stops watching, the job goes on)."""
+
+    def __init__(self, db: Any, planned_id: int, cycler: Any, channel: str) -> None:
+        self.db, self.pid, self.channel = db, planned_id, channel
+        self.can_pause = bool(getattr(cycler, "supports_pause", False))
+        self.vendor = type(cycler).__name__
+        self.state = EngineState.RUNNING
+        self._pending: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def _put(self, action: str, reason: str) -> None:
+        with self._lock:
+            self._pending.append((action, reason))
+
+    def take(self) -> tuple[str, str] | None:
+        with self._lock:
+            return self._pending.pop(0) if self._pending else None
+
+    def abort(self, reason: str) -> None:
+        self._put("cancel", reason)
+
+    def interrupt(self, reason: str) -> None:
+        self._put("interrupt", "labctl stopped watching: the worker was stopped (resumable)")
+
+    def pause(self) -> None:
+        if self.state is EngineState.PAUSED:
+            return
+        if not self.can_pause:
+            why = (
+                f"pause refused: channel {self.channel} is a battery-cycler channel and its vendor API "
+                f"({self.vendor}) has no pause; the job goes on (labctl cancel stops it)"
+            )
+            self._put("note", why)
+            q.transition(self.db, self.pid, ("running",), "running", reason=why)
+            return
+        self._put("pause", "paused by the user")
+        self.state = EngineState.PAUSED
+
+    def resume(self) -> None:
+        if self.state is EngineState.PAUSED:
+            self._put("resume", "resumed by the user")
+            self.state = EngineState.RUNNING
+
+
+def _on_cycler(
+    db: Any,
+    planned_id: int,
+    row: dict[str, Any],
+    spec: PlannedRun,
+    station: Any,
+    channel: str,
+    clock: Clock,
+    stop: threading.Event | None,
+    owner: str,
+    *,
+    resume: bool,
+) -> RunOutcome:
+    """A planned run on a battery-cycler channel: :func:`labctl.app.cycler_run.run_on_cycler` submits it
+    (or, resuming, finds its job and harvests on from its cursor: no second start)."""
+    import contextlib
+
+    from labctl.app.cycler_run import run_on_cycler
+    from labctl.app.station import open_instrument
+
+    def failed(reason: str, run_id: int | None = None) -> RunOutcome:
+        q.finish(db, planned_id, "failed", reason)
+        out = RunOutcome(run_id, "failed", reason, 0.0, 0)
+        _notify(db, _event(row, spec, channel, out, "failed"), out)
+        return out
+
+    if resume:
+        run_id = int(row["run_id"])
+        jobs = [j for j in db.cycler_jobs(run_id=run_id) if j["state"] in ("submitting", "running", "paused")]
+        if not jobs:
+            db.mark_interrupted(run_id, "its worker was gone")
+            return failed(f"run {run_id} has no cycler job to continue (its worker died before the start)", run_id)
+    try:
+        from labctl.protocols import load_protocol
+
+        protocol = load_protocol(spec.protocol)
+        instrument = station.channels[channel].cycler
+        cycler = open_instrument(station, instrument, clock)
+    except (ProtocolError, UserError) as e:
+        return failed(f"cannot start: {e}")
+    handle = _CyclerHandle(db, planned_id, cycler, channel)
+    watcher = _Watcher(db, planned_id, owner, stop)
+    meta: dict[str, Any] = {
+        "station": spec.station,
+        "campaign": {"id": row["campaign_id"], "name": row["campaign"]},
+        "planned": spec.key,
+        "planned_id": planned_id,
+    }
+    outcome: RunOutcome | None = None
+    detach = getattr(clock, "detached", None)  # a shared virtual clock: the cycler keeps its own time
+    try:
+        watcher.attach(handle)  # type: ignore[arg-type]
+        with detach() if detach is not None else contextlib.nullcontext():
+            outcome = run_on_cycler(
+                protocol,
+                db=db,
+                station=station,
+                channel=channel,
+                clock=clock,
+                poll=float(getattr(cycler, "poll", 10.0)),
+                meta=meta,
+                cycler=cycler,
+                on_created=None if resume else (lambda conn, run_id: q.link_run(conn, planned_id, run_id, owner)),
+                control=handle.take,
+            )
+    except (ProtocolError, UserError) as e:
+        return failed(f"cannot start on cycler channel {channel}: {e}")
+    finally:
+        watcher.close()
+        cycler.close()
+        if outcome is None and row.get("run_id") is None:
+            with contextlib.suppress(Exception):
+                q.finish(db, planned_id, "failed", "the cycler run failed with an error (see its events)")
+    if resume and outcome.run_id != int(row["run_id"]):
+        log.error("planned run %s: resumed as run %s, expected %s", planned_id, outcome.run_id, row["run_id"])
+    return _conclude(db, planned_id, row, spec, channel, outcome, watcher.cancelled)
