@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.labctl-installed
 
-.PHONY: demo test lint setup bench clean browser
+.PHONY: demo test lint setup bench clean browser mdbtools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "labctl needs Python >= 3.11"'
@@ -27,7 +27,15 @@ browser:
 	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive sh -c \
 	      'apt-get update -qq && apt-get install -y -qq chromium >/dev/null'; }
 
-test: $(STAMP) browser
+# `labctl import` reads Arbin .res (MS Access) files with Debian's mdbtools when it is installed
+# (else with the pure-Python access-parser); the tests check both readers.
+mdbtools:
+	@command -v mdb-export >/dev/null || \
+	  { echo "installing Debian's mdbtools for the Arbin .res import tests"; \
+	    $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive sh -c \
+	      'apt-get update -qq && apt-get install -y -qq mdbtools >/dev/null'; }
+
+test: $(STAMP) browser mdbtools
 	mkdir -p out/test-artifacts
 	$(PY) -m pytest -q -p no:cacheprovider
 

@@ -21,6 +21,7 @@ from labctl.importers import read_file
 from labctl.importers.table import density_to_a_per_cm2
 
 DATA = Path(__file__).parent / "data" / "import"
+ARBIN_RES = "cellpy_20160805_test001_45_cc_01.res"
 runner = CliRunner()
 
 
@@ -104,11 +105,94 @@ def test_no_current_column(tmp_path):
     assert "no current column" in msg and "v.csv:1" in msg
 
 
-def test_arbin_res_says_what_it_is(tmp_path):
+def test_arbin_res_header_only_is_truncated(tmp_path):
     f = tmp_path / "test.res"
     f.write_bytes(b"\x00\x01\x00\x00Standard Jet DB\x00" + b"\x00" * 200)
     msg = _import_fails(tmp_path, f)
-    assert "MS Access" in msg and "Arbin" in msg and "CSV" in msg
+    assert "MS Access" in msg and "Arbin .res" in msg and "truncated" in msg and "test.res" in msg
+
+
+@pytest.fixture(params=["mdbtools", "access-parser"])
+def arbin_reader(request, monkeypatch):
+    import os
+    import shutil
+
+    if request.param == "mdbtools" and not shutil.which("mdb-export"):
+        if os.environ.get("CI"):
+            pytest.fail("mdbtools is not installed (apt-get install mdbtools; .ci/run does)")
+        pytest.skip("mdbtools not installed (make test installs it)")
+    monkeypatch.setenv("LABCTL_ARBIN_READER", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("keep", [4096, 100_000, 800_000, 1_600_000])
+def test_truncated_arbin_res(tmp_path, keep, arbin_reader):
+    f = tmp_path / "cut.res"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes()[:keep])
+    msg = _import_fails(tmp_path, f)
+    assert "cut.res" in msg and "Arbin .res" in msg
+    assert "truncated" in msg or "damaged" in msg
+
+
+def test_arbin_res_cut_at_a_page_boundary(tmp_path, arbin_reader):
+    # a whole number of pages, the data pages missing: access-parser's error, named as an Arbin file
+    f = tmp_path / "cut.res"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes()[: 30 * 4096])
+    msg = _import_fails(tmp_path, f)
+    assert "cut.res" in msg and "Arbin .res" in msg and ("truncated" in msg or "damaged" in msg)
+
+
+def test_other_format_named_res(tmp_path):
+    f = tmp_path / "gamry.res"
+    f.write_bytes((DATA / "gamryparser_cv_data.dta").read_bytes())
+    msg = _import_fails(tmp_path, f)
+    assert "gamry.res" in msg and "named .res" in msg and "Standard Jet DB" in msg
+
+
+def test_arbin_res_renamed_is_still_read_as_arbin(tmp_path):
+    # the first bytes decide: an Access database named .mdb is read as the Arbin file it is
+    f = tmp_path / "test.mdb"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes())
+    d = read_file(f)
+    assert d.format == "arbin-res"
+
+
+def test_access_database_without_arbin_tables(tmp_path, monkeypatch):
+    import access_parser
+
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "access-parser")
+
+    class Fake:
+        def __init__(self, path):
+            self.catalog = {"Customers": 1, "MSysObjects": 2}
+
+    monkeypatch.setattr(access_parser, "AccessParser", Fake)
+    f = tmp_path / "shop.mdb"
+    f.write_bytes(b"\x00\x01\x00\x00Standard Jet DB\x00" + b"\x00" * (4096 - 20))
+    msg = _import_fails(tmp_path, f)
+    assert "without the table Channel_Normal_Table" in msg and "Customers" in msg
+
+
+def test_arbin_res_without_access_parser_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "access-parser")
+    monkeypatch.setitem(sys.modules, "access_parser", None)  # import fails as if not installed
+    msg = _import_fails(tmp_path, DATA / ARBIN_RES)
+    assert "access-parser" in msg and "pip install 'labctl[arbin]'" in msg and "apt-get install mdbtools" in msg
+
+
+def test_arbin_res_without_mdbtools_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "mdbtools")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mdb-export on the PATH
+    msg = _import_fails(tmp_path, DATA / ARBIN_RES)
+    assert "mdbtools" in msg and "apt-get install mdbtools" in msg
+
+
+def test_arbin_reader_setting_must_be_known(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "excel")
+    msg = _import_fails(tmp_path, DATA / ARBIN_RES)
+    assert "LABCTL_ARBIN_READER='excel'" in msg and "mdbtools" in msg and "access-parser" in msg
 
 
 def test_one_bad_file_does_not_stop_the_others(tmp_path):
@@ -276,3 +360,106 @@ def test_arbin_layout_xlsx_same_as_csv(tmp_path):
     cut.write_bytes(x.read_bytes()[:2000])
     msg = _import_fails(tmp_path, cut)
     assert "XLSX" in msg and "cut.xlsx" in msg
+
+
+# ------------------------------------------------------------------ PalmSens .pssession
+PS_CV = "palmsens_cv_1scan.pssession"
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999])
+def test_truncated_pssession(tmp_path, keep):
+    raw = (DATA / PS_CV).read_bytes()
+    f = tmp_path / "cut.pssession"
+    f.write_bytes(raw[: int(len(raw) * keep)])
+    msg = _import_fails(tmp_path, f)
+    assert "cut.pssession:1:" in msg and "PalmSens .pssession" in msg and "truncated" in msg
+
+
+def test_pssession_trailing_junk_is_ignored_with_a_note(tmp_path):
+    raw = (DATA / PS_CV).read_bytes()  # PSTrace 5.11 already ends with a second BOM
+    f = tmp_path / "junk.pssession"
+    f.write_bytes(raw + "\x00\x00garbage".encode("utf-16-le"))
+    d = read_file(f)
+    assert d.n == 41 and any("after the session's JSON ignored" in n for n in d.notes)
+
+
+def test_arbin_res_named_pssession_is_read_as_arbin(tmp_path):
+    f = tmp_path / "x.pssession"
+    f.write_bytes((DATA / ARBIN_RES).read_bytes()[:8192])  # the first bytes decide: an Access file
+    msg = _import_fails(tmp_path, f)
+    assert "Arbin .res" in msg and "MS Access" in msg
+
+
+def test_text_named_pssession(tmp_path):
+    f = tmp_path / "x.pssession"
+    f.write_bytes((DATA / "gamryparser_cv_data.dta").read_bytes())
+    msg = _import_fails(tmp_path, f)
+    assert "x.pssession" in msg and "UTF-16 JSON" in msg and "FF FE" in msg
+
+
+def test_pssession_named_res(tmp_path):
+    f = tmp_path / "x.res"
+    f.write_bytes((DATA / PS_CV).read_bytes())
+    assert read_file(f).format == "palmsens-pssession"  # recognised by its content
+
+
+def test_pssession_json_of_another_kind(tmp_path):
+    f = tmp_path / "m.pssession"
+    f.write_bytes(codecs.BOM_UTF16_LE + json.dumps({"Type": "PalmSens.Method", "x": 1}).encode("utf-16-le"))
+    msg = _import_fails(tmp_path, f)
+    assert "not a PalmSens session" in msg and "PalmSens.Method" in msg
+
+
+def test_pssession_impedance_is_refused_with_the_way_out(tmp_path):
+    msg = _import_fails(tmp_path, DATA / "palmsens_eis_5freq.pssession")
+    assert "impedance" in msg and "CSV" in msg and "Impedance Spectroscopy" in msg
+
+
+def test_pssession_unknown_unit(tmp_path):
+    text = (DATA / PS_CV).read_bytes().decode("utf-16")
+    f = tmp_path / "u.pssession"
+    f.write_bytes(
+        codecs.BOM_UTF16_LE + text.replace("PalmSens.Units.MicroAmpere", "PalmSens.Units.Furlong").encode("utf-16-le")
+    )
+    msg = _import_fails(tmp_path, f)
+    assert "PalmSens.Units.Furlong" in msg and "Ampere" in msg
+
+
+_PS_RAW = (DATA / PS_CV).read_bytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=len(_PS_RAW) - 1), junk=st.binary(max_size=8))
+def test_pssession_any_cut_reads_or_is_refused_cleanly(tmp_path_factory, cut, junk):
+    from labctl.importers import ImportFileError
+
+    f = tmp_path_factory.mktemp("ps") / "c.pssession"
+    f.write_bytes(_PS_RAW[:cut] + junk)
+    try:
+        d = read_file(f)
+    except ImportFileError as exc:
+        assert "c.pssession" in str(exc)
+    else:  # only the whole JSON reads, whatever follows it
+        assert d.n == 41
+
+
+@settings(max_examples=6, deadline=None)
+@given(pages=st.integers(min_value=1, max_value=(DATA / ARBIN_RES).stat().st_size // 4096 - 1))
+def test_arbin_res_any_page_cut_is_refused_cleanly(tmp_path_factory, pages):
+    import os
+    import shutil
+
+    from labctl.importers import ImportFileError
+    from labctl.importers.arbin import read_res
+
+    f = tmp_path_factory.mktemp("res") / "c.res"
+    raw = (DATA / ARBIN_RES).read_bytes()[: pages * 4096]
+    f.write_bytes(raw)
+    readers = ["access-parser"] + (["mdbtools"] if shutil.which("mdb-export") or os.environ.get("CI") else [])
+    for reader in readers:
+        try:
+            d = read_res(f, raw, backend=reader)
+        except ImportFileError as exc:
+            assert "c.res" in str(exc) and "Arbin" in str(exc)
+        else:  # pages cut after the data pages: every sample is there, or the file is refused
+            assert d.n == 10261

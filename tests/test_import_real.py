@@ -244,3 +244,143 @@ def test_import_on_postgres_once(pg_url):
         b = import_file(d, DATA / "neware_new_nda_file.nda")
         assert not a.duplicate and b.duplicate and b.run_id == a.run_id
         assert d.n_samples(a.run_id) == 439 and len(d.runs()) == 1
+
+
+# Arbin .res (cellpy's test file): per cycle, the largest Charge_Capacity / Discharge_Capacity (Ah)
+# of Channel_Normal_Table (the counters run on through a cycle), in mAh. Computed with cellpy 1.0.3
+# (`cellpy.get(f, instrument='arbin_res')`, raw data grouped by cycle_index) and, independently,
+# from `mdb-export f Channel_Normal_Table` (mdbtools 1.0.0); the two agree exactly.
+ARBIN_RES = "cellpy_20160805_test001_45_cc_01.res"
+ARBIN_RES_CYCLES = {
+    1: (1.625405999, 1.755093529),
+    2: (1.699563705, 1.567475110),
+    3: (1.731507851, 1.585720948),
+    4: (1.575977622, 1.517317964),
+    5: (1.535303245, 1.471186144),
+    10: (1.528125264, 1.463215585),
+    11: (1.542494118, 1.477811254),
+    17: (1.525362328, 1.464807818),
+}
+
+
+def _arbin_reader(monkeypatch, reader):
+    """Pick the .res reader; mdbtools is installed by `make test` and .ci/run (Debian's mdbtools)."""
+    import os
+    import shutil
+
+    if reader == "mdbtools" and not shutil.which("mdb-export"):
+        if os.environ.get("CI"):
+            pytest.fail("mdbtools is not installed (apt-get install mdbtools; .ci/run does)")
+        pytest.skip("mdbtools not installed (make test installs it)")
+    monkeypatch.setenv("LABCTL_ARBIN_READER", reader)
+
+
+@pytest.mark.parametrize("reader", ["mdbtools", "access-parser"])
+def test_arbin_res_per_cycle_capacity_and_ce_match_cellpy(db, monkeypatch, reader):
+    _arbin_reader(monkeypatch, reader)
+    res = import_file(db, DATA / ARBIN_RES)
+    assert not res.duplicate and res.n_samples == 10261 and res.format == "arbin-res"
+    per = _per_cycle(analyze_and_store(db, res.run_id))
+    assert per["charge_source"] == "instrument counters"
+    assert "Cycle_Index" in per["cycle_definition"]
+    pc = per["per_cycle"]
+    table = dict(zip(pc["cycle"], zip(pc["charge_mAh"], pc["discharge_mAh"], pc["ce"], strict=True), strict=True))
+    assert sorted(table) == list(range(1, 19))
+    for cyc, (qc, qd) in ARBIN_RES_CYCLES.items():
+        got_c, got_d, got_ce = table[cyc]
+        # labctl sums each step's counter increase; the counters' per-cycle maximum differs by <= 1.2e-6
+        assert got_c == pytest.approx(qc, rel=2e-6)
+        assert got_d == pytest.approx(qd, rel=2e-6)
+        assert 100 * got_ce == pytest.approx(100 * qd / qc, abs=0.01)
+    # cycle 18 is a discharge the test stopped in: reported, with no CE
+    assert table[18][0] == 0 and table[18][1] == pytest.approx(0.239313156, rel=1e-6) and table[18][2] is None
+
+
+@pytest.mark.parametrize("reader", ["mdbtools", "access-parser"])
+def test_arbin_res_steps_time_and_header(monkeypatch, reader):
+    _arbin_reader(monkeypatch, reader)
+    d = read_file(DATA / ARBIN_RES)
+    assert d.reader.startswith(reader)
+    assert d.header["Test_Name"] == "20160805_sic006_45_cc_01-01-003"
+    assert d.header["Start_DateTime"] == "2016-08-05T16:16:23"
+    assert d.t[0] == 0 and np.all(np.diff(d.t) >= 0)
+    # Test_Time of the last data point less that of the first (mdb-export: 858777.23 s)
+    assert d.t[-1] == pytest.approx(858777.2301515853, rel=1e-12)
+    # the first 24 h rest, then discharge (negative current) and charge steps, all Arbin step numbers
+    first = d.steps[0]
+    assert first.kind == "rest" and first.params["instrument_step"] == 1 and first.cycle == 1
+    kinds = {s.kind for s in d.steps}
+    assert kinds == {"rest", "galvanostatic"}
+    assert all(s.params.get("cycling") for s in d.steps if s.kind == "galvanostatic")
+    assert {s.params["instrument_step"] for s in d.steps if s.cycle >= 4} <= {10, 11, 12, 13, 14, 15}
+    assert np.nanmin(d.voltage) > 0.0 and np.nanmax(d.voltage) < 3.2
+
+
+def test_arbin_res_both_readers_agree(monkeypatch):
+    _arbin_reader(monkeypatch, "mdbtools")
+    a = read_file(DATA / ARBIN_RES)
+    monkeypatch.setenv("LABCTL_ARBIN_READER", "access-parser")
+    b = read_file(DATA / ARBIN_RES)
+    assert a.reader.startswith("mdbtools") and b.reader.startswith("access-parser")
+    np.testing.assert_allclose(a.t, b.t, rtol=1e-14)
+    np.testing.assert_allclose(a.charge, b.charge, rtol=1e-12, atol=1e-15)
+    # float32 columns (Voltage, Current): mdb-export prints them to 8 digits
+    np.testing.assert_allclose(a.voltage, b.voltage, rtol=1e-7)
+    np.testing.assert_allclose(a.current, b.current, rtol=1e-7, atol=1e-15)
+    assert [(s.start, s.stop, s.kind, s.cycle) for s in a.steps] == [
+        (s.start, s.stop, s.kind, s.cycle) for s in b.steps
+    ]
+
+
+def test_arbin_res_cli_import(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    r = runner.invoke(app, ["import", str(DATA / ARBIN_RES), "--db", url, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out[0]["status"] == "imported" and out[0]["format"] == "arbin-res"
+
+
+# PalmSens .pssession (PalmSens/palmsens-sdk python/tests/test_data). Reference values are those
+# pypalmsens 2.2.0 (PalmSens' own SDK) asserts in its test suite for the same files
+# (python/tests/test_curve.py, test_dataset.py, test_array.py at 39c885d); pypalmsens itself needs
+# the .NET 10 runtime, which this machine cannot install.
+def test_pssession_swv_curve_matches_pypalmsens():
+    d = read_file(DATA / "palmsens_DPV_example.pssession")  # PSTrace 5.0: lower-case keys, curves only
+    assert d.format == "palmsens-pssession" and d.n == 201  # curve_dpv.n_points == 201
+    assert d.voltage.min() == -1.0 and d.voltage.max() == 0.0  # min_x, max_x
+    assert d.current.min() == pytest.approx(1.93339e-6, rel=1e-12)  # min_y 1.93339 µA
+    assert d.current.max() == pytest.approx(36.5019e-6, rel=1e-12)  # max_y 36.5019 µA
+    assert [s.kind for s in d.steps] == ["lsv"] and "SWV" in d.steps[0].label
+    assert "t is the point number" in d.mapping["measurements"][0]["time"]
+
+
+def test_pssession_cv_charge_matches_pypalmsens():
+    d = read_file(DATA / "palmsens_cv_1scan.pssession")
+    assert d.n == 41 and [(s.kind, s.cycle) for s in d.steps] == [("cv", 1)]
+    # pypalmsens: the Charge array of this scan has min -83.096866 and max 11.609434 (µC); the
+    # trapezoidal integral of the current labctl read, over its t, gives the same
+    q = np.concatenate(([0.0], np.cumsum(np.diff(d.t) * (d.current[1:] + d.current[:-1]) / 2))) * 1e6
+    assert q.min() == pytest.approx(-83.096866, abs=1e-6) and q.max() == pytest.approx(11.609434, abs=1e-6)
+    assert d.voltage.min() == pytest.approx(-0.999943) and d.voltage.max() == pytest.approx(0.999943)
+    assert d.t[-1] == pytest.approx(3.9997758865356445, rel=1e-12)
+    # UTCTimeStamp 638881791267491192 (.NET ticks) = 2025-07-15 12:25:26.749 UTC
+    assert d.started_unix == pytest.approx(1752582326.749119, abs=1e-3)
+
+
+def test_pssession_three_scans_are_three_cycles(db):
+    res = import_file(db, DATA / "palmsens_cv_3scan.pssession")
+    assert res.n_samples == 121 and res.n_steps == 3  # the JSON's scans have 40, 40 and 41 points
+    steps = db.steps(res.run_id)
+    assert [s["cycle"] for s in steps] == [1, 2, 3]
+    assert {s["kind"] for s in steps} == {"cv"}
+    d = read_file(DATA / "palmsens_cv_3scan.pssession")
+    assert np.all(np.diff(d.t) > 0)
+    assert [s.stop - s.start for s in d.steps] == [40, 40, 41]
+
+
+def test_pssession_cli_import(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    r = runner.invoke(app, ["import", str(DATA / "palmsens_cv_1scan.pssession"), "--db", url, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out[0]["status"] == "imported" and out[0]["format"] == "palmsens-pssession"

@@ -4,12 +4,13 @@
 the reader; every reader returns an :class:`ImportedData` in labctl's units and
 conventions with the mapping it applied.  A file labctl cannot read raises
 :class:`ImportFileError` saying which format it looks like and what is missing.
-Heavy or optional libraries (NewareNDA, galvani) are imported only when their format
-is read.  See docs/importers.md.
+Heavy or optional libraries (NewareNDA, galvani, access-parser) are imported only
+when their format is read.  See docs/importers.md.
 """
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 from .base import ImportedData, ImportedStep, ImportFileError, decode_text, file_sha256, read_bytes
@@ -38,7 +39,10 @@ def sniff(path: Path, head: bytes) -> str:
         return "ole2"  # old .xls
     if head.startswith(b"SQLite format 3"):
         return "sqlite"
-    if suf == ".pssession":
+    if suf == ".pssession" or (
+        head.startswith(codecs.BOM_UTF16_LE)
+        and "palmsens.datafiles" in head[2:400].decode("utf-16-le", errors="ignore").lower()
+    ):
         return "pssession"
     try:
         text, _ = decode_text(path, head)
@@ -82,9 +86,13 @@ def read_file(path: str | Path, *, area_cm2: float | None = None) -> ImportedDat
     if suf == ".mpr":
         raise ImportFileError(f"{p}: named .mpr but not a BioLogic file (it must start with 'BIO-LOGIC MODULAR FILE')")
     if kind == "access-db":
+        from .arbin import read_res
+
+        return read_res(p, raw, area_cm2=area_cm2)
+    if suf == ".res" and kind != "pssession":
         raise ImportFileError(
-            f"{p}: an MS Access database (an Arbin .res file): labctl does not read Access files; "
-            "export the test from MITS Pro / Data Watcher as CSV or XLSX and import that"
+            f"{p}: named .res but not an Arbin .res file (an MS Access database, whose bytes 4-19 read "
+            "'Standard Jet DB'); a file of another format renamed, or damaged at its start?"
         )
     if kind == "xlsx":
         from .spreadsheet import read_xlsx
@@ -96,9 +104,9 @@ def read_file(path: str | Path, *, area_cm2: float | None = None) -> ImportedDat
             ".xlsx or CSV (UTF-8) and import that"
         )
     if kind == "pssession":
-        raise ImportFileError(
-            f"{p}: a PalmSens .pssession (PSTrace session): labctl reads PSTrace's CSV export; export the curve as CSV"
-        )
+        from .palmsens import read_pssession
+
+        return read_pssession(p, raw)
     if kind in ("zip", "sqlite", "binary"):
         what = {"zip": "a zip archive", "sqlite": "an SQLite database", "binary": "binary data"}[kind]
         raise ImportFileError(
