@@ -504,3 +504,42 @@ def test_the_worker_tells_the_config_s_webhook_how_each_run_ended(tmp_path, monk
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_status_grid_is_readable_on_an_80_column_terminal(width):
+    """Every value the grid promises (channel, cell, run, status, step, cycle, V, I, elapsed, end) is
+    printed whole within the terminal's width; the protocol column comes with a wide terminal."""
+    import io
+
+    from rich.console import Console
+
+    from labctl.app.grid import ChannelRow
+    from labctl.cli.campaign import _grid_table
+
+    now = time.time()
+    row = ChannelRow(
+        station="sim16",
+        channel="ch12",
+        cell="BrMg-S3",
+        run_id=1234,
+        protocol="ce-longterm-0.5mA",
+        status="running",
+        step="strip",
+        step_index=17,
+        cycle=482,
+        voltage=0.06851,
+        current=-5.0e-4,
+        elapsed_s=3 * 3600.0,
+        estimated_end_unix=now + 600,
+        heartbeat_age_s=1.0,
+    )
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(_grid_table([row], width=width))
+    text = buf.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= width
+    line = next(x for x in text.splitlines() if "1234" in x)
+    for value in ("sim16/ch12", "BrMg-S3", "1234", "482", "0.069" if width == 80 else "0.0685", "-0.5", "3.00 h"):
+        assert value in line, (value, line)
+    assert time.strftime("%H:%M", time.localtime(now + 600)) in line
+    assert ("ce-longterm-0.5mA" in line) == (width >= 118)

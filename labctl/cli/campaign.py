@@ -454,26 +454,84 @@ def resume(
     lab.resume(run_id=int(run), db=db, speed=speed, as_json=as_json)
 
 
-def _grid_table(rows: list[Any]) -> Any:
+_STATUS_STYLE = {
+    "running": "green",
+    "paused": "cyan",
+    "claimed": "cyan",
+    "stalled": "yellow",
+    "interrupted": "bold red",
+    "failed": "red",
+    "safety": "red",
+    "aborted": "yellow",
+    "completed": "dim",
+}
+
+
+#: status words on a narrow terminal
+_SHORT = {
+    "completed": "done",
+    "running": "run",
+    "interrupted": "intr",
+    "stalled": "stall",
+    "paused": "pause",
+    "claimed": "claim",
+    "aborted": "abort",
+    "failed": "fail",
+    "safety": "trip",
+}
+
+
+def _end_time(unix: float | None, now: float) -> str:
+    """An estimated end as a lab clock reads it: HH:MM today, else MM-DD HH:MM."""
+    if unix is None:
+        return "-"
+    when = time.localtime(unix)
+    return time.strftime("%H:%M" if when[:3] == time.localtime(now)[:3] else "%m-%d %H:%M", when)
+
+
+def _grid_table(rows: list[Any], width: int | None = None) -> Any:
+    """The channel grid; on a narrow terminal (80 columns) the protocol column is left out and the
+    text columns are shortened, never the numbers."""
+    from rich import box
     from rich.table import Table
 
+    width = out.width if width is None else width
+    wide = width >= 118
+    now = time.time()
     t = Table(
-        "station/channel", "cell", "run", "protocol", "status", "step", "cycle", "V", "I (mA)", "elapsed", "est. end"
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        caption=None if wide else "narrow terminal: no protocol column (--json has everything)",
     )
+    t.add_column("channel", no_wrap=True, max_width=None if wide else 12, overflow="ellipsis")
+    t.add_column("cell", no_wrap=True, max_width=12 if wide else 8, overflow="ellipsis")
+    t.add_column("run", justify="right", no_wrap=True, min_width=3)
+    if wide:
+        t.add_column("protocol", no_wrap=True, max_width=22, overflow="ellipsis")
+    t.add_column("status", no_wrap=True, min_width=4 if not wide else 7)
+    t.add_column("step", no_wrap=True, max_width=18 if wide else 9, overflow="ellipsis")
+    t.add_column("cyc", justify="right", no_wrap=True, min_width=3)
+    t.add_column("V", justify="right", no_wrap=True, min_width=5)
+    t.add_column("mA", justify="right", no_wrap=True, min_width=5)
+    t.add_column("elapsed", justify="right", no_wrap=True, min_width=5)
+    t.add_column("ends", no_wrap=True, min_width=5)
     for r in rows:
-        t.add_row(
-            f"{r.station or '-'}/{r.channel}",
+        cells = [
+            f"{r.station}/{r.channel}" if r.station else r.channel,
             r.cell or "-",
             "-" if r.run_id is None else str(r.run_id),
-            r.protocol or "-",
-            r.status,
-            "-" if r.step is None else f"{r.step_index}: {r.step}",
+            *([r.protocol or "-"] if wide else []),
+            f"[{_STATUS_STYLE.get(r.status, 'white')}]{r.status if wide else _SHORT.get(r.status, r.status)}[/]",
+            "-" if r.step is None else f"{r.step_index} {r.step}",
             "-" if r.cycle is None else str(r.cycle),
-            "-" if r.voltage is None else f"{r.voltage:.4f}",
-            "-" if r.current is None else f"{r.current * 1e3:.4f}",
+            "-" if r.voltage is None else f"{r.voltage:.4f}" if wide else f"{r.voltage:.3f}",
+            "-" if r.current is None else f"{r.current * 1e3:.3g}",
             fmt_duration(r.elapsed_s),
-            _when(r.estimated_end_unix),
-        )
+            "-" if r.status not in ("running", "paused", "stalled") else _end_time(r.estimated_end_unix, now),
+        ]
+        t.add_row(*cells)
     if not rows:
         t.caption = "no channel is busy"
     return t
