@@ -373,6 +373,14 @@ def _find(database: Any, ref: str) -> dict[str, Any] | None:
         fail(f"{e}: write CAMPAIGN:KEY")
 
 
+def _planned_or_fail(database: Any, ref: str) -> dict[str, Any]:
+    """The planned run ``ref`` names, or exit 2 saying where to look."""
+    row = _find(database, ref)
+    if row is None:
+        fail(f"no planned run {ref!r} in {database.url} (`labctl queue` lists them)")
+    return row
+
+
 @user_errors
 def cancel(
     run: str = typer.Argument(..., help="A planned run (CAMPAIGN:KEY or KEY, see `labctl queue`) or a run id."),
@@ -382,9 +390,7 @@ def cancel(
     from labctl.db import campaigns as q
 
     database = open_db(db)
-    row = _find(database, run)
-    if row is None:
-        fail(f"no planned run {run!r} in {database.url} (`labctl queue` lists them)")
+    row = _planned_or_fail(database, run)
     what = q.cancel(database, int(row["id"]))
     name = f"{row['campaign']}:{row['key']}"
     if what == "cancelled":
@@ -404,9 +410,7 @@ def pause(
     from labctl.db import campaigns as q
 
     database = open_db(db)
-    row = _find(database, run)
-    if row is None:
-        fail(f"no planned run {run!r} in {database.url} (`labctl queue` lists them)")
+    row = _planned_or_fail(database, run)
     cycler = None if row["run_id"] is None else (database.run(int(row["run_id"]))["meta"] or {}).get("cycler")
     if cycler is not None and not cycler.get("pause"):
         fail(
