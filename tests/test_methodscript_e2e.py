@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -246,3 +247,33 @@ def test_pico_emulator_rejects_what_the_device_rejects() -> None:
         dev.start(ConstantCurrent(1e-4, Limits(duration=10)))
     dev.close()
     emu.close()
+
+
+def test_next_script_accepted_the_moment_the_last_one_ends(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A host that sends the next script as soon as it reads a script's last line is heard.
+
+    On a loaded PC the emulator's script thread can lose the CPU right after that last line;
+    the device is idle from then on, so the next script must not be dropped (a CI failure:
+    'sent nothing for 5 s while running cp').
+    """
+    import labctl.simulators.emulators.methodscript as ms
+
+    real_write = ms._Session.write
+
+    def slow_after_the_end(self, text):  # type: ignore[no-untyped-def]
+        real_write(self, text)
+        if text in ("\n", "Z\n") and threading.current_thread().name == "methodscript-script":
+            time.sleep(0.3)  # the runner thread is preempted after its last line
+
+    monkeypatch.setattr(ms._Session, "write", slow_after_the_end)
+    clock = ScaledClock(SPEED)
+    emu = MethodScriptEmulator("es4_lr", preset="br-mg", seed=7, clock=clock, noise=False, advance_idle=False)
+    dev = MethodScriptPotentiostat(clock, port=f"socket://127.0.0.1:{emu.serve_tcp()}", silence_timeout=2.0)
+    dev.connect(timeout=5)
+    try:
+        for tech in (OpenCircuit(5, Recording(dt=1)), OpenCircuit(5, Recording(dt=1))):
+            b = run(dev.start(tech))
+            assert len(b) == 5 and b.end.reason is EndReason.DURATION
+    finally:
+        dev.close()
+        emu.close()

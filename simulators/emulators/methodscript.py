@@ -396,6 +396,9 @@ class _Session:
         self.mode = "idle"  # idle | loading | skip
         self.script: list[str] = []
         self.runner: threading.Thread | None = None
+        # a script runs from its start until just before its last line goes out: the host may
+        # send the next script the moment it reads that line, before the runner thread has exited
+        self.busy = False
         self.abort = threading.Event()
         self.halted = threading.Event()
         self.disconnected = False
@@ -411,7 +414,7 @@ class _Session:
                 self.disconnected = True
 
     def running(self) -> bool:
-        return self.runner is not None and self.runner.is_alive()
+        return self.busy
 
     def run(self) -> None:
         buf = b""
@@ -482,6 +485,7 @@ class _Session:
             return
         self.abort.clear()
         self.dev._idle.clear()
+        self.busy = True
         self.runner = threading.Thread(
             target=self._run_script, args=(main, fin), daemon=True, name="methodscript-script"
         )
@@ -492,6 +496,7 @@ class _Session:
         ex = _Executor(self)
         rec: dict[str, Any] = {"end": "complete", "texts": ex.texts}
         dev.scripts.append(rec)
+        last: str | None = None
         try:
             if dev.advance_idle:
                 gap = dev.clock.now() - dev._t_idle
@@ -515,13 +520,13 @@ class _Session:
                 dev.cell_on = False
             rec["elapsed"] = ex.now_dev
             rec["cell_on"] = dev.cell_on
-            if rec["end"] == "abort":
-                self.write("Z\n")
-            elif rec["end"] == "complete":
-                self.write("\n")
+            last = {"abort": "Z\n", "complete": "\n"}.get(rec["end"])
         finally:
             dev._t_idle = dev.clock.now()
+            self.busy = False
             dev._idle.set()
+        if last is not None:
+            self.write(last)
 
 
 class _Hang(Exception):
