@@ -463,3 +463,58 @@ def test_arbin_res_any_page_cut_is_refused_cleanly(tmp_path_factory, pages):
             assert "c.res" in str(exc) and "Arbin" in str(exc)
         else:  # pages cut after the data pages: every sample is there, or the file is refused
             assert d.n == 10261
+
+
+MACCOR = "beep_xTESLADIAG_000038con_head.078"
+
+
+def _maccor_lines() -> list[str]:
+    return (DATA / MACCOR).read_bytes().decode("latin-1").split("\r\n")
+
+
+def test_truncated_maccor_export(tmp_path):
+    lines = _maccor_lines()
+    f = tmp_path / "cut.078"
+    f.write_bytes(("\r\n".join(lines[:700]) + "\r\n" + lines[700][:40]).encode("latin-1"))
+    msg = _import_fails(tmp_path, f)
+    assert "cut.078:701" in msg and "truncated" in msg
+
+
+def test_maccor_export_without_a_capacity_column_is_an_unknown_layout(tmp_path):
+    lines = _maccor_lines()
+    f = tmp_path / "odd.078"
+    f.write_bytes("\r\n".join([lines[0], lines[1].replace("Amp-hr", "Capacity?"), *lines[2:50]]).encode("latin-1"))
+    msg = _import_fails(tmp_path, f)
+    assert "odd.078:2" in msg and "without the column(s) Amp-hr" in msg and "unknown layout" in msg
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expect"),
+    [
+        ("Volts", "3.9x", "field 'Volts': '3.9x' is not a number"),
+        ("Test (Sec)", "soon", "field 'Test (Sec)': 'soon' is neither seconds nor a time"),
+        ("State", " ", "field 'State': empty"),
+    ],
+)
+def test_maccor_bad_field_names_line_and_field(tmp_path, column, value, expect):
+    lines = _maccor_lines()
+    k = lines[1].split("\t").index(column)
+    row = lines[40].split("\t")
+    row[k] = value
+    lines[40] = "\t".join(row)
+    f = tmp_path / "bad.078"
+    f.write_bytes("\r\n".join(lines).encode("latin-1"))
+    msg = _import_fails(tmp_path, f)
+    assert "bad.078:41" in msg and expect in msg
+
+
+@given(st.integers(0, 30), st.integers(0, 23), st.integers(0, 59), st.integers(0, 599999))
+@settings(max_examples=60, deadline=None)
+def test_maccor_day_clock_time_round_trip(days, hours, minutes, centi):
+    from labctl.importers.maccor import maccor_seconds
+
+    sec = centi / 10000
+    tok = f"  {days}d {hours:02d}:{minutes:02d}:{sec:07.4f}"
+    want = days * 86400 + hours * 3600 + minutes * 60 + sec
+    assert maccor_seconds(tok) == pytest.approx(want, abs=1e-9)
+    assert maccor_seconds(f"{want:.4f}") == pytest.approx(want, abs=1e-4)

@@ -384,3 +384,101 @@ def test_pssession_cli_import(tmp_path):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out[0]["status"] == "imported" and out[0]["format"] == "palmsens-pssession"
+
+
+# Maccor raw text exports (TRI-AMDD/beep beep/tests/test_files, Apache-2.0; tests/data/import/README.md).
+# beep cannot be installed here: the reference is computed in the test from the file's own counters with
+# the csv module: per (Cyc#, Step) run of rows, Maccor's Amp-hr restarts at 0, so a run's capacity is its
+# last Amp-hr; a cycle's charge is the sum over its State C runs, its discharge over its State D runs.
+MACCOR = "beep_xTESLADIAG_000038con_head.078"
+MACCOR_EIS = "beep_maccor_test_file_4267-66-6519.041"
+MACCOR_REF_MAH = {0: (2757.753013, 4394.171786), 1: (4416.545031, 4411.195809), 2: (4418.491423, 4408.741629)}
+
+
+def _maccor_reference(path):
+    import csv
+
+    with open(path, newline="", encoding="latin-1") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    head = rows[1]
+    cyc, stp, st, ah = (head.index(k) for k in ("Cyc#", "Step", "State", "Amp-hr"))
+    runs = []  # [cycle, step, state, last Amp-hr]
+    for r in rows[2:]:
+        k = (int(r[cyc]), int(r[stp]), r[st])
+        if not runs or tuple(runs[-1][:3]) != k:
+            runs.append([*k, 0.0])
+        runs[-1][3] = float(r[ah])
+    ref = {}
+    for c, _s, state, last in runs:
+        chg, dis = ref.get(c, (0.0, 0.0))
+        ref[c] = (chg + (last if state == "C" else 0.0), dis + (last if state == "D" else 0.0))
+    return {c: (1000 * a, 1000 * b) for c, (a, b) in ref.items()}
+
+
+def test_maccor_per_cycle_capacity_and_ce_from_its_own_counters(db):
+    res = import_file(db, DATA / MACCOR)
+    assert res.format == "maccor-text" and res.n_samples == 1408
+    ref = _maccor_reference(DATA / MACCOR)
+    assert sorted(ref) == sorted(MACCOR_REF_MAH)
+    for c, pair in MACCOR_REF_MAH.items():
+        assert ref[c] == pytest.approx(pair, rel=1e-9)
+    per = _per_cycle(analyze_and_store(db, res.run_id))["per_cycle"]
+    imp = db.run(res.run_id)["meta"]["imported"]
+    assert per["cycle"] == [0, 1, 2]
+    for k, c in enumerate(per["cycle"]):
+        chg, dis = ref[c]
+        assert per["charge_mAh"][k] == pytest.approx(chg, rel=1e-9)
+        assert per["discharge_mAh"][k] == pytest.approx(dis, rel=1e-9)
+        assert 100 * per["ce"][k] == pytest.approx(100 * dis / chg, abs=0.01)
+    m = imp["mapping"]
+    assert "Amp-hr restarts at every step" in m["charge_source"]
+    assert "signed (negative on discharge)" in m["current_sign"] and "State C" in m["current_sign"]
+    assert m["cycle_definition"].startswith("Maccor Cyc#")
+    assert m["steps"]["C (charge) CV"] == "potentiostatic"
+
+
+def test_maccor_steps_sign_time_and_header():
+    d = read_file(DATA / MACCOR)
+    assert [(s.kind, s.cycle) for s in d.steps[:5]] == [
+        ("rest", 0),
+        ("galvanostatic", 0),
+        ("potentiostatic", 0),  # step 5: the CV part of the CC-CV charge, voltage flat, current falling
+        ("galvanostatic", 0),
+        ("rest", 0),
+    ]
+    dis = d.steps[3]
+    assert np.all(d.current[dis.start : dis.stop] < 0) and np.all(d.charge[dis.start : dis.stop] <= 0)
+    chg = d.steps[1]
+    assert np.all(d.current[chg.start : chg.stop] > 0)
+    assert d.t[-1] == pytest.approx(23248.59)
+    assert d.header["procedure"] == "xTESLADIAG_000038.000" and d.header["comment"] == "exp-con"
+    from datetime import datetime
+
+    assert d.started_unix == datetime(2019, 8, 15, 16, 37, 2).timestamp()
+
+
+def test_maccor_unsigned_amps_read_the_same(tmp_path):
+    # some Maccor exports write Amps unsigned: the State column alone gives the sign
+    lines = (DATA / MACCOR).read_bytes().decode("latin-1").split("\r\n")
+    k = lines[1].split("\t").index("Amps")
+    out = lines[:2]
+    for ln in lines[2:]:
+        f = ln.split("\t")
+        if len(f) > k:
+            f[k] = f[k].lstrip("-")
+        out.append("\t".join(f))
+    p = tmp_path / "unsigned.078"
+    p.write_bytes("\r\n".join(out).encode("latin-1"))
+    a, b = read_file(DATA / MACCOR), read_file(p)
+    assert "unsigned" in b.mapping["current_sign"]
+    assert np.array_equal(a.current, b.current) and np.array_equal(a.charge, b.charge)
+
+
+def test_maccor_day_clock_times_and_impedance_rows():
+    d = read_file(DATA / MACCOR_EIS)  # TestTime written as '  0d 00:00:10.0000'
+    assert d.format == "maccor-text" and d.n == 74
+    assert d.t[:11].tolist() == [float(k) for k in range(11)]
+    assert [s.label.split(" ")[0] for s in d.steps] == ["R", "FRA", "P", "O"]
+    assert {s.kind for s in d.steps} == {"rest"} and not np.any(d.current)
+    assert any(".EDA file" in n for n in d.notes)
+    assert d.header["procedure"] == "EIS 1.000FRA default"

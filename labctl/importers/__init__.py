@@ -53,6 +53,10 @@ def sniff(path: Path, head: bytes) -> str:
         return "biologic-mpt"
     if first.startswith("EXPLAIN"):
         return "gamry-dta"
+    from .maccor import looks_maccor
+
+    if looks_maccor(text):
+        return "maccor-text"
     return "text"
 
 
@@ -121,6 +125,10 @@ def read_file(path: str | Path, *, area_cm2: float | None = None) -> ImportedDat
         if area_cm2 is not None:
             d.area_cm2 = area_cm2
         return d
+    if kind == "maccor-text":
+        from .maccor import read_maccor
+
+        return read_maccor(p, area_cm2=area_cm2)
     if kind == "biologic-mpt":
         from .biologic import read_mpt
 
