@@ -134,3 +134,80 @@ def test_mixed_activation_diffusion_fit_matches_polcurvefit():
     assert got["b_c"] == pytest.approx(-ref[4], rel=0.02)
     assert got["i_L"] == pytest.approx(ref[5], rel=0.02)
     assert got["i_L"] == pytest.approx(0.03, rel=0.02)  # A/cm2
+
+
+def _analyze_imported(tmp_path, name, **kw):
+    from labctl.app.importing import import_file
+    from labctl.app.results import analyze_and_store
+    from labctl.db import Database
+
+    with Database(f"sqlite:///{tmp_path / 'lab.db'}") as db:
+        res = import_file(db, DATA / name, **kw)
+        rows = analyze_and_store(db, res.run_id)
+    return {r["name"]: r for r in rows}
+
+
+def test_analyze_reads_an_imported_nova_sweep_as_a_corrosion_curve(tmp_path):
+    # both branches are Tafel lines 50-150 mV beyond E_corr: compared with PolCurveFit's linear_fit
+    # in the windows labctl chose (the method applies on both branches of this curve)
+    got = _analyze_imported(tmp_path, "polcurvefit_example_nova.txt", area_cm2=1.0)
+    ec = got["E_corr"]["value"]
+    assert ec == pytest.approx(-0.31782, abs=1e-5)
+    br = got["b_a"]["data"]["branches"]
+    d = read_file(DATA / "polcurvefit_example_nova.txt")
+    c = prepare(d.voltage, d.current, area_cm2=1.0)
+    lines = {}
+    for name, key in (("anodic", "b_a"), ("cathodic", "b_c")):
+        win = br[name]["window_V"]
+        sgn = 1 if name == "anodic" else -1
+        assert win == pytest.approx(sorted([ec + sgn * 0.05, ec + sgn * 0.15]))
+        ref = _pcf(c.e, c.i).linear_fit(window=list(win), E_corr=ec)
+        assert got[key]["value"] == pytest.approx(ref[3], rel=0.02)
+        assert br[name]["i_at_e_corr"] == pytest.approx(ref[2], rel=0.02)
+        lines[name] = (1 / ref[3], np.log10(ref[2]) - ec / ref[3])  # slope, intercept of log10|i| on E
+    (sa, ia), (sc, ic) = lines["anodic"], lines["cathodic"]
+    e_x = (ic - ia) / (sa - sc)
+    assert got["i_corr"]["value"] == pytest.approx(10 ** (sa * e_x + ia), rel=0.02)
+    assert got["i_corr"]["unit"] == "A/cm2" and "intersection" in got["i_corr"]["method"]
+    ba, bc = abs(got["b_a"]["value"]), abs(got["b_c"]["value"])
+    assert got["stern_geary_B"]["value"] == pytest.approx(ba * bc / (np.log(10) * (ba + bc)), rel=1e-9)
+    assert got["i_corr_stern_geary"]["value"] == pytest.approx(got["stern_geary_B"]["value"] / got["R_p"]["value"])
+    assert "analysis_error" not in got
+
+
+def test_analyze_on_the_imported_gamry_cycpol_uses_the_cathodic_branch_and_says_why(tmp_path):
+    got = _analyze_imported(tmp_path, "polcurvefit_example_gamry.DTA")  # AREA 1 cm2 from the file
+    ec = got["E_corr"]["value"]
+    assert ec == pytest.approx(-0.333193, abs=1e-6)  # as fit-corrosion and PolCurveFit
+    assert "b_a" not in got and "stern_geary_B" not in got
+    d = read_file(DATA / "polcurvefit_example_gamry.DTA")
+    c = prepare(d.voltage, d.current, area_cm2=1.0)
+    ref = _pcf(c.e, c.i).linear_fit(window=[ec - 0.15, ec - 0.05], E_corr=ec)
+    assert got["b_c"]["value"] == pytest.approx(ref[3], rel=0.02)
+    assert got["i_corr"]["value"] == pytest.approx(ref[2], rel=0.02)
+    assert (
+        "the anodic branch: log|i| against E" in got["i_corr"]["method"]
+        and "not a straight line" in (got["i_corr"]["method"])
+    )
+
+
+def test_auto_window_refuses_a_curve_that_is_not_tafel_shaped():
+    from labctl.analysis.corrosion import auto_corrosion
+
+    # both reactions diffusion-limited 50 mV from E_corr: no Tafel line on either branch
+    e = np.arange(-0.5, 0.1, 0.002)
+    ia = 1e-5 * 10 ** ((e + 0.2) / 0.06)
+    ic = 1e-5 * 10 ** (-(e + 0.2) / 0.12)
+    i = ia / (1 + ia / 3e-5) - ic / (1 + ic / 3e-5)
+    with pytest.raises(
+        AnalysisError, match=r"not Tafel-shaped in the automatic window: 50-150 mV.*anodic: .*cathodic:"
+    ):
+        auto_corrosion(prepare(e, i, area_cm2=1.0))
+
+
+def test_fit_corrosion_keeps_its_window(tmp_path):
+    # the command's explicit window is unchanged by the automatic reading of `analyze`
+    f = str(DATA / "polcurvefit_example_gamry.DTA")
+    r = runner.invoke(app, ["fit-corrosion", f, "--window=-1.3,-1.15", "--json"])
+    got = {x["name"]: x["value"] for x in json.loads(r.stdout)["results"]}
+    assert got["b_c"] == pytest.approx(-0.5258884874205028, rel=1e-6)

@@ -329,3 +329,121 @@ def mixed_fit(
         Result("i_L", 10.0**lgl, c.unit, None, "limiting current of the cathodic branch", details),
         Result("stern_geary_B", bsg, "V", None, "b_a b_c / (ln10 (b_a + b_c))", {}),
     ]
+
+
+AUTO_BAND = (0.050, 0.150)  # V beyond E_corr on each branch
+AUTO_MAX_B = 0.5  # V/decade: a steeper "Tafel line" is a limiting current or an ohmic drop
+
+
+def _auto_branch(c: Curve, ec: float, branch: str, band: tuple[float, float], min_r2: float) -> dict:
+    """The Tafel line of one branch in the band beyond E_corr, or the reason it is not one."""
+    sgn = 1 if branch == "anodic" else -1
+    lo, hi = band
+    e1, e2 = sorted((ec + sgn * lo, ec + sgn * hi))
+    out: dict = {"branch": branch, "window_V": [e1, e2]}
+    reach = float(np.max(c.e) - ec) if sgn > 0 else float(ec - np.min(c.e))
+    if reach < hi - 0.005:
+        out["reason"] = (
+            f"the sweep reaches only {1e3 * max(reach, 0.0):.0f} mV {'above' if sgn > 0 else 'below'} E_corr "
+            f"(the band is {1e3 * lo:.0f}-{1e3 * hi:.0f} mV)"
+        )
+        return out
+    m = (c.e >= e1) & (c.e <= e2) & (c.i != 0)
+    if m.sum() < 5:
+        out["reason"] = f"only {int(m.sum())} points in {e1:.3f}..{e2:.3f} V (need 5)"
+        return out
+    if np.any(np.sign(c.i[m]) != sgn):
+        out["reason"] = f"currents of both signs in {e1:.3f}..{e2:.3f} V (the curve crosses zero again)"
+        return out
+    slope, icpt, r2, se = _line(c.e[m], np.log10(np.abs(c.i[m])))
+    out.update(r2=r2, n_points=int(m.sum()))
+    if slope * sgn <= 0:
+        out["reason"] = f"|i| falls as the overpotential grows in {e1:.3f}..{e2:.3f} V (passivation, not a Tafel line)"
+        return out
+    if r2 < min_r2:
+        out["reason"] = f"log|i| against E in {e1:.3f}..{e2:.3f} V is not a straight line (R^2 = {r2:.4f} < {min_r2})"
+        return out
+    b = 1.0 / slope
+    if abs(b) > AUTO_MAX_B:
+        out["reason"] = (
+            f"|i| grows only {abs(slope) * (hi - lo):.2f} decade over {1e3 * (hi - lo):.0f} mV in {e1:.3f}..{e2:.3f} V "
+            f"(|b| = {abs(b):.3f} V/decade > {AUTO_MAX_B}): a limiting current or an ohmic drop, not activation control"
+        )
+        return out
+    out.update(slope=slope, intercept=icpt, b=b, b_sd=abs(se / slope**2), i_at_e_corr=10.0 ** (slope * ec + icpt))
+    return out
+
+
+def auto_corrosion(c: Curve, *, band: tuple[float, float] = AUTO_BAND, min_r2: float = 0.98) -> list[Result]:
+    """E_corr, Tafel slopes, i_corr and Stern-Geary with the window chosen automatically.
+
+    On each branch, the band ``band`` (V) of overpotential beyond E_corr (50-150 mV by default:
+    far enough from E_corr that the other reaction's current is negligible, near enough that
+    mass transport and ohmic drop have not yet bent the line) is fitted with a Tafel line
+    (:func:`tafel_line`'s least squares); a branch is accepted when the band is covered by the
+    sweep with at least 5 points of the branch's sign, log|i| rises with the overpotential,
+    R^2 >= ``min_r2`` and |b| <= 0.5 V/decade.  Both branches accepted: i_corr where the two
+    lines intersect, Stern-Geary B from b_a and b_c, R_p within +-10 mV and B / R_p.  One
+    branch: i_corr from that line at E_corr (the details give why the other was refused).
+    Neither: AnalysisError with each branch's reason and the straightest window to try.
+    ``b_c`` is negative (the cathodic line's dE / dlog10|i|), as in :func:`tafel_line`.
+    """
+    ec = corrosion_potential(c)
+    lo, hi = band
+    fits = {br: _auto_branch(c, ec, br, band, min_r2) for br in ("anodic", "cathodic")}
+    ok = [br for br in ("anodic", "cathodic") if "reason" not in fits[br]]
+    how = f"automatic window: {1e3 * lo:.0f}-{1e3 * hi:.0f} mV beyond E_corr on each branch"
+    if not ok:
+        hints = []
+        for br in ("anodic", "cathodic"):
+            alt = straightest_window(c, hi - lo, br, ec)
+            if alt:
+                hints.append(f"{alt[0]:.3f},{alt[1]:.3f} V (R^2 = {alt[2]:.4f}, {br})")
+        raise AnalysisError(
+            f"not Tafel-shaped in the {how}: anodic: {fits['anodic']['reason']}; cathodic: "
+            f"{fits['cathodic']['reason']}"
+            + (f"; try labctl fit-corrosion --window {' or '.join(hints)}" if hints else "")
+        )
+    branches = {br: {k: v for k, v in f.items() if k not in ("slope", "intercept")} for br, f in fits.items()}
+    details = {"E_corr_V": ec, "window": how, "branches": branches, "notes": c.notes}
+    out = [Result("E_corr", ec, "V", None, "current sign change", {"notes": c.notes})]
+    for br in ok:
+        f = fits[br]
+        out.append(Result(f"b_{br[0]}", f["b"], "V/decade", f["b_sd"], f"Tafel line, {how}", {**details, "branch": br}))
+    if len(ok) == 2:
+        a, k = fits["anodic"], fits["cathodic"]
+        e_x = (k["intercept"] - a["intercept"]) / (a["slope"] - k["slope"])
+        i_corr = 10.0 ** (a["slope"] * e_x + a["intercept"])
+        out.append(
+            Result(
+                "i_corr",
+                i_corr,
+                c.unit,
+                None,
+                f"intersection of the anodic and cathodic Tafel lines ({how})",
+                {**details, "E_intersection_V": e_x},
+            )
+        )
+        ba, bc = abs(a["b"]), abs(k["b"])
+        bsg = ba * bc / (LN10 * (ba + bc))
+        out.append(Result("stern_geary_B", bsg, "V", None, "|b_a| |b_c| / (ln10 (|b_a| + |b_c|))", {}))
+        rp = polarisation_resistance(c, ec)
+        if rp is not None:
+            out.append(
+                Result("R_p", rp, "ohm cm2" if c.unit == "A/cm2" else "ohm", None, "dE/di within +-10 mV of E_corr", {})
+            )
+            out.append(Result("i_corr_stern_geary", bsg / rp, c.unit, None, "B / R_p", {"B_V": bsg, "R_p": rp}))
+    else:
+        br = ok[0]
+        other = "cathodic" if br == "anodic" else "anodic"
+        out.append(
+            Result(
+                "i_corr",
+                fits[br]["i_at_e_corr"],
+                c.unit,
+                None,
+                f"{br} Tafel line extrapolated to E_corr ({how}); the {other} branch: {fits[other]['reason']}",
+                details,
+            )
+        )
+    return out

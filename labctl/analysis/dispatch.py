@@ -37,6 +37,11 @@ What is computed, by step kind:
   The Tafel j0 is the same in both readings; alpha and the micro-polarisation j0
   differ by a factor 2.  E_eq from the zero crossing, else the last voltage of a
   preceding ``rest`` step.
+* the same steps of an **imported** run (``end_reason == 'imported'``) whose current changes
+  sign, unless the cell or step says the sweep is of a symmetric cell: a mixed-potential
+  (corrosion) curve, read with :func:`labctl.analysis.corrosion.auto_corrosion` (E_corr,
+  b_a / b_c, i_corr, Stern-Geary B, R_p, i_corr_stern_geary; the window 50-150 mV beyond
+  E_corr on each branch, chosen automatically) in A/cm2 with ``cell['area_cm2']``, else in A.
 * ``galvanostatic`` steps labelled ``aurbach:reservoir``, ``aurbach:cycle-plate``,
   ``aurbach:cycle-strip``, ``aurbach:final-strip``: the Aurbach CE from their charges.
 * other ``galvanostatic`` steps (cycling): by ``cell['kind']``: 'full' (or a
@@ -60,6 +65,7 @@ from scipy import stats
 from ._core import AnalysisError, Result
 from .arrhenius import fit_arrhenius
 from .circuit import parse_circuit
+from .corrosion import auto_corrosion, prepare
 from .cycling import (
     aurbach_ce,
     capacity_results,
@@ -216,8 +222,7 @@ def _tafel(step, steps, samples, cell) -> list[Result]:
     m = _mask(samples, [step["step_index"]])
     e = np.asarray(_col(samples, "voltage", m), float)
     i = np.asarray(_col(samples, "current", m), float)
-    params = step.get("params") or {}
-    sym = bool(params.get("symmetric", cell.get("tafel_symmetric", cell.get("kind") == "symmetric")))
+    sym = _symmetric(step, cell)
     temp = _temperature_of(step, steps, samples, m)
     kw = {"temperature_c": temp if temp is not None else 22.0, "symmetric": sym}
     s = np.sign(i[np.isfinite(i)])
@@ -229,6 +234,34 @@ def _tafel(step, steps, samples, cell) -> list[Result]:
             if v.size:
                 kw["e_eq"] = float(v[-1])
     out = analyze_tafel(e, i, area_cm2=area, **kw)
+    for r in out:
+        r.details.update(step_index=step["step_index"], cycle=step.get("cycle"))
+    return out
+
+
+def _symmetric(step: dict, cell: dict) -> bool:
+    params = step.get("params") or {}
+    return bool(params.get("symmetric", cell.get("tafel_symmetric", cell.get("kind") == "symmetric")))
+
+
+def _is_corrosion_curve(step: dict, samples: dict, cell: dict) -> bool:
+    """An imported sweep whose current changes sign (a mixed-potential curve), not of a symmetric cell."""
+    if str(step.get("end_reason")) != "imported" or _symmetric(step, cell):
+        return False
+    i = np.asarray(_col(samples, "current", _mask(samples, [step["step_index"]])), float)
+    s = np.sign(i[np.isfinite(i) & (i != 0)])
+    return bool(np.any(s[:-1] * s[1:] < 0))
+
+
+def _corrosion(step, samples, cell) -> list[Result]:
+    m = _mask(samples, [step["step_index"]])
+    e = np.asarray(_col(samples, "voltage", m), float)
+    i = np.asarray(_col(samples, "current", m), float)
+    area = _number(cell.get("area_cm2"))
+    c = prepare(e, i, area_cm2=area if area is not None and area > 0 else None)
+    if c.unit == "A":
+        c.notes.append("no electrode area known: currents in A, i_corr is a current, not a density")
+    out = auto_corrosion(c)
     for r in out:
         r.details.update(step_index=step["step_index"], cycle=step.get("cycle"))
     return out
@@ -374,7 +407,10 @@ def analyze_run(steps: list[dict], samples: dict[str, np.ndarray], cell: dict, *
     # Tafel
     for st in steps:
         if st.get("kind") == "tafel" or (st.get("kind") == "lsv" and "tafel" in str(st.get("label") or "").lower()):
-            out += guard("tafel", st["step_index"], lambda st=st: _tafel(st, steps, samples, cell)) or []
+            if _is_corrosion_curve(st, samples, cell):
+                out += guard("corrosion", st["step_index"], lambda st=st: _corrosion(st, samples, cell)) or []
+            else:
+                out += guard("tafel", st["step_index"], lambda st=st: _tafel(st, steps, samples, cell)) or []
 
     # galvanostatic: Aurbach groups and cycling
     galv = [s for s in steps if s.get("kind") == "galvanostatic"]

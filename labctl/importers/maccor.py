@@ -137,9 +137,9 @@ def read_maccor(path: Path, *, area_cm2: float | None = None) -> ImportedData:
     idx["state"] = col(*_STATE_NAMES)
     missing = [n for n, k in idx.items() if k is None]
     if missing:
-        label = {"time": "Test (Sec) or TestTime", "state": "State (or MD)"}
+        cn = {"time": "Test (Sec) or TestTime", "state": "State (or MD)"}
         raise ImportFileError(
-            f"{path}:{hdr + 1}: a Maccor export without the column(s) {', '.join(label.get(m, m) for m in missing)}: "
+            f"{path}:{hdr + 1}: a Maccor export without the column(s) {', '.join(cn.get(m, m) for m in missing)}: "
             f"an unknown layout (labctl reads Cyc#, Step, Test (Sec) or TestTime, Amps, Volts, State, Amp-hr; "
             "export them from MacTest/MIMS)"
         )
