@@ -54,9 +54,12 @@ def sniff(path: Path, head: bytes) -> str:
     if first.startswith("EXPLAIN"):
         return "gamry-dta"
     from .maccor import looks_maccor
+    from .palmsens_csv import looks_palmsens_csv
 
     if looks_maccor(text):
         return "maccor-text"
+    if looks_palmsens_csv(text):
+        return "palmsens-csv"
     return "text"
 
 
@@ -125,6 +128,10 @@ def read_file(path: str | Path, *, area_cm2: float | None = None) -> ImportedDat
         if area_cm2 is not None:
             d.area_cm2 = area_cm2
         return d
+    if kind == "palmsens-csv":
+        from .palmsens_csv import read_palmsens_csv
+
+        return read_palmsens_csv(p, area_cm2=area_cm2)
     if kind == "maccor-text":
         from .maccor import read_maccor
 
