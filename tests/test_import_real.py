@@ -74,6 +74,21 @@ def test_neware_ndax_per_cycle_capacity_and_ce_match_newarenda(db):
     assert table[1][0] == 0 and table[1][2] is None
 
 
+def test_neware_ndax_time_is_test_time_not_the_step_time(db):
+    """BTS 8 .ndax files keep the time in the step (NewareNDA's Time restarts at 0 in every step);
+    an imported run's t is the test time: never decreasing, equal to the Timestamps' span."""
+    res = import_file(db, DATA / "neware_TESTCELL0001-B2.ndax")
+    s = db.samples(res.run_id)
+    assert np.all(np.diff(s["t"]) >= 0)
+    assert s["t"][0] == 0
+    # the record's first and last Timestamps are 2025-09-25 12:18:47.675 and its end: same span to 1 s
+    from labctl.importers.neware import read_neware_rows
+
+    r = read_neware_rows(DATA / "neware_TESTCELL0001-B2.ndax")
+    assert s["t"][-1] == pytest.approx(r.unix[-1] - r.unix[0], abs=1.0)
+    assert s["t"][-1] > 5 * r.step_time.max()
+
+
 def test_neware_cc_then_cv_is_one_charge(db):
     res = import_file(db, DATA / "neware_TestFile.nda")
     steps = db.steps(res.run_id)

@@ -6,13 +6,18 @@ Station entry::
       bts1: {driver: neware, host: 192.168.1.20, port: 502,
              step_folder: /mnt/bts/steps,          # where labctl writes step files
              bts_folder: 'C:\\labctl\\steps',      # the same folder as the BTS PC sees it
-             backup_dir: 'C:\\Neware data'}
+             backup_dir: 'C:\\Neware data',
+             data_dir: /mnt/bts/data,              # the BTS PC's data folder, as labctl sees it (a share)
+             ndax_timeout: 60}                     # s to wait at a job's end for its .ndax
     channels:
       N1: {cycler: bts1, address: 27-1-1}
 
 A job id is ``devid-subdevid-chlid:testid``; a harvest cursor is the number of the last
 data point taken (the BTS numbers a test's points from 1).  Live data come from
-``download`` pages; the channel's ``.ndax`` file is not read (see docs/cyclers.md).
+``download`` pages; with ``data_dir`` set, :meth:`NewareCycler.data_file` finds the test's
+``.ndax`` there (named ``<barcode>_<devid>-<subdevid>-<chlid>-<testid>.ndax``, BTS's barcode +
+channel + test id naming; check it against your BTS's file-name setting), which
+:mod:`labctl.app.cycler_run` reads at the job's end (a driver reads no vendor files itself).
 Download columns (units): ``testtime``/``steptime`` s, ``volt`` V, ``curr`` mA, ``cap`` mAh
 (the step's, unsigned), ``eng`` mWh, ``cycleid``, ``stepid`` (step number in the step file),
 ``stepseq`` (the how-many-th step the test is in).
@@ -63,6 +68,8 @@ class NewareCycler:
         password: str = "neware",
         channels: int | None = None,
         poll: float = 10.0,
+        data_dir: str | None = None,
+        ndax_timeout: float = 60.0,
     ) -> None:
         self.clock = clock
         self.client = BtsClient(str(host), int(port), timeout=float(timeout))
@@ -73,6 +80,8 @@ class NewareCycler:
         self.username, self.password = str(username), str(password)
         self.expected_channels = None if channels is None else int(channels)
         self.poll = float(poll)
+        self.data_dir = None if data_dir in (None, "") else Path(str(data_dir))
+        self.ndax_timeout = float(ndax_timeout)
         self._channels: dict[str, ChannelAddress] = {}
         self.last_step_file: str | None = None
 
@@ -155,6 +164,30 @@ class NewareCycler:
             return None
         testid = int(info.get("testid", 0) or 0)
         return f"{channel}:{testid}" if testid else None
+
+    def data_file(self, job: str, barcode: str = "") -> Path | None:
+        """The job's ``.ndax`` in ``data_dir`` if it is there now (None without ``data_dir``).
+
+        Looked up by channel and test id (``*<devid>-<subdevid>-<chlid>-<testid>.ndax``); of
+        several, the one named with ``barcode``.  A ``.part`` file being written is not one."""
+        if self.data_dir is None:
+            return None
+        channel, _, test = job.rpartition(":")
+        try:
+            devid, sub, chl = parse_channel_name(channel)
+            testid = int(test)
+        except ValueError:
+            raise DeviceError(f"{job!r} is not a Neware job id (devid-subdevid-chlid:testid)") from None
+        try:
+            found = sorted(self.data_dir.glob(f"*{devid}-{sub}-{chl}-{testid}.ndax"))
+        except OSError:
+            return None
+        tail = f"{devid}-{sub}-{chl}-{testid}.ndax"
+        found = [p for p in found if p.name == tail or p.name.endswith("_" + tail)]
+        if not found:
+            return None
+        named = [p for p in found if barcode and p.name.startswith(_safe(barcode) + "_")]
+        return (named or found)[0]
 
     def submit(self, channel: str, program: Any, *, barcode: str = "", step_file: str | None = None) -> str:
         """Start ``program`` (a :class:`CyclerProgram`) on ``channel``; the job id.
@@ -246,6 +279,12 @@ class NewareCycler:
 
 class StartRefused(JobRefused):
     """The cycler answered a start with something other than ``ok``."""
+
+
+def ndax_file_name(barcode: str, devid: int, subdevid: int, chlid: int, testid: int) -> str:
+    """The name a BTS gives a test's data file: ``<barcode>_<devid>-<subdevid>-<chlid>-<testid>.ndax``."""
+    head = f"{_safe(barcode)}_" if barcode else ""
+    return f"{head}{devid}-{subdevid}-{chlid}-{testid}.ndax"
 
 
 def _safe(s: str) -> str:

@@ -22,7 +22,14 @@
    the protocol's paths and labels), loop iterations become cycles as
    :mod:`labctl.core.conventions` defines them.  After each page it stores a checkpoint (the
    harvest cursor and the mapping state) and the cursor in ``cycler_jobs``;
-5. ends with the job: completed, stopped, the cycler's protection (status ``safety``), a
+5. at the job's end (completed, stopped or protection), when the cycler's data folder is
+   visible (``data_dir:`` on the instrument), waits for the job's ``.ndax`` there, reads it
+   (:func:`labctl.importers.neware.read_neware_rows`) and reconciles it with the harvested
+   samples: the rows both have are compared, rows ``download`` never delivered are recorded
+   from the file (after the last harvested one, never twice); an event ``final_data`` names
+   the source of the final data.  No file within ``ndax_timeout``, or no reader: ``download``'s
+   data are final, and the event says why;
+6. ends with the job: completed, stopped, the cycler's protection (status ``safety``), a
    refused start, or a link that stays down (status ``interrupted``: the job goes on on the
    cycler, the same call continues it).  labctl never switches a cycler cell off itself
    except by ``stop`` when one of its host-side watches (short circuit, max_duration) ends
@@ -452,7 +459,13 @@ def _run(
                 while cursor < committed:
                     h = cycler.harvest(job, str(cursor))
                     take = min(len(h.block), committed - cursor)
-                    if take == 0:
+                    if take == 0:  # points recorded from the job's .ndax (download never had them)
+                        rows = _read_rows(_data_file(cycler, job, row["barcode"]))
+                        if isinstance(rows, str):
+                            break
+                        for fh in _file_pages(db, run_id, rows, cursor, committed, 1 << 30):
+                            mapper.feed(null, fh)
+                        cursor = committed
                         break
                     mapper.feed(null, _head(h, take))
                     cursor += take
@@ -516,9 +529,11 @@ def _run(
                 0.0, "cycler", f"started job {job} on {instrument} {address} (step file {remote}, barcode {barcode})"
             )
             cursor = 0
+        barcode = str(row["barcode"]) if row is not None else barcode
         return _watch(
-            db, rec, mapper, cycler, job, job_row, cursor, clock, poll, retries, on_progress, tr, resumed, control
-        )
+            db, rec, mapper, cycler, job, job_row, cursor, clock, poll, retries, on_progress, tr, resumed, control,
+            barcode,
+        )  # fmt: skip
 
 
 def _lookup(cycler: Any, address: str, barcode: str) -> str | None:
@@ -558,6 +573,7 @@ def _watch(
     tr: Translation,
     resumed: bool,
     control: Callable[[], tuple[str, str] | None] | None = None,
+    barcode: str = "",
 ) -> RunOutcome:
     failures = 0
     n_total = cursor
@@ -622,6 +638,10 @@ def _watch(
                 )
             return _end(db, rec, mapper, clock, status, mapper.stopped.reason, n_total)
         if st.state in (JobState.COMPLETED, JobState.STOPPED, JobState.FAILED):
+            if getattr(cycler, "data_dir", None) is not None and mapper.stopped is None:
+                filled = _final_data(db, rec, mapper, cycler, job, job_row, barcode, cursor)
+                cursor += filled
+                n_total += filled
             mapper.close_step(
                 rec,
                 None if st.state is JobState.COMPLETED else ("aborted" if st.state is JobState.STOPPED else "safety"),
@@ -647,6 +667,166 @@ def _watch(
             if left <= 0:
                 break
             time.sleep(min(left, 0.1))
+
+
+# ---------------------------------------------------------------------------------- the .ndax
+def _data_file(cycler: Any, job: str, barcode: str) -> Path | None:
+    try:
+        path: Path | None = cycler.data_file(job, barcode)
+        return path
+    except (DeviceError, OSError):
+        return None
+
+
+def _read_rows(path: Path | None) -> Any:
+    """The file's rows, or why there are none (a str)."""
+    from labctl.importers.base import ImportFileError
+    from labctl.importers.neware import read_neware_rows
+
+    if path is None:
+        return "no .ndax"
+    try:
+        return read_neware_rows(path)
+    except ImportFileError as e:
+        return str(e)
+
+
+def file_times(rows: Any, c: int, t_db: np.ndarray | None) -> np.ndarray:
+    """Test times of a record's rows on the run's clock: anchored at the last harvested row
+    (point ``c``, time ``t_db[c - 1]``) the file also has, spaced by the file's own times (its Unix
+    times where present, ms resolution)."""
+    u = rows.unix if rows.unix is not None else rows.test_time
+    known = np.flatnonzero(rows.index <= c)
+    if c == 0 or known.size == 0 or t_db is None:
+        return np.asarray(u - u[0] + rows.step_time[0], dtype=np.float64)
+    k = int(known[-1])
+    return np.asarray(u - u[k] + t_db[int(rows.index[k]) - 1], dtype=np.float64)
+
+
+@dataclass
+class Reconciliation:
+    """What a record file says about the points harvested so far (:func:`reconcile`)."""
+
+    verified: int  # harvested points the file also has
+    differ: int  # of those, how many differ (beyond float32 and the file's ms)
+    first_differ: int | None  # the first such point number
+    missing_in_file: int  # harvested points the file lacks
+    fill: int  # points after the harvested ones the file has without a gap (to record from it)
+    after_gap: int  # file rows after a gap in its point numbers (not recorded)
+
+
+def reconcile(rows: Any, t: np.ndarray, voltage: np.ndarray, current: np.ndarray) -> Reconciliation:
+    """Compare a record's rows (:class:`~labctl.importers.neware.NewareRows`) with the harvested points
+    (``t`` s, ``voltage`` V, ``current`` A, one per point, point 1 first)."""
+    cursor = len(t)
+    both = rows.index <= cursor
+    bad, first = 0, None
+    if cursor and np.any(both):
+        k = rows.index[both] - 1
+        tf = file_times(rows, cursor, t)[both]
+        ok = (
+            np.isclose(rows.voltage[both], voltage[k], rtol=1e-6, atol=1e-9)
+            & np.isclose(rows.current_ma[both] * 1e-3, current[k], rtol=1e-6, atol=1e-12)
+            & (np.abs(tf - t[k]) <= 2e-3 + 1e-9 * np.abs(t[k]))
+        )
+        bad = int(np.count_nonzero(~ok))
+        first = None if bad == 0 else int(rows.index[both][np.argmin(ok)])
+    n_both = int(np.count_nonzero(both))
+    after = rows.index[~both]
+    run = 0
+    if after.size:
+        exp = np.arange(cursor + 1, cursor + 1 + after.size)
+        run = int(after.size if np.array_equal(after, exp) else np.argmin(after == exp))
+    return Reconciliation(n_both, bad, first, cursor - n_both, run, int(after.size) - run)
+
+
+def _file_pages(db: Any, run_id: int, rows: Any, lo: int, hi: int, page: int) -> Any:
+    """Harvest pages of the file's points ``lo+1 .. hi`` (point numbers; contiguous in the file)."""
+    from labctl.drivers.contracts import Harvest
+    from labctl.drivers.techniques import SampleBlock
+
+    t = file_times(rows, lo, db.samples(run_id, columns=["t"])["t"] if lo else None)
+    first = int(np.searchsorted(rows.index, lo + 1))
+    for a in range(first, first + (hi - lo), page):
+        z = min(a + page, first + (hi - lo))
+        yield Harvest(
+            SampleBlock(t[a:z], rows.voltage[a:z], rows.current_ma[a:z] * 1e-3),
+            rows.step_index[a:z],
+            rows.cycle[a:z],
+            str(int(rows.index[z - 1])),
+            extra={
+                "step_seq": rows.step[a:z],
+                "capacity_mAh": rows.charge_mah[a:z] + rows.discharge_mah[a:z],
+                "energy_mWh": rows.charge_mwh[a:z] + rows.discharge_mwh[a:z],
+                "step_time": rows.step_time[a:z],
+            },
+        )
+
+
+def _final_data(
+    db: Any, rec: Any, mapper: Mapper, cycler: Any, job: str, job_row: int, barcode: str, cursor: int
+) -> int:
+    """Reconcile the job's harvested points with its ``.ndax``; the number of points filled from the file."""
+    folder, wait = cycler.data_dir, float(getattr(cycler, "ndax_timeout", 60.0))
+    run_id = int(rec.run_id)
+    rec.flush()
+    deadline = time.monotonic() + wait
+    path = _data_file(cycler, job, barcode)
+    while path is None and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        path = _data_file(cycler, job, barcode)
+    t = _t(mapper)
+    if path is None:
+        why = f"no .ndax of job {job} appeared in {folder} within {wait:g} s"
+        mapper._event(rec, t, "final_data", f"final data: download alone ({cursor} points); {why}",
+                      {"source": "download", "points": cursor, "reason": why})  # fmt: skip
+        return 0
+    rows = _read_rows(path)
+    if isinstance(rows, str):
+        mapper._event(rec, t, "final_data", f"final data: download alone ({cursor} points); {rows}",
+                      {"source": "download", "points": cursor, "file": str(path), "reason": rows})  # fmt: skip
+        return 0
+    n_file = len(rows.index)
+    if cursor:
+        s = db.samples(run_id, columns=["t", "voltage", "current"])
+        r = reconcile(rows, s["t"], s["voltage"], s["current"])
+    else:
+        r = reconcile(rows, np.zeros(0), np.zeros(0), np.zeros(0))
+    run = r.fill
+    filled = 0
+    if run:
+        page = int(getattr(cycler, "page_size", 5000) or 5000)
+        for h in _file_pages(db, run_id, rows, cursor, cursor + run, page):
+            done = mapper.feed(rec, h)
+            filled += done
+            rec.checkpoint(mapper.open.t_last if mapper.open else 0.0,
+                           {"cursor": cursor + filled, "mapper": mapper.state(), "source": "ndax"})  # fmt: skip
+            rec.flush()
+            db.update_cycler_job(job_row, cursor=str(cursor + filled))
+            if done < len(h.block) or mapper.stopped is not None:
+                break
+    parts = [f"{cursor} point(s) harvested by download"]
+    if cursor:
+        parts.append(
+            "all agree with the file (float32)"
+            if r.differ == 0
+            else f"{r.differ} differ from the file (first: point {r.first_differ})"
+        )
+    if r.missing_in_file:
+        parts.append(f"{r.missing_in_file} of them are not in the file")
+    parts.append(f"{filled} point(s) filled from the file" if filled else "none filled from the file")
+    if r.after_gap:
+        parts.append(f"{r.after_gap} file row(s) after a gap in its point numbers not recorded")
+    source = "ndax" if r.differ == 0 and r.missing_in_file == 0 else "download+ndax" if filled else "download"
+    mapper._event(
+        rec,
+        _t(mapper),
+        "final_data",
+        f"final data: {path.name} ({n_file} rows, {rows.reader}): " + "; ".join(parts),
+        {"source": source, "file": str(path), "rows_file": n_file, "verified": r.verified,
+         "differ": r.differ, "filled": filled},
+    )  # fmt: skip
+    return filled
 
 
 def _apply_control(

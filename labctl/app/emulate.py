@@ -224,7 +224,8 @@ class MethodScriptEmulatorFactory(_Served):
 class NewareEmulatorFactory(_Served):
     """Entry point ``neware``: a Neware BTS API emulator on loopback TCP (options ``channels``,
     default 8, ``devid``, ``subdevid``), its cells simulated with the station's preset and seed.
-    The emulated station reads step files where labctl writes them (``bts_folder`` cleared)."""
+    The emulated station reads step files where labctl writes them (``bts_folder`` cleared); with
+    ``data_dir`` the emulated BTS PC writes each ended test's ``.ndax`` there (the station's share)."""
 
     def __init__(self, options: dict[str, Any], *, clock: Any, preset: str, seed: int = 0) -> None:
         from labctl.simulators.emulators.neware import NewareEmulator
@@ -236,6 +237,7 @@ class NewareEmulatorFactory(_Served):
             channels=int(options.get("channels", 8)),
             devid=int(options.get("devid", 27)),
             subdevid=int(options.get("subdevid", 1)),
+            data_dir=options.get("data_dir"),
         )
         self.entry = {"host": "127.0.0.1", "port": self._em.port, "bts_folder": None}
 

@@ -112,6 +112,45 @@ class Instrument(BaseModel):
     max_overshoot: float | None = Field(
         None, description="stages: a reading this far above the set point (K) trips safety, e.g. '5 K'"
     )
+    data_dir: str | None = Field(
+        None,
+        description="cyclers: the folder where the cycler PC's data files (Neware .ndax) are visible to "
+        "labctl (a share), e.g. /mnt/bts/data; a job's final data are read from its file there",
+    )
+    ndax_timeout: float | None = Field(
+        None,
+        description="cyclers with data_dir: how long to wait at a job's end for its data file (default 60 s), "
+        "e.g. '2 min'; then the data harvested by download are the final data",
+    )
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, v: Any) -> Any:
+        from labctl.core.errors import custom_error
+
+        if v is None:
+            return None
+        if not isinstance(v, str) or not v.strip():
+            raise custom_error(
+                f"data_dir must be a folder path, got {v!r}",
+                "write e.g. data_dir: /mnt/bts/data (where the BTS PC's .ndax files are visible)",
+            )
+        return v.strip()
+
+    @field_validator("ndax_timeout", mode="before")
+    @classmethod
+    def _ndax_timeout(cls, v: Any) -> Any:
+        from labctl.core.errors import custom_error
+
+        if v is None:
+            return None
+        try:
+            x = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else parse_quantity(v, "time")
+        except (UnitError, TypeError, ValueError):
+            raise custom_error(f"ndax_timeout must be a duration, got {v!r}", "write e.g. ndax_timeout: 60 s") from None
+        if not x > 0:
+            raise custom_error(f"ndax_timeout must be positive, got {v!r}", "write e.g. ndax_timeout: 60 s")
+        return x
 
     @field_validator("reconnect", mode="after")
     @classmethod
@@ -152,7 +191,11 @@ class Instrument(BaseModel):
 
     @property
     def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        opts = dict(self.model_extra or {})
+        for key in ("data_dir", "ndax_timeout"):
+            if getattr(self, key) is not None:
+                opts[key] = getattr(self, key)
+        return opts
 
 
 class ChannelSpec(BaseModel):
@@ -212,12 +255,19 @@ class Station(BaseModel):
     def driver_options(self, name: str) -> dict[str, Any]:
         """The factory options of instrument ``name``, relative file paths resolved."""
         opts = self.instruments[name].options
+        data_dir = opts.get("data_dir")
+        if isinstance(data_dir, str) and not Path(data_dir).is_absolute() and not _windows_path(data_dir):
+            opts["data_dir"] = str(Path(self.folder) / data_dir)
         lib = opts.get("visa_library")
         if isinstance(lib, str) and "@" in lib:
             path, _, backend = lib.rpartition("@")
             if path and not Path(path).is_absolute():
                 opts["visa_library"] = f"{Path(self.folder) / path}@{backend}"
         return opts
+
+
+def _windows_path(p: str) -> bool:
+    return "\\" in p or ":" in p[:3]
 
 
 def _kind_of(driver: str) -> list[str]:
@@ -235,6 +285,25 @@ def _check(station: Station) -> None:
                     ("instruments", name, "driver"),
                     f"unknown driver {inst.driver!r}",
                     (dym + " " if dym else "") + f"installed drivers: {', '.join(names)}",
+                )
+            )
+        for key in ("data_dir", "ndax_timeout"):
+            kinds = _kind_of(inst.driver)
+            if getattr(inst, key) is not None and kinds and "cycler" not in kinds:
+                issues.append(
+                    station.issue(
+                        ("instruments", name, key),
+                        f"{key} belongs to a battery cycler; {name!r} ({inst.driver}) is a "
+                        f"{kinds[0].replace('_', ' ')} driver",
+                        f"remove {key} here, or set it on the cycler instrument (e.g. driver: neware)",
+                    )
+                )
+        if inst.ndax_timeout is not None and inst.data_dir is None:
+            issues.append(
+                station.issue(
+                    ("instruments", name, "ndax_timeout"),
+                    "ndax_timeout without data_dir: there is no folder to wait for the data file in",
+                    "add data_dir: (the share where the BTS PC writes its .ndax files), or remove ndax_timeout",
                 )
             )
     used: dict[str, str] = {}

@@ -18,23 +18,33 @@ Faults (:meth:`NewareEmulator.inject`): ``start_false`` (the next start is answe
 ``false``), ``protect`` (the channel's protection trips ``after`` s into the test: the cell
 is switched off, the channel shows ``protect``), ``wrong_subdevid`` (the next ``count``
 replies name another sub-device), ``slow`` (replies delayed ``delay`` s), ``partial``
-(half a reply, then the connection drops).  ``on`` restricts a fault to one command, ``skip`` lets that many pass first.
+(half a reply, then the connection drops), ``lose_tail`` (``download`` never serves the last
+``count`` points of the channel's test: a gap only the channel's ``.ndax`` fills).  ``on``
+restricts a fault to one command, ``skip`` lets that many pass first.
+
+Data files: with ``data_dir`` set, a channel whose test ends (``finish``, ``stop``,
+``protect``) writes the test's record as ``<barcode>_<devid>-<subdevid>-<chlid>-<testid>.ndax``
+into that folder (:mod:`labctl.simulators.emulators.ndax`), as a BTS PC writes into its data
+folder, before the channel reports the end.
 """
 
 from __future__ import annotations
 
 import socket
 import socketserver
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from labctl.drivers.cycler import CyclerCC, CyclerCV, CyclerLoop, CyclerProgram, CyclerRest
 from labctl.drivers.neware.bts import TERMINATOR, frame
+from labctl.drivers.neware.driver import ndax_file_name
 from labctl.drivers.neware.stepfile import StepFileError, parse_step_xml
 from labctl.drivers.techniques import ConstantCurrent, ConstantPotential, Limits, OpenCircuit, Technique
 
@@ -45,7 +55,7 @@ COLUMNS = ("testtime", "steptime", "volt", "curr", "cap", "eng", "cycleid", "ste
 
 @dataclass
 class EmulatorFault:
-    kind: str  # start_false | protect | wrong_subdevid | slow | partial
+    kind: str  # start_false | protect | wrong_subdevid | slow | partial | lose_tail
     on: str | None = None  # command name, None = any
     channel: int | None = None  # chlid, None = any
     count: int = 1
@@ -89,14 +99,20 @@ class Channel:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: dict[str, float] = {}
+        self.step_path = ""
+        self.step_xml = ""
+        self.start_unix = 0.0
+        self.ndax: str | None = None  # the last data file written
 
     # ------------------------------------------------------------------ commands
-    def start(self, program: CyclerProgram, barcode: str) -> bool:
+    def start(self, program: CyclerProgram, barcode: str, step_path: str = "", step_xml: str = "") -> bool:
         if self.state == "working":
             return False
         with self.lock:
             self.testid += 1
             self.barcode = barcode
+            self.step_path, self.step_xml = step_path, step_xml
+            self.ndax = None
             self.cols = _Columns()
             self.state = "working"
             self.protect_info = ""
@@ -142,12 +158,65 @@ class Channel:
             )
             pot.connect()
             t0 = clock.now()
+            self.start_unix = float(clock.unix(t0))
             end_state = self._execute(program, pot, clock, t0)
         except Exception as e:
             end_state = "protect"
             self.protect_info = f"emulator error: {type(e).__name__}: {e}"
+        if self.owner.data_dir is not None:
+            try:
+                self.ndax = str(self.write_ndax(program))
+            except Exception as e:  # a full disk on the BTS PC: the test still ends, without its file
+                self.owner.log.append(f"ndax: channel {self.chlid} test {self.testid}: {type(e).__name__}: {e}")
+                print(f"neware emulator: no .ndax for channel {self.chlid}: {e}", file=sys.stderr)
         with self.lock:
             self.state = end_state
+
+    def write_ndax(self, program: CyclerProgram) -> Path:
+        """Write this channel's test as an ``.ndax`` into the emulator's data folder; its path."""
+        from labctl.simulators.emulators.ndax import STATUS, NdaxTest, write_ndax
+
+        o = self.owner
+        assert o.data_dir is not None
+        with self.lock:
+            n = self.cols.n
+            c = {k: self.cols.data[k][:n].copy() for k in COLUMNS}
+        sid = c["stepid"].astype(np.int64)
+        curr = c["curr"]
+        kinds = [program.steps[k - 1] if 0 < k <= len(program.steps) else None for k in range(max(sid, default=0) + 1)]
+        status = np.empty(n, dtype=np.int64)
+        for k in np.unique(sid):
+            m = sid == k
+            step = kinds[int(k)]
+            if isinstance(step, CyclerCC):
+                status[m] = STATUS["CC_Chg"] if step.current > 0 else STATUS["CC_DChg"]
+            elif isinstance(step, CyclerCV):
+                status[m] = STATUS["CV_Chg"] if float(np.mean(curr[m])) >= 0 else STATUS["CV_DChg"]
+            else:
+                status[m] = STATUS["Rest"]
+        charge = np.isin(status, (STATUS["CC_Chg"], STATUS["CV_Chg"]))
+        dis = np.isin(status, (STATUS["CC_DChg"], STATUS["CV_DChg"]))
+        test = NdaxTest(
+            o.devtype, o.devid, o.subdevid, self.chlid, self.testid, self.barcode,
+            Path(self.step_path.replace("\\", "/")).name, self.step_xml, program.remark, self.start_unix,
+        )  # fmt: skip
+        name = ndax_file_name(self.barcode, o.devid, o.subdevid, self.chlid, self.testid)
+        return write_ndax(
+            Path(o.data_dir) / name,
+            test,
+            step_seq=c["stepseq"].astype(np.int64),
+            step_id=sid,
+            cycle=c["cycleid"].astype(np.int64),
+            status=status,
+            step_time=c["steptime"],
+            test_time=c["testtime"],
+            voltage=c["volt"],
+            current_ma=curr,
+            charge_mah=np.where(charge, c["cap"], 0.0),
+            discharge_mah=np.where(dis, c["cap"], 0.0),
+            charge_mwh=np.where(charge, c["eng"], 0.0),
+            discharge_mwh=np.where(dis, c["eng"], 0.0),
+        )
 
     def _execute(self, program: CyclerProgram, pot: Any, clock: Any, t0: float) -> str:
         steps = program.steps
@@ -231,9 +300,10 @@ class Channel:
 
     # ------------------------------------------------------------------ replies
     def page(self, startpos: int, count: int) -> dict[str, np.ndarray]:
+        lost = self.owner.lost_tail(self.chlid)
         with self.lock:
             lo = max(0, startpos - 1)
-            hi = min(self.cols.n, lo + max(0, count))
+            hi = max(lo, min(self.cols.n - lost, lo + max(0, count)))
             return {k: self.cols.data[k][lo:hi].copy() for k in COLUMNS} | {
                 "seqid": np.arange(lo + 1, hi + 1, dtype=float)
             }
@@ -318,8 +388,10 @@ class NewareEmulator:
         devtype: int = 24,
         noise: bool = True,
         port: int = 0,
+        data_dir: str | Path | None = None,
     ) -> None:
         self.clock = clock
+        self.data_dir = None if data_dir is None else Path(data_dir)
         self.preset = preset
         self.seed = int(seed)
         self.noise = bool(noise)
@@ -374,6 +446,14 @@ class NewareEmulator:
                         self.faults.remove(f)
                     return f
         return None
+
+    def lost_tail(self, chlid: int) -> int:
+        """Points at the end of ``chlid``'s test that ``download`` never serves (fault ``lose_tail``)."""
+        with self._lock:
+            for f in self.faults:
+                if f.kind == "lose_tail" and f.channel in (None, chlid):
+                    return max(0, int(f.count))
+        return 0
 
     def protect_after(self, chlid: int) -> float | None:
         with self._lock:
@@ -466,11 +546,12 @@ class NewareEmulator:
             path = (el.text or "").strip()
             try:
                 with open(path, encoding="utf-8") as f:
-                    program = parse_step_xml(f.read())
+                    text = f.read()
+                program = parse_step_xml(text)
             except (OSError, StepFileError):
                 return "", "false"
             barcode = el.get("barcode", "")
-            if not ch.start(program, barcode):
+            if not ch.start(program, barcode, path, text):
                 return "", "false"
             self.starts.append((ch.chlid, barcode, path))
             return f' testid="{ch.testid}"', "ok"
