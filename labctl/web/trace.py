@@ -23,7 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from labctl.db.schema import SAMPLE_ID_BITS, runs
+from labctl.db import envelope
+from labctl.db.schema import ENVELOPE_BUCKET, SAMPLE_ID_BITS, runs
 
 #: buckets of a full-width plot (a bucket gives two points)
 DEFAULT_BINS = 1500
@@ -74,6 +75,7 @@ def bucket_size(n: int, bins: int) -> int:
 def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: TraceCache | None = None) -> Trace:
     """The voltage-time trace of run ``run_id`` (``KeyError`` if there is no such run)."""
     base = int(run_id) << SAMPLE_ID_BITS
+    stored: list[envelope.Bucket] | None = None
     with db.transaction() as conn:
         n = conn.execute(sa.select(runs.c.n_samples).where(runs.c.id == run_id)).scalar()
         if n is None:
@@ -86,18 +88,18 @@ def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: Trac
             ).all()
             return Trace(int(run_id), n, 1, False, [float(r[0]) for r in rows], [_num(r[1]) for r in rows])
         size = bucket_size(n, bins)
-        fine = min(size, bucket_size(n, FINE_BINS))  # computed (and cached) at this size, merged up
-        nf = (n + fine - 1) // fine
-        full = n // fine  # buckets 0..full-1 are complete and never change
-        done = cache.get((int(run_id), fine)) if cache is not None else {}
-        todo = [b for b in range(nf) if b not in done]
-        fresh = _buckets(conn, int(run_id), base, n, fine, todo)
-        if cache is not None:
-            cache.scanned += len(todo)
-        for b, row in fresh.items():
-            if b < full:
-                done[b] = row
-        got_fine = {**done, **fresh}
+        if size >= ENVELOPE_BUCKET:
+            stored = envelope.read(conn, int(run_id), n)
+        if stored is None and (size < ENVELOPE_BUCKET or db.read_only):
+            got_fine, fine, nf = _scanned(conn, int(run_id), n, size, cache)
+    if stored is None and size >= ENVELOPE_BUCKET and not db.read_only:
+        # recorded before the envelope was stored: computed from the samples once, and kept
+        with db.transaction(write=True) as conn:
+            n, stored = envelope.rebuild(conn, int(run_id))
+        size = bucket_size(n, bins)
+    if stored is not None:
+        fine, nf = ENVELOPE_BUCKET, len(stored)
+        got_fine = dict(enumerate(stored))
     k = size // fine
     nb = (n + size - 1) // size
     got = {b: _merge([got_fine.get(j) for j in range(b * k, min(nf, (b + 1) * k))]) for b in range(nb)}
@@ -114,6 +116,23 @@ def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: Trac
         t += [float(t0), float(t1)]
         v += [_num(lo), _num(hi)]
     return Trace(int(run_id), n, size, True, t, v)
+
+
+def _scanned(conn: Any, run_id: int, n: int, size: int, cache: TraceCache | None) -> tuple[dict[int, Any], int, int]:
+    """Buckets finer than the stored ones (or of a read-only archive's run that has none), read
+    from the samples: ``(buckets, samples per bucket, number of buckets)``."""
+    fine = min(size, bucket_size(n, FINE_BINS))  # computed (and cached) at this size, merged up
+    nf = (n + fine - 1) // fine
+    full = n // fine  # buckets 0..full-1 are complete and never change
+    done = cache.get((run_id, fine)) if cache is not None else {}
+    todo = [b for b in range(nf) if b not in done]
+    fresh = envelope.scan(conn, run_id, n, fine, todo)
+    if cache is not None:
+        cache.scanned += len(todo)
+    for b, row in fresh.items():
+        if b < full:
+            done[b] = row
+    return {**done, **fresh}, fine, nf
 
 
 def _merge(parts: list[tuple | None]) -> tuple | None:
@@ -133,55 +152,6 @@ def warm(db: Any, cache: TraceCache, run_ids: list[int]) -> None:
     latest run of each channel, so the first visitor does not wait for the scan)."""
     for run_id in run_ids:
         voltage_trace(db, run_id, bins=FINE_BINS, cache=cache)
-
-
-def _buckets(conn: Any, run_id: int, base: int, n: int, size: int, todo: list[int]) -> dict[int, tuple]:
-    out: dict[int, tuple] = {}
-    if not todo:
-        return out
-    if conn.dialect.name == "postgresql":
-        lo_b, hi_b = min(todo), max(todo)
-        rows = conn.execute(
-            sa.text(
-                "SELECT (id - :base) / :size AS b, min(t), max(t), min(voltage), max(voltage) FROM samples "
-                "WHERE run_id = :run AND id BETWEEN :lo AND :hi GROUP BY 1"
-            ),
-            {
-                "base": base,
-                "size": size,
-                "run": run_id,
-                "lo": base + lo_b * size,
-                "hi": base + min(n, (hi_b + 1) * size) - 1,
-            },
-        ).all()
-        want = set(todo)
-        for r in rows:
-            if int(r[0]) in want:
-                out[int(r[0])] = (r[1], r[2], r[3], r[4])
-        return out
-    # SQLite (and others): one range query per bucket; the first and last sample's t by key
-    raw = conn.connection.driver_connection
-    sql = (
-        "SELECT (SELECT t FROM samples WHERE id = ?1), (SELECT t FROM samples WHERE id = ?2), "
-        "min(voltage), max(voltage) FROM samples WHERE id BETWEEN ?1 AND ?2"
-    )
-    if conn.dialect.name != "sqlite":
-        for b in todo:
-            lo, hi = base + b * size, base + min(n, (b + 1) * size) - 1
-            r = conn.execute(
-                sa.text("SELECT min(t), max(t), min(voltage), max(voltage) FROM samples WHERE id BETWEEN :lo AND :hi"),
-                {"lo": lo, "hi": hi},
-            ).one()
-            out[b] = tuple(r)
-        return out
-    cur = raw.cursor()
-    try:
-        for b in todo:
-            lo, hi = base + b * size, base + min(n, (b + 1) * size) - 1
-            out[b] = cur.execute(sql, (lo, hi)).fetchone()
-    finally:
-        cur.close()
-    return out
 
 
 def _num(x: Any) -> float | None:
