@@ -3,7 +3,7 @@
 A run's samples ``n = 0 .. n_samples-1`` are cut into buckets of :data:`ENVELOPE_BUCKET`
 consecutive samples; bucket ``b`` (row id ``run_id * 2**40 + b``) holds how many samples it
 has so far, the test time of its first and last sample and its least and greatest voltage
-(NaN voltages left out; NULL if none is a number).  The run writer folds every committed
+(NaN voltages left out; NULL where not a number).  The run writer folds every committed
 batch in (:func:`append`, called by ``commit_batch`` in the transaction that inserts the
 samples), so a committed bucket never claims a sample that is not committed; only the run's
 last bucket grows.  The dashboard merges these rows to the plot's width instead of reading
@@ -60,8 +60,8 @@ def append(conn: sa.Connection, run_id: int, n0: int, t: np.ndarray, v: np.ndarr
             "id": base + b0 + j,
             "run_id": int(run_id),
             "n": c,
-            "t_first": tf,
-            "t_last": tl,
+            "t_first": _num(tf),
+            "t_last": _num(tl),
             "v_min": _num(a),
             "v_max": _num(b),
         }
@@ -137,8 +137,8 @@ def rebuild(conn: sa.Connection, run_id: int) -> tuple[int, list[Bucket]]:
                 "id": base + b,
                 "run_id": int(run_id),
                 "n": min(size, n - b * size),
-                "t_first": float(t0),
-                "t_last": float(t1),
+                "t_first": _num(t0),
+                "t_last": _num(t1),
                 "v_min": _num(lo),
                 "v_max": _num(hi),
             }
@@ -203,7 +203,7 @@ def scan(conn: sa.Connection, run_id: int, n: int, size: int, todo: list[int]) -
 
 
 def _num(x: Any) -> float | None:
-    """A stored voltage: NaN (no number among the samples) is NULL."""
+    """A stored time or voltage: NaN is NULL (as SQLite stores it)."""
     if x is None:
         return None
     x = float(x)

@@ -110,7 +110,7 @@ def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: Trac
         if cell is None:
             continue
         t0, t1, lo, hi = cell
-        if t0 is None:
+        if t0 is None or t1 is None:
             continue
         # two points per bucket: its minimum and its maximum, at its first and last sample's time
         t += [float(t0), float(t1)]
