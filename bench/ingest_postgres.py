@@ -15,12 +15,14 @@ first ``samples()`` until ``finish()`` returned.  Prints rows/s and the ratio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import secrets
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote
@@ -29,11 +31,23 @@ import numpy as np
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from labctl.db import Database  # noqa: E402
+from labctl.db import Database, envelope  # noqa: E402
 from labctl.db.schema import SAMPLE_ID_BITS  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 STEP_ROWS = 100_000
+
+
+@contextlib.contextmanager
+def without_envelope() -> Iterator[None]:
+    """The writer with the voltage envelope switched off (what storing it costs, measured in the
+    same run): ``labctl.db.envelope.append`` does nothing meanwhile."""
+    real = envelope.append
+    envelope.append = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        envelope.append = real
 
 
 def make_data(n: int, seed: int = 1) -> dict[str, np.ndarray]:
@@ -173,10 +187,12 @@ def main() -> None:
         print(f"ingest_postgres: skipped, no PostgreSQL at {base}: {exc}".strip())
         sys.exit(1 if os.environ.get("LABCTL_REQUIRE_PG") == "1" else 0)
     data = make_data(a.rows)
-    raw, lab, reads = [], [], []
+    raw, lab, bare, reads = [], [], [], []
     for _ in range(a.repeat):
         raw.append(run_raw(base, data, a.commit_rows))
         lab.append(run_labctl(base, data, a.block, a.commit_rows, reads))
+        with without_envelope():
+            bare.append(run_labctl(base, data, a.block, a.commit_rows, []))
     with psycopg.connect(base) as c:
         server = c.execute("SHOW server_version").fetchone()[0]
     r, l_ = statistics.median(raw), statistics.median(lab)
@@ -191,6 +207,9 @@ def main() -> None:
     print(f"raw COPY write_row (floor): {r:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in raw)}")
     print(f"labctl RunRecorder:         {l_:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in lab)}")
     print(f"ratio labctl/raw: {l_ / r:.2f}  (target >= 0.8)")
+    b = statistics.median(bare)
+    print(f"info: labctl without the stored envelope: {b:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in bare)}")
+    print(f"info: envelope cost, labctl with / without it: {l_ / b:.3f}")
     print(f"info: labctl db.samples read-back, all 10 columns: {statistics.median(reads):12,.0f} rows/s")
 
 

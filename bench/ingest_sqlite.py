@@ -14,6 +14,7 @@ are inside the measurement.  Prints rows/s of both and the ratio (target >= 0.8)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sqlite3
@@ -21,15 +22,28 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from labctl.db import Database  # noqa: E402
+from labctl.db import Database, envelope  # noqa: E402
 
 STEP_ROWS = 100_000
+
+
+@contextlib.contextmanager
+def without_envelope() -> Iterator[None]:
+    """The writer with the voltage envelope switched off (what storing it costs, measured in the
+    same run): ``labctl.db.envelope.append`` does nothing meanwhile."""
+    real = envelope.append
+    envelope.append = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        envelope.append = real
 
 
 def make_data(n: int, seed: int = 1) -> dict[str, np.ndarray]:
@@ -146,10 +160,12 @@ def main() -> None:
     data = make_data(a.rows)
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
         path = Path(d) / "bench.sqlite"
-        raw, lab = [], []
-        for _ in range(a.repeat):  # alternate, so drift hits both sides alike
+        raw, lab, bare = [], [], []
+        for _ in range(a.repeat):  # alternate, so drift hits every side alike
             raw.append(run_raw(path, data, a.commit_rows))
             lab.append(run_labctl(path, data, a.block, a.commit_rows))
+            with without_envelope():
+                bare.append(run_labctl(path, data, a.block, a.commit_rows))
     r, l_ = statistics.median(raw), statistics.median(lab)
     print(
         f"ingest_sqlite  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
@@ -162,6 +178,9 @@ def main() -> None:
     print(f"raw executemany (floor): {r:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in raw)}")
     print(f"labctl RunRecorder:      {l_:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in lab)}")
     print(f"ratio labctl/raw: {l_ / r:.2f}  (target >= 0.8)")
+    b = statistics.median(bare)
+    print(f"info: labctl without the stored envelope: {b:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in bare)}")
+    print(f"info: envelope cost, labctl with / without it: {l_ / b:.3f}")
 
 
 if __name__ == "__main__":

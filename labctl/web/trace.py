@@ -1,4 +1,4 @@
-"""A run's voltage-time trace at the plot's resolution, decimated in SQL, keeping the extremes.
+"""A run's voltage-time trace at the plot's resolution, keeping the extremes.
 
 The samples of a run are the key range ``run_id * 2**40 + n`` (n = 0 .. n_samples-1).  The
 range is cut into buckets of ``size`` consecutive samples (a power of two, so the buckets
@@ -6,11 +6,14 @@ of a growing run stay the same until the size doubles); each bucket gives its mi
 maximum voltage and the test times of its first and last sample.  A short or a spike
 therefore always shows: it is the minimum or maximum of its bucket, never averaged away.
 
-The database does the scan: on SQLite one ``min/max`` range query per bucket (a range of
-the table's own B-tree, no sorter), on PostgreSQL one ``GROUP BY``.  Buckets that are full
-never change (committed samples are never rewritten), so they are cached per run and
-bucket size: a live run's page asks again every few seconds and only the last buckets are
-read again.
+Buckets of at least ``ENVELOPE_BUCKET`` (1,024) samples are merged from the run's stored
+envelope (``labctl.db.envelope``: a row per 1,024 samples, written by the run writer with
+the samples), so a run of 6 M samples is drawn from about 6,000 rows, whoever asks first.  A
+run recorded before the envelope was stored gets it computed from its samples on its first
+trace and stored (a read-only archive is scanned instead).  Finer buckets (runs of less than
+about a million samples) are read from the samples: on SQLite one ``min/max`` range query
+per bucket, on PostgreSQL one ``GROUP BY``; full ones are cached per run and bucket size,
+since committed samples never change, so a live page's refresh reads only the last again.
 """
 
 from __future__ import annotations
@@ -148,8 +151,9 @@ def _merge(parts: list[tuple | None]) -> tuple | None:
 
 
 def warm(db: Any, cache: TraceCache, run_ids: list[int]) -> None:
-    """Fill ``cache`` with the full buckets of these runs (a server does it at start for the
-    latest run of each channel, so the first visitor does not wait for the scan)."""
+    """Make the traces of these runs fast to draw: store the envelope of a run recorded before
+    it was stored, fill ``cache`` with the finer buckets of a shorter run (a server does it at
+    start for the latest run of each channel, so the first visitor does not wait for the scan)."""
     for run_id in run_ids:
         voltage_trace(db, run_id, bins=FINE_BINS, cache=cache)
 
