@@ -50,6 +50,28 @@ def without_envelope() -> Iterator[None]:
         envelope.append = real
 
 
+ENVELOPE_SECONDS: list[float] = []  # time inside envelope.append, per labctl run with it
+
+
+@contextlib.contextmanager
+def timing_envelope() -> Iterator[None]:
+    """Add up the time the writer spends in ``labctl.db.envelope.append`` (its share of a run)."""
+    real = envelope.append
+    spent = [0.0]
+
+    def timed(*a: object, **k: object) -> None:
+        t0 = time.perf_counter()
+        real(*a, **k)  # type: ignore[arg-type]
+        spent[0] += time.perf_counter() - t0
+
+    envelope.append = timed
+    try:
+        yield
+    finally:
+        envelope.append = real
+        ENVELOPE_SECONDS.append(spent[0])
+
+
 def make_data(n: int, seed: int = 1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = np.arange(n, dtype=np.float64) * 0.1
@@ -190,7 +212,8 @@ def main() -> None:
     raw, lab, bare, reads = [], [], [], []
     for _ in range(a.repeat):
         raw.append(run_raw(base, data, a.commit_rows))
-        lab.append(run_labctl(base, data, a.block, a.commit_rows, reads))
+        with timing_envelope():
+            lab.append(run_labctl(base, data, a.block, a.commit_rows, reads))
         with without_envelope():
             bare.append(run_labctl(base, data, a.block, a.commit_rows, []))
     with psycopg.connect(base) as c:
@@ -210,6 +233,8 @@ def main() -> None:
     b = statistics.median(bare)
     print(f"info: labctl without the stored envelope: {b:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in bare)}")
     print(f"info: envelope cost, labctl with / without it: {l_ / b:.3f}")
+    share = [e * x / a.rows for e, x in zip(ENVELOPE_SECONDS, lab, strict=True)]
+    print(f"info: share of the run spent storing the envelope: {', '.join(f'{x:.1%}' for x in share)}")
     print(f"info: labctl db.samples read-back, all 10 columns: {statistics.median(reads):12,.0f} rows/s")
 
 

@@ -46,6 +46,28 @@ def without_envelope() -> Iterator[None]:
         envelope.append = real
 
 
+ENVELOPE_SECONDS: list[float] = []  # time inside envelope.append, per labctl run with it
+
+
+@contextlib.contextmanager
+def timing_envelope() -> Iterator[None]:
+    """Add up the time the writer spends in ``labctl.db.envelope.append`` (its share of a run)."""
+    real = envelope.append
+    spent = [0.0]
+
+    def timed(*a: object, **k: object) -> None:
+        t0 = time.perf_counter()
+        real(*a, **k)  # type: ignore[arg-type]
+        spent[0] += time.perf_counter() - t0
+
+    envelope.append = timed
+    try:
+        yield
+    finally:
+        envelope.append = real
+        ENVELOPE_SECONDS.append(spent[0])
+
+
 def make_data(n: int, seed: int = 1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = np.arange(n, dtype=np.float64) * 0.1
@@ -163,7 +185,8 @@ def main() -> None:
         raw, lab, bare = [], [], []
         for _ in range(a.repeat):  # alternate, so drift hits every side alike
             raw.append(run_raw(path, data, a.commit_rows))
-            lab.append(run_labctl(path, data, a.block, a.commit_rows))
+            with timing_envelope():
+                lab.append(run_labctl(path, data, a.block, a.commit_rows))
             with without_envelope():
                 bare.append(run_labctl(path, data, a.block, a.commit_rows))
     r, l_ = statistics.median(raw), statistics.median(lab)
@@ -181,6 +204,8 @@ def main() -> None:
     b = statistics.median(bare)
     print(f"info: labctl without the stored envelope: {b:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in bare)}")
     print(f"info: envelope cost, labctl with / without it: {l_ / b:.3f}")
+    share = [e * x / a.rows for e, x in zip(ENVELOPE_SECONDS, lab, strict=True)]
+    print(f"info: share of the run spent storing the envelope: {', '.join(f'{x:.1%}' for x in share)}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from labctl.db.schema import ENVELOPE_BUCKET, SAMPLE_ID_BITS, trace_buckets
 P = ENVELOPE_BUCKET
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
+@pytest.fixture(params=["sqlite", "core", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request, tmp_path, monkeypatch):
+    if request.param == "core":  # the SQLAlchemy Core path other dialects take
+        monkeypatch.setattr(envelope, "_driver", lambda conn: None)
+    if request.param in ("sqlite", "core"):
         return f"sqlite:///{tmp_path}/env.sqlite"
     return request.getfixturevalue("pg_url")
 
