@@ -131,9 +131,10 @@ def read(conn: sa.Connection, run_id: int, n: int) -> list[Bucket] | None:
     return [(r[1], r[2], r[3], r[4]) for r in rows]
 
 
-def rebuild(conn: sa.Connection, run_id: int) -> tuple[int, list[Bucket]]:
+def rebuild(conn: sa.Connection, run_id: int, *, if_missing: bool = False) -> tuple[int, list[Bucket]]:
     """In a write transaction: replace the run's buckets by ones computed from its committed
-    samples; ``(n_samples, buckets)``.  ``KeyError`` if there is no such run."""
+    samples; ``(n_samples, buckets)``.  With ``if_missing``, buckets that add up (another
+    request built them meanwhile) are returned as they are.  ``KeyError`` if there is no such run."""
     # The run's row is locked first (PostgreSQL; SQLite's write transaction holds the whole
     # file): a writer committing meanwhile waits at its n_samples update, and then finds these
     # buckets and extends them.
@@ -141,6 +142,10 @@ def rebuild(conn: sa.Connection, run_id: int) -> tuple[int, list[Bucket]]:
     if n is None:
         raise KeyError(run_id)
     n = int(n)
+    if if_missing:
+        have = read(conn, run_id, n)
+        if have is not None:
+            return n, have
     size = ENVELOPE_BUCKET
     base = int(run_id) << SAMPLE_ID_BITS
     nb = (n + size - 1) // size
@@ -149,17 +154,17 @@ def rebuild(conn: sa.Connection, run_id: int) -> tuple[int, list[Bucket]]:
     out: list[Bucket] = []
     rows = []
     for b in range(nb):
-        t0, t1, lo, hi = got[b]
+        t0, t1, lo, hi = (_num(x) for x in got[b])
         out.append((t0, t1, lo, hi))
         rows.append(
             {
                 "id": base + b,
                 "run_id": int(run_id),
                 "n": min(size, n - b * size),
-                "t_first": _num(t0),
-                "t_last": _num(t1),
-                "v_min": _num(lo),
-                "v_max": _num(hi),
+                "t_first": t0,
+                "t_last": t1,
+                "v_min": lo,
+                "v_max": hi,
             }
         )
     for k in range(0, len(rows), 5000):

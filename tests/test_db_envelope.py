@@ -109,7 +109,7 @@ def test_a_failed_commit_leaves_neither_samples_nor_buckets(tmp_path, monkeypatc
         rec.close()
 
 
-def test_a_run_without_an_envelope_is_rebuilt_and_then_extended(url):
+def test_a_run_without_an_envelope_is_rebuilt_and_then_extended(url, monkeypatch):
     """A run recorded before the table existed (no rows): the writer adds nothing to it; rebuild
     computes it from the samples; later commits extend the rebuilt one."""
     rng = np.random.default_rng(1)
@@ -132,6 +132,11 @@ def test_a_run_without_an_envelope_is_rebuilt_and_then_extended(url):
             n_rebuilt, built = envelope.rebuild(conn, rec.run_id)
         v = np.concatenate([v1, v2])
         assert n_rebuilt == n and built == _expected(v) == _stored(db, rec.run_id, n)
+        real_scan = envelope.scan
+        monkeypatch.setattr(envelope, "scan", None)  # built by another request meanwhile: not again
+        with db.transaction(write=True) as conn:
+            assert envelope.rebuild(conn, rec.run_id, if_missing=True) == (n, built)
+        monkeypatch.setattr(envelope, "scan", real_scan)
         v3 = rng.normal(size=1200)
         v3[5] = -1.9
         n = _add(rec, n, v3)

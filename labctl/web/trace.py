@@ -98,7 +98,7 @@ def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: Trac
     if stored is None and size >= ENVELOPE_BUCKET and not db.read_only:
         # recorded before the envelope was stored: computed from the samples once, and kept
         with db.transaction(write=True) as conn:
-            n, stored = envelope.rebuild(conn, int(run_id))
+            n, stored = envelope.rebuild(conn, int(run_id), if_missing=True)
         size = bucket_size(n, bins)
     if stored is not None:
         fine, nf = ENVELOPE_BUCKET, len(stored)
