@@ -10,6 +10,10 @@ is psycopg's documented binary COPY: ``cursor.copy(...)``, ``set_types`` and
 timed), one COPY and one commit per ``commit_rows`` rows.  labctl is timed from the
 first ``samples()`` until ``finish()`` returned.  Prints rows/s and the ratio
 (target >= 0.8).
+
+The writer also stores the run's voltage envelope (labctl.db.envelope) in each commit; what
+that costs is measured in the same run: labctl again with it switched off (interleaved), and
+the time spent inside it as a share of each run (info lines).
 """
 
 from __future__ import annotations

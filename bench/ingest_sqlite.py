@@ -9,6 +9,10 @@ synchronous=NORMAL, committing every ``commit_rows`` rows.  The floor is raw
 labctl is timed from the first ``samples()`` call until ``finish()`` returned, so the
 copy of each block, the queue, the tuple building in the writer thread and every commit
 are inside the measurement.  Prints rows/s of both and the ratio (target >= 0.8).
+
+The writer also stores the run's voltage envelope (labctl.db.envelope) in each commit; what
+that costs is measured in the same run: labctl again with it switched off (interleaved), and
+the time spent inside it as a share of each run (info lines).
 """
 
 from __future__ import annotations

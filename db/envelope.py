@@ -104,7 +104,14 @@ def append(conn: sa.Connection, run_id: int, n0: int, t: np.ndarray, v: np.ndarr
     if fast:
         cur = raw.cursor()
         try:
-            cur.executemany(f"INSERT INTO trace_buckets ({_COLUMNS}) VALUES ({', '.join([mark] * 7)})", rows)
+            # one multi-row INSERT per 100 buckets (psycopg's executemany costs a round trip a row)
+            one = f"({', '.join([mark] * 7)})"
+            for k in range(0, len(rows), 100):
+                part = rows[k : k + 100]
+                cur.execute(
+                    f"INSERT INTO trace_buckets ({_COLUMNS}) VALUES {', '.join([one] * len(part))}",
+                    [x for r in part for x in r],
+                )
         finally:
             cur.close()
     else:
@@ -119,16 +126,36 @@ def read(conn: sa.Connection, run_id: int, n: int) -> list[Bucket] | None:
     if nb == 0:
         return []
     base = int(run_id) << SAMPLE_ID_BITS
-    rows = conn.execute(
-        sa.select(_tb.n, _tb.t_first, _tb.t_last, _tb.v_min, _tb.v_max)
-        .where(_tb.id.between(base, base + nb - 1))
-        .order_by(_tb.id)
-    ).all()
+    raw = _driver(conn)
+    rows: list[Any]
+    if raw is not None:  # plain tuples: a tenth of the time of Core rows for 6,000 of them
+        mark = "?" if conn.dialect.name == "sqlite" else "%s"
+        cur = raw.cursor()
+        try:
+            cur.execute(
+                f"SELECT n, t_first, t_last, v_min, v_max FROM trace_buckets WHERE id BETWEEN {mark} AND {mark} "
+                "ORDER BY id",
+                (base, base + nb - 1),
+            )
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+    else:
+        rows = list(
+            conn.execute(
+                sa.select(_tb.n, _tb.t_first, _tb.t_last, _tb.v_min, _tb.v_max)
+                .where(_tb.id.between(base, base + nb - 1))
+                .order_by(_tb.id)
+            ).all()
+        )
     # ids are unique and in range: nb rows are buckets 0 .. nb-1.  Every bucket but the last is
     # full; the last holds at least the samples counted in n (more if a commit came in between).
-    if len(rows) != nb or rows[-1][0] < n - (nb - 1) * size or any(r[0] != size for r in rows[:-1]):
+    if len(rows) != nb or rows[-1][0] < n - (nb - 1) * size:
         return None
-    return [(r[1], r[2], r[3], r[4]) for r in rows]
+    counts, *cols = zip(*rows, strict=True)
+    if counts.count(size) < nb - 1 or (nb > 1 and counts[-1] > size):
+        return None
+    return list(zip(*cols, strict=True))
 
 
 def rebuild(conn: sa.Connection, run_id: int, *, if_missing: bool = False) -> tuple[int, list[Bucket]]:
