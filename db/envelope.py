@@ -104,14 +104,22 @@ def append(conn: sa.Connection, run_id: int, n0: int, t: np.ndarray, v: np.ndarr
     if fast:
         cur = raw.cursor()
         try:
-            # one multi-row INSERT per 100 buckets (psycopg's executemany costs a round trip a row)
-            one = f"({', '.join([mark] * 7)})"
-            for k in range(0, len(rows), 100):
-                part = rows[k : k + 100]
+            if conn.dialect.name == "postgresql":
+                # one statement of seven arrays: its text never changes (psycopg parses a long
+                # multi-row VALUES anew every time; executemany pays a round trip a row)
                 cur.execute(
-                    f"INSERT INTO trace_buckets ({_COLUMNS}) VALUES {', '.join([one] * len(part))}",
-                    [x for r in part for x in r],
+                    f"INSERT INTO trace_buckets ({_COLUMNS}) SELECT * FROM unnest(%s::int8[], %s::int8[], "
+                    "%s::int4[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])",
+                    [list(c) for c in zip(*rows, strict=True)],
                 )
+            else:  # SQLite: one multi-row INSERT per 100 buckets
+                one = f"({', '.join([mark] * 7)})"
+                for k in range(0, len(rows), 100):
+                    part = rows[k : k + 100]
+                    cur.execute(
+                        f"INSERT INTO trace_buckets ({_COLUMNS}) VALUES {', '.join([one] * len(part))}",
+                        [x for r in part for x in r],
+                    )
         finally:
             cur.close()
     else:
