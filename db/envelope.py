@@ -46,6 +46,9 @@ def append(conn: sa.Connection, run_id: int, n0: int, t: np.ndarray, v: np.ndarr
     raw = _driver(conn)
     fast = raw is not None
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    if fast and conn.dialect.name == "postgresql":
+        _append_postgres(raw, base, n0, _rows(run_id, base, n0, t, v))
+        return
     prev = None
     if n0 > 0:
         # The run's last bucket so far: it is extended, and it shows that the run has an envelope
@@ -64,22 +67,7 @@ def append(conn: sa.Connection, run_id: int, n0: int, t: np.ndarray, v: np.ndarr
             return
         if last != b0:  # it is full: the new samples start the next bucket
             prev = None
-    starts = np.concatenate(([0], np.arange((b0 + 1) * size, n0 + m, size, dtype=np.int64) - n0))
-    ends = np.append(starts[1:], m)
-    lo = np.fmin.reduceat(v, starts)  # fmin/fmax leave NaN out (NaN only if every voltage is)
-    hi = np.fmax.reduceat(v, starts)
-    rows = list(
-        zip(
-            range(base + b0, base + b0 + len(starts)),
-            itertools.repeat(int(run_id)),
-            (ends - starts).tolist(),
-            _nulls(t[starts]),
-            _nulls(t[ends - 1]),
-            _nulls(lo),
-            _nulls(hi),
-            strict=False,
-        )
-    )
+    rows = _rows(run_id, base, n0, t, v)
     if prev is not None:
         id0, _, c, _, tl, lo0, hi0 = rows.pop(0)
         values = (int(prev[0]) + c, tl, _pick(min, prev[1], lo0), _pick(max, prev[2], hi0))
@@ -104,26 +92,58 @@ def append(conn: sa.Connection, run_id: int, n0: int, t: np.ndarray, v: np.ndarr
     if fast:
         cur = raw.cursor()
         try:
-            if conn.dialect.name == "postgresql":
-                # one statement of seven arrays: its text never changes (psycopg parses a long
-                # multi-row VALUES anew every time; executemany pays a round trip a row)
+            one = f"({', '.join([mark] * 7)})"
+            for k in range(0, len(rows), 100):  # one multi-row INSERT per 100 buckets
+                part = rows[k : k + 100]
                 cur.execute(
-                    f"INSERT INTO trace_buckets ({_COLUMNS}) SELECT * FROM unnest(%s::int8[], %s::int8[], "
-                    "%s::int4[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])",
-                    [list(c) for c in zip(*rows, strict=True)],
+                    f"INSERT INTO trace_buckets ({_COLUMNS}) VALUES {', '.join([one] * len(part))}",
+                    [x for r in part for x in r],
                 )
-            else:  # SQLite: one multi-row INSERT per 100 buckets
-                one = f"({', '.join([mark] * 7)})"
-                for k in range(0, len(rows), 100):
-                    part = rows[k : k + 100]
-                    cur.execute(
-                        f"INSERT INTO trace_buckets ({_COLUMNS}) VALUES {', '.join([one] * len(part))}",
-                        [x for r in part for x in r],
-                    )
         finally:
             cur.close()
     else:
         conn.execute(trace_buckets.insert(), [dict(zip(_COLUMNS.split(", "), r, strict=True)) for r in rows])
+
+
+def _rows(run_id: int, base: int, n0: int, t: np.ndarray, v: np.ndarray) -> list[tuple]:
+    """The bucket rows of samples ``n0 ..`` alone: ``(id, run_id, n, t_first, t_last, v_min, v_max)``."""
+    size = ENVELOPE_BUCKET
+    m = len(t)
+    b0 = n0 // size
+    starts = np.concatenate(([0], np.arange((b0 + 1) * size, n0 + m, size, dtype=np.int64) - n0))
+    ends = np.append(starts[1:], m)
+    lo = np.fmin.reduceat(v, starts)  # fmin/fmax leave NaN out (NaN only if every voltage is)
+    hi = np.fmax.reduceat(v, starts)
+    return list(
+        zip(
+            range(base + b0, base + b0 + len(starts)),
+            itertools.repeat(int(run_id)),
+            (ends - starts).tolist(),
+            _nulls(t[starts]),
+            _nulls(t[ends - 1]),
+            _nulls(lo),
+            _nulls(hi),
+            strict=False,
+        )
+    )
+
+
+def _append_postgres(raw: Any, base: int, n0: int, rows: list[tuple]) -> None:
+    """:func:`append` as one statement (one round trip): seven arrays (its text never changes, so
+    psycopg does not parse it again), inserted only if the run's envelope covers sample ``n0 - 1``
+    exactly; a partly filled last bucket is extended by the conflict clause (LEAST and GREATEST
+    leave NULL out)."""
+    size = ENVELOPE_BUCKET
+    last = max(0, n0 - 1) // size
+    with raw.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO trace_buckets ({_COLUMNS}) SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int4[], "
+            "%s::float8[], %s::float8[], %s::float8[], %s::float8[]) "
+            "WHERE %s = 0 OR EXISTS (SELECT 1 FROM trace_buckets WHERE id = %s AND n = %s) "
+            "ON CONFLICT (id) DO UPDATE SET n = trace_buckets.n + excluded.n, t_last = excluded.t_last, "
+            "v_min = LEAST(trace_buckets.v_min, excluded.v_min), v_max = GREATEST(trace_buckets.v_max, excluded.v_max)",
+            [*(list(c) for c in zip(*rows, strict=True)), n0, base + last, n0 - last * size],
+        )
 
 
 def read(conn: sa.Connection, run_id: int, n: int) -> list[Bucket] | None:
