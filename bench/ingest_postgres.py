@@ -214,12 +214,15 @@ def main() -> None:
         sys.exit(1 if os.environ.get("LABCTL_REQUIRE_PG") == "1" else 0)
     data = make_data(a.rows)
     raw, lab, bare, reads = [], [], [], []
-    for _ in range(a.repeat):
+    for k in range(a.repeat):
         raw.append(run_raw(base, data, a.commit_rows))
-        with timing_envelope():
-            lab.append(run_labctl(base, data, a.block, a.commit_rows, reads))
-        with without_envelope():
-            bare.append(run_labctl(base, data, a.block, a.commit_rows, []))
+        for side in ("with", "without") if k % 2 == 0 else ("without", "with"):  # neither always second
+            if side == "with":
+                with timing_envelope():
+                    lab.append(run_labctl(base, data, a.block, a.commit_rows, reads))
+            else:
+                with without_envelope():
+                    bare.append(run_labctl(base, data, a.block, a.commit_rows, []))
     with psycopg.connect(base) as c:
         server = c.execute("SHOW server_version").fetchone()[0]
     r, l_ = statistics.median(raw), statistics.median(lab)

@@ -187,12 +187,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
         path = Path(d) / "bench.sqlite"
         raw, lab, bare = [], [], []
-        for _ in range(a.repeat):  # alternate, so drift hits every side alike
+        for k in range(a.repeat):  # alternate, so drift hits every side alike
             raw.append(run_raw(path, data, a.commit_rows))
-            with timing_envelope():
-                lab.append(run_labctl(path, data, a.block, a.commit_rows))
-            with without_envelope():
-                bare.append(run_labctl(path, data, a.block, a.commit_rows))
+            for side in ("with", "without") if k % 2 == 0 else ("without", "with"):
+                if side == "with":
+                    with timing_envelope():
+                        lab.append(run_labctl(path, data, a.block, a.commit_rows))
+                else:
+                    with without_envelope():
+                        bare.append(run_labctl(path, data, a.block, a.commit_rows))
     r, l_ = statistics.median(raw), statistics.median(lab)
     print(
         f"ingest_sqlite  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "

@@ -11,7 +11,7 @@ envelope (``labctl.db.envelope``: a row per 1,024 samples, written by the run wr
 the samples), so a run of 6 M samples is drawn from about 6,000 rows, whoever asks first.  A
 run recorded before the envelope was stored gets it computed from its samples on its first
 trace and stored (a read-only archive is scanned instead).  Finer buckets (runs of less than
-about a million samples) are read from the samples: on SQLite one ``min/max`` range query
+about 0.7 M samples at a full-width plot) are read from the samples: on SQLite one ``min/max`` range query
 per bucket, on PostgreSQL one ``GROUP BY``; full ones are cached per run and bucket size,
 since committed samples never change, so a live page's refresh reads only the last again.
 """
