@@ -145,3 +145,22 @@ def test_a_run_without_an_envelope_is_rebuilt_and_then_extended(url, monkeypatch
         with db.transaction(write=True) as conn, pytest.raises(KeyError):
             envelope.rebuild(conn, 999)
         rec.close()
+
+
+def test_a_resumed_run_extends_its_envelope(url):
+    """An interrupted run taken over again (``reopen_run``, as `labctl resume` and workers do):
+    the new writer extends the partly filled last bucket where the old one stopped."""
+    rng = np.random.default_rng(5)
+    with Database(url) as db:
+        rec = _open(db)
+        v1 = rng.normal(size=1500)
+        n = _add(rec, 0, v1)
+        rec.finish("interrupted", "SIGTERM", 0.0)
+        again, info = db.reopen_run(rec.run_id)
+        assert info["n_samples"] == n
+        v2 = rng.normal(size=700)
+        v2[-1] = 3.0
+        n = _add(again, n, v2)
+        again.flush()
+        assert _stored(db, rec.run_id, n) == _expected(np.concatenate([v1, v2]))
+        again.close()
