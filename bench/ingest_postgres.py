@@ -10,17 +10,23 @@ is psycopg's documented binary COPY: ``cursor.copy(...)``, ``set_types`` and
 timed), one COPY and one commit per ``commit_rows`` rows.  labctl is timed from the
 first ``samples()`` until ``finish()`` returned.  Prints rows/s and the ratio
 (target >= 0.8).
+
+The writer also stores the run's voltage envelope (labctl.db.envelope) in each commit; what
+that costs is measured in the same run: labctl again with it switched off (interleaved), and
+the time spent inside it as a share of each run (info lines).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import secrets
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote
@@ -29,11 +35,45 @@ import numpy as np
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from labctl.db import Database  # noqa: E402
+from labctl.db import Database, envelope  # noqa: E402
 from labctl.db.schema import SAMPLE_ID_BITS  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 STEP_ROWS = 100_000
+
+
+@contextlib.contextmanager
+def without_envelope() -> Iterator[None]:
+    """The writer with the voltage envelope switched off (what storing it costs, measured in the
+    same run): ``labctl.db.envelope.append`` does nothing meanwhile."""
+    real = envelope.append
+    envelope.append = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        envelope.append = real
+
+
+ENVELOPE_SECONDS: list[float] = []  # time inside envelope.append, per labctl run with it
+
+
+@contextlib.contextmanager
+def timing_envelope() -> Iterator[None]:
+    """Add up the time the writer spends in ``labctl.db.envelope.append`` (its share of a run)."""
+    real = envelope.append
+    spent = [0.0]
+
+    def timed(*a: object, **k: object) -> None:
+        t0 = time.perf_counter()
+        real(*a, **k)  # type: ignore[arg-type]
+        spent[0] += time.perf_counter() - t0
+
+    envelope.append = timed
+    try:
+        yield
+    finally:
+        envelope.append = real
+        ENVELOPE_SECONDS.append(spent[0])
 
 
 def make_data(n: int, seed: int = 1) -> dict[str, np.ndarray]:
@@ -173,10 +213,16 @@ def main() -> None:
         print(f"ingest_postgres: skipped, no PostgreSQL at {base}: {exc}".strip())
         sys.exit(1 if os.environ.get("LABCTL_REQUIRE_PG") == "1" else 0)
     data = make_data(a.rows)
-    raw, lab, reads = [], [], []
-    for _ in range(a.repeat):
+    raw, lab, bare, reads = [], [], [], []
+    for k in range(a.repeat):
         raw.append(run_raw(base, data, a.commit_rows))
-        lab.append(run_labctl(base, data, a.block, a.commit_rows, reads))
+        for side in ("with", "without") if k % 2 == 0 else ("without", "with"):  # neither always second
+            if side == "with":
+                with timing_envelope():
+                    lab.append(run_labctl(base, data, a.block, a.commit_rows, reads))
+            else:
+                with without_envelope():
+                    bare.append(run_labctl(base, data, a.block, a.commit_rows, []))
     with psycopg.connect(base) as c:
         server = c.execute("SHOW server_version").fetchone()[0]
     r, l_ = statistics.median(raw), statistics.median(lab)
@@ -191,6 +237,11 @@ def main() -> None:
     print(f"raw COPY write_row (floor): {r:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in raw)}")
     print(f"labctl RunRecorder:         {l_:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in lab)}")
     print(f"ratio labctl/raw: {l_ / r:.2f}  (target >= 0.8)")
+    b = statistics.median(bare)
+    print(f"info: labctl without the stored envelope: {b:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in bare)}")
+    print(f"info: envelope cost, labctl with / without it: {l_ / b:.3f}")
+    share = [e * x / a.rows for e, x in zip(ENVELOPE_SECONDS, lab, strict=True)]
+    print(f"info: share of the run spent storing the envelope: {', '.join(f'{x:.1%}' for x in share)}")
     print(f"info: labctl db.samples read-back, all 10 columns: {statistics.median(reads):12,.0f} rows/s")
 
 

@@ -9,11 +9,16 @@ synchronous=NORMAL, committing every ``commit_rows`` rows.  The floor is raw
 labctl is timed from the first ``samples()`` call until ``finish()`` returned, so the
 copy of each block, the queue, the tuple building in the writer thread and every commit
 are inside the measurement.  Prints rows/s of both and the ratio (target >= 0.8).
+
+The writer also stores the run's voltage envelope (labctl.db.envelope) in each commit; what
+that costs is measured in the same run: labctl again with it switched off (interleaved), and
+the time spent inside it as a share of each run (info lines).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sqlite3
@@ -21,15 +26,50 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from labctl.db import Database  # noqa: E402
+from labctl.db import Database, envelope  # noqa: E402
 
 STEP_ROWS = 100_000
+
+
+@contextlib.contextmanager
+def without_envelope() -> Iterator[None]:
+    """The writer with the voltage envelope switched off (what storing it costs, measured in the
+    same run): ``labctl.db.envelope.append`` does nothing meanwhile."""
+    real = envelope.append
+    envelope.append = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        envelope.append = real
+
+
+ENVELOPE_SECONDS: list[float] = []  # time inside envelope.append, per labctl run with it
+
+
+@contextlib.contextmanager
+def timing_envelope() -> Iterator[None]:
+    """Add up the time the writer spends in ``labctl.db.envelope.append`` (its share of a run)."""
+    real = envelope.append
+    spent = [0.0]
+
+    def timed(*a: object, **k: object) -> None:
+        t0 = time.perf_counter()
+        real(*a, **k)  # type: ignore[arg-type]
+        spent[0] += time.perf_counter() - t0
+
+    envelope.append = timed
+    try:
+        yield
+    finally:
+        envelope.append = real
+        ENVELOPE_SECONDS.append(spent[0])
 
 
 def make_data(n: int, seed: int = 1) -> dict[str, np.ndarray]:
@@ -146,10 +186,16 @@ def main() -> None:
     data = make_data(a.rows)
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
         path = Path(d) / "bench.sqlite"
-        raw, lab = [], []
-        for _ in range(a.repeat):  # alternate, so drift hits both sides alike
+        raw, lab, bare = [], [], []
+        for k in range(a.repeat):  # alternate, so drift hits every side alike
             raw.append(run_raw(path, data, a.commit_rows))
-            lab.append(run_labctl(path, data, a.block, a.commit_rows))
+            for side in ("with", "without") if k % 2 == 0 else ("without", "with"):
+                if side == "with":
+                    with timing_envelope():
+                        lab.append(run_labctl(path, data, a.block, a.commit_rows))
+                else:
+                    with without_envelope():
+                        bare.append(run_labctl(path, data, a.block, a.commit_rows))
     r, l_ = statistics.median(raw), statistics.median(lab)
     print(
         f"ingest_sqlite  {date.today()}  {platform.machine()} {os.cpu_count()} cores  "
@@ -162,6 +208,11 @@ def main() -> None:
     print(f"raw executemany (floor): {r:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in raw)}")
     print(f"labctl RunRecorder:      {l_:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in lab)}")
     print(f"ratio labctl/raw: {l_ / r:.2f}  (target >= 0.8)")
+    b = statistics.median(bare)
+    print(f"info: labctl without the stored envelope: {b:12,.0f} rows/s   runs: {', '.join(f'{x:,.0f}' for x in bare)}")
+    print(f"info: envelope cost, labctl with / without it: {l_ / b:.3f}")
+    share = [e * x / a.rows for e, x in zip(ENVELOPE_SECONDS, lab, strict=True)]
+    print(f"info: share of the run spent storing the envelope: {', '.join(f'{x:.1%}' for x in share)}")
 
 
 if __name__ == "__main__":

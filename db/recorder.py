@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from labctl.db import pgcopy
+from labctl.db import envelope, pgcopy
 from labctl.db.jsonutil import jsonable
 from labctl.db.schema import FLOAT_SAMPLE_COLUMNS, SAMPLE_ID_BITS, checkpoints, events, runs, samples, steps
 from labctl.db.spill import SpillFile, StorageOutage, default_spill_dir, is_outage, read_spill
@@ -479,12 +479,15 @@ class RunRecorder:
 
 
 def commit_batch(db: Database, run_id: int, sink: Any, n0: int, batch: list[tuple], *, heartbeat: bool = True) -> int:
-    """One transaction: every item of ``batch``, in order, then the sample counters; the new count."""
+    """One transaction: every item of ``batch``, in order, then the sample counters and the
+    run's voltage envelope (``labctl.db.envelope``); the new count."""
     if all(item[0] in (_FLUSH, _STOP) for item in batch):
         return n0
     n = n0
     base = run_id << SAMPLE_ID_BITS
     ranges: dict[int, list[int]] = {}
+    t_parts: list[np.ndarray] = []
+    v_parts: list[np.ndarray] = []
     with db.transaction(write=True) as conn:
         raw = conn.connection.driver_connection
         sink.start()
@@ -495,6 +498,8 @@ def commit_batch(db: Database, run_id: int, sink: Any, n0: int, batch: list[tupl
                 if n + count > _MAX_SAMPLES:
                     raise OverflowError(f"run {run_id}: more than 2**{SAMPLE_ID_BITS} samples")
                 sink.add(conn, raw, base + n, step_index, cycle, arrays)
+                t_parts.append(arrays[0])
+                v_parts.append(arrays[1])
                 r = ranges.get(step_index)
                 if r is None:
                     ranges[step_index] = [n, n + count - 1]
@@ -546,6 +551,15 @@ def commit_batch(db: Database, run_id: int, sink: Any, n0: int, batch: list[tupl
             )
         if n != n0:
             conn.execute(runs.update().where(runs.c.id == run_id).values(n_samples=n))
+            # after the run's row is updated (locked, on PostgreSQL), so an envelope rebuilt
+            # meanwhile (envelope.rebuild locks that row first) is seen and extended
+            envelope.append(
+                conn,
+                run_id,
+                n0,
+                t_parts[0] if len(t_parts) == 1 else np.concatenate(t_parts),
+                v_parts[0] if len(v_parts) == 1 else np.concatenate(v_parts),
+            )
         if heartbeat:
             conn.execute(
                 runs.update().where(runs.c.id == run_id, runs.c.status == "running").values(heartbeat_unix=time.time())

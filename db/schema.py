@@ -132,6 +132,27 @@ samples = sa.Table(
     *(sa.Column(name, Real) for name in FLOAT_SAMPLE_COLUMNS),
 )
 
+#: Samples per row of ``trace_buckets`` (a power of two; bucket ``b`` of a run holds its samples
+#: ``n = b * ENVELOPE_BUCKET .. (b + 1) * ENVELOPE_BUCKET - 1``).
+ENVELOPE_BUCKET = 1024
+
+#: The voltage envelope of each run (labctl.db.envelope), written by the run writer in the same
+#: transaction as the samples it summarises: ``id = run_id * 2**40 + b``; ``n`` samples so far
+#: (``ENVELOPE_BUCKET`` once full; only a run's last bucket grows), the test time of the first and
+#: last of them and the least and greatest voltage among them (NULL where not a number).  No
+#: foreign key, like ``samples``.
+trace_buckets = sa.Table(
+    "trace_buckets",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("run_id", sa.BigInteger(), nullable=False),
+    sa.Column("n", sa.Integer(), nullable=False),
+    sa.Column("t_first", Real),
+    sa.Column("t_last", Real),
+    sa.Column("v_min", Real),
+    sa.Column("v_max", Real),
+)
+
 events = sa.Table(
     "events",
     metadata,

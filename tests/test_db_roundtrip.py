@@ -397,6 +397,15 @@ def test_random_blocks_round_trip(db, data):
     got = db.samples(rec.run_id)
     for c in SAMPLE_COLUMNS:  # -0.0 may come back as 0.0 (SQLite stores integral reals as integers)
         assert np.array_equal(got[c], want[c], equal_nan=True), c
+    # the stored voltage envelope (one bucket here): NaN left out, infinities kept
+    from labctl.db import envelope
+
+    with db.transaction() as conn:
+        (t0, t1, lo, hi), *rest = envelope.read(conn, rec.run_id, len(want["t"]))
+    v = want["voltage"][~np.isnan(want["voltage"])]
+    assert not rest and (lo, hi) == ((v.min(), v.max()) if v.size else (None, None))
+    t = want["t"]
+    assert [t0, t1] == [None if np.isnan(x) else x for x in (t[0], t[-1])]
 
 
 def test_in_memory_sqlite():

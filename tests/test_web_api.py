@@ -114,6 +114,68 @@ def test_a_warmed_cache_serves_any_width_without_scanning_again(db):
     assert len(app.state.trace_cache.get((rec.run_id, fine))) == 300_000 // fine
 
 
+def _envelope(v: np.ndarray, b: int) -> tuple[list[float], list[float]]:
+    k = (v.size + b - 1) // b
+    return [v[j * b : (j + 1) * b].min() for j in range(k)], [v[j * b : (j + 1) * b].max() for j in range(k)]
+
+
+def _no_scan(monkeypatch) -> None:
+    from labctl.db import envelope
+
+    def scan(*a, **k):
+        raise AssertionError("the samples were scanned")
+
+    monkeypatch.setattr(envelope, "scan", scan)
+
+
+def test_a_long_trace_comes_from_the_stored_envelope_and_follows_a_live_run(db, monkeypatch):
+    """No sample is read for a long run's trace: the writer stored its envelope; the last, partly
+    filled bucket grows as a live run records, and a short at its very end is drawn."""
+    rec, t, v = _run(db, 300_000, spike_at=150_001, dip_at=5)
+    _no_scan(monkeypatch)
+    tr = voltage_trace(db, rec.run_id, bins=100)
+    assert tr.envelope and tr.bucket == 4096 and len(tr.t) == 2 * 74
+    lo, hi = _envelope(v, tr.bucket)
+    assert tr.voltage[0::2] == lo and tr.voltage[1::2] == hi
+    assert max(tr.voltage) == 2.4 and min(tr.voltage) == -1.3 and tr.t[0] == 0.0 and tr.t[-1] == t[-1]
+    t_more = np.arange(300_000, 303_000, dtype=float)
+    v_more = np.full(t_more.size, 0.1)
+    v_more[-1] = -2.0  # a short at the very end
+    rec.samples(0, 0, t_more, v_more, np.zeros(t_more.size), np.zeros(t_more.size))
+    rec.flush()
+    live = voltage_trace(db, rec.run_id, bins=100)
+    lo, hi = _envelope(np.concatenate([v, v_more]), live.bucket)
+    assert live.n_samples == 303_000 and live.t[-1] == 302_999.0 and live.voltage[-2] == -2.0
+    assert live.voltage[0::2] == lo and live.voltage[1::2] == hi
+    rec.close()
+
+
+def test_a_run_recorded_before_the_envelope_is_drawn_from_its_samples_once(db, tmp_path, monkeypatch):
+    """A run without stored buckets (recorded before migration 0006): its first trace scans the
+    samples and stores the buckets, later ones read them; a read-only archive is scanned, unchanged."""
+    from labctl.db.schema import trace_buckets
+
+    rec, _, v = _run(db, 200_000, spike_at=77_777)
+    rec.finish("completed", "complete", time.time())
+    with db.transaction(write=True) as conn:
+        conn.execute(trace_buckets.delete())
+    ro = Database(f"sqlite:///file:{tmp_path / 'api.sqlite'}?mode=ro&uri=true")
+    try:
+        assert ro.read_only
+        tr = voltage_trace(ro, rec.run_id, bins=100)
+        assert max(tr.voltage) == 2.4 and tr.voltage[1::2] == _envelope(v, tr.bucket)[1]
+        with ro.transaction() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(trace_buckets)).scalar() == 0
+    finally:
+        ro.close()
+    first = voltage_trace(db, rec.run_id, bins=100)
+    with db.transaction() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(trace_buckets)).scalar() == 196
+    _no_scan(monkeypatch)
+    again = voltage_trace(db, rec.run_id, bins=100)
+    assert again == first and again.voltage[1::2] == _envelope(v, again.bucket)[1]
+
+
 def test_grid_and_run_endpoints(db):
     rec, _, _ = _run(db, 1000)
     c = TestClient(create_app(db))
@@ -272,6 +334,27 @@ def test_grid_trace_and_control_on_postgresql(pg_url):
         r = c.post(f"/api/runs/{rec.run_id}/control", json={"action": "pause"}, headers={"X-Labctl-Token": TOKEN})
         assert r.status_code == 200 and pending_control(db, rec.run_id).action == "pause"
         assert c.get("/api/campaigns").json() == {"available": True, "campaigns": [], "queue": []}
+        rec.close()
+    finally:
+        db.close()
+
+
+@pytest.mark.postgres
+def test_stored_and_rebuilt_envelope_on_postgresql(pg_url, monkeypatch):
+    from labctl.db.schema import trace_buckets
+
+    db = Database(pg_url)
+    try:
+        rec, _, v = _run(db, 50_000, spike_at=31_000, dip_at=49_999)
+        stored = voltage_trace(db, rec.run_id, bins=20)
+        lo, hi = _envelope(v, 4096)
+        assert stored.bucket == 4096 and stored.voltage[0::2] == lo and stored.voltage[1::2] == hi
+        assert max(stored.voltage) == 2.4 and min(stored.voltage) == -1.3
+        with db.transaction(write=True) as conn:
+            conn.execute(trace_buckets.delete())
+        assert voltage_trace(db, rec.run_id, bins=20) == stored  # rebuilt from the samples
+        _no_scan(monkeypatch)
+        assert voltage_trace(db, rec.run_id, bins=20) == stored  # and kept
         rec.close()
     finally:
         db.close()

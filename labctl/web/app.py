@@ -265,8 +265,9 @@ def _static_dir() -> Path:
 # ---------------------------------------------------------------------------------------- the app
 def create_app(db: Any, *, token: Any = None, poll_interval: float = 0.5, warm: bool = True) -> FastAPI:
     """The dashboard over ``db`` (a :class:`labctl.db.Database`).  ``token`` (str or SecretStr)
-    enables the control endpoints; without one the dashboard is read-only.  ``warm``: scan the
-    latest run of each channel in a background thread at once, so its first page is fast."""
+    enables the control endpoints; without one the dashboard is read-only.  ``warm``: prepare the
+    trace of the latest run of each channel in a background thread at once (``trace.warm``), so
+    its first page is fast even if the run was recorded before its envelope was stored."""
     expected = secret_value(token)
     cache = TraceCache()
     static = _static_dir()

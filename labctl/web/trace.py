@@ -1,4 +1,4 @@
-"""A run's voltage-time trace at the plot's resolution, decimated in SQL, keeping the extremes.
+"""A run's voltage-time trace at the plot's resolution, keeping the extremes.
 
 The samples of a run are the key range ``run_id * 2**40 + n`` (n = 0 .. n_samples-1).  The
 range is cut into buckets of ``size`` consecutive samples (a power of two, so the buckets
@@ -6,11 +6,14 @@ of a growing run stay the same until the size doubles); each bucket gives its mi
 maximum voltage and the test times of its first and last sample.  A short or a spike
 therefore always shows: it is the minimum or maximum of its bucket, never averaged away.
 
-The database does the scan: on SQLite one ``min/max`` range query per bucket (a range of
-the table's own B-tree, no sorter), on PostgreSQL one ``GROUP BY``.  Buckets that are full
-never change (committed samples are never rewritten), so they are cached per run and
-bucket size: a live run's page asks again every few seconds and only the last buckets are
-read again.
+Buckets of at least ``ENVELOPE_BUCKET`` (1,024) samples are merged from the run's stored
+envelope (``labctl.db.envelope``: a row per 1,024 samples, written by the run writer with
+the samples), so a run of 6 M samples is drawn from about 6,000 rows, whoever asks first.  A
+run recorded before the envelope was stored gets it computed from its samples on its first
+trace and stored (a read-only archive is scanned instead).  Finer buckets (runs of less than
+about 0.7 M samples at a full-width plot) are read from the samples: on SQLite one ``min/max`` range query
+per bucket, on PostgreSQL one ``GROUP BY``; full ones are cached per run and bucket size,
+since committed samples never change, so a live page's refresh reads only the last again.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
-from labctl.db.schema import SAMPLE_ID_BITS, runs
+from labctl.db import envelope
+from labctl.db.schema import ENVELOPE_BUCKET, SAMPLE_ID_BITS, runs
 
 #: buckets of a full-width plot (a bucket gives two points)
 DEFAULT_BINS = 1500
@@ -74,6 +79,9 @@ def bucket_size(n: int, bins: int) -> int:
 def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: TraceCache | None = None) -> Trace:
     """The voltage-time trace of run ``run_id`` (``KeyError`` if there is no such run)."""
     base = int(run_id) << SAMPLE_ID_BITS
+    stored: list[envelope.Bucket] | None = None
+    t: list[float]
+    v: list[float | None]
     with db.transaction() as conn:
         n = conn.execute(sa.select(runs.c.n_samples).where(runs.c.id == run_id)).scalar()
         if n is None:
@@ -86,34 +94,66 @@ def voltage_trace(db: Any, run_id: int, *, bins: int = DEFAULT_BINS, cache: Trac
             ).all()
             return Trace(int(run_id), n, 1, False, [float(r[0]) for r in rows], [_num(r[1]) for r in rows])
         size = bucket_size(n, bins)
-        fine = min(size, bucket_size(n, FINE_BINS))  # computed (and cached) at this size, merged up
-        nf = (n + fine - 1) // fine
-        full = n // fine  # buckets 0..full-1 are complete and never change
-        done = cache.get((int(run_id), fine)) if cache is not None else {}
-        todo = [b for b in range(nf) if b not in done]
-        fresh = _buckets(conn, int(run_id), base, n, fine, todo)
-        if cache is not None:
-            cache.scanned += len(todo)
-        for b, row in fresh.items():
-            if b < full:
-                done[b] = row
-        got_fine = {**done, **fresh}
+        if size >= ENVELOPE_BUCKET:
+            stored = envelope.read(conn, int(run_id), n)
+        if stored is None and (size < ENVELOPE_BUCKET or db.read_only):
+            got_fine, fine, nf = _scanned(conn, int(run_id), n, size, cache)
+    if stored is None and size >= ENVELOPE_BUCKET and not db.read_only:
+        # recorded before the envelope was stored: computed from the samples once, and kept
+        with db.transaction(write=True) as conn:
+            n, stored = envelope.rebuild(conn, int(run_id), if_missing=True)
+        size = bucket_size(n, bins)
+    if stored is not None:
+        t, v = _merged(stored, size // ENVELOPE_BUCKET)
+        return Trace(int(run_id), n, size, True, t, v)
     k = size // fine
     nb = (n + size - 1) // size
     got = {b: _merge([got_fine.get(j) for j in range(b * k, min(nf, (b + 1) * k))]) for b in range(nb)}
-    t: list[float] = []
-    v: list[float | None] = []
+    t = []
+    v = []
     for b in range(nb):
         cell = got.get(b)
         if cell is None:
             continue
         t0, t1, lo, hi = cell
-        if t0 is None:
+        if t0 is None or t1 is None:
             continue
         # two points per bucket: its minimum and its maximum, at its first and last sample's time
         t += [float(t0), float(t1)]
         v += [_num(lo), _num(hi)]
     return Trace(int(run_id), n, size, True, t, v)
+
+
+def _merged(stored: list[envelope.Bucket], k: int) -> tuple[list[float], list[float | None]]:
+    """The trace from stored buckets, ``k`` of them merged into each of the plot's: the first
+    one's first t, the last one's last t, the least minimum, the greatest maximum (numpy)."""
+    a = np.array(stored, dtype=np.float64)  # NULL -> NaN
+    starts = np.arange(0, len(a), k)
+    ends = np.minimum(starts + k, len(a)) - 1
+    t0, t1 = a[starts, 0], a[ends, 1]
+    lo, hi = np.fmin.reduceat(a[:, 2], starts), np.fmax.reduceat(a[:, 3], starts)
+    keep = ~(np.isnan(t0) | np.isnan(t1))
+    t = np.column_stack([t0[keep], t1[keep]]).ravel().tolist()
+    v = np.column_stack([lo[keep], hi[keep]]).ravel()
+    v[~np.isfinite(v)] = np.nan
+    return t, [None if x != x else x for x in v.tolist()]
+
+
+def _scanned(conn: Any, run_id: int, n: int, size: int, cache: TraceCache | None) -> tuple[dict[int, Any], int, int]:
+    """Buckets finer than the stored ones (or of a read-only archive's run that has none), read
+    from the samples: ``(buckets, samples per bucket, number of buckets)``."""
+    fine = min(size, bucket_size(n, FINE_BINS))  # computed (and cached) at this size, merged up
+    nf = (n + fine - 1) // fine
+    full = n // fine  # buckets 0..full-1 are complete and never change
+    done = cache.get((run_id, fine)) if cache is not None else {}
+    todo = [b for b in range(nf) if b not in done]
+    fresh = envelope.scan(conn, run_id, n, fine, todo)
+    if cache is not None:
+        cache.scanned += len(todo)
+    for b, row in fresh.items():
+        if b < full:
+            done[b] = row
+    return {**done, **fresh}, fine, nf
 
 
 def _merge(parts: list[tuple | None]) -> tuple | None:
@@ -129,59 +169,11 @@ def _merge(parts: list[tuple | None]) -> tuple | None:
 
 
 def warm(db: Any, cache: TraceCache, run_ids: list[int]) -> None:
-    """Fill ``cache`` with the full buckets of these runs (a server does it at start for the
-    latest run of each channel, so the first visitor does not wait for the scan)."""
+    """Make the traces of these runs fast to draw: store the envelope of a run recorded before
+    it was stored, fill ``cache`` with the finer buckets of a shorter run (a server does it at
+    start for the latest run of each channel, so the first visitor does not wait for the scan)."""
     for run_id in run_ids:
         voltage_trace(db, run_id, bins=FINE_BINS, cache=cache)
-
-
-def _buckets(conn: Any, run_id: int, base: int, n: int, size: int, todo: list[int]) -> dict[int, tuple]:
-    out: dict[int, tuple] = {}
-    if not todo:
-        return out
-    if conn.dialect.name == "postgresql":
-        lo_b, hi_b = min(todo), max(todo)
-        rows = conn.execute(
-            sa.text(
-                "SELECT (id - :base) / :size AS b, min(t), max(t), min(voltage), max(voltage) FROM samples "
-                "WHERE run_id = :run AND id BETWEEN :lo AND :hi GROUP BY 1"
-            ),
-            {
-                "base": base,
-                "size": size,
-                "run": run_id,
-                "lo": base + lo_b * size,
-                "hi": base + min(n, (hi_b + 1) * size) - 1,
-            },
-        ).all()
-        want = set(todo)
-        for r in rows:
-            if int(r[0]) in want:
-                out[int(r[0])] = (r[1], r[2], r[3], r[4])
-        return out
-    # SQLite (and others): one range query per bucket; the first and last sample's t by key
-    raw = conn.connection.driver_connection
-    sql = (
-        "SELECT (SELECT t FROM samples WHERE id = ?1), (SELECT t FROM samples WHERE id = ?2), "
-        "min(voltage), max(voltage) FROM samples WHERE id BETWEEN ?1 AND ?2"
-    )
-    if conn.dialect.name != "sqlite":
-        for b in todo:
-            lo, hi = base + b * size, base + min(n, (b + 1) * size) - 1
-            r = conn.execute(
-                sa.text("SELECT min(t), max(t), min(voltage), max(voltage) FROM samples WHERE id BETWEEN :lo AND :hi"),
-                {"lo": lo, "hi": hi},
-            ).one()
-            out[b] = tuple(r)
-        return out
-    cur = raw.cursor()
-    try:
-        for b in todo:
-            lo, hi = base + b * size, base + min(n, (b + 1) * size) - 1
-            out[b] = cur.execute(sql, (lo, hi)).fetchone()
-    finally:
-        cur.close()
-    return out
 
 
 def _num(x: Any) -> float | None:
