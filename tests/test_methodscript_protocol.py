@@ -184,7 +184,7 @@ class FeedTransport:
 def test_handle_on_garbage_fails_within_timeout(junk: bytes) -> None:
     link = FeedTransport(b"e\nM0000\n" + junk + b"\x00garbage\n")
     dev = MethodScriptPotentiostat(
-        VirtualClock(), transport=link, model="es4_lr", command_timeout=0.05, silence_timeout=0.2
+        VirtualClock(), transport=link, model="es4_lr", command_timeout=0.05, silence_timeout=0.1
     )
     dev.connected = True
     h = dev.start(OpenCircuit(10, Recording(dt=1)))

@@ -4,11 +4,10 @@ continue across the gap, the gap and the OCV measurement are on record."""
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 from labctl.app.resume import resume_run
 from labctl.db import Database
 from labctl.db.schema import SAMPLE_ID_BITS
+from tests import forked_cli
 from tests.test_cli import SHORT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,29 +27,9 @@ CYCLES = 40
 PROTOCOL = SHORT.replace("times: 3", f"times: {CYCLES}")
 
 
-def _start(url: str, proto: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "labctl.cli",
-            "run",
-            str(proto),
-            "--sim",
-            "--preset",
-            "br-mg",
-            "--seed",
-            "5",
-            "--speed",
-            "40000",
-            "--db",
-            url,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+def _start(url: str, proto: Path) -> multiprocessing.process.BaseProcess:
+    argv = ["run", str(proto), "--sim", "--preset", "br-mg", "--seed", "5", "--speed", "40000", "--db", url]
+    return forked_cli.start(argv, str(ROOT))  # a process of its own, without the start-up
 
 
 def _committed(db: Database) -> int:
@@ -69,8 +49,10 @@ def _kill_at_random(url: str, proto: Path, rng: random.Random) -> None:
             time.sleep(0.05)
         assert _committed(db) > 0, "the run never committed samples"
         time.sleep(rng.uniform(0.0, 2.5))  # a random moment of the run
+        assert proc.pid is not None and proc.is_alive(), f"labctl run ended before the kill ({proc.exitcode})"
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.join(timeout=30)
+        assert proc.exitcode == -signal.SIGKILL
     finally:
         db.close()
 

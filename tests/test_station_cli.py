@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from labctl.app.emulate import emulate_station
 from labctl.app.station import load_station_text
+from labctl.cli import app
 from labctl.core.clock import WallClock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +35,16 @@ steps:
 
 def labctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*LABCTL, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+def labctl_here(*args: str) -> subprocess.CompletedProcess:
+    """The same command through the typer app in this process (for the read-only commands, where
+    a process of their own adds nothing but start-up time); an exception that escaped the command
+    fails the test as a traceback would."""
+    r = CliRunner().invoke(app, list(args))
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return subprocess.CompletedProcess([*LABCTL, *args], r.exit_code, r.stdout, r.stderr)
 
 
 def test_rehearsal_on_an_emulated_station_with_transcript_and_replay(tmp_path: Path):
@@ -57,22 +70,22 @@ def test_rehearsal_on_an_emulated_station_with_transcript_and_replay(tmp_path: P
         )
         assert r.returncode == 0, r.stderr[-2000:]
         run_id = json.loads(r.stdout)["run_id"]
-        shown = json.loads(labctl("show", str(run_id), "--db", db, "--json").stdout)
+        shown = json.loads(labctl_here("show", str(run_id), "--db", db, "--json").stdout)
         meta = shown["run"]["meta"]
         assert meta["channel"] == "A" and meta["instruments"]["potentiostat"]["driver"] == "methodscript"
         assert (
             "es4_lr" in meta["instruments"]["potentiostat"]["identity"].lower()
             or "emstat" in meta["instruments"]["potentiostat"]["identity"].lower()
         )
-        assert "ps1 (methodscript)" in labctl("show", str(run_id), "--db", db).stdout
-        survey = labctl("instruments", "--station", str(station), "--json")
+        assert "ps1 (methodscript)" in labctl_here("show", str(run_id), "--db", db).stdout
+        survey = labctl_here("instruments", "--station", str(station), "--json")
         assert survey.returncode == 0, survey.stderr[-2000:]
         assert json.loads(survey.stdout)[0]["instrument"] == "ps1"
         (tr,) = (tmp_path / "tr").glob("A-ps1.jsonl")
     finally:
         em.close()
     # the instrument is gone: the transcript plays it back
-    rp = labctl("replay-transcript", str(tr), "--run", str(run_id), "--db", db)
+    rp = labctl_here("replay-transcript", str(tr), "--run", str(run_id), "--db", db)
     assert rp.returncode == 0, rp.stderr[-2000:]
     n = shown["n_samples"]
     assert f"{n:,} samples (the run recorded {n:,})" in " ".join(rp.stdout.split())

