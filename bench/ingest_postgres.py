@@ -19,14 +19,12 @@ the time spent inside it as a share of each run (info lines).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import secrets
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote
@@ -35,45 +33,13 @@ import numpy as np
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from labctl.db import Database, envelope  # noqa: E402
+from _envelope import ENVELOPE_SECONDS, timing_envelope, without_envelope  # noqa: E402
+
+from labctl.db import Database  # noqa: E402
 from labctl.db.schema import SAMPLE_ID_BITS  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 STEP_ROWS = 100_000
-
-
-@contextlib.contextmanager
-def without_envelope() -> Iterator[None]:
-    """The writer with the voltage envelope switched off (what storing it costs, measured in the
-    same run): ``labctl.db.envelope.append`` does nothing meanwhile."""
-    real = envelope.append
-    envelope.append = lambda *a, **k: None
-    try:
-        yield
-    finally:
-        envelope.append = real
-
-
-ENVELOPE_SECONDS: list[float] = []  # time inside envelope.append, per labctl run with it
-
-
-@contextlib.contextmanager
-def timing_envelope() -> Iterator[None]:
-    """Add up the time the writer spends in ``labctl.db.envelope.append`` (its share of a run)."""
-    real = envelope.append
-    spent = [0.0]
-
-    def timed(*a: object, **k: object) -> None:
-        t0 = time.perf_counter()
-        real(*a, **k)  # type: ignore[arg-type]
-        spent[0] += time.perf_counter() - t0
-
-    envelope.append = timed
-    try:
-        yield
-    finally:
-        envelope.append = real
-        ENVELOPE_SECONDS.append(spent[0])
 
 
 def make_data(n: int, seed: int = 1) -> dict[str, np.ndarray]:
